@@ -1,0 +1,10 @@
+"""Pure message building: templates → letter; event → iCalendar; both → MIME bytes.
+
+Nothing here touches the database, the network or the clock: values in, values out.
+`Composer` holds what is built once per campaign (compiled templates, the VTIMEZONE).
+"""
+
+from mailer.compose.composer import ComposedMessage, Composer, OutgoingMail
+from mailer.compose.letters import Letter, LetterRenderer
+
+__all__ = ["ComposedMessage", "Composer", "Letter", "LetterRenderer", "OutgoingMail"]

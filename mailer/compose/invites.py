@@ -1,0 +1,99 @@
+"""The iCalendar part: one VEVENT per invitee, with that invitee as the only ATTENDEE.
+
+Built with icalendar, which does all escaping and line folding. The VTIMEZONE is built
+once per campaign (`InviteBuilder.__init__`) and shared by every message. Calendar dates
+are Gregorian; the Buddhist Era appears only in the Thai prose.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from icalendar import Alarm, Calendar, Event, Timezone, vCalAddress
+
+from mailer.campaign import Campaign
+from mailer.contacts import InviteeRecord
+from mailer.thai import thai_when
+
+PRODID = "-//EGA Thailand//mailer//TH"
+METHODS = ("REQUEST", "CANCEL")
+
+
+def event_uid(campaign: Campaign, invitee_id: str) -> str:
+    """Stable, ASCII, per invitee: a reply from any address still names the office."""
+    return f"{campaign.id}-{invitee_id}@{campaign.uid_domain}"
+
+
+class InviteBuilder:
+    def __init__(self, campaign: Campaign) -> None:
+        self.campaign = campaign
+        self.vtimezone = Timezone.from_tzid(campaign.timezone.key)
+        event = campaign.event
+        coordinator = campaign.coordinator
+        self.description = "\n".join(
+            [
+                event.title,
+                thai_when(event.start, event.end, campaign.timezone),
+                f"ณ {event.venue}",
+                "",
+                f"ผู้ประสานงาน: {coordinator.name} {coordinator.unit}",
+                f"โทร. {coordinator.mobile}  อีเมล {coordinator.email}",
+            ]
+        )
+
+    def _organizer(self) -> vCalAddress:
+        coordinator = self.campaign.coordinator
+        organizer = vCalAddress(f"mailto:{coordinator.email}")
+        organizer.params["CN"] = coordinator.name
+        return organizer
+
+    def build(
+        self,
+        invitee: InviteeRecord,
+        *,
+        method: str,
+        sequence: int,
+        stamp: datetime,
+    ) -> bytes:
+        if method not in METHODS:
+            raise ValueError(f"unknown iTIP method {method!r}")
+        campaign = self.campaign
+        zone = campaign.timezone
+        cal = Calendar()
+        cal.add("prodid", PRODID)
+        cal.add("version", "2.0")
+        cal.add("calscale", "GREGORIAN")
+        cal.add("method", method)
+        cal.add_component(self.vtimezone)
+
+        attendee = vCalAddress(f"mailto:{invitee.primary_email}")
+        attendee.params["CN"] = invitee.organisation
+        attendee.params["CUTYPE"] = "INDIVIDUAL"
+        attendee.params["ROLE"] = "REQ-PARTICIPANT"
+        attendee.params["PARTSTAT"] = "NEEDS-ACTION"
+        attendee.params["RSVP"] = "TRUE"
+
+        event = Event()
+        event.add("uid", event_uid(campaign, invitee.invitee_id))
+        event.add("dtstamp", stamp)
+        event.add("dtstart", campaign.event.start.astimezone(zone))
+        event.add("dtend", campaign.event.end.astimezone(zone))
+        event.add("sequence", sequence)
+        event.add("summary", campaign.event.summary)
+        event.add("location", campaign.event.venue)
+        event.add("description", self.description)
+        event.add("organizer", self._organizer())
+        event.add("attendee", attendee)
+        event.add("class", "PUBLIC")
+        event.add("transp", "OPAQUE")
+        if method == "CANCEL":
+            event.add("status", "CANCELLED")
+        else:
+            event.add("status", "CONFIRMED")
+            alarm = Alarm()
+            alarm.add("action", "DISPLAY")
+            alarm.add("description", campaign.event.summary)
+            alarm.add("trigger", timedelta(days=-1))
+            event.add_component(alarm)
+        cal.add_component(event)
+        return cal.to_ical()

@@ -1,0 +1,126 @@
+"""The database: engine, SQLite pragmas, and migrations run automatically on first use.
+
+SQLite (the embedded default) runs in WAL mode and every transaction starts with
+`BEGIN IMMEDIATE`, so a ledger claim never fails half-way on a lock upgrade. Another
+database is chosen with `DATABASE_URL` (PostgreSQL via psycopg).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine, create_engine, event, inspect, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DatabaseError as SADatabaseError
+from sqlalchemy.exc import OperationalError
+from sqlmodel import Session
+
+from mailer.errors import DatabaseError
+
+_OUR_TABLES = {"invitee", "campaign_state", "delivery"}
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+
+
+def _alembic_config() -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
+    return config
+
+
+def _sqlite_file(url: str) -> Path | None:
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or not parsed.database:
+        return None
+    if parsed.database == ":memory:":
+        return None
+    return Path(parsed.database)
+
+
+def _on_sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
+    dbapi_connection.isolation_level = None  # we issue BEGIN ourselves
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+def _on_sqlite_begin(connection: Any) -> None:
+    connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def open_database(url: str) -> Engine:
+    """Open (creating if needed) and migrate the database at `url`.
+
+    Refuses, with a clear message, a file that is not SQLite or a database that holds
+    tables but not ours.
+    """
+    path = _sqlite_file(url)
+    if path is not None:
+        if path.exists():
+            with path.open("rb") as handle:
+                head = handle.read(16)
+            if head and head != _SQLITE_MAGIC:
+                raise DatabaseError(
+                    f"{path} is not a SQLite database (it starts with {head[:8]!r}). "
+                    "Point DATABASE_URL at another file, e.g. sqlite:///var/mailer.db"
+                )
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"timeout": 30})
+        event.listen(engine, "connect", _on_sqlite_connect)
+        event.listen(engine, "begin", _on_sqlite_begin)
+    else:
+        engine = create_engine(url, pool_pre_ping=True)
+    try:
+        _check_ours(engine, url)
+        migrate(engine)
+    except OperationalError as exc:
+        engine.dispose()
+        raise DatabaseError(
+            f"cannot open the database {make_url(url).render_as_string(hide_password=True)}: "
+            f"{exc.orig}. Check DATABASE_URL and that the server is running."
+        ) from exc
+    except SADatabaseError as exc:
+        engine.dispose()
+        raise DatabaseError(f"the database {path or url} cannot be used: {exc.orig}") from exc
+    except DatabaseError:
+        engine.dispose()
+        raise
+    return engine
+
+
+def _check_ours(engine: Engine, url: str) -> None:
+    tables = set(inspect(engine).get_table_names())
+    shown = make_url(url).render_as_string(hide_password=True)
+    if not tables:
+        return
+    if "alembic_version" not in tables or not _OUR_TABLES & tables:
+        others = ", ".join(sorted(tables)[:5])
+        raise DatabaseError(
+            f"{shown} is not a mailer database: it already holds other tables ({others}). "
+            "Point DATABASE_URL at a new or empty database."
+        )
+    with engine.connect() as conn:
+        current = conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+    script = ScriptDirectory.from_config(_alembic_config())
+    if current is not None and script.get_revision(current) is None:
+        raise DatabaseError(
+            f"{shown} was written by a newer mailer (schema {current}); upgrade mailer first."
+        )
+
+
+def migrate(engine: Engine) -> None:
+    config = _alembic_config()
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "head")
+
+
+def session(engine: Engine) -> Session:
+    return Session(engine, expire_on_commit=False)

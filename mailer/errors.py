@@ -1,0 +1,46 @@
+"""Domain errors. Each message says where, what, and how to fix it.
+
+The CLI turns any `MailerError` into `Error: <message>` and exit code 1, in one place
+(`mailer.cli._Group.invoke`). Anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+
+class MailerError(Exception):
+    """A problem the user can fix; the message tells them how."""
+
+
+class SettingsError(MailerError):
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        lines = "\n".join(f"  - {p}" for p in problems)
+        super().__init__(f"the settings have {len(problems)} problem(s):\n{lines}")
+
+
+class CampaignError(MailerError):
+    def __init__(self, path: object, problems: list[str]) -> None:
+        self.path = path
+        self.problems = problems
+        lines = "\n".join(f"  - {p}" for p in problems)
+        super().__init__(f"{path}: the campaign file has {len(problems)} problem(s):\n{lines}")
+
+
+class ContactsError(MailerError):
+    """The invitee list could not be imported; nothing was written."""
+
+
+class TemplateProblem(MailerError):
+    """A template failed to load or render."""
+
+
+class DatabaseError(MailerError):
+    """The database is missing, locked, or not a mailer database."""
+
+
+class TransportError(MailerError):
+    """The SMTP server cannot be used at all (unreachable, TLS, authentication)."""
+
+
+class LedgerError(MailerError):
+    """A ledger operation was refused (e.g. a different SMTP server than before)."""

@@ -1,0 +1,102 @@
+"""Stored rows (SQLModel tables). Values passed around elsewhere are frozen dataclasses.
+
+Every datetime is stored as naive UTC and read back as aware UTC (`UTCDateTime`), so the
+same code runs on SQLite and PostgreSQL. The schema is created and upgraded by the
+Alembic migrations in `mailer/migrations/`; keep both in step.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import Column, DateTime, Index, Text, UniqueConstraint
+from sqlalchemy.types import TypeDecorator
+from sqlmodel import Field, SQLModel
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    impl = DateTime(timezone=False)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r} given to the database; use aware UTC")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        return None if value is None else value.replace(tzinfo=UTC)
+
+
+def _when(nullable: bool = False) -> Any:
+    return Field(sa_column=Column(UTCDateTime(), nullable=nullable))
+
+
+class DeliveryState(StrEnum):
+    queued = "queued"
+    sending = "sending"
+    sent = "sent"
+    retry_wait = "retry_wait"
+    failed = "failed"
+    uncertain = "uncertain"
+
+
+class Invitee(SQLModel, table=True):
+    __tablename__ = "invitee"
+
+    invitee_id: str = Field(primary_key=True, max_length=64)
+    organisation: str = Field(sa_column=Column(Text, nullable=False))
+    salutation: str = Field(sa_column=Column(Text, nullable=False))
+    province: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
+    province_code: str = Field(default="", max_length=16)
+    agency: str = Field(default="", max_length=32)
+    emails: str = Field(sa_column=Column(Text, nullable=False))  # "a@x; b@y", primary first
+    phone: str = Field(default="", max_length=64)
+    created_at: datetime = _when()
+    updated_at: datetime = _when()
+
+    @property
+    def email_list(self) -> list[str]:
+        return [e for e in (part.strip() for part in self.emails.split(";")) if e]
+
+
+class CampaignState(SQLModel, table=True):
+    """What the database remembers of a campaign: its iCalendar SEQUENCE and SMTP server."""
+
+    __tablename__ = "campaign_state"
+
+    campaign_id: str = Field(primary_key=True, max_length=64)
+    sequence: int = 0
+    smtp_server: str | None = Field(default=None, max_length=255)
+    created_at: datetime = _when()
+
+
+class Delivery(SQLModel, table=True):
+    """The ledger: one row per (campaign, invitee, kind); see DESIGN.md §5."""
+
+    __tablename__ = "delivery"
+    __table_args__ = (
+        UniqueConstraint("campaign_id", "invitee_id", "kind", name="uq_delivery_once"),
+        Index("ix_delivery_due", "campaign_id", "state", "next_attempt_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    campaign_id: str = Field(max_length=64)
+    invitee_id: str = Field(max_length=64, foreign_key="invitee.invitee_id")
+    kind: str = Field(max_length=64)
+    message_id: str = Field(max_length=255, unique=True)
+    sequence: int = 0
+    recipients: str = Field(sa_column=Column(Text, nullable=False))
+    state: str = Field(default=DeliveryState.queued, max_length=16)
+    attempts: int = 0
+    next_attempt_at: datetime = _when()
+    lease_owner: str | None = Field(default=None, max_length=128)
+    lease_until: datetime | None = _when(nullable=True)
+    last_reply: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    server: str | None = Field(default=None, max_length=255)
+    enqueued_at: datetime = _when()
+    sent_at: datetime | None = _when(nullable=True)
+    updated_at: datetime = _when()
