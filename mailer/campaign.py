@@ -105,6 +105,15 @@ class Campaign:
         known = ", ".join(r.id for r in self.rules)
         raise CampaignError(self.path, [f"there is no rule {rule_id!r}; the rules are: {known}"])
 
+    def rule_for_kind(self, kind: str) -> Rule:
+        """The rule behind a ledger kind (`invitation`, `reminder:<rule id>`)."""
+        for rule in self.rules:
+            if rule.ledger_kind == kind:
+                return rule
+        raise CampaignError(
+            self.path, [f"the ledger holds messages of kind {kind!r}, but no rule makes them"]
+        )
+
     @property
     def invitation_rule(self) -> Rule:
         for rule in self.rules:

@@ -46,6 +46,7 @@ class OutgoingMail:
     sequence: int
     method: str = "REQUEST"
     automatic: bool = False
+    test: bool = False  # a sample (--test-to): its own UID, a marked subject
 
 
 @dataclass(frozen=True)
@@ -117,7 +118,13 @@ class Composer:
                 "Fix the address in the invitee list"
             )
         letter = self.letter(invitee, mail.template)
-        ics = self.invites.build(invitee, method=mail.method, sequence=mail.sequence, stamp=now)
+        uid = event_uid(campaign, invitee.invitee_id)
+        subject = letter.subject
+        if mail.test:
+            uid, subject = f"test-{uid}", f"[ทดสอบ] {subject}"
+        ics = self.invites.build(
+            invitee, uid=uid, method=mail.method, sequence=mail.sequence, stamp=now
+        )
 
         msg = EmailMessage(policy=SMTP_FAST)
         msg["From"] = _address(campaign.sender.name, campaign.sender.email)
@@ -125,7 +132,7 @@ class Composer:
         if len(invitee.email) > 1:
             msg["Cc"] = [_address(invitee.organisation, a) for a in invitee.email[1:]]
         msg["Reply-To"] = _address(campaign.coordinator.name, campaign.coordinator.email)
-        msg["Subject"] = letter.subject
+        msg["Subject"] = subject
         msg["Date"] = format_datetime(now.astimezone(campaign.timezone))
         msg["Message-ID"] = mail.message_id
         msg["X-Auto-Response-Suppress"] = AUTO_RESPONSE_SUPPRESS
@@ -154,7 +161,7 @@ class Composer:
             message_id=mail.message_id,
             envelope_from=campaign.sender.email,
             recipients=invitee.email,
-            subject=letter.subject,
+            subject=subject,
             data=msg.as_bytes(),
         )
 

@@ -51,6 +51,7 @@ class InviteBuilder:
         self,
         invitee: InviteeRecord,
         *,
+        uid: str,
         method: str,
         sequence: int,
         stamp: datetime,
@@ -74,7 +75,7 @@ class InviteBuilder:
         attendee.params["RSVP"] = "TRUE"
 
         event = Event()
-        event.add("uid", event_uid(campaign, invitee.invitee_id))
+        event.add("uid", uid)
         event.add("dtstamp", stamp)
         event.add("dtstart", campaign.event.start.astimezone(zone))
         event.add("dtend", campaign.event.end.astimezone(zone))

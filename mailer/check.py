@@ -1,0 +1,96 @@
+"""`mailer check`: the campaign, every template rendered for every invitee, the contacts,
+and letters of an unexpected script inside Thai text (e.g. Bengali in "ออดิทอเรียม")."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mailer.compose import OutgoingMail
+from mailer.contacts import InviteeRecord, read_contacts
+from mailer.errors import MailerError
+from mailer.sender import select_invitees
+from mailer.thai import script_slips
+from mailer.workspace import Workspace
+
+
+@dataclass
+class CheckReport:
+    errors: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+
+def run_check(ws: Workspace, contacts_file: Path | None = None) -> CheckReport:
+    report = CheckReport()
+    campaign = ws.campaign  # a broken campaign file raises CampaignError with every problem
+    report.notes.append(f"campaign {campaign.id} ({campaign.path}): {len(campaign.rules)} rule(s)")
+    event, coordinator, sender = campaign.event, campaign.coordinator, campaign.sender
+    fields = {
+        "event.title": event.title,
+        "event.summary": event.summary,
+        "event.venue": event.venue,
+        "event.background": "\n\n".join(event.background),
+        "coordinator.name": coordinator.name,
+        "coordinator.unit": coordinator.unit,
+        "coordinator.organisation": coordinator.organisation,
+        "sender.name": sender.name,
+    }
+    for key, text in fields.items():
+        report.errors.extend(s.describe() for s in script_slips(text, f"{campaign.path}: {key}"))
+
+    templates = sorted({rule.template for rule in campaign.rules})
+    usable = []
+    for template in templates:
+        try:
+            renderer = ws.composer.renderer(template)
+        except MailerError as exc:
+            report.errors.append(str(exc))
+            continue
+        usable.append(template)
+        for source in sorted(renderer.folder.parent.glob("_layout.*")) + sorted(
+            renderer.folder.glob("*")
+        ):
+            text = source.read_text(encoding="utf-8", errors="replace")
+            report.errors.extend(s.describe() for s in script_slips(text, str(source)))
+    report.errors = list(dict.fromkeys(report.errors))
+
+    invitees = _invitees(ws, contacts_file, report)
+    failures: dict[str, list[str]] = {}
+    now = ws.clock()
+    for template in usable:
+        for invitee in invitees:
+            try:
+                ws.composer.compose(OutgoingMail(invitee, template, "<check@invalid>", 0), now)
+            except MailerError as exc:
+                failures.setdefault(str(exc).replace(invitee.invitee_id, "{invitee}"), []).append(
+                    invitee.invitee_id
+                )
+        if invitees:
+            report.notes.append(f"template {template}: rendered for {len(invitees)} invitee(s)")
+    for message, ids in failures.items():
+        shown = ", ".join(ids[:5]) + (f" and {len(ids) - 5} more" if len(ids) > 5 else "")
+        report.errors.append(f"{message.replace('{invitee}', ids[0])} (affects {shown})")
+    return report
+
+
+def _invitees(ws: Workspace, contacts_file: Path | None, report: CheckReport) -> list[InviteeRecord]:
+    if contacts_file is not None:
+        contacts = read_contacts(contacts_file)
+        report.errors.extend(str(p) for p in contacts.errors)
+        report.warnings.extend(str(p) for p in contacts.warnings)
+        report.notes.append(f"{contacts_file}: {len(contacts.records)} valid invitee row(s)")
+        return contacts.records
+    invitees = select_invitees(ws.engine)
+    if not invitees:
+        report.warnings.append(
+            "no invitees in the database yet; run `mailer import contacts.csv` "
+            "(or `mailer check --contacts contacts.csv`)"
+        )
+    else:
+        report.notes.append(f"database: {len(invitees)} invitee(s)")
+    return invitees

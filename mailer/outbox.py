@@ -1,0 +1,313 @@
+"""The delivery ledger and its state machine (DESIGN.md §5).
+
+    queued ──claim(lease)──► sending ──250──► sent
+       ▲                        │
+       │                        ├─4xx / dropped──► retry_wait ──(due)──► claim again
+       │                        ├─5xx────────────► failed
+       └── release (never sent) └─crash──────────► uncertain (shown, decided by a human)
+
+A claim is a lease (`lease_owner`, `lease_until`) taken in one statement; the row becomes
+`sending` in its own commit right before the SMTP transaction and `sent` right after the
+server's 250. A row found in `sending` whose worker is gone becomes `uncertain`: nothing is
+silently re-sent and nothing is silently dropped.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import Engine, and_, func, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from mailer.errors import LedgerError
+from mailer.models import CampaignState, Delivery, DeliveryState
+
+Clock = Callable[[], datetime]
+S = DeliveryState
+_SENDABLE = (S.queued.value, S.retry_wait.value)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def new_owner() -> str:
+    """Identifies one worker: host, process and a random part (pids are reused)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def _owner_is_dead(owner: str | None) -> bool:
+    """True only when the owner ran on this host and its process is gone."""
+    if not owner:
+        return True
+    host, _, rest = owner.partition(":")
+    pid_text = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid_text.isdigit():
+        return False
+    pid = int(pid_text)
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+@dataclass(frozen=True)
+class Claim:
+    id: int
+    invitee_id: str
+    kind: str
+    message_id: str
+    sequence: int
+    attempts: int
+
+
+class Ledger:
+    def __init__(self, engine: Engine, campaign_id: str, clock: Clock = utcnow) -> None:
+        self.engine = engine
+        self.campaign_id = campaign_id
+        self.clock = clock
+        self._dialect = engine.dialect.name
+
+    # --- enqueue -------------------------------------------------------------------------
+
+    def existing(self, kind: str) -> set[str]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(Delivery.invitee_id).where(
+                    Delivery.campaign_id == self.campaign_id, Delivery.kind == kind
+                )
+            )
+            return {r[0] for r in rows}
+
+    def enqueue(
+        self,
+        invitees: Iterable[tuple[str, str]],
+        kind: str,
+        sequence: int,
+        message_id: Callable[[str], str],
+    ) -> int:
+        """Add one `queued` row per (invitee_id, recipients) not yet in the ledger for `kind`.
+
+        Idempotent: running the same round twice adds nothing. Returns rows added.
+        """
+        now = self.clock()
+        rows = [
+            {
+                "campaign_id": self.campaign_id,
+                "invitee_id": invitee_id,
+                "kind": kind,
+                "message_id": message_id(invitee_id),
+                "sequence": sequence,
+                "recipients": recipients,
+                "state": S.queued.value,
+                "attempts": 0,
+                "next_attempt_at": now,
+                "enqueued_at": now,
+                "updated_at": now,
+            }
+            for invitee_id, recipients in invitees
+        ]
+        if not rows:
+            return 0
+        insert = pg_insert if self._dialect == "postgresql" else sqlite_insert
+        added = 0
+        with self.engine.begin() as conn:
+            for start in range(0, len(rows), 500):
+                stmt = insert(Delivery).values(rows[start : start + 500])
+                stmt = stmt.on_conflict_do_nothing(index_elements=["campaign_id", "invitee_id", "kind"])
+                added += conn.execute(stmt).rowcount
+        return added
+
+    # --- the worker's side ---------------------------------------------------------------
+
+    def claim(self, owner: str, limit: int, lease: timedelta) -> list[Claim]:
+        """Lease up to `limit` due rows in one statement (SKIP LOCKED on PostgreSQL)."""
+        now = self.clock()
+        due = (
+            select(Delivery.id)
+            .where(
+                Delivery.campaign_id == self.campaign_id,
+                Delivery.state.in_(_SENDABLE),  # type: ignore[attr-defined]
+                Delivery.next_attempt_at <= now,
+                or_(Delivery.lease_until.is_(None), Delivery.lease_until < now),  # type: ignore[union-attr]
+            )
+            .order_by(Delivery.id)
+            .limit(limit)
+        )
+        if self._dialect == "postgresql":
+            due = due.with_for_update(skip_locked=True)
+        stmt = (
+            update(Delivery)
+            .where(Delivery.id.in_(due.scalar_subquery()))  # type: ignore[union-attr]
+            .values(lease_owner=owner, lease_until=now + lease, updated_at=now)
+            .returning(
+                Delivery.id,
+                Delivery.invitee_id,
+                Delivery.kind,
+                Delivery.message_id,
+                Delivery.sequence,
+                Delivery.attempts,
+            )
+        )
+        with self.engine.begin() as conn:
+            claimed = [Claim(*row) for row in conn.execute(stmt)]
+        return sorted(claimed, key=lambda c: c.id)
+
+    def _update(self, delivery_id: int, owner: str | None, **values: object) -> bool:
+        now = self.clock()
+        where = [Delivery.id == delivery_id]
+        if owner is not None:
+            where.append(Delivery.lease_owner == owner)
+        with self.engine.begin() as conn:
+            result = conn.execute(update(Delivery).where(and_(*where)).values(updated_at=now, **values))
+        return bool(result.rowcount)
+
+    def mark_sending(
+        self, claim: Claim, owner: str, recipients: Sequence[str], server: str, lease: timedelta
+    ) -> bool:
+        """Committed before the SMTP transaction. False if the lease was lost."""
+        return self._update(
+            claim.id,
+            owner,
+            state=S.sending.value,
+            attempts=claim.attempts + 1,
+            recipients="; ".join(recipients),
+            server=server,
+            lease_until=self.clock() + lease,
+        )
+
+    def mark_sent(self, claim: Claim, owner: str, reply: str) -> None:
+        self._update(
+            claim.id,
+            owner,
+            state=S.sent.value,
+            last_reply=reply,
+            sent_at=self.clock(),
+            lease_owner=None,
+            lease_until=None,
+        )
+
+    def mark_retry(self, claim: Claim, owner: str, reply: str, delay: timedelta) -> None:
+        self._update(
+            claim.id,
+            owner,
+            state=S.retry_wait.value,
+            last_reply=reply,
+            next_attempt_at=self.clock() + delay,
+            lease_owner=None,
+            lease_until=None,
+        )
+
+    def mark_failed(self, claim: Claim, owner: str, reply: str) -> None:
+        self._update(
+            claim.id, owner, state=S.failed.value, last_reply=reply, lease_owner=None, lease_until=None
+        )
+
+    def release(self, owner: str) -> int:
+        """Give back every row this worker leased but never started to send."""
+        with self.engine.begin() as conn:
+            result = conn.execute(
+                update(Delivery)
+                .where(
+                    Delivery.lease_owner == owner,
+                    Delivery.state.in_(_SENDABLE),  # type: ignore[attr-defined]
+                )
+                .values(lease_owner=None, lease_until=None, updated_at=self.clock())
+            )
+        return int(result.rowcount)
+
+    def recover(self) -> int:
+        """Rows left in `sending` by a worker that is gone become `uncertain`."""
+        now = self.clock()
+        with self.engine.begin() as conn:
+            rows = conn.execute(
+                select(Delivery.id, Delivery.lease_owner, Delivery.lease_until).where(
+                    Delivery.campaign_id == self.campaign_id, Delivery.state == S.sending.value
+                )
+            ).all()
+            stale = [
+                r.id
+                for r in rows
+                if r.lease_until is None or r.lease_until < now or _owner_is_dead(r.lease_owner)
+            ]
+            if stale:
+                conn.execute(
+                    update(Delivery)
+                    .where(Delivery.id.in_(stale), Delivery.state == S.sending.value)  # type: ignore[union-attr]
+                    .values(
+                        state=S.uncertain.value,
+                        last_reply="the worker stopped between handing the message to the "
+                        "server and recording the server's answer; it may or may not have "
+                        "been delivered",
+                        lease_owner=None,
+                        lease_until=None,
+                        updated_at=now,
+                    )
+                )
+        return len(stale)
+
+    # --- reading -------------------------------------------------------------------------
+
+    def counts(self, kind: str | None = None) -> dict[str, int]:
+        query = select(Delivery.state, func.count()).where(Delivery.campaign_id == self.campaign_id)
+        if kind is not None:
+            query = query.where(Delivery.kind == kind)
+        with self.engine.connect() as conn:
+            found = dict(conn.execute(query.group_by(Delivery.state)).all())
+        return {state.value: int(found.get(state.value, 0)) for state in S}
+
+    def due_count(self) -> int:
+        now = self.clock()
+        query = select(func.count()).where(
+            Delivery.campaign_id == self.campaign_id,
+            Delivery.state.in_(_SENDABLE),  # type: ignore[attr-defined]
+            Delivery.next_attempt_at <= now,
+        )
+        with self.engine.connect() as conn:
+            return int(conn.execute(query).scalar_one())
+
+    # --- campaign state and the server guard ---------------------------------------------
+
+    def campaign_state(self) -> CampaignState:
+        with self.engine.begin() as conn:
+            row = conn.execute(
+                select(CampaignState).where(CampaignState.campaign_id == self.campaign_id)
+            ).first()
+            if row is not None:
+                return CampaignState(**row._mapping)
+            state = CampaignState(campaign_id=self.campaign_id, sequence=0, created_at=self.clock())
+            insert = pg_insert if self._dialect == "postgresql" else sqlite_insert
+            conn.execute(
+                insert(CampaignState)
+                .values(campaign_id=state.campaign_id, sequence=0, created_at=state.created_at)
+                .on_conflict_do_nothing(index_elements=["campaign_id"])
+            )
+        return self.campaign_state()
+
+    def guard_server(self, server: str, *, allow_new: bool) -> None:
+        """Refuse to send through a different SMTP server than this ledger used before."""
+        state = self.campaign_state()
+        if state.smtp_server not in (None, server) and not allow_new:
+            raise LedgerError(
+                f"this database sent campaign {self.campaign_id!r} through {state.smtp_server}, "
+                f"but SMTP_HOST/SMTP_PORT now name {server}. If that is intended, run again "
+                "with --new-server; otherwise fix the settings"
+            )
+        if state.smtp_server != server:
+            with self.engine.begin() as conn:
+                conn.execute(
+                    update(CampaignState)
+                    .where(CampaignState.campaign_id == self.campaign_id)  # type: ignore[arg-type]
+                    .values(smtp_server=server)
+                )

@@ -1,0 +1,79 @@
+"""What the coordinator reads: delivery counts and, per office, where its mail stands."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from sqlmodel import col, select
+
+from mailer.db import session
+
+from mailer.models import Delivery, DeliveryState, Invitee
+from mailer.workspace import Workspace
+
+NOT_ENQUEUED = "not_enqueued"
+
+
+@dataclass(frozen=True)
+class InviteeStatus:
+    invitee_id: str
+    organisation: str
+    province: str
+    agency: str
+    email: str
+    phone: str
+    delivery: str
+    message_id: str | None
+    sent_at: str | None
+    last_reply: str | None
+
+
+@dataclass(frozen=True)
+class StatusReport:
+    campaign_id: str
+    totals: dict[str, int]
+    invitees: list[InviteeStatus]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "campaign": self.campaign_id,
+            "totals": self.totals,
+            "invitees": [asdict(i) for i in self.invitees],
+        }
+
+
+def status(ws: Workspace, kind: str = "invitation") -> StatusReport:
+    campaign_id = ws.campaign.id
+    query = (
+        select(Invitee, Delivery)
+        .outerjoin(
+            Delivery,
+            (col(Delivery.invitee_id) == col(Invitee.invitee_id))
+            & (col(Delivery.campaign_id) == campaign_id)
+            & (col(Delivery.kind) == kind),
+        )
+        .order_by(col(Invitee.invitee_id))
+    )
+    rows: list[InviteeStatus] = []
+    totals: dict[str, int] = {"invitees": 0, NOT_ENQUEUED: 0, **{s.value: 0 for s in DeliveryState}}
+    with session(ws.engine) as db:
+        for invitee, delivery in db.exec(query).all():
+            state = delivery.state if delivery is not None else NOT_ENQUEUED
+            totals["invitees"] += 1
+            totals[state] = totals.get(state, 0) + 1
+            rows.append(
+                InviteeStatus(
+                    invitee_id=invitee.invitee_id,
+                    organisation=invitee.organisation,
+                    province=invitee.province,
+                    agency=invitee.agency,
+                    email=invitee.emails,
+                    phone=invitee.phone,
+                    delivery=state,
+                    message_id=delivery.message_id if delivery else None,
+                    sent_at=delivery.sent_at.isoformat() if delivery and delivery.sent_at else None,
+                    last_reply=delivery.last_reply if delivery else None,
+                )
+            )
+    return StatusReport(campaign_id, totals, rows)

@@ -1,0 +1,221 @@
+"""SMTP sessions: TLS verified, login from settings, one session reused for many messages.
+
+`send` sorts every outcome into three kinds the sender acts on:
+- a `SmtpReply` (250: delivered to the server),
+- `TemporaryFailure` (4xx, dropped connection: retry later),
+- `PermanentFailure` (5xx for this message: do not retry),
+and raises `TransportError` (a `MailerError`) when the server cannot be used at all
+(unreachable, certificate, login): the run stops at once instead of burning the list.
+"""
+
+from __future__ import annotations
+
+import smtplib
+import socket
+import ssl
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from types import TracebackType
+
+from mailer.errors import TransportError
+from mailer.settings import SmtpSettings
+
+
+@dataclass(frozen=True)
+class SmtpReply:
+    code: int
+    text: str
+
+    def __str__(self) -> str:
+        return f"{self.code} {self.text}".strip()
+
+    @classmethod
+    def of(cls, code: int, message: bytes | str) -> SmtpReply:
+        text = message.decode("utf-8", "replace") if isinstance(message, bytes) else message
+        return cls(code, " ".join(text.split()))
+
+
+@dataclass(frozen=True)
+class Delivered:
+    reply: SmtpReply
+    refused: dict[str, SmtpReply] = field(default_factory=dict)
+
+
+class TemporaryFailure(Exception):
+    def __init__(self, reply: SmtpReply) -> None:
+        self.reply = reply
+        super().__init__(str(reply))
+
+
+class PermanentFailure(Exception):
+    def __init__(self, reply: SmtpReply) -> None:
+        self.reply = reply
+        super().__init__(str(reply))
+
+
+def _failure(reply: SmtpReply) -> Exception:
+    return PermanentFailure(reply) if reply.code >= 500 else TemporaryFailure(reply)
+
+
+def ssl_context(settings: SmtpSettings) -> ssl.SSLContext:
+    """Always verifying; a private CA is trusted only through SMTP_CA_FILE."""
+    cafile = str(settings.ca_file) if settings.ca_file else None
+    return ssl.create_default_context(cafile=cafile)
+
+
+class SmtpTransport:
+    def __init__(self, settings: SmtpSettings) -> None:
+        self.settings = settings
+        self._smtp: smtplib.SMTP | None = None
+        self._sent_on_session = 0
+
+    @property
+    def server_id(self) -> str:
+        return self.settings.server_id
+
+    def __enter__(self) -> SmtpTransport:
+        self.connect()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def connect(self) -> None:
+        s = self.settings
+        where = f"the SMTP server {s.host}:{s.port} (SMTP_SECURITY={s.security})"
+        smtp: smtplib.SMTP | None = None
+        try:
+            if s.security == "ssl":
+                smtp = smtplib.SMTP_SSL(s.host, s.port, timeout=s.timeout, context=ssl_context(s))
+            else:
+                smtp = smtplib.SMTP(s.host, s.port, timeout=s.timeout)
+            smtp.ehlo()
+            if s.security == "starttls":
+                if not smtp.has_extn("starttls"):
+                    raise TransportError(
+                        f"{where} does not offer STARTTLS; use SMTP_SECURITY=ssl with its TLS "
+                        "port, or ask the provider for the submission port (587)"
+                    )
+                smtp.starttls(context=ssl_context(s))
+                smtp.ehlo()
+            if s.username:
+                smtp.login(s.username, s.password.value)
+        except ssl.SSLCertVerificationError as exc:
+            self._abandon(smtp)
+            raise TransportError(
+                f"the TLS certificate of {where} does not verify ({exc.verify_message}). "
+                "If the server uses a private CA, set SMTP_CA_FILE to that CA's PEM file; "
+                "otherwise check SMTP_HOST. Nothing was sent"
+            ) from exc
+        except ssl.SSLError as exc:
+            self._abandon(smtp)
+            raise TransportError(f"TLS with {where} failed: {exc}. Nothing was sent") from exc
+        except smtplib.SMTPAuthenticationError as exc:
+            self._abandon(smtp)
+            raise TransportError(
+                f"{where} refused the login of SMTP_USERNAME={s.username!r}: "
+                f"{SmtpReply.of(exc.smtp_code, exc.smtp_error)}. Check SMTP_USERNAME and "
+                "SMTP_PASSWORD. Nothing was sent"
+            ) from exc
+        except smtplib.SMTPConnectError as exc:
+            self._abandon(smtp)
+            raise TransportError(
+                f"{where} refused the session: {SmtpReply.of(exc.smtp_code, exc.smtp_error)}. "
+                "Nothing was sent"
+            ) from exc
+        except smtplib.SMTPException as exc:
+            self._abandon(smtp)
+            raise TransportError(f"{where} failed: {exc}. Nothing was sent") from exc
+        except (OSError, socket.timeout) as exc:
+            self._abandon(smtp)
+            reason = exc.strerror or str(exc) or type(exc).__name__
+            hint = (
+                " Is `mailer devserver` running?"
+                if s.is_loopback
+                else " Check SMTP_HOST, SMTP_PORT and the network"
+            )
+            raise TransportError(f"cannot reach {where}: {reason}.{hint}") from exc
+        self._smtp = smtp
+        self._sent_on_session = 0
+
+    @staticmethod
+    def _abandon(smtp: smtplib.SMTP | None) -> None:
+        if smtp is not None:
+            try:
+                smtp.close()
+            except OSError:
+                pass
+
+    def close(self) -> None:
+        smtp, self._smtp = self._smtp, None
+        if smtp is None:
+            return
+        try:
+            smtp.quit()
+        except (smtplib.SMTPException, OSError):
+            smtp.close()
+
+    def _drop(self) -> None:
+        smtp, self._smtp = self._smtp, None
+        self._abandon(smtp)
+
+    def ready(self) -> None:
+        """Make sure a session is open (reconnecting after `reconnect_every` messages or a
+        dropped connection). Raises `TransportError` when the server cannot be reached:
+        call it *before* marking a message as sending."""
+        if self._smtp is not None and self._sent_on_session >= self.settings.reconnect_every:
+            self.close()
+        if self._smtp is None:
+            self.connect()
+
+    def send(self, envelope_from: str, recipients: Sequence[str], data: bytes) -> Delivered:
+        """One SMTP transaction on the open session (see `ready`)."""
+        smtp = self._smtp
+        if smtp is None:
+            raise TemporaryFailure(SmtpReply(0, "no open SMTP session"))
+        try:
+            code, message = smtp.mail(envelope_from)
+            if code != 250:
+                self._after_refusal(code)
+                raise _failure(SmtpReply.of(code, message))
+            refused: dict[str, SmtpReply] = {}
+            for recipient in recipients:
+                code, message = smtp.rcpt(recipient)
+                if code not in (250, 251):
+                    refused[recipient] = SmtpReply.of(code, message)
+                    if code == 421:
+                        self._drop()
+                        raise TemporaryFailure(refused[recipient])
+            if len(refused) == len(recipients):
+                self._after_refusal(0)
+                worst = min(refused.values(), key=lambda r: r.code)  # 4xx before 5xx
+                raise _failure(worst)
+            code, message = smtp.data(data)
+        except smtplib.SMTPDataError as exc:  # DATA itself refused (not 354)
+            reply = SmtpReply.of(exc.smtp_code, exc.smtp_error)
+            self._after_refusal(reply.code)
+            raise _failure(reply) from exc
+        except smtplib.SMTPServerDisconnected as exc:
+            self._drop()
+            raise TemporaryFailure(SmtpReply(0, f"connection dropped: {exc}")) from exc
+        except (OSError, socket.timeout) as exc:
+            self._drop()
+            raise TemporaryFailure(SmtpReply(0, f"connection failed: {exc}")) from exc
+        reply = SmtpReply.of(code, message)
+        if code != 250:
+            self._after_refusal(code)
+            raise _failure(reply)
+        self._sent_on_session += 1
+        return Delivered(reply, refused)
+
+    def _after_refusal(self, code: int) -> None:
+        if code == 421:
+            self._drop()
+            return
+        try:
+            if self._smtp is not None:
+                self._smtp.rset()
+        except (smtplib.SMTPException, OSError):
+            self._drop()

@@ -1,0 +1,46 @@
+"""What every command works on, built once at the edge and handed down (STYLE.md §1).
+
+The database, the campaign and the composer are opened lazily, so a command that needs
+none of them (e.g. `mailer devserver`) does not fail on a broken campaign file.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+
+from sqlalchemy import Engine
+
+from mailer.campaign import Campaign, load_campaign
+from mailer.compose import Composer
+from mailer.db import open_database
+from mailer.outbox import Clock, Ledger, utcnow
+from mailer.settings import Settings
+from mailer.transport import SmtpTransport
+
+
+class Workspace:
+    def __init__(self, settings: Settings, clock: Clock = utcnow) -> None:
+        self.settings = settings
+        self.clock = clock
+
+    @cached_property
+    def engine(self) -> Engine:
+        return open_database(self.settings.database_url)
+
+    @cached_property
+    def campaign(self) -> Campaign:
+        return load_campaign(self.settings.campaign_path)
+
+    @cached_property
+    def composer(self) -> Composer:
+        return Composer(self.campaign, self.settings.templates_dir)
+
+    def ledger(self) -> Ledger:
+        return Ledger(self.engine, self.campaign.id, self.clock)
+
+    def transport(self) -> SmtpTransport:
+        return SmtpTransport(self.settings.smtp)
+
+    def close(self) -> None:
+        if "engine" in self.__dict__:
+            self.engine.dispose()
