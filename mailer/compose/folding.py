@@ -27,7 +27,11 @@ def _address(address: Any, name: str) -> str:
     display = address.display_name
     if not display or display.isascii():
         return str(address)
-    return f"{_encode_words(display, name)} <{address.addr_spec}>"
+    words = _encode_words(display, name)
+    angle = f"<{address.addr_spec}>"
+    last_line = words.rsplit(_CRLF, 1)[-1]
+    glue = " " if len(last_line) + 1 + len(angle) <= 76 else _CRLF + " "
+    return f"{words}{glue}{angle}"
 
 
 class FastFoldingPolicy(EmailPolicy):

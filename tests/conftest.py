@@ -1,0 +1,124 @@
+"""Shared fixtures: real SMTP on loopback, real SQLite and PostgreSQL, a controllable clock.
+
+In CI (CI=true) a missing PostgreSQL is a failure, never a skip.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from mailer.devserver import DevServer
+from mailer.settings import Settings, load_settings
+from mailer.workspace import Workspace
+
+ROOT = Path(__file__).resolve().parent.parent
+CAMPAIGN = ROOT / "schedules" / "egov-seminar-2559.toml"
+TEMPLATES = ROOT / "templates"
+CONTACTS = ROOT / "contacts.csv"
+PG_ADMIN = os.environ.get("TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/test")
+IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+
+
+class FakeClock:
+    def __init__(self, start: datetime) -> None:
+        self.now = start
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **kwargs: float) -> None:
+        self.now += timedelta(**kwargs)
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock(datetime(2016, 11, 1, 2, 0, tzinfo=UTC))  # 09:00 in Bangkok
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Mailhog:
+    """A real SMTP server on loopback (the product's own dev server) and its Maildir."""
+
+    server: DevServer
+    port: int
+    maildir: Path
+
+    def messages(self) -> list[bytes]:
+        folder = self.maildir / "new"
+        return [p.read_bytes() for p in sorted(folder.iterdir())] if folder.exists() else []
+
+
+@pytest.fixture
+def smtp_server(tmp_path: Path) -> Iterator[Mailhog]:
+    port = free_port()
+    maildir = tmp_path / "received"
+    with DevServer("127.0.0.1", port, maildir) as server:
+        yield Mailhog(server, port, maildir)
+
+
+def _postgres_database() -> Iterator[str]:
+    name = f"mailer_test_{uuid.uuid4().hex[:10]}"
+    try:
+        admin = psycopg.connect(PG_ADMIN, autocommit=True, connect_timeout=5)
+    except psycopg.OperationalError as exc:
+        message = f"PostgreSQL is not reachable at {PG_ADMIN}: {exc}"
+        if IN_CI:
+            pytest.fail(message + " (in CI this is a failure: .ci/run must start it)")
+        pytest.skip(message)
+    with admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        base = PG_ADMIN.rsplit("/", 1)[0]
+        yield f"{base.replace('postgresql://', 'postgresql+psycopg://', 1)}/{name}"
+    finally:
+        with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'mailer.db'}"
+    else:
+        yield from _postgres_database()
+
+
+def make_settings(tmp_path: Path, **env: str) -> Settings:
+    values = {
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'mailer.db'}",
+        "MAILER_CAMPAIGN": str(CAMPAIGN),
+        "MAILER_TEMPLATES": str(TEMPLATES),
+        "MAILER_MAILDIR": str(tmp_path / "maildir"),
+        "SMTP_PORT": "1",
+    }
+    values.update(env)
+    return load_settings(values, dotenv_path=None)
+
+
+@pytest.fixture
+def make_ws(tmp_path: Path, clock: FakeClock) -> Iterator[object]:
+    made: list[Workspace] = []
+
+    def factory(**env: str) -> Workspace:
+        ws = Workspace(make_settings(tmp_path, **env), clock=clock)
+        made.append(ws)
+        return ws
+
+    yield factory
+    for ws in made:
+        ws.close()

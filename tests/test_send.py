@@ -1,0 +1,198 @@
+"""The whole batch over real SMTP on loopback, parsed back message by message."""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+import trustme
+from aiosmtpd.controller import Controller
+from sqlalchemy import select
+
+from mailer.contacts import import_contacts
+from mailer.devserver import DevServer, MaildirHandler
+from mailer.errors import LedgerError, MailerError, TemplateProblem, TransportError
+from mailer.models import Delivery
+from mailer.report import status
+from mailer.sender import send_round, send_test
+from tests.conftest import CONTACTS, Mailhog, free_port
+from tests.helpers import EXPECTED_TREE, calendar_of, decoded, parse, raw_headers, text_of, tree
+
+
+def _ready(make_ws, port: int, **env: str):  # type: ignore[no-untyped-def]
+    ws = make_ws(SMTP_PORT=str(port), **env)
+    report = import_contacts(ws.engine, CONTACTS)
+    assert report.written and not report.errors
+    return ws
+
+
+def test_the_whole_batch_arrives_once_each_and_correct(make_ws, smtp_server: Mailhog) -> None:
+    ws = _ready(make_ws, smtp_server.port)
+    report = send_round(ws, "invitation")
+    assert (report.enqueued, report.drain.sent, report.drain.failed) == (532, 532, 0)
+    received = smtp_server.messages()
+    assert len(received) == 532
+
+    invitees = {i.invitee_id: i for i in status(ws).invitees}
+    seen_ids = set()
+    for raw in received:
+        headers = raw_headers(raw)
+        delivered_to = [v for k, v in headers if k == "Delivered-To"]
+        assert len(delivered_to) == 1
+        message = parse(raw)
+        assert tree(message) == EXPECTED_TREE
+        (event,) = calendar_of(message).walk("VEVENT")
+        invitee_id = str(event["UID"]).removeprefix("egov-seminar-2559-").removesuffix("@ega.or.th")
+        seen_ids.add(invitee_id)
+        invitee = invitees[invitee_id]
+        assert delivered_to == [invitee.email]
+        assert str(event["ATTENDEE"]) == f"mailto:{delivered_to[0]}"
+        assert str(event["ORGANIZER"]) == "mailto:thannop.sirithamwilai@ega.or.th"
+        assert event.DTSTART == datetime(2016, 11, 22, 6, 0, tzinfo=UTC)
+        assert event.DTEND == datetime(2016, 11, 22, 9, 30, tzinfo=UTC)
+        assert calendar_of(message)["METHOD"] == "REQUEST"
+        assert decoded(dict(headers)["Subject"]).startswith("ขอเชิญเข้าร่วมงานสัมมนา รายงานผล")
+        assert decoded(dict(headers)["To"]) == f"{invitee.organisation} <{invitee.email}>"
+        body = text_of(message, "text/plain")
+        assert invitee.organisation in body
+        assert "วันอังคารที่ ๒๒ พฤศจิกายน ๒๕๕๙ เวลา ๑๓.๐๐ – ๑๖.๓๐ น." in body
+        assert dict(headers)["Message-ID"] == invitee.message_id
+    assert seen_ids == set(invitees)
+
+    again = send_round(ws, "invitation")
+    assert (again.enqueued, again.drain.sent) == (0, 0)
+    assert len(smtp_server.messages()) == 532
+    assert status(ws).totals["sent"] == 532
+
+
+def test_dry_run_writes_nothing_and_sends_nothing(make_ws, smtp_server: Mailhog) -> None:
+    ws = _ready(make_ws, smtp_server.port)
+    report = send_round(ws, "invitation", dry_run=True)
+    assert (report.enqueued, report.due) == (532, 532)
+    assert smtp_server.messages() == []
+    assert status(ws).totals["not_enqueued"] == 532
+
+
+def test_only_and_limit_choose_who_is_enqueued(make_ws, smtp_server: Mailhog) -> None:
+    ws = _ready(make_ws, smtp_server.port)
+    assert send_round(ws, "invitation", only=["TH-50"]).drain.sent == 7
+    assert send_round(ws, "invitation", only=["agri"], limit=3).drain.sent == 3
+    assert send_round(ws, "invitation", only=["TH-50-agri"]).drain.sent == 0  # already sent
+    assert len(smtp_server.messages()) == 10
+    with pytest.raises(MailerError, match="no invitee matches --only TH-99"):
+        send_round(ws, "invitation", only=["TH-99"])
+
+
+def test_test_to_sends_a_sample_and_leaves_the_ledger_alone(make_ws, smtp_server: Mailhog) -> None:
+    ws = _ready(make_ws, smtp_server.port)
+    sample = send_test(ws, "coordinator.test@ega.example", only=["TH-50-agri"])
+    assert sample.reply.startswith("250")
+    (raw,) = smtp_server.messages()
+    (event,) = calendar_of(parse(raw)).walk("VEVENT")
+    assert str(event["ATTENDEE"]) == "mailto:coordinator.test@ega.example"
+    assert str(event["UID"]).startswith("test-")
+    with ws.engine.connect() as conn:
+        assert conn.execute(select(Delivery)).all() == []
+
+
+def test_unreachable_server_stops_before_writing(make_ws) -> None:
+    ws = _ready(make_ws, free_port())
+    with pytest.raises(TransportError, match=r"cannot reach the SMTP server 127\.0\.0\.1:\d+.*devserver"):
+        send_round(ws, "invitation")
+    assert status(ws).totals["not_enqueued"] == 532
+
+
+def test_a_template_error_stops_before_anything_is_written(make_ws, smtp_server, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    templates = tmp_path / "templates"
+    source = Path(__file__).resolve().parent.parent / "templates"
+    for path in source.rglob("*"):
+        if path.is_file():
+            target = templates / path.relative_to(source)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(path.read_text(encoding="utf-8"), encoding="utf-8")
+    (templates / "invitation" / "subject.txt").write_text("{{ event.titel }}", encoding="utf-8")
+    ws = _ready(make_ws, smtp_server.port, MAILER_TEMPLATES=str(templates))
+    with pytest.raises(TemplateProblem, match=r"invitation/subject\.txt.*titel"):
+        send_round(ws, "invitation")
+    assert status(ws).totals["not_enqueued"] == 532
+    assert smtp_server.messages() == []
+
+
+def test_another_server_is_refused_until_confirmed(make_ws, smtp_server: Mailhog, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    ws = _ready(make_ws, smtp_server.port)
+    send_round(ws, "invitation", only=["TH-50"])
+    other_port = free_port()
+    with DevServer("127.0.0.1", other_port, tmp_path / "other"):
+        moved = make_ws(SMTP_PORT=str(other_port))
+        with pytest.raises(LedgerError, match=r"--new-server"):
+            send_round(moved, "invitation", only=["TH-51"])
+        assert send_round(moved, "invitation", only=["TH-51"], new_server=True).drain.sent == 7
+
+
+# --- servers that misbehave ---------------------------------------------------------------
+
+
+class _Refuser:
+    """Refuses every recipient with a permanent error."""
+
+    async def handle_RCPT(self, server, session, envelope, address, options):  # type: ignore[no-untyped-def]
+        return "550 5.1.1 <%s>: Recipient address rejected: User unknown" % address
+
+    async def handle_DATA(self, server, session, envelope):  # type: ignore[no-untyped-def]
+        return "250 OK"
+
+
+def test_a_refusing_server_fails_rows_then_pauses_the_run(make_ws) -> None:
+    port = free_port()
+    controller = Controller(_Refuser(), hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        ws = _ready(make_ws, port, MAILER_MAX_FAILURES="5")
+        report = send_round(ws, "invitation")
+    finally:
+        controller.stop()
+    assert report.drain.failed == 5
+    assert report.drain.stopped is not None and "5 failures in a row" in report.drain.stopped
+    totals = status(ws).totals
+    assert (totals["failed"], totals["queued"], totals["sending"]) == (5, 527, 0)
+    failed = [i for i in status(ws).invitees if i.delivery == "failed"]
+    assert all("550 5.1.1" in (i.last_reply or "") for i in failed)
+
+
+@pytest.fixture
+def tls_server(tmp_path: Path) -> Iterator[tuple[int, Path, Mailhog]]:
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1", "localhost")
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    cert.configure_cert(context)
+    ca_file = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    port = free_port()
+    handler = MaildirHandler(tmp_path / "tls-mail")
+    controller = Controller(
+        handler, hostname="127.0.0.1", port=port, require_starttls=True, tls_context=context
+    )
+    controller.start()
+    try:
+        yield port, ca_file, Mailhog(None, port, tmp_path / "tls-mail")  # type: ignore[arg-type]
+    finally:
+        controller.stop()
+
+
+def test_starttls_is_verified_against_the_ca(make_ws, tls_server) -> None:  # type: ignore[no-untyped-def]
+    port, ca_file, box = tls_server
+    ws = _ready(make_ws, port, SMTP_SECURITY="starttls", SMTP_CA_FILE=str(ca_file))
+    assert send_round(ws, "invitation", only=["TH-50"]).drain.sent == 7
+    assert len(box.messages()) == 7
+
+
+def test_a_certificate_that_does_not_verify_stops_the_run(make_ws, tls_server) -> None:  # type: ignore[no-untyped-def]
+    port, _ca_file, box = tls_server
+    ws = _ready(make_ws, port, SMTP_SECURITY="starttls")
+    with pytest.raises(TransportError, match="does not verify.*SMTP_CA_FILE.*Nothing was sent"):
+        send_round(ws, "invitation")
+    assert box.messages() == []
+    assert status(ws).totals["not_enqueued"] == 532
