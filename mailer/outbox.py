@@ -125,8 +125,10 @@ class Ledger:
         with self.engine.begin() as conn:
             for start in range(0, len(rows), 500):
                 stmt = insert(Delivery).values(rows[start : start + 500])
-                stmt = stmt.on_conflict_do_nothing(index_elements=["campaign_id", "invitee_id", "kind"])
-                added += conn.execute(stmt).rowcount
+                stmt = stmt.on_conflict_do_nothing(
+                    index_elements=["campaign_id", "invitee_id", "kind"]
+                ).returning(Delivery.id)  # rowcount is unreliable for multi-row inserts
+                added += len(conn.execute(stmt).all())
         return added
 
     # --- the worker's side ---------------------------------------------------------------

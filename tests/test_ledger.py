@@ -1,0 +1,165 @@
+"""The ledger on real SQLite and real PostgreSQL (DESIGN.md §5)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from mailer.contacts import import_contacts
+from mailer.db import open_database
+from mailer.errors import DatabaseError, LedgerError
+from mailer.outbox import Ledger, new_owner
+from tests.conftest import CONTACTS, FakeClock
+
+LEASE = timedelta(minutes=5)
+
+
+@pytest.fixture
+def ledger(database_url: str, clock: FakeClock):  # type: ignore[no-untyped-def]
+    engine = open_database(database_url)
+    import_contacts(engine, CONTACTS)
+    yield Ledger(engine, "egov-seminar-2559", clock)
+    engine.dispose()
+
+
+def _enqueue(ledger: Ledger, ids: list[str], kind: str = "invitation") -> int:
+    return ledger.enqueue(((i, f"{i}@x.example") for i in ids), kind, 0, lambda i: f"<{kind}.{i}@t>")
+
+
+IDS = ["TH-50-agri", "TH-50-prov", "TH-51-agri"]
+
+
+def test_enqueue_is_idempotent(ledger: Ledger) -> None:
+    assert _enqueue(ledger, IDS) == 3
+    assert _enqueue(ledger, IDS) == 0
+    assert _enqueue(ledger, [*IDS, "TH-52-agri"]) == 1
+    assert ledger.counts()["queued"] == 4
+    assert _enqueue(ledger, IDS, kind="reminder:r1") == 3  # another kind is another row
+
+
+def test_a_claim_is_a_lease_that_others_cannot_take(ledger: Ledger, clock: FakeClock) -> None:
+    _enqueue(ledger, IDS)
+    first, second = new_owner(), new_owner()
+    mine = ledger.claim(first, 2, LEASE)
+    assert [c.invitee_id for c in mine] == ["TH-50-agri", "TH-50-prov"]
+    theirs = ledger.claim(second, 10, LEASE)
+    assert [c.invitee_id for c in theirs] == ["TH-51-agri"]
+    assert ledger.claim(second, 10, LEASE) == []
+    clock.advance(minutes=6)  # the first worker vanished: its lease runs out
+    assert {c.invitee_id for c in ledger.claim(second, 10, LEASE)} == {"TH-50-agri", "TH-50-prov", "TH-51-agri"}
+
+
+def test_the_state_machine(ledger: Ledger, clock: FakeClock) -> None:
+    _enqueue(ledger, IDS)
+    owner = new_owner()
+    a, b, c = ledger.claim(owner, 3, LEASE)
+    for claim in (a, b, c):
+        assert ledger.mark_sending(claim, owner, ["x@x.example"], "127.0.0.1:25", LEASE)
+    ledger.mark_sent(a, owner, "250 2.0.0 queued as 1")
+    ledger.mark_retry(b, owner, "451 4.7.1 try later", timedelta(minutes=2))
+    ledger.mark_failed(c, owner, "550 5.1.1 unknown")
+    assert {k: v for k, v in ledger.counts().items() if v} == {"sent": 1, "retry_wait": 1, "failed": 1}
+    assert ledger.claim(owner, 10, LEASE) == []  # the retry is not due yet
+    clock.advance(minutes=3)
+    (again,) = ledger.claim(owner, 10, LEASE)
+    assert again.invitee_id == b.invitee_id and again.attempts == 1
+
+
+def test_a_worker_that_lost_its_lease_cannot_mark_the_row(ledger: Ledger, clock: FakeClock) -> None:
+    _enqueue(ledger, IDS[:1])
+    slow, fast = new_owner(), new_owner()
+    (claim,) = ledger.claim(slow, 1, LEASE)
+    clock.advance(minutes=6)
+    (taken,) = ledger.claim(fast, 1, LEASE)
+    assert not ledger.mark_sending(claim, slow, ["x@x.example"], "s", LEASE)
+    assert ledger.mark_sending(taken, fast, ["x@x.example"], "s", LEASE)
+
+
+def test_release_gives_back_unsent_claims_only(ledger: Ledger) -> None:
+    _enqueue(ledger, IDS)
+    owner = new_owner()
+    a, _b, _c = ledger.claim(owner, 3, LEASE)
+    ledger.mark_sending(a, owner, ["x@x.example"], "s", LEASE)
+    assert ledger.release(owner) == 2
+    assert [c.invitee_id for c in ledger.claim(new_owner(), 10, LEASE)] == IDS[1:]
+
+
+def test_rows_left_sending_by_a_dead_process_become_uncertain(ledger: Ledger, database_url: str) -> None:
+    _enqueue(ledger, IDS)
+    # A real process claims and marks one row as sending, then dies without recording.
+    script = (
+        "import sys; from datetime import timedelta\n"
+        "from mailer.db import open_database\nfrom mailer.outbox import Ledger, new_owner\n"
+        "ledger = Ledger(open_database(sys.argv[1]), 'egov-seminar-2559')\n"
+        "owner = new_owner(); (claim,) = ledger.claim(owner, 1, timedelta(minutes=5))\n"
+        "ledger.mark_sending(claim, owner, ['x@x.example'], 's', timedelta(minutes=5))\n"
+        "import os; os._exit(0)\n"
+    )
+    subprocess.run([sys.executable, "-c", script, database_url], check=True, env=os.environ)
+    assert ledger.counts()["sending"] == 1
+    assert ledger.recover() == 1  # its lease has not run out, but its process is gone
+    counts = ledger.counts()
+    assert (counts["sending"], counts["uncertain"], counts["queued"]) == (0, 1, 2)
+    assert ledger.recover() == 0
+
+
+def test_a_live_workers_sending_row_is_left_alone(ledger: Ledger) -> None:
+    _enqueue(ledger, IDS[:1])
+    owner = new_owner()
+    (claim,) = ledger.claim(owner, 1, LEASE)
+    ledger.mark_sending(claim, owner, ["x@x.example"], "s", LEASE)
+    assert ledger.recover() == 0
+
+
+def test_the_server_guard(ledger: Ledger) -> None:
+    ledger.guard_server("127.0.0.1:8025", allow_new=False)
+    ledger.guard_server("127.0.0.1:8025", allow_new=False)
+    with pytest.raises(LedgerError, match=r"sent campaign 'egov-seminar-2559' through 127\.0\.0\.1:8025.*--new-server"):
+        ledger.guard_server("smtp.example.org:587", allow_new=False)
+    ledger.guard_server("smtp.example.org:587", allow_new=True)
+    assert ledger.campaign_state().smtp_server == "smtp.example.org:587"
+
+
+def test_a_database_that_is_not_ours_is_refused(tmp_path: Path) -> None:
+    other = tmp_path / "other.db"
+    engine = create_engine(f"sqlite:///{other}")
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TABLE accounts (id INTEGER)"))
+    engine.dispose()
+    with pytest.raises(DatabaseError, match=r"other\.db is not a mailer database: it already holds other tables \(accounts\)"):
+        open_database(f"sqlite:///{other}")
+
+
+def test_a_file_that_is_not_sqlite_is_refused(tmp_path: Path) -> None:
+    notes = tmp_path / "notes.db"
+    notes.write_text("hello, this is text", encoding="utf-8")
+    with pytest.raises(DatabaseError, match=r"notes\.db is not a SQLite database .*DATABASE_URL"):
+        open_database(f"sqlite:///{notes}")
+    assert notes.read_text(encoding="utf-8") == "hello, this is text"
+
+
+def test_sqlite_runs_in_wal_mode(tmp_path: Path) -> None:
+    engine = open_database(f"sqlite:///{tmp_path / 'm.db'}")
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+    engine.dispose()
+
+
+def test_migrations_run_once_and_reopen_cleanly(database_url: str) -> None:
+    open_database(database_url).dispose()
+    engine = open_database(database_url)
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0001"
+    engine.dispose()
+
+
+def test_an_unreachable_postgres_is_explained() -> None:
+    with pytest.raises(DatabaseError, match=r"cannot open the database postgresql\+psycopg://u:\*\*\*@127\.0\.0\.1:1/x"):
+        open_database("postgresql+psycopg://u:secret@127.0.0.1:1/x")
