@@ -119,7 +119,7 @@ class Campaign:
         for rule in self.rules:
             if rule.kind == "invitation":
                 return rule
-        raise CampaignError(self.path, ["no rule has kind = \"invitation\""])
+        raise CampaignError(self.path, ['no rule has kind = "invitation"'])
 
 
 class _Reader:
@@ -146,7 +146,9 @@ class _Reader:
     def text(self, data: dict[str, Any], where: str, key: str, example: str) -> str:
         value = data.get(key)
         if not isinstance(value, str) or not value.strip():
-            self.problems.append(f'{where}.{key} must be a non-empty text, e.g. {key} = "{example}"')
+            self.problems.append(
+                f'{where}.{key} must be a non-empty text, e.g. {key} = "{example}"'
+            )
             return ""
         if "\r" in value or ("\n" in value and key not in {"background"}):
             self.problems.append(f"{where}.{key} must be on one line")
@@ -175,9 +177,7 @@ class _Reader:
     def choice(self, data: dict[str, Any], where: str, key: str, options: tuple[str, ...]) -> str:
         value = data.get(key)
         if value not in options:
-            self.problems.append(
-                f"{where}.{key} = {value!r} is not one of: {', '.join(options)}"
-            )
+            self.problems.append(f"{where}.{key} = {value!r} is not one of: {', '.join(options)}")
             return options[0]
         return str(value)
 
@@ -191,7 +191,9 @@ def load_campaign(path: Path) -> Campaign:
     try:
         data = tomllib.loads(raw.decode("utf-8"))
     except UnicodeDecodeError as exc:
-        raise CampaignError(path, [f"not UTF-8 at byte {exc.start}; save the file as UTF-8"]) from exc
+        raise CampaignError(
+            path, [f"not UTF-8 at byte {exc.start}; save the file as UTF-8"]
+        ) from exc
     except tomllib.TOMLDecodeError as exc:
         raise CampaignError(path, [f"not valid TOML: {exc}"]) from exc
     return parse_campaign(data, path)
@@ -205,7 +207,9 @@ def parse_campaign(data: dict[str, Any], path: Path) -> Campaign:
     try:
         zone = ZoneInfo(str(zone_name))
     except (ZoneInfoNotFoundError, ValueError):
-        problems.append(f"campaign.timezone = {zone_name!r} is not a time zone; e.g. \"Asia/Bangkok\"")
+        problems.append(
+            f'campaign.timezone = {zone_name!r} is not a time zone; e.g. "Asia/Bangkok"'
+        )
         zone = ZoneInfo("Asia/Bangkok")
     r = _Reader(path, zone)
     r.problems.extend(problems)
@@ -329,10 +333,11 @@ def _optional(
         return None
     value = item[key]
     if kind is int and (isinstance(value, bool) or not isinstance(value, int)):
-        r.problems.append(f"{where}: {key} = {value!r} must be a whole number, e.g. {key} = {example}")
+        r.problems.append(
+            f"{where}: {key} = {value!r} must be a whole number, e.g. {key} = {example}"
+        )
         return None
     if kind is time and not isinstance(value, time):
         r.problems.append(f"{where}: {key} = {value!r} must be a time, e.g. {key} = {example}")
         return None
     return value
-

@@ -78,7 +78,9 @@ def run_check(ws: Workspace, contacts_file: Path | None = None) -> CheckReport:
     return report
 
 
-def _invitees(ws: Workspace, contacts_file: Path | None, report: CheckReport) -> list[InviteeRecord]:
+def _invitees(
+    ws: Workspace, contacts_file: Path | None, report: CheckReport
+) -> list[InviteeRecord]:
     if contacts_file is not None:
         contacts = read_contacts(contacts_file)
         report.errors.extend(str(p) for p in contacts.errors)

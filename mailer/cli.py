@@ -75,7 +75,9 @@ def _ws(ctx: typer.Context) -> Workspace:
 @app.command("import")
 def import_(
     ctx: typer.Context,
-    path: Annotated[Path, typer.Argument(help="contacts.csv (UTF-8, UTF-8 BOM, windows-874) or .xlsx")],
+    path: Annotated[
+        Path, typer.Argument(help="contacts.csv (UTF-8, UTF-8 BOM, windows-874) or .xlsx")
+    ],
     skip_invalid: Annotated[
         bool, typer.Option("--skip-invalid", help="Import the valid rows even if some are bad.")
     ] = False,
@@ -100,7 +102,11 @@ def _print_import(report: ImportReport) -> None:
         err.print(f"[yellow]![/yellow] {problem}", markup=True)
     if report.written:
         skipped = f", {len(report.errors)} bad row(s) skipped" if report.errors else ""
-        kept = f"; {report.not_in_file} invitee(s) not in this file were kept" if report.not_in_file else ""
+        kept = (
+            f"; {report.not_in_file} invitee(s) not in this file were kept"
+            if report.not_in_file
+            else ""
+        )
         out.print(
             f"Imported {len(report.records)} invitee(s) from {report.source}: "
             f"{report.created} new, {report.updated} updated, {report.unchanged} unchanged"
@@ -114,20 +120,32 @@ def _print_import(report: ImportReport) -> None:
 @send_app.command("invitations")
 def send_invitations(
     ctx: typer.Context,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Write nothing, send nothing; say what would happen.")] = False,
-    limit: Annotated[int | None, typer.Option(min=1, help="Enqueue at most N new invitations this run.")] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Write nothing, send nothing; say what would happen.")
+    ] = False,
+    limit: Annotated[
+        int | None, typer.Option(min=1, help="Enqueue at most N new invitations this run.")
+    ] = None,
     only: Annotated[
         list[str] | None,
-        typer.Option(help="Only this invitee id, province (TH-50 or Thai name) or agency code; repeatable."),
+        typer.Option(
+            help="Only this invitee id, province (TH-50 or Thai name) or agency code; repeatable."
+        ),
     ] = None,
     test_to: Annotated[
         str | None, typer.Option(help="Send one sample to this address; the ledger is not touched.")
     ] = None,
     new_server: Annotated[
-        bool, typer.Option("--new-server", help="Accept an SMTP server other than the one this ledger used.")
+        bool,
+        typer.Option(
+            "--new-server", help="Accept an SMTP server other than the one this ledger used."
+        ),
     ] = False,
     devserver: Annotated[
-        bool, typer.Option("--devserver", help="Run the local dev mail server for the length of this run.")
+        bool,
+        typer.Option(
+            "--devserver", help="Run the local dev mail server for the length of this run."
+        ),
     ] = False,
 ) -> None:
     """Send the invitation to every invitee once (idempotent: a second run sends nothing new).
@@ -145,8 +163,13 @@ def send_invitations(
             return
         with _progress() as on_outcome:
             report = send_round(
-                ws, "invitation", only=only or (), limit=limit, dry_run=dry_run,
-                new_server=new_server, progress=on_outcome,
+                ws,
+                "invitation",
+                only=only or (),
+                limit=limit,
+                dry_run=dry_run,
+                new_server=new_server,
+                progress=on_outcome,
             )
         _print_send(report)
 
@@ -160,15 +183,22 @@ def _maybe_devserver(ws: Workspace, wanted: bool) -> Iterator[None]:
     with DevServer(smtp.host, smtp.port, ws.settings.maildir) as server:
         err.print(f"Dev mail server on {smtp.host}:{smtp.port}, saving to {server.maildir}")
         yield
-    out.print(f"Messages received by the dev mail server this run: {server.handler.count}; "
-              f"all mail is in {server.maildir.resolve() / 'new'}")
+    out.print(
+        f"Messages received by the dev mail server this run: {server.handler.count}; "
+        f"all mail is in {server.maildir.resolve() / 'new'}"
+    )
 
 
 @contextmanager
 def _progress() -> Iterator[Callable[[Outcome], None]]:
     progress = Progress(
-        TextColumn("Sending"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[last]}"),
-        TimeRemainingColumn(), console=err, transient=True,
+        TextColumn("Sending"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[last]}"),
+        TimeRemainingColumn(),
+        console=err,
+        transient=True,
     )
     task = progress.add_task("send", total=None, last="")
 
@@ -190,13 +220,16 @@ def _print_send(report: SendReport) -> None:
     d = report.drain
     if d.recovered_uncertain:
         err.print(
-            f"[yellow]![/yellow] {d.recovered_uncertain} message(s) were being sent when a previous "
+            f"[yellow]![/yellow] {d.recovered_uncertain} message(s) were being sent when a "
+            "previous "
             "run stopped; they are marked uncertain (see `mailer status`). Nothing was re-sent.",
             markup=True,
         )
     for outcome in d.outcomes:
         if outcome.state != "sent":
-            err.print(f"[red]✗[/red] {outcome.invitee_id}: {outcome.state}: {outcome.reply}", markup=True)
+            err.print(
+                f"[red]✗[/red] {outcome.invitee_id}: {outcome.state}: {outcome.reply}", markup=True
+            )
     out.print(
         f"Enqueued {report.enqueued} new invitation(s) ({report.already_in_ledger} already in the "
         f"ledger). This run: {d.sent} sent, {d.retry} to retry later, {d.failed} failed, "
@@ -214,7 +247,9 @@ def _print_send(report: SendReport) -> None:
 def devserver_cmd(
     ctx: typer.Context,
     port: Annotated[int, typer.Option(min=1, max=65535, help="Port on 127.0.0.1.")] = 8025,
-    maildir: Annotated[Path | None, typer.Option(help="Maildir to store mail in (default MAILER_MAILDIR).")] = None,
+    maildir: Annotated[
+        Path | None, typer.Option(help="Maildir to store mail in (default MAILER_MAILDIR).")
+    ] = None,
     host: Annotated[str, typer.Option(help="Loopback address to listen on.")] = "127.0.0.1",
 ) -> None:
     """Run the local dev mail server (SMTP on loopback → Maildir) until Ctrl-C.
@@ -226,7 +261,10 @@ def devserver_cmd(
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     with DevServer(host, port, folder, notify=lambda line: out.print(line)) as server:
-        out.print(f"Dev mail server listening on {host}:{port}; mail goes to {server.maildir}/new. Ctrl-C stops it.")
+        out.print(
+            f"Dev mail server listening on {host}:{port}; mail goes to {server.maildir}/new. "
+            "Ctrl-C stops it."
+        )
         stop.wait()
     out.print(f"Stopped after {server.handler.count} message(s).")
 
@@ -306,7 +344,10 @@ def status(
     out.print(table)
     attention = [i for i in report.invitees if i.delivery in {"failed", "uncertain", "retry_wait"}]
     for item in attention:
-        out.print(f"{item.invitee_id} {item.organisation} <{item.email}>: {item.delivery}: {item.last_reply}")
+        out.print(
+            f"{item.invitee_id} {item.organisation} <{item.email}>: "
+            f"{item.delivery}: {item.last_reply}"
+        )
 
 
 def main() -> None:

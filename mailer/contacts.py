@@ -139,9 +139,7 @@ def read_contacts(path: Path) -> ImportReport:
             )
             continue
         data = {
-            name: (values[i] if i < len(values) else "")
-            for i, name in enumerate(columns)
-            if name
+            name: (values[i] if i < len(values) else "") for i, name in enumerate(columns) if name
         }
         record = _validate_row(str(path), line, data, report)
         if record is None:
@@ -198,7 +196,9 @@ def import_contacts(engine: Engine, path: Path, *, skip_invalid: bool = False) -
             }
             row = existing.get(record.invitee_id)
             if row is None:
-                db.add(Invitee(invitee_id=record.invitee_id, created_at=now, updated_at=now, **values))
+                db.add(
+                    Invitee(invitee_id=record.invitee_id, created_at=now, updated_at=now, **values)
+                )
                 report.created += 1
             elif any(getattr(row, k) != v for k, v in values.items()):
                 for key, value in values.items():
@@ -261,7 +261,9 @@ def _validate_row(
         try:
             addresses.append(validate_email(raw, check_deliverability=False).normalized)
         except EmailNotValidError as exc:
-            problems.append(f"{raw!r} is not an email address ({exc}). Fix the address or remove the row")
+            problems.append(
+                f"{raw!r} is not an email address ({exc}). Fix the address or remove the row"
+            )
     if values.get("email") and not addresses and not problems:
         problems.append("email holds no address")
     if problems:
@@ -270,7 +272,9 @@ def _validate_row(
     salutation = values["salutation"]
     if not salutation.startswith(SALUTATION_PREFIX):
         report.warnings.append(
-            RowProblem(source, line, f"salutation {salutation!r} does not start with เรียน; added it")
+            RowProblem(
+                source, line, f"salutation {salutation!r} does not start with เรียน; added it"
+            )
         )
         salutation = f"{SALUTATION_PREFIX} {salutation}"
     for name in ("organisation", "salutation", "province"):
@@ -336,7 +340,9 @@ def _read_xlsx(path: Path) -> Iterator[tuple[int, list[str]]]:
     try:
         book = load_workbook(path, read_only=True, data_only=True)
     except (OSError, InvalidFileException, KeyError, ValueError) as exc:
-        raise ContactsError(f"{path}: cannot read the workbook ({exc}); save it again as .xlsx") from exc
+        raise ContactsError(
+            f"{path}: cannot read the workbook ({exc}); save it again as .xlsx"
+        ) from exc
     try:
         sheet = book.worksheets[0]
         for number, row in enumerate(sheet.iter_rows(values_only=True), start=1):

@@ -58,9 +58,7 @@ class MaildirHandler:
 class DevServer:
     """`with DevServer(...) as server:` runs the server in a thread until the block ends."""
 
-    def __init__(
-        self, host: str, port: int, maildir: Path, notify: Notify | None = None
-    ) -> None:
+    def __init__(self, host: str, port: int, maildir: Path, notify: Notify | None = None) -> None:
         if not is_loopback_host(host):
             raise TransportError(
                 f"the dev mail server only listens on loopback, not {host}; use 127.0.0.1"
@@ -101,6 +99,9 @@ class DevServer:
         return self
 
     def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         self.stop()

@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import Engine, and_, func, or_, select, update
+from sqlalchemy import Engine, Table, and_, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -29,6 +29,10 @@ from mailer.errors import LedgerError
 from mailer.models import CampaignState, Delivery, DeliveryState
 
 Clock = Callable[[], datetime]
+_DELIVERY: Table = Delivery.__table__  # type: ignore[attr-defined]
+_CAMPAIGN: Table = CampaignState.__table__  # type: ignore[attr-defined]
+D = _DELIVERY.c
+C = _CAMPAIGN.c
 S = DeliveryState
 _SENDABLE = (S.queued.value, S.retry_wait.value)
 
@@ -84,9 +88,7 @@ class Ledger:
     def existing(self, kind: str) -> set[str]:
         with self.engine.connect() as conn:
             rows = conn.execute(
-                select(Delivery.invitee_id).where(
-                    Delivery.campaign_id == self.campaign_id, Delivery.kind == kind
-                )
+                select(D.invitee_id).where(D.campaign_id == self.campaign_id, D.kind == kind)
             )
             return {r[0] for r in rows}
 
@@ -124,10 +126,12 @@ class Ledger:
         added = 0
         with self.engine.begin() as conn:
             for start in range(0, len(rows), 500):
-                stmt = insert(Delivery).values(rows[start : start + 500])
-                stmt = stmt.on_conflict_do_nothing(
-                    index_elements=["campaign_id", "invitee_id", "kind"]
-                ).returning(Delivery.id)  # rowcount is unreliable for multi-row inserts
+                stmt = (
+                    insert(_DELIVERY)
+                    .values(rows[start : start + 500])
+                    .on_conflict_do_nothing(index_elements=["campaign_id", "invitee_id", "kind"])
+                    .returning(D.id)  # rowcount is unreliable for multi-row inserts
+                )
                 added += len(conn.execute(stmt).all())
         return added
 
@@ -137,29 +141,29 @@ class Ledger:
         """Lease up to `limit` due rows in one statement (SKIP LOCKED on PostgreSQL)."""
         now = self.clock()
         due = (
-            select(Delivery.id)
+            select(D.id)
             .where(
-                Delivery.campaign_id == self.campaign_id,
-                Delivery.state.in_(_SENDABLE),  # type: ignore[attr-defined]
-                Delivery.next_attempt_at <= now,
-                or_(Delivery.lease_until.is_(None), Delivery.lease_until < now),  # type: ignore[union-attr]
+                D.campaign_id == self.campaign_id,
+                D.state.in_(_SENDABLE),
+                D.next_attempt_at <= now,
+                or_(D.lease_until.is_(None), D.lease_until < now),
             )
-            .order_by(Delivery.id)
+            .order_by(D.id)
             .limit(limit)
         )
         if self._dialect == "postgresql":
             due = due.with_for_update(skip_locked=True)
         stmt = (
-            update(Delivery)
-            .where(Delivery.id.in_(due.scalar_subquery()))  # type: ignore[union-attr]
+            update(_DELIVERY)
+            .where(D.id.in_(due.scalar_subquery()))
             .values(lease_owner=owner, lease_until=now + lease, updated_at=now)
             .returning(
-                Delivery.id,
-                Delivery.invitee_id,
-                Delivery.kind,
-                Delivery.message_id,
-                Delivery.sequence,
-                Delivery.attempts,
+                D.id,
+                D.invitee_id,
+                D.kind,
+                D.message_id,
+                D.sequence,
+                D.attempts,
             )
         )
         with self.engine.begin() as conn:
@@ -168,11 +172,13 @@ class Ledger:
 
     def _update(self, delivery_id: int, owner: str | None, **values: object) -> bool:
         now = self.clock()
-        where = [Delivery.id == delivery_id]
+        where = [D.id == delivery_id]
         if owner is not None:
-            where.append(Delivery.lease_owner == owner)
+            where.append(D.lease_owner == owner)
         with self.engine.begin() as conn:
-            result = conn.execute(update(Delivery).where(and_(*where)).values(updated_at=now, **values))
+            result = conn.execute(
+                update(_DELIVERY).where(and_(*where)).values(updated_at=now, **values)
+            )
         return bool(result.rowcount)
 
     def mark_sending(
@@ -213,17 +219,22 @@ class Ledger:
 
     def mark_failed(self, claim: Claim, owner: str, reply: str) -> None:
         self._update(
-            claim.id, owner, state=S.failed.value, last_reply=reply, lease_owner=None, lease_until=None
+            claim.id,
+            owner,
+            state=S.failed.value,
+            last_reply=reply,
+            lease_owner=None,
+            lease_until=None,
         )
 
     def release(self, owner: str) -> int:
         """Give back every row this worker leased but never started to send."""
         with self.engine.begin() as conn:
             result = conn.execute(
-                update(Delivery)
+                update(_DELIVERY)
                 .where(
-                    Delivery.lease_owner == owner,
-                    Delivery.state.in_(_SENDABLE),  # type: ignore[attr-defined]
+                    D.lease_owner == owner,
+                    D.state.in_(_SENDABLE),
                 )
                 .values(lease_owner=None, lease_until=None, updated_at=self.clock())
             )
@@ -234,8 +245,8 @@ class Ledger:
         now = self.clock()
         with self.engine.begin() as conn:
             rows = conn.execute(
-                select(Delivery.id, Delivery.lease_owner, Delivery.lease_until).where(
-                    Delivery.campaign_id == self.campaign_id, Delivery.state == S.sending.value
+                select(D.id, D.lease_owner, D.lease_until).where(
+                    D.campaign_id == self.campaign_id, D.state == S.sending.value
                 )
             ).all()
             stale = [
@@ -245,8 +256,8 @@ class Ledger:
             ]
             if stale:
                 conn.execute(
-                    update(Delivery)
-                    .where(Delivery.id.in_(stale), Delivery.state == S.sending.value)  # type: ignore[union-attr]
+                    update(_DELIVERY)
+                    .where(D.id.in_(stale), D.state == S.sending.value)
                     .values(
                         state=S.uncertain.value,
                         last_reply="the worker stopped between handing the message to the "
@@ -262,19 +273,19 @@ class Ledger:
     # --- reading -------------------------------------------------------------------------
 
     def counts(self, kind: str | None = None) -> dict[str, int]:
-        query = select(Delivery.state, func.count()).where(Delivery.campaign_id == self.campaign_id)
+        query = select(D.state, func.count()).where(D.campaign_id == self.campaign_id)
         if kind is not None:
-            query = query.where(Delivery.kind == kind)
+            query = query.where(D.kind == kind)
         with self.engine.connect() as conn:
-            found = dict(conn.execute(query.group_by(Delivery.state)).all())
+            found: dict[str, int] = {s: n for s, n in conn.execute(query.group_by(D.state))}
         return {state.value: int(found.get(state.value, 0)) for state in S}
 
     def due_count(self) -> int:
         now = self.clock()
         query = select(func.count()).where(
-            Delivery.campaign_id == self.campaign_id,
-            Delivery.state.in_(_SENDABLE),  # type: ignore[attr-defined]
-            Delivery.next_attempt_at <= now,
+            D.campaign_id == self.campaign_id,
+            D.state.in_(_SENDABLE),
+            D.next_attempt_at <= now,
         )
         with self.engine.connect() as conn:
             return int(conn.execute(query).scalar_one())
@@ -283,15 +294,13 @@ class Ledger:
 
     def campaign_state(self) -> CampaignState:
         with self.engine.begin() as conn:
-            row = conn.execute(
-                select(CampaignState).where(CampaignState.campaign_id == self.campaign_id)
-            ).first()
+            row = conn.execute(select(_CAMPAIGN).where(C.campaign_id == self.campaign_id)).first()
             if row is not None:
                 return CampaignState(**row._mapping)
             state = CampaignState(campaign_id=self.campaign_id, sequence=0, created_at=self.clock())
             insert = pg_insert if self._dialect == "postgresql" else sqlite_insert
             conn.execute(
-                insert(CampaignState)
+                insert(_CAMPAIGN)
                 .values(campaign_id=state.campaign_id, sequence=0, created_at=state.created_at)
                 .on_conflict_do_nothing(index_elements=["campaign_id"])
             )
@@ -309,7 +318,7 @@ class Ledger:
         if state.smtp_server != server:
             with self.engine.begin() as conn:
                 conn.execute(
-                    update(CampaignState)
-                    .where(CampaignState.campaign_id == self.campaign_id)  # type: ignore[arg-type]
+                    update(_CAMPAIGN)
+                    .where(C.campaign_id == self.campaign_id)
                     .values(smtp_server=server)
                 )

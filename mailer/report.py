@@ -8,7 +8,6 @@ from typing import Any
 from sqlmodel import col, select
 
 from mailer.db import session
-
 from mailer.models import Delivery, DeliveryState, Invitee
 from mailer.workspace import Workspace
 

@@ -251,7 +251,9 @@ def send_test(ws: Workspace, address: str, only: Sequence[str] = ()) -> TestSend
         raise MailerError(f"--test-to {address!r} is not an email address: {exc}") from exc
     invitees = select_invitees(ws.engine, only)
     if not invitees:
-        raise MailerError("no invitee to take the sample from; run `mailer import contacts.csv` first")
+        raise MailerError(
+            "no invitee to take the sample from; run `mailer import contacts.csv` first"
+        )
     sample = replace(invitees[0], email=(address,))
     rule = ws.campaign.invitation_rule
     message_id = new_message_id(ws.campaign, f"test-{sample.invitee_id}", "invitation")
@@ -262,6 +264,9 @@ def send_test(ws: Workspace, address: str, only: Sequence[str] = ()) -> TestSend
         try:
             delivered = transport.send(message.envelope_from, message.recipients, message.data)
         except (TemporaryFailure, PermanentFailure) as failure:
-            raise TransportError(f"the server did not accept the sample: {failure.reply}") from failure
-    return TestSend(sample.invitee_id, address, message.subject, str(delivered.reply), transport.server_id)
-
+            raise TransportError(
+                f"the server did not accept the sample: {failure.reply}"
+            ) from failure
+    return TestSend(
+        sample.invitee_id, address, message.subject, str(delivered.reply), transport.server_id
+    )

@@ -78,9 +78,7 @@ def is_loopback_host(host: str) -> bool:
         return False
 
 
-def load_settings(
-    environ: Mapping[str, str], dotenv_path: Path | None = Path(".env")
-) -> Settings:
+def load_settings(environ: Mapping[str, str], dotenv_path: Path | None = Path(".env")) -> Settings:
     """Read settings from `.env` (if present) overlaid by `environ`.
 
     Raises `SettingsError` listing every problem at once.
@@ -105,7 +103,9 @@ def load_settings(
             problems.append(f"{name}={raw!r} is not a whole number; for example {name}={example}")
             return default
         if not low <= number <= high:
-            problems.append(f"{name}={number} must be between {low} and {high}; e.g. {name}={example}")
+            problems.append(
+                f"{name}={number} must be between {low} and {high}; e.g. {name}={example}"
+            )
             return default
         return number
 
@@ -138,7 +138,7 @@ def load_settings(
     security_raw = text("SMTP_SECURITY", "none").lower()
     security: Security = "none"
     if security_raw in _SECURITIES:
-        security = security_raw  # type: ignore[assignment]
+        security = security_raw
     else:
         problems.append(
             f"SMTP_SECURITY={security_raw!r} must be one of none, starttls, ssl; "
@@ -181,7 +181,8 @@ def load_settings(
     templates_dir = Path(text("MAILER_TEMPLATES", "templates"))
     if not templates_dir.is_dir():
         problems.append(
-            f"MAILER_TEMPLATES={str(templates_dir)!r}: no such folder; e.g. MAILER_TEMPLATES=templates"
+            f"MAILER_TEMPLATES={str(templates_dir)!r}: no such folder; "
+            "e.g. MAILER_TEMPLATES=templates"
         )
     settings = Settings(
         database_url=database_url,

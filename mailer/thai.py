@@ -30,25 +30,25 @@ def _local(moment: datetime, zone: tzinfo | None) -> datetime:
 
 
 def thai_date(moment: datetime, zone: tzinfo | None = None) -> str:
-    """"วันอังคารที่ ๒๒ พฤศจิกายน ๒๕๕๙" (weekday, day, month, B.E. year)."""
+    """ "วันอังคารที่ ๒๒ พฤศจิกายน ๒๕๕๙" (weekday, day, month, B.E. year)."""
     local = _local(moment, zone)
     return str(thai_strftime(local, "%Aที่ %-d %B %Y", thaidigit=True))
 
 
 def thai_short_date(moment: datetime, zone: tzinfo | None = None) -> str:
-    """"๒๒ พ.ย. ๒๕๕๙"."""
+    """ "๒๒ พ.ย. ๒๕๕๙"."""
     local = _local(moment, zone)
     return str(thai_strftime(local, "%-d %b %Y", thaidigit=True))
 
 
 def thai_time(moment: datetime, zone: tzinfo | None = None) -> str:
-    """"๑๓.๐๐" (24-hour clock with a dot, as Thai official letters write it)."""
+    """ "๑๓.๐๐" (24-hour clock with a dot, as Thai official letters write it)."""
     local = _local(moment, zone)
     return thai_digits(f"{local:%H.%M}")
 
 
 def thai_time_range(start: datetime, end: datetime, zone: tzinfo | None = None) -> str:
-    """"เวลา ๑๓.๐๐ – ๑๖.๓๐ น."."""
+    """ "เวลา ๑๓.๐๐ – ๑๖.๓๐ น."."""
     return f"เวลา {thai_time(start, zone)} {EN_DASH} {thai_time(end, zone)} น."
 
 

@@ -10,8 +10,8 @@ and raises `TransportError` (a `MailerError`) when the server cannot be used at 
 
 from __future__ import annotations
 
+import contextlib
 import smtplib
-import socket
 import ssl
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -78,7 +78,10 @@ class SmtpTransport:
         return self
 
     def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         self.close()
 
@@ -128,7 +131,7 @@ class SmtpTransport:
         except smtplib.SMTPException as exc:
             self._abandon(smtp)
             raise TransportError(f"{where} failed: {exc}. Nothing was sent") from exc
-        except (OSError, socket.timeout) as exc:
+        except (TimeoutError, OSError) as exc:
             self._abandon(smtp)
             reason = exc.strerror or str(exc) or type(exc).__name__
             hint = (
@@ -143,10 +146,8 @@ class SmtpTransport:
     @staticmethod
     def _abandon(smtp: smtplib.SMTP | None) -> None:
         if smtp is not None:
-            try:
+            with contextlib.suppress(OSError):
                 smtp.close()
-            except OSError:
-                pass
 
     def close(self) -> None:
         smtp, self._smtp = self._smtp, None
@@ -200,7 +201,7 @@ class SmtpTransport:
         except smtplib.SMTPServerDisconnected as exc:
             self._drop()
             raise TemporaryFailure(SmtpReply(0, f"connection dropped: {exc}")) from exc
-        except (OSError, socket.timeout) as exc:
+        except (TimeoutError, OSError) as exc:
             self._drop()
             raise TemporaryFailure(SmtpReply(0, f"connection failed: {exc}")) from exc
         reply = SmtpReply.of(code, message)

@@ -51,8 +51,11 @@ def test_every_problem_is_named_by_key(tmp_path: Path) -> None:
         SHIPPED.replace("end = 2016-11-22T16:30:00", "end = 2016-11-22T12:00:00")
         .replace('audience = "no_reply"', 'audience = "everyone"')
         .replace('id = "reminder-day-before"', 'id = "followup-no-reply"')
-        .replace('email = "thannop.sirithamwilai@ega.or.th"\n\n[sender]', 'email = "not an address"\n\n[sender]')
-        .replace("days_before = 1\n", "days_before = \"one\"\n")
+        .replace(
+            'email = "thannop.sirithamwilai@ega.or.th"\n\n[sender]',
+            'email = "not an address"\n\n[sender]',
+        )
+        .replace("days_before = 1\n", 'days_before = "one"\n')
         .replace('timezone = "Asia/Bangkok"', 'timezone = "Asia/Bangkok"\ncolour = "blue"')
     )
     with pytest.raises(CampaignError) as caught:
@@ -71,14 +74,22 @@ def test_every_problem_is_named_by_key(tmp_path: Path) -> None:
 
 
 def test_a_rule_due_after_the_event_is_refused(tmp_path: Path) -> None:
-    with pytest.raises(CampaignError, match=r"rules\[3\] \(id 'reminder-day-before'\): it is due 2016-11-23 09:00, not before the event"):
-        _load(tmp_path, SHIPPED.replace("days_before = 1\n", "at = 2016-11-23T09:00:00\n").replace(
-            "time = 09:00:00\ncatch_up_hours = 6", "catch_up_hours = 6"))
+    with pytest.raises(
+        CampaignError,
+        match=r"rules\[3\] \(id 'reminder-day-before'\): it is due 2016-11-23 09:00, not before the event",
+    ):
+        _load(
+            tmp_path,
+            SHIPPED.replace("days_before = 1\n", "at = 2016-11-23T09:00:00\n").replace(
+                "time = 09:00:00\ncatch_up_hours = 6", "catch_up_hours = 6"
+            ),
+        )
 
 
 def test_missing_tables(tmp_path: Path) -> None:
     with pytest.raises(CampaignError) as caught:
         _load(tmp_path, '[campaign]\nid = "x"\n')
-    assert {"[event] is missing; add a [event] table", "[coordinator] is missing; add a [coordinator] table"} <= set(
-        caught.value.problems
-    )
+    assert {
+        "[event] is missing; add a [event] table",
+        "[coordinator] is missing; add a [coordinator] table",
+    } <= set(caught.value.problems)

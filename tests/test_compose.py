@@ -15,7 +15,16 @@ from mailer.compose import Composer, OutgoingMail
 from mailer.contacts import InviteeRecord
 from mailer.errors import TemplateProblem
 from tests.conftest import CAMPAIGN, TEMPLATES
-from tests.helpers import EXPECTED_TREE, calendar_of, decoded, parse, part, raw_headers, text_of, tree
+from tests.helpers import (
+    EXPECTED_TREE,
+    calendar_of,
+    decoded,
+    parse,
+    part,
+    raw_headers,
+    text_of,
+    tree,
+)
 
 GOLDEN = Path(__file__).parent / "golden"
 NOW = datetime(2016, 11, 1, 2, 0, tzinfo=UTC)
@@ -47,7 +56,9 @@ def _golden(name: str, data: bytes) -> None:
     if os.environ.get("UPDATE_GOLDEN"):
         path.parent.mkdir(exist_ok=True)
         path.write_bytes(data)
-    assert data == path.read_bytes(), f"{name} differs from the golden file (UPDATE_GOLDEN=1 to accept)"
+    assert data == path.read_bytes(), (
+        f"{name} differs from the golden file (UPDATE_GOLDEN=1 to accept)"
+    )
 
 
 def test_mime_tree_is_exactly_the_design(composer: Composer) -> None:
@@ -102,8 +113,8 @@ def test_calendar_is_a_request_for_the_seminar_in_bangkok_time(composer: Compose
     calendar = calendar_of(message)
     assert calendar["METHOD"] == "REQUEST" == part(message, "text/calendar").get_param("method")
     (event,) = calendar.walk("VEVENT")
-    assert event.DTSTART == datetime(2016, 11, 22, 6, 0, tzinfo=UTC)
-    assert event.DTEND == datetime(2016, 11, 22, 9, 30, tzinfo=UTC)
+    assert datetime(2016, 11, 22, 6, 0, tzinfo=UTC) == event.DTSTART
+    assert datetime(2016, 11, 22, 9, 30, tzinfo=UTC) == event.DTEND
     assert event["DTSTART"].params["TZID"] == "Asia/Bangkok"
     assert [tz["TZID"] for tz in calendar.walk("VTIMEZONE")] == ["Asia/Bangkok"]
     assert "X-WR-TIMEZONE" not in calendar
@@ -155,7 +166,9 @@ def test_vtimezone_is_built_once_per_campaign(composer: Composer) -> None:
 
 def test_several_addresses_go_to_and_cc_with_one_attendee(composer: Composer) -> None:
     invitee = InviteeRecord(
-        "TH-50-prov", "สำนักงานจังหวัดเชียงใหม่", "เรียน หัวหน้าสำนักงานจังหวัดเชียงใหม่",
+        "TH-50-prov",
+        "สำนักงานจังหวัดเชียงใหม่",
+        "เรียน หัวหน้าสำนักงานจังหวัดเชียงใหม่",
         ("a@prov.example", "b@prov.example"),
     )
     mail = OutgoingMail(invitee, "invitation", MESSAGE_ID, 0)
@@ -171,7 +184,9 @@ def test_test_sample_has_its_own_uid_and_a_marked_subject(composer: Composer) ->
     message = parse(_compose(composer, test=True))
     (event,) = calendar_of(message).walk("VEVENT")
     assert event["UID"] == "test-egov-seminar-2559-TH-50-agri@ega.or.th"
-    assert decoded(dict(raw_headers(_compose(composer, test=True)))["Subject"]).startswith("[ทดสอบ] ")
+    assert decoded(dict(raw_headers(_compose(composer, test=True)))["Subject"]).startswith(
+        "[ทดสอบ] "
+    )
 
 
 def test_reminders_are_marked_auto_submitted(composer: Composer) -> None:

@@ -87,13 +87,18 @@ def test_xlsx(tmp_path: Path) -> None:
 def test_undecodable_bytes_name_the_fix(tmp_path: Path) -> None:
     path = tmp_path / "contacts.csv"
     path.write_bytes(f"{HEADER}\n".encode() + b"TH-50-agri,\xff\xfe\xdb\n")
-    with pytest.raises(ContactsError, match=r"contacts\.csv: byte \d+ is neither UTF-8 nor windows-874.*CSV UTF-8"):
+    with pytest.raises(
+        ContactsError, match=r"contacts\.csv: byte \d+ is neither UTF-8 nor windows-874.*CSV UTF-8"
+    ):
         read_contacts(path)
 
 
 def test_missing_column_is_named(tmp_path: Path) -> None:
     path = _write(tmp_path, "invitee_id,organisation,salutation\nTH-50-agri,x,เรียน x\n")
-    with pytest.raises(ContactsError, match=r"line 1: the header has no column email \(found: invitee_id, organisation, salutation\)"):
+    with pytest.raises(
+        ContactsError,
+        match=r"line 1: the header has no column email \(found: invitee_id, organisation, salutation\)",
+    ):
         read_contacts(path)
 
 
@@ -122,7 +127,10 @@ def test_every_bad_row_is_named_and_nothing_is_written(make_ws, tmp_path: Path) 
         (9, "has 10 fields but the header has 8"),
     ]
     for line, text in expected:
-        assert any(m.startswith(f"{path}, line {line}: ") and text in m for m in messages), (line, messages)
+        assert any(m.startswith(f"{path}, line {line}: ") and text in m for m in messages), (
+            line,
+            messages,
+        )
     assert len(messages) == len(expected)
 
 
@@ -150,7 +158,10 @@ def test_a_shared_saraban_inbox_is_a_warning_not_an_error(tmp_path: Path) -> Non
     report = read_contacts(_write(tmp_path, f"{HEADER}\n{GOOD}\n{other}\n"))
     assert report.errors == [] and len(report.records) == 2
     (warning,) = report.warnings
-    assert "saraban.th50@agri.example is shared by 2 offices: TH-50-agri (line 2), TH-50-ind (line 3)" in str(warning)
+    assert (
+        "saraban.th50@agri.example is shared by 2 offices: TH-50-agri (line 2), TH-50-ind (line 3)"
+        in str(warning)
+    )
 
 
 def test_several_addresses_and_a_missing_salutation_word(tmp_path: Path) -> None:
@@ -173,7 +184,7 @@ def test_an_excel_file_named_csv_is_explained(tmp_path: Path) -> None:
     book = Workbook()
     path = tmp_path / "contacts.csv"
     book.save(path)
-    with pytest.raises(ContactsError, match="Excel workbook; name it .xlsx"):
+    with pytest.raises(ContactsError, match=r"Excel workbook; name it \.xlsx"):
         read_contacts(path)
 
 

@@ -29,7 +29,9 @@ def ledger(database_url: str, clock: FakeClock):  # type: ignore[no-untyped-def]
 
 
 def _enqueue(ledger: Ledger, ids: list[str], kind: str = "invitation") -> int:
-    return ledger.enqueue(((i, f"{i}@x.example") for i in ids), kind, 0, lambda i: f"<{kind}.{i}@t>")
+    return ledger.enqueue(
+        ((i, f"{i}@x.example") for i in ids), kind, 0, lambda i: f"<{kind}.{i}@t>"
+    )
 
 
 IDS = ["TH-50-agri", "TH-50-prov", "TH-51-agri"]
@@ -52,7 +54,11 @@ def test_a_claim_is_a_lease_that_others_cannot_take(ledger: Ledger, clock: FakeC
     assert [c.invitee_id for c in theirs] == ["TH-51-agri"]
     assert ledger.claim(second, 10, LEASE) == []
     clock.advance(minutes=6)  # the first worker vanished: its lease runs out
-    assert {c.invitee_id for c in ledger.claim(second, 10, LEASE)} == {"TH-50-agri", "TH-50-prov", "TH-51-agri"}
+    assert {c.invitee_id for c in ledger.claim(second, 10, LEASE)} == {
+        "TH-50-agri",
+        "TH-50-prov",
+        "TH-51-agri",
+    }
 
 
 def test_the_state_machine(ledger: Ledger, clock: FakeClock) -> None:
@@ -64,7 +70,11 @@ def test_the_state_machine(ledger: Ledger, clock: FakeClock) -> None:
     ledger.mark_sent(a, owner, "250 2.0.0 queued as 1")
     ledger.mark_retry(b, owner, "451 4.7.1 try later", timedelta(minutes=2))
     ledger.mark_failed(c, owner, "550 5.1.1 unknown")
-    assert {k: v for k, v in ledger.counts().items() if v} == {"sent": 1, "retry_wait": 1, "failed": 1}
+    assert {k: v for k, v in ledger.counts().items() if v} == {
+        "sent": 1,
+        "retry_wait": 1,
+        "failed": 1,
+    }
     assert ledger.claim(owner, 10, LEASE) == []  # the retry is not due yet
     clock.advance(minutes=3)
     (again,) = ledger.claim(owner, 10, LEASE)
@@ -90,7 +100,9 @@ def test_release_gives_back_unsent_claims_only(ledger: Ledger) -> None:
     assert [c.invitee_id for c in ledger.claim(new_owner(), 10, LEASE)] == IDS[1:]
 
 
-def test_rows_left_sending_by_a_dead_process_become_uncertain(ledger: Ledger, database_url: str) -> None:
+def test_rows_left_sending_by_a_dead_process_become_uncertain(
+    ledger: Ledger, database_url: str
+) -> None:
     _enqueue(ledger, IDS)
     # A real process claims and marks one row as sending, then dies without recording.
     script = (
@@ -120,7 +132,10 @@ def test_a_live_workers_sending_row_is_left_alone(ledger: Ledger) -> None:
 def test_the_server_guard(ledger: Ledger) -> None:
     ledger.guard_server("127.0.0.1:8025", allow_new=False)
     ledger.guard_server("127.0.0.1:8025", allow_new=False)
-    with pytest.raises(LedgerError, match=r"sent campaign 'egov-seminar-2559' through 127\.0\.0\.1:8025.*--new-server"):
+    with pytest.raises(
+        LedgerError,
+        match=r"sent campaign 'egov-seminar-2559' through 127\.0\.0\.1:8025.*--new-server",
+    ):
         ledger.guard_server("smtp.example.org:587", allow_new=False)
     ledger.guard_server("smtp.example.org:587", allow_new=True)
     assert ledger.campaign_state().smtp_server == "smtp.example.org:587"
@@ -132,7 +147,10 @@ def test_a_database_that_is_not_ours_is_refused(tmp_path: Path) -> None:
     with engine.begin() as conn:
         conn.execute(text("CREATE TABLE accounts (id INTEGER)"))
     engine.dispose()
-    with pytest.raises(DatabaseError, match=r"other\.db is not a mailer database: it already holds other tables \(accounts\)"):
+    with pytest.raises(
+        DatabaseError,
+        match=r"other\.db is not a mailer database: it already holds other tables \(accounts\)",
+    ):
         open_database(f"sqlite:///{other}")
 
 
@@ -161,5 +179,8 @@ def test_migrations_run_once_and_reopen_cleanly(database_url: str) -> None:
 
 
 def test_an_unreachable_postgres_is_explained() -> None:
-    with pytest.raises(DatabaseError, match=r"cannot open the database postgresql\+psycopg://u:\*\*\*@127\.0\.0\.1:1/x"):
+    with pytest.raises(
+        DatabaseError,
+        match=r"cannot open the database postgresql\+psycopg://u:\*\*\*@127\.0\.0\.1:1/x",
+    ):
         open_database("postgresql+psycopg://u:secret@127.0.0.1:1/x")

@@ -51,8 +51,8 @@ def test_the_whole_batch_arrives_once_each_and_correct(make_ws, smtp_server: Mai
         assert delivered_to == [invitee.email]
         assert str(event["ATTENDEE"]) == f"mailto:{delivered_to[0]}"
         assert str(event["ORGANIZER"]) == "mailto:thannop.sirithamwilai@ega.or.th"
-        assert event.DTSTART == datetime(2016, 11, 22, 6, 0, tzinfo=UTC)
-        assert event.DTEND == datetime(2016, 11, 22, 9, 30, tzinfo=UTC)
+        assert datetime(2016, 11, 22, 6, 0, tzinfo=UTC) == event.DTSTART
+        assert datetime(2016, 11, 22, 9, 30, tzinfo=UTC) == event.DTEND
         assert calendar_of(message)["METHOD"] == "REQUEST"
         assert decoded(dict(headers)["Subject"]).startswith("ขอเชิญเข้าร่วมงานสัมมนา รายงานผล")
         assert decoded(dict(headers)["To"]) == f"{invitee.organisation} <{invitee.email}>"
@@ -100,7 +100,9 @@ def test_test_to_sends_a_sample_and_leaves_the_ledger_alone(make_ws, smtp_server
 
 def test_unreachable_server_stops_before_writing(make_ws) -> None:
     ws = _ready(make_ws, free_port())
-    with pytest.raises(TransportError, match=r"cannot reach the SMTP server 127\.0\.0\.1:\d+.*devserver"):
+    with pytest.raises(
+        TransportError, match=r"cannot reach the SMTP server 127\.0\.0\.1:\d+.*devserver"
+    ):
         send_round(ws, "invitation")
     assert status(ws).totals["not_enqueued"] == 532
 
@@ -139,7 +141,7 @@ class _Refuser:
     """Refuses every recipient with a permanent error."""
 
     async def handle_RCPT(self, server, session, envelope, address, options):  # type: ignore[no-untyped-def]
-        return "550 5.1.1 <%s>: Recipient address rejected: User unknown" % address
+        return f"550 5.1.1 <{address}>: Recipient address rejected: User unknown"
 
     async def handle_DATA(self, server, session, envelope):  # type: ignore[no-untyped-def]
         return "250 OK"
@@ -192,7 +194,7 @@ def test_starttls_is_verified_against_the_ca(make_ws, tls_server) -> None:  # ty
 def test_a_certificate_that_does_not_verify_stops_the_run(make_ws, tls_server) -> None:  # type: ignore[no-untyped-def]
     port, _ca_file, box = tls_server
     ws = _ready(make_ws, port, SMTP_SECURITY="starttls")
-    with pytest.raises(TransportError, match="does not verify.*SMTP_CA_FILE.*Nothing was sent"):
+    with pytest.raises(TransportError, match=r"does not verify.*SMTP_CA_FILE.*Nothing was sent"):
         send_round(ws, "invitation")
     assert box.messages() == []
     assert status(ws).totals["not_enqueued"] == 532

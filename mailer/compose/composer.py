@@ -104,7 +104,9 @@ class Composer:
         return self._renderers[template]
 
     def letter(self, invitee: InviteeRecord, template: str) -> Letter:
-        context = dict(self._base_context, invitee=invitee, uid=event_uid(self.campaign, invitee.invitee_id))
+        context = dict(
+            self._base_context, invitee=invitee, uid=event_uid(self.campaign, invitee.invitee_id)
+        )
         return self.renderer(template).render(context, invitee.invitee_id)
 
     def compose(self, mail: OutgoingMail, now: datetime) -> ComposedMessage:

@@ -40,9 +40,7 @@ def upgrade() -> None:
         "delivery",
         sa.Column("id", sa.Integer(), primary_key=True, autoincrement=True),
         sa.Column("campaign_id", sa.String(64), nullable=False),
-        sa.Column(
-            "invitee_id", sa.String(64), sa.ForeignKey("invitee.invitee_id"), nullable=False
-        ),
+        sa.Column("invitee_id", sa.String(64), sa.ForeignKey("invitee.invitee_id"), nullable=False),
         sa.Column("kind", sa.String(64), nullable=False),
         sa.Column("message_id", sa.String(255), nullable=False, unique=True),
         sa.Column("sequence", sa.Integer(), nullable=False),
