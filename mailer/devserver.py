@@ -7,6 +7,7 @@ Nothing leaves the machine. Each stored message gets `Return-Path` and one
 from __future__ import annotations
 
 import mailbox
+import socket
 from collections.abc import Callable
 from email.header import decode_header, make_header
 from email.parser import BytesHeaderParser
@@ -78,15 +79,27 @@ class DevServer:
     def maildir(self) -> Path:
         return self.handler.maildir
 
+    def _busy(self, exc: OSError) -> TransportError:
+        return TransportError(
+            f"the dev mail server cannot listen on {self.host}:{self.port}: "
+            f"{exc.strerror or exc}. Is another one running? Choose another --port"
+        )
+
     def start(self) -> None:
+        # aiosmtpd reports a port in use only after its ready_timeout: find out at once.
+        with socket.socket(socket.AF_INET6 if ":" in self.host else socket.AF_INET) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind((self.host, self.port))
+            except OSError as exc:
+                self._controller.loop.close()
+                raise self._busy(exc) from exc
         try:
             self._controller.start()
-        except OSError as exc:
-            raise TransportError(
-                f"the dev mail server cannot listen on {self.host}:{self.port}: "
-                f"{exc.strerror or exc}. Is another one running? Choose another --port"
-            ) from exc
-        except RuntimeError as exc:
+        except (OSError, RuntimeError, TimeoutError) as exc:
+            self._controller.loop.close()
+            if isinstance(exc, OSError):
+                raise self._busy(exc) from exc
             raise TransportError(
                 f"the dev mail server on {self.host}:{self.port} did not start: {exc}"
             ) from exc
