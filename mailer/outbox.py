@@ -227,6 +227,16 @@ class Ledger:
             lease_until=None,
         )
 
+    def mark_uncertain(self, claim: Claim, owner: str, reply: str) -> None:
+        self._update(
+            claim.id,
+            owner,
+            state=S.uncertain.value,
+            last_reply=reply,
+            lease_owner=None,
+            lease_until=None,
+        )
+
     def release(self, owner: str) -> int:
         """Give back every row this worker leased but never started to send."""
         with self.engine.begin() as conn:
@@ -271,6 +281,26 @@ class Ledger:
         return len(stale)
 
     # --- reading -------------------------------------------------------------------------
+
+    def sent_since(self, server: str, since: datetime, limit: int) -> datetime | None:
+        """The time of the `limit`-th most recent send through `server` after `since`
+        (any campaign, any worker), or None if there were fewer. Feeds the rate limits."""
+        query = (
+            select(D.sent_at)
+            .where(D.server == server, D.sent_at >= since)
+            .order_by(D.sent_at.desc())
+            .offset(limit - 1)
+            .limit(1)
+        )
+        with self.engine.connect() as conn:
+            return conn.execute(query).scalar()
+
+    def next_retry_at(self) -> datetime | None:
+        query = select(func.min(D.next_attempt_at)).where(
+            D.campaign_id == self.campaign_id, D.state == S.retry_wait.value
+        )
+        with self.engine.connect() as conn:
+            return conn.execute(query).scalar()
 
     def counts(self, kind: str | None = None) -> dict[str, int]:
         query = select(D.state, func.count()).where(D.campaign_id == self.campaign_id)

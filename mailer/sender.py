@@ -21,11 +21,13 @@ from mailer.db import session
 from mailer.errors import MailerError, TransportError
 from mailer.models import DeliveryState, Invitee
 from mailer.outbox import Claim, Ledger, new_owner
-from mailer.transport import PermanentFailure, SmtpTransport, TemporaryFailure
+from mailer.pacing import SLOW_DOWN_CODES, DailyCapReached, Pacer
+from mailer.transport import PermanentFailure, SmtpTransport, TemporaryFailure, Unknown
 from mailer.workspace import Workspace
 
 S = DeliveryState
 LEASE = timedelta(minutes=5)
+RETRY_HORIZON = timedelta(minutes=2)  # a run waits for retries due this soon
 CLAIM_BATCH = 20
 MAX_ATTEMPTS = 5
 
@@ -35,6 +37,7 @@ class Outcome:
     invitee_id: str
     state: str
     reply: str
+    code: int = 0
 
 
 Progress = Callable[[Outcome], None]
@@ -45,9 +48,16 @@ class DrainStats:
     sent: int = 0
     retry: int = 0
     failed: int = 0
+    uncertain: int = 0
     recovered_uncertain: int = 0
     stopped: str | None = None
     outcomes: list[Outcome] = field(default_factory=list)
+
+    def count(self, outcome: Outcome) -> None:
+        self.sent += outcome.state == S.sent
+        self.retry += outcome.state == S.retry_wait
+        self.failed += outcome.state == S.failed
+        self.uncertain += outcome.state == S.uncertain
 
 
 @dataclass
@@ -151,31 +161,49 @@ def send_round(
 def drain(
     ws: Workspace, ledger: Ledger, transport: SmtpTransport, progress: Progress | None = None
 ) -> DrainStats:
-    """Send every due row of the campaign; stop cleanly on a fatal error or many failures."""
+    """Send every due row of the campaign, paced by the rate limits.
+
+    Waits for retries that fall due within `RETRY_HORIZON`; stops cleanly (claims released)
+    on a fatal transport error, a daily cap, or `max_consecutive_failures` in a row.
+    """
     stats = DrainStats(recovered_uncertain=ledger.recover())
     owner = new_owner()
+    server = transport.server_id
+    pacer = Pacer(ws.settings.limits, lambda since, n: ledger.sent_since(server, since, n))
     consecutive_failures = 0
     limit = ws.settings.max_consecutive_failures
     try:
         while True:
             claims = ledger.claim(owner, CLAIM_BATCH, LEASE)
             if not claims:
-                return stats
+                if not _wait_for_retries(ws, ledger):
+                    return stats
+                continue
             records = _records(ws.engine, [c.invitee_id for c in claims])
             for claim in claims:
+                try:
+                    _pause(ws, pacer.wait_before_next(ws.clock()))
+                except DailyCapReached as cap:
+                    stats.stopped = (
+                        f"the daily cap of {cap.limit} messages through {server} is reached; "
+                        f"the rest stay queued. Run the command again after "
+                        f"{cap.resume_at.astimezone(ws.campaign.timezone):%Y-%m-%d %H:%M} "
+                        "(or leave it to the scheduler)"
+                    )
+                    return stats
                 outcome = _send_one(ws, ledger, transport, owner, claim, records[claim.invitee_id])
                 if outcome is None:
                     continue
                 stats.outcomes.append(outcome)
-                if outcome.state == S.sent:
-                    stats.sent += 1
-                    consecutive_failures = 0
-                else:
-                    stats.retry += outcome.state == S.retry_wait
-                    stats.failed += outcome.state == S.failed
-                    consecutive_failures += 1
+                stats.count(outcome)
                 if progress is not None:
                     progress(outcome)
+                if outcome.state == S.sent:
+                    consecutive_failures = 0
+                    continue
+                consecutive_failures += 1
+                if outcome.code in SLOW_DOWN_CODES:
+                    _pause(ws, pacer.slow_down())
                 if consecutive_failures >= limit:
                     stats.stopped = (
                         f"paused after {consecutive_failures} failures in a row "
@@ -185,6 +213,23 @@ def drain(
                     return stats
     finally:
         ledger.release(owner)
+
+
+def _pause(ws: Workspace, wait: timedelta) -> None:
+    if wait > timedelta(0):
+        ws.sleep(wait.total_seconds())
+
+
+def _wait_for_retries(ws: Workspace, ledger: Ledger) -> bool:
+    """Sleep until the next retry if it is due soon; False when there is nothing to wait for."""
+    due = ledger.next_retry_at()
+    if due is None:
+        return False
+    wait = due - ws.clock()
+    if wait > RETRY_HORIZON:
+        return False
+    _pause(ws, wait)
+    return True
 
 
 def _send_one(
@@ -207,25 +252,30 @@ def _send_one(
     transport.ready()  # a server we cannot reach stops the run before anything is marked
     if not ledger.mark_sending(claim, owner, message.recipients, transport.server_id, LEASE):
         return None  # the lease was lost to another worker
+    who = invitee.invitee_id
     try:
         delivered = transport.send(message.envelope_from, message.recipients, message.data)
     except PermanentFailure as failure:
         ledger.mark_failed(claim, owner, str(failure.reply))
-        return Outcome(invitee.invitee_id, S.failed, str(failure.reply))
+        return Outcome(who, S.failed, str(failure.reply), failure.reply.code)
+    except Unknown as unknown:
+        ledger.mark_uncertain(claim, owner, str(unknown.reply))
+        return Outcome(who, S.uncertain, str(unknown.reply), 0)
     except TemporaryFailure as failure:
-        reply = str(failure.reply)
+        reply, code = str(failure.reply), failure.reply.code
         if claim.attempts + 1 >= MAX_ATTEMPTS:
             reply = f"{reply} (gave up after {MAX_ATTEMPTS} attempts)"
             ledger.mark_failed(claim, owner, reply)
-            return Outcome(invitee.invitee_id, S.failed, reply)
-        ledger.mark_retry(claim, owner, reply, retry_delay(claim.attempts + 1))
-        return Outcome(invitee.invitee_id, S.retry_wait, reply)
+            return Outcome(who, S.failed, reply, code)
+        delay = timedelta(seconds=5) if code == 421 else retry_delay(claim.attempts + 1)
+        ledger.mark_retry(claim, owner, reply, delay)
+        return Outcome(who, S.retry_wait, reply, code)
     reply = str(delivered.reply)
     if delivered.refused:
         refused = "; ".join(f"{a}: {r}" for a, r in delivered.refused.items())
         reply = f"{reply} (refused: {refused})"
     ledger.mark_sent(claim, owner, reply)
-    return Outcome(invitee.invitee_id, S.sent, reply)
+    return Outcome(who, S.sent, reply, delivered.reply.code)
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from typing import Literal
 from dotenv import dotenv_values
 
 from mailer.errors import SettingsError
+from mailer.pacing import PRESETS, RateLimits
 
 Security = Literal["none", "starttls", "ssl"]
 _SECURITIES: tuple[Security, ...] = ("none", "starttls", "ssl")
@@ -67,6 +68,8 @@ class Settings:
     maildir: Path = Path("var/maildir")
     smtp: SmtpSettings = field(default_factory=SmtpSettings)
     max_consecutive_failures: int = 10
+    limits: RateLimits = field(default_factory=RateLimits)
+    rate_preset: str = "none"
 
 
 def is_loopback_host(host: str) -> bool:
@@ -184,6 +187,27 @@ def load_settings(environ: Mapping[str, str], dotenv_path: Path | None = Path(".
             f"MAILER_TEMPLATES={str(templates_dir)!r}: no such folder; "
             "e.g. MAILER_TEMPLATES=templates"
         )
+    preset = text("MAILER_RATE_PRESET", "auto").lower()
+    if preset == "auto":
+        preset = "none" if smtp.is_loopback else "generic"
+    if preset not in PRESETS:
+        problems.append(
+            f"MAILER_RATE_PRESET={preset!r} is not one of auto, {', '.join(PRESETS)}; "
+            "e.g. MAILER_RATE_PRESET=microsoft365"
+        )
+        preset = "none"
+    base = PRESETS[preset]
+
+    def limit(name: str, default: int | None, example: str) -> int | None:
+        value = integer(name, -1, 0, 10_000_000, example)
+        return default if value == -1 else (value or None)
+
+    limits = RateLimits(
+        per_minute=limit("MAILER_RATE_PER_MINUTE", base.per_minute, "30"),
+        per_hour=limit("MAILER_RATE_PER_HOUR", base.per_hour, "1000"),
+        per_day=limit("MAILER_RATE_PER_DAY", base.per_day, "2000"),
+        sessions=integer("MAILER_MAX_SESSIONS", base.sessions, 1, 64, "3"),
+    )
     settings = Settings(
         database_url=database_url,
         campaign_path=campaign_path,
@@ -191,6 +215,8 @@ def load_settings(environ: Mapping[str, str], dotenv_path: Path | None = Path(".
         maildir=Path(text("MAILER_MAILDIR", "var/maildir")),
         smtp=smtp,
         max_consecutive_failures=integer("MAILER_MAX_FAILURES", 10, 1, 100_000, "10"),
+        limits=limits,
+        rate_preset=preset,
     )
     if problems:
         raise SettingsError(problems)

@@ -2,8 +2,9 @@
 
 `send` sorts every outcome into three kinds the sender acts on:
 - a `SmtpReply` (250: delivered to the server),
-- `TemporaryFailure` (4xx, dropped connection: retry later),
+- `TemporaryFailure` (4xx, or the connection lost before the message was handed over),
 - `PermanentFailure` (5xx for this message: do not retry),
+- `Unknown` (the connection lost after the final dot, before the reply: maybe delivered),
 and raises `TransportError` (a `MailerError`) when the server cannot be used at all
 (unreachable, certificate, login): the run stops at once instead of burning the list.
 """
@@ -11,6 +12,7 @@ and raises `TransportError` (a `MailerError`) when the server cannot be used at 
 from __future__ import annotations
 
 import contextlib
+import re
 import smtplib
 import ssl
 from collections.abc import Sequence
@@ -53,8 +55,12 @@ class PermanentFailure(Exception):
         super().__init__(str(reply))
 
 
-def _failure(reply: SmtpReply) -> Exception:
-    return PermanentFailure(reply) if reply.code >= 500 else TemporaryFailure(reply)
+class Unknown(Exception):
+    """The server may or may not have accepted the message (see `SmtpTransport.send`)."""
+
+    def __init__(self, reply: SmtpReply) -> None:
+        self.reply = reply
+        super().__init__(str(reply))
 
 
 def ssl_context(settings: SmtpSettings) -> ssl.SSLContext:
@@ -172,51 +178,63 @@ class SmtpTransport:
             self.connect()
 
     def send(self, envelope_from: str, recipients: Sequence[str], data: bytes) -> Delivered:
-        """One SMTP transaction on the open session (see `ready`)."""
+        """One SMTP transaction on the open session (see `ready`).
+
+        A connection lost *after* the message's final dot was sent raises `Unknown`: the
+        server may have queued it, so retrying could deliver it twice.
+        """
         smtp = self._smtp
         if smtp is None:
             raise TemporaryFailure(SmtpReply(0, "no open SMTP session"))
+        handed_over = False
         try:
             code, message = smtp.mail(envelope_from)
             if code != 250:
-                self._after_refusal(code)
-                raise _failure(SmtpReply.of(code, message))
+                raise self._refused(SmtpReply.of(code, message))
             refused: dict[str, SmtpReply] = {}
             for recipient in recipients:
                 code, message = smtp.rcpt(recipient)
                 if code not in (250, 251):
                     refused[recipient] = SmtpReply.of(code, message)
                     if code == 421:
-                        self._drop()
-                        raise TemporaryFailure(refused[recipient])
+                        raise self._refused(refused[recipient])
             if len(refused) == len(recipients):
-                self._after_refusal(0)
-                worst = min(refused.values(), key=lambda r: r.code)  # 4xx before 5xx
-                raise _failure(worst)
-            code, message = smtp.data(data)
-        except smtplib.SMTPDataError as exc:  # DATA itself refused (not 354)
-            reply = SmtpReply.of(exc.smtp_code, exc.smtp_error)
-            self._after_refusal(reply.code)
-            raise _failure(reply) from exc
-        except smtplib.SMTPServerDisconnected as exc:
+                raise self._refused(min(refused.values(), key=lambda r: r.code))  # 4xx first
+            code, message = smtp.docmd("DATA")
+            if code != 354:
+                raise self._refused(SmtpReply.of(code, message))
+            smtp.send(_dot_stuffed(data))
+            handed_over = True
+            code, message = smtp.getreply()
+        except (smtplib.SMTPServerDisconnected, smtplib.SMTPResponseException, OSError) as exc:
             self._drop()
-            raise TemporaryFailure(SmtpReply(0, f"connection dropped: {exc}")) from exc
-        except (TimeoutError, OSError) as exc:
-            self._drop()
-            raise TemporaryFailure(SmtpReply(0, f"connection failed: {exc}")) from exc
+            if handed_over:
+                raise Unknown(
+                    SmtpReply(0, f"connection lost after the message was handed over: {exc}")
+                ) from exc
+            raise TemporaryFailure(SmtpReply(0, f"connection lost: {exc}")) from exc
         reply = SmtpReply.of(code, message)
         if code != 250:
-            self._after_refusal(code)
-            raise _failure(reply)
+            raise self._refused(reply)
         self._sent_on_session += 1
         return Delivered(reply, refused)
 
-    def _after_refusal(self, code: int) -> None:
-        if code == 421:
+    def _refused(self, reply: SmtpReply) -> Exception:
+        """Classify a refusal and leave the session usable (RSET) or closed (421)."""
+        if reply.code == 421:
             self._drop()
-            return
-        try:
-            if self._smtp is not None:
-                self._smtp.rset()
-        except (smtplib.SMTPException, OSError):
-            self._drop()
+        else:
+            try:
+                if self._smtp is not None:
+                    self._smtp.rset()
+            except (smtplib.SMTPException, OSError):
+                self._drop()
+        return PermanentFailure(reply) if reply.code >= 500 else TemporaryFailure(reply)
+
+
+def _dot_stuffed(data: bytes) -> bytes:
+    """The DATA payload: CRLF line ends, leading dots doubled, ended by CRLF.CRLF."""
+    body = re.sub(rb"(?m)^\.", b"..", data)
+    if not body.endswith(b"\r\n"):
+        body += b"\r\n"
+    return body + b".\r\n"

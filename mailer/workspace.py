@@ -6,6 +6,8 @@ none of them (e.g. `mailer devserver`) does not fail on a broken campaign file.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from functools import cached_property
 
 from sqlalchemy import Engine
@@ -19,9 +21,15 @@ from mailer.transport import SmtpTransport
 
 
 class Workspace:
-    def __init__(self, settings: Settings, clock: Clock = utcnow) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        clock: Clock = utcnow,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         self.settings = settings
         self.clock = clock
+        self.sleep = sleep
 
     @cached_property
     def engine(self) -> Engine:

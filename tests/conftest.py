@@ -29,14 +29,21 @@ IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
 
 class FakeClock:
+    """Frozen time that moves only when told to, or when the code under test sleeps."""
+
     def __init__(self, start: datetime) -> None:
         self.now = start
+        self.sleeps: list[float] = []
 
     def __call__(self) -> datetime:
         return self.now
 
     def advance(self, **kwargs: float) -> None:
         self.now += timedelta(**kwargs)
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += timedelta(seconds=seconds)
 
 
 @pytest.fixture
@@ -115,7 +122,7 @@ def make_ws(tmp_path: Path, clock: FakeClock) -> Iterator[object]:
     made: list[Workspace] = []
 
     def factory(**env: str) -> Workspace:
-        ws = Workspace(make_settings(tmp_path, **env), clock=clock)
+        ws = Workspace(make_settings(tmp_path, **env), clock=clock, sleep=clock.sleep)
         made.append(ws)
         return ws
 

@@ -1,0 +1,104 @@
+"""A real SMTP server on loopback that misbehaves on cue, recipient by recipient."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult
+
+from tests.conftest import free_port
+
+# What the server does for a recipient on its n-th attempt (the last entry repeats):
+#   "250" accept; "4xx"/"5xx" answer RCPT with that code; "data:4xx"/"data:5xx" answer the
+#   end of DATA with it; "drop-at-rcpt" close the connection at RCPT; "drop-after-data" store
+#   the message, then close the connection instead of answering; "stall-after-data" store
+#   it and say nothing for `stall` seconds.
+REPLIES = {
+    421: "421 4.7.0 Try again later, closing connection",
+    432: "432 4.7.12 A password transition is needed",
+    450: "450 4.2.1 Mailbox busy",
+    451: "451 4.7.1 Please try again later (greylisted)",
+    452: "452 4.5.3 Too many recipients this hour",
+    454: "454 4.7.0 Temporary authentication failure",
+    550: "550 5.1.1 Recipient address rejected: User unknown",
+    552: "552 5.3.4 Message size exceeds fixed limit",
+}
+
+
+@dataclass
+class Script:
+    plans: dict[str, list[str]] = field(default_factory=dict)
+    stall: float = 3.0
+    attempts: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    received: list[tuple[tuple[str, ...], bytes]] = field(default_factory=list)
+
+    def next_action(self, address: str) -> str:
+        plan = self.plans.get(address, ["250"])
+        index = self.attempts[address]
+        self.attempts[address] += 1
+        return plan[min(index, len(plan) - 1)]
+
+    def received_by(self, address: str) -> int:
+        return sum(1 for rcpts, _ in self.received if address in rcpts)
+
+
+class ScriptedHandler:
+    def __init__(self, script: Script) -> None:
+        self.script = script
+
+    async def handle_RCPT(
+        self, server: Any, session: Any, envelope: Any, address: str, options: Any
+    ) -> str:
+        action = self.script.next_action(address)
+        session.planned = action  # what DATA does for this message (one recipient each)
+        if action == "drop-at-rcpt":
+            server.transport.close()
+            return "421 closing"
+        if action.isdigit():
+            code = int(action)
+            if code != 250:
+                return REPLIES[code]
+        envelope.rcpt_tos.append(address)
+        return "250 2.1.5 OK"
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        action = getattr(session, "planned", "250")
+        if action.startswith("data:"):
+            return REPLIES[int(action[5:])]
+        self.script.received.append((tuple(envelope.rcpt_tos), envelope.content))
+        if action == "drop-after-data":
+            server.transport.close()
+            return "250 never seen"
+        if action == "stall-after-data":
+            await asyncio.sleep(self.script.stall)
+        return "250 2.0.0 Ok: queued"
+
+
+class _FailingAuth:
+    def __call__(
+        self, server: Any, session: Any, envelope: Any, mechanism: str, auth_data: Any
+    ) -> AuthResult:
+        return AuthResult(success=False, handled=False)
+
+
+class ScriptedServer:
+    def __init__(self, script: Script, refuse_auth: bool = False) -> None:
+        self.script = script
+        self.port = free_port()
+        kwargs: dict[str, Any] = {}
+        if refuse_auth:
+            kwargs = {"authenticator": _FailingAuth(), "auth_require_tls": False}
+        self.controller = Controller(
+            ScriptedHandler(script), hostname="127.0.0.1", port=self.port, **kwargs
+        )
+
+    def __enter__(self) -> ScriptedServer:
+        self.controller.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.controller.stop()
