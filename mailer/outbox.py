@@ -29,10 +29,10 @@ from mailer.errors import LedgerError
 from mailer.models import CampaignState, Delivery, DeliveryState
 
 Clock = Callable[[], datetime]
-_DELIVERY: Table = Delivery.__table__  # type: ignore[attr-defined]
-_CAMPAIGN: Table = CampaignState.__table__  # type: ignore[attr-defined]
-D = _DELIVERY.c
-C = _CAMPAIGN.c
+DELIVERIES: Table = Delivery.__table__  # type: ignore[attr-defined]
+CAMPAIGNS: Table = CampaignState.__table__  # type: ignore[attr-defined]
+D = DELIVERIES.c
+C = CAMPAIGNS.c
 S = DeliveryState
 _SENDABLE = (S.queued.value, S.retry_wait.value)
 
@@ -127,7 +127,7 @@ class Ledger:
         with self.engine.begin() as conn:
             for start in range(0, len(rows), 500):
                 stmt = (
-                    insert(_DELIVERY)
+                    insert(DELIVERIES)
                     .values(rows[start : start + 500])
                     .on_conflict_do_nothing(index_elements=["campaign_id", "invitee_id", "kind"])
                     .returning(D.id)  # rowcount is unreliable for multi-row inserts
@@ -154,7 +154,7 @@ class Ledger:
         if self._dialect == "postgresql":
             due = due.with_for_update(skip_locked=True)
         stmt = (
-            update(_DELIVERY)
+            update(DELIVERIES)
             .where(D.id.in_(due.scalar_subquery()))
             .values(lease_owner=owner, lease_until=now + lease, updated_at=now)
             .returning(
@@ -177,7 +177,7 @@ class Ledger:
             where.append(D.lease_owner == owner)
         with self.engine.begin() as conn:
             result = conn.execute(
-                update(_DELIVERY).where(and_(*where)).values(updated_at=now, **values)
+                update(DELIVERIES).where(and_(*where)).values(updated_at=now, **values)
             )
         return bool(result.rowcount)
 
@@ -241,7 +241,7 @@ class Ledger:
         """Give back every row this worker leased but never started to send."""
         with self.engine.begin() as conn:
             result = conn.execute(
-                update(_DELIVERY)
+                update(DELIVERIES)
                 .where(
                     D.lease_owner == owner,
                     D.state.in_(_SENDABLE),
@@ -266,7 +266,7 @@ class Ledger:
             ]
             if stale:
                 conn.execute(
-                    update(_DELIVERY)
+                    update(DELIVERIES)
                     .where(D.id.in_(stale), D.state == S.sending.value)
                     .values(
                         state=S.uncertain.value,
@@ -324,13 +324,13 @@ class Ledger:
 
     def campaign_state(self) -> CampaignState:
         with self.engine.begin() as conn:
-            row = conn.execute(select(_CAMPAIGN).where(C.campaign_id == self.campaign_id)).first()
+            row = conn.execute(select(CAMPAIGNS).where(C.campaign_id == self.campaign_id)).first()
             if row is not None:
                 return CampaignState(**row._mapping)
             state = CampaignState(campaign_id=self.campaign_id, sequence=0, created_at=self.clock())
             insert = pg_insert if self._dialect == "postgresql" else sqlite_insert
             conn.execute(
-                insert(_CAMPAIGN)
+                insert(CAMPAIGNS)
                 .values(campaign_id=state.campaign_id, sequence=0, created_at=state.created_at)
                 .on_conflict_do_nothing(index_elements=["campaign_id"])
             )
@@ -348,7 +348,7 @@ class Ledger:
         if state.smtp_server != server:
             with self.engine.begin() as conn:
                 conn.execute(
-                    update(_CAMPAIGN)
+                    update(CAMPAIGNS)
                     .where(C.campaign_id == self.campaign_id)
                     .values(smtp_server=server)
                 )

@@ -6,8 +6,12 @@ invitees, enqueue what is missing (idempotent), then drain everything that is du
 
 from __future__ import annotations
 
+import json
 import random
-from collections.abc import Callable, Sequence
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 
@@ -52,6 +56,10 @@ class DrainStats:
     recovered_uncertain: int = 0
     stopped: str | None = None
     outcomes: list[Outcome] = field(default_factory=list)
+
+    def summary(self) -> dict[str, object]:
+        keys = ("sent", "retry", "failed", "uncertain", "recovered_uncertain", "stopped")
+        return {key: getattr(self, key) for key in keys}
 
     def count(self, outcome: Outcome) -> None:
         self.sent += outcome.state == S.sent
@@ -110,9 +118,18 @@ def send_round(
     dry_run: bool = False,
     new_server: bool = False,
     progress: Progress | None = None,
+    workers: int = 1,
+    worker_env: Mapping[str, str] | None = None,
 ) -> SendReport:
     campaign = ws.campaign
     rule = campaign.rule_for_kind(kind)
+    sessions = ws.settings.limits.sessions
+    if workers > sessions:
+        raise MailerError(
+            f"--workers {workers} would open more SMTP sessions than the {sessions} allowed "
+            f"(MAILER_MAX_SESSIONS, preset {ws.settings.rate_preset}); use --workers {sessions} "
+            "or fewer"
+        )
     invitees = select_invitees(ws.engine, only)
     if not invitees:
         if only:
@@ -153,7 +170,10 @@ def send_round(
             lambda invitee_id: new_message_id(campaign, invitee_id, kind),
         )
         report.due = ledger.due_count()
-        report.drain = drain(ws, ledger, transport, progress)
+        if workers == 1:
+            report.drain = drain(ws, ledger, transport, progress)
+    if workers > 1:
+        report.drain = run_workers(ws, workers, worker_env or {}, progress)
     report.totals = ledger.counts(kind)
     return report
 
@@ -213,6 +233,52 @@ def drain(
                     return stats
     finally:
         ledger.release(owner)
+
+
+def drain_once(ws: Workspace) -> DrainStats:
+    """What one `mailer worker` does: connect, send everything due, exit."""
+    ledger = ws.ledger()
+    with ws.transport() as transport:
+        ledger.guard_server(transport.server_id, allow_new=False)
+        return drain(ws, ledger, transport)
+
+
+def run_workers(
+    ws: Workspace, count: int, env: Mapping[str, str], progress: Progress | None = None
+) -> DrainStats:
+    """Drain with `count` `mailer worker` processes over the same ledger and add up what
+    they report. Each claims its own rows (a lease), so no row is sent by two of them."""
+    ledger = ws.ledger()
+    done_states = (S.sent, S.failed, S.uncertain, S.retry_wait)
+    baseline = sum(ledger.counts()[s] for s in done_states)
+    command = [sys.executable, "-m", "mailer", "worker", "--json"]
+    procs = [
+        subprocess.Popen(command, env=dict(env), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        for _ in range(count)
+    ]
+    reported = 0
+    while any(p.poll() is None for p in procs):
+        time.sleep(0.2)  # real processes run on real time, whatever ws.clock says
+        processed = sum(ledger.counts()[s] for s in done_states) - baseline
+        for _ in range(max(processed - reported, 0)):
+            if progress is not None:
+                progress(Outcome("(workers)", S.sent, ""))
+        reported = max(reported, processed)
+    stats = DrainStats()
+    errors = []
+    for proc in procs:
+        out, err = proc.communicate()
+        lines = out.decode("utf-8", "replace").strip().splitlines()
+        if proc.returncode != 0 or not lines:
+            errors.append(err.decode("utf-8", "replace").strip() or f"exit {proc.returncode}")
+            continue
+        summary = json.loads(lines[-1])
+        for key in ("sent", "retry", "failed", "uncertain", "recovered_uncertain"):
+            setattr(stats, key, getattr(stats, key) + int(summary[key]))
+        stats.stopped = stats.stopped or summary.get("stopped")
+    if errors:
+        raise MailerError("a worker stopped: " + " | ".join(dict.fromkeys(errors)))
+    return stats
 
 
 def _pause(ws: Workspace, wait: timedelta) -> None:

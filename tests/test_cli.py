@@ -37,6 +37,7 @@ def test_every_command_is_in_the_readme() -> None:
     for command in app.registered_commands:
         commands.append(command.name or command.callback.__name__)  # type: ignore[union-attr]
     for group in app.registered_groups:
+        commands.append(str(group.name))
         for command in group.typer_instance.registered_commands:  # type: ignore[union-attr]
             commands.append(f"{group.name} {command.name}")
     assert len(commands) >= 6

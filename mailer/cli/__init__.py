@@ -1,0 +1,11 @@
+"""`mailer`: the command line. Importing the submodules registers their commands."""
+
+from mailer.cli import commands, ledger, sending
+from mailer.cli.app import app
+
+
+def main() -> None:
+    app()
+
+
+__all__ = ["app", "commands", "ledger", "main", "sending"]

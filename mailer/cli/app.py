@@ -1,0 +1,56 @@
+"""The command line: each command parses its options, calls one library function and
+prints the report it returns. Domain errors become `Error: …` and exit code 1 here, in
+`Group.invoke`, and nowhere else; bad flags exit 2."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import typer
+from rich.console import Console
+from typer.core import TyperGroup
+
+from mailer.errors import MailerError
+from mailer.settings import load_settings
+from mailer.workspace import Workspace
+
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+class Group(TyperGroup):
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except MailerError as exc:
+            err.print(f"Error: {exc}", markup=False)
+            raise typer.Exit(1) from exc
+        finally:
+            if isinstance(ctx.obj, Workspace):
+                ctx.obj.close()
+
+
+app = typer.Typer(
+    cls=Group,
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    help="Thai seminar invitations with real calendar invites, a delivery ledger, "
+    "reminders and reply tracking. Settings come from the environment and .env.",
+)
+send_app = typer.Typer(cls=Group, no_args_is_help=True, help="Send a round of messages.")
+app.add_typer(send_app, name="send")
+
+
+@app.callback()
+def _main(ctx: typer.Context) -> None:
+    if ctx.resilient_parsing:
+        return
+    ctx.obj = Workspace(load_settings(os.environ))
+
+
+def workspace(ctx: typer.Context) -> Workspace:
+    ws = ctx.find_root().obj
+    assert isinstance(ws, Workspace)
+    return ws

@@ -1,0 +1,173 @@
+"""Importing, inspecting and the dev mail server."""
+
+from __future__ import annotations
+
+import json
+import signal
+import threading
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from mailer.check import run_check
+from mailer.cli.app import app, err, out, workspace
+from mailer.contacts import ImportReport, import_contacts
+from mailer.devserver import DevServer
+from mailer.errors import MailerError
+from mailer.report import status as status_report
+
+# --- import ------------------------------------------------------------------------------
+
+
+@app.command("import")
+def import_(
+    ctx: typer.Context,
+    path: Annotated[
+        Path, typer.Argument(help="contacts.csv (UTF-8, UTF-8 BOM, windows-874) or .xlsx")
+    ],
+    skip_invalid: Annotated[
+        bool, typer.Option("--skip-invalid", help="Import the valid rows even if some are bad.")
+    ] = False,
+) -> None:
+    """Import or update the invitee list; all rows or nothing.
+
+    Example: mailer import contacts.csv
+    """
+    report = import_contacts(workspace(ctx).engine, path, skip_invalid=skip_invalid)
+    _print_import(report)
+    if report.errors and not report.written:
+        raise MailerError(
+            f"{path}: {len(report.errors)} problem(s), nothing was imported. Fix the rows above "
+            "and import again, or use --skip-invalid to import the valid rows only"
+        )
+
+
+def _print_import(report: ImportReport) -> None:
+    for problem in report.errors:
+        err.print(f"[red]✗[/red] {problem}", markup=True)
+    for problem in report.warnings:
+        err.print(f"[yellow]![/yellow] {problem}", markup=True)
+    if report.written:
+        skipped = f", {len(report.errors)} bad row(s) skipped" if report.errors else ""
+        kept = (
+            f"; {report.not_in_file} invitee(s) not in this file were kept"
+            if report.not_in_file
+            else ""
+        )
+        out.print(
+            f"Imported {len(report.records)} invitee(s) from {report.source}: "
+            f"{report.created} new, {report.updated} updated, {report.unchanged} unchanged"
+            f"{skipped}{kept}."
+        )
+
+
+# --- devserver ---------------------------------------------------------------------------
+
+
+@app.command("devserver")
+def devserver_cmd(
+    ctx: typer.Context,
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port on 127.0.0.1.")] = 8025,
+    maildir: Annotated[
+        Path | None, typer.Option(help="Maildir to store mail in (default MAILER_MAILDIR).")
+    ] = None,
+    host: Annotated[str, typer.Option(help="Loopback address to listen on.")] = "127.0.0.1",
+) -> None:
+    """Run the local dev mail server (SMTP on loopback → Maildir) until Ctrl-C.
+
+    Example: mailer devserver --port 8025 --maildir var/maildir
+    """
+    folder = maildir or workspace(ctx).settings.maildir
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    with DevServer(host, port, folder, notify=lambda line: out.print(line)) as server:
+        out.print(
+            f"Dev mail server listening on {host}:{port}; mail goes to {server.maildir}/new. "
+            "Ctrl-C stops it."
+        )
+        stop.wait()
+    out.print(f"Stopped after {server.handler.count} message(s).")
+
+
+# --- inspection --------------------------------------------------------------------------
+
+
+@app.command()
+def preview(
+    ctx: typer.Context,
+    invitee_id: Annotated[str, typer.Argument(help="e.g. TH-50-agri")],
+    eml: Annotated[Path | None, typer.Option(help="Write the whole message (.eml) here.")] = None,
+    html: Annotated[Path | None, typer.Option(help="Write the HTML part here.")] = None,
+) -> None:
+    """Show the invitation one office would receive.
+
+    Example: mailer preview TH-50-agri --eml preview.eml --html preview.html
+    """
+    from mailer.preview import preview_invitation
+
+    result = preview_invitation(workspace(ctx), invitee_id)
+    out.print(f"To: {', '.join(result.message.recipients)}")
+    out.print(f"Subject: {result.message.subject}")
+    out.print()
+    out.print(result.letter.text)
+    if eml:
+        eml.write_bytes(result.message.data)
+        out.print(f"Wrote {eml} ({len(result.message.data):,} bytes)")
+    if html:
+        html.write_text(result.letter.html, encoding="utf-8")
+        out.print(f"Wrote {html}")
+
+
+@app.command()
+def check(
+    ctx: typer.Context,
+    contacts: Annotated[
+        Path | None, typer.Option(help="Check this invitee file instead of the imported list.")
+    ] = None,
+) -> None:
+    """Check the campaign, every template for every invitee, the contacts, and Thai text.
+
+    Example: mailer check --contacts contacts.csv
+    """
+    report = run_check(workspace(ctx), contacts)
+    for note in report.notes:
+        out.print(f"✓ {note}")
+    for warning in report.warnings:
+        out.print(f"[yellow]![/yellow] {warning}", markup=True)
+    for error in report.errors:
+        out.print(f"[red]✗[/red] {error}", markup=True)
+    if not report.ok:
+        raise MailerError(f"check found {len(report.errors)} problem(s); see above")
+    out.print("All checks passed.")
+
+
+@app.command()
+def status(
+    ctx: typer.Context,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Delivery counts and each office's state.
+
+    Example: mailer status --json
+    """
+    report = status_report(workspace(ctx))
+    if as_json:
+        out.print_json(json.dumps(report.to_json(), ensure_ascii=False))
+        return
+    table = Table(title=f"Campaign {report.campaign_id}: invitations")
+    table.add_column("state")
+    table.add_column("offices", justify="right")
+    for state, count in report.totals.items():
+        if count and state != "invitees":
+            table.add_row(state, str(count))
+    table.add_row("total", str(report.totals["invitees"]), style="bold")
+    out.print(table)
+    attention = [i for i in report.invitees if i.delivery in {"failed", "uncertain", "retry_wait"}]
+    for item in attention:
+        out.print(
+            f"{item.invitee_id} {item.organisation} <{item.email}>: "
+            f"{item.delivery}: {item.last_reply}"
+        )

@@ -1,0 +1,170 @@
+"""Sending: `send invitations` and `worker`."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Annotated
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from mailer.cli.app import app, err, out, send_app, workspace
+from mailer.devserver import DevServer
+from mailer.errors import MailerError
+from mailer.sender import Outcome, SendReport, drain_once, send_round, send_test
+from mailer.workspace import Workspace
+
+# --- send --------------------------------------------------------------------------------
+
+
+@send_app.command("invitations")
+def send_invitations(
+    ctx: typer.Context,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Write nothing, send nothing; say what would happen.")
+    ] = False,
+    limit: Annotated[
+        int | None, typer.Option(min=1, help="Enqueue at most N new invitations this run.")
+    ] = None,
+    only: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Only this invitee id, province (TH-50 or Thai name) or agency code; repeatable."
+        ),
+    ] = None,
+    test_to: Annotated[
+        str | None, typer.Option(help="Send one sample to this address; the ledger is not touched.")
+    ] = None,
+    new_server: Annotated[
+        bool,
+        typer.Option(
+            "--new-server", help="Accept an SMTP server other than the one this ledger used."
+        ),
+    ] = False,
+    devserver: Annotated[
+        bool,
+        typer.Option(
+            "--devserver", help="Run the local dev mail server for the length of this run."
+        ),
+    ] = False,
+    workers: Annotated[
+        int, typer.Option(min=1, max=64, help="Sender processes draining the ledger together.")
+    ] = 1,
+) -> None:
+    """Send the invitation to every invitee once (idempotent: a second run sends nothing new).
+
+    Example: mailer send invitations --only TH-50 --dry-run
+    """
+    ws = workspace(ctx)
+    with _maybe_devserver(ws, devserver and not dry_run):
+        if test_to:
+            sample = send_test(ws, test_to, only or ())
+            out.print(
+                f"Sent a sample ({sample.invitee_id}) to {sample.address} via {sample.server}: "
+                f"{sample.reply}. The ledger was not touched."
+            )
+            return
+        with _progress() as on_outcome:
+            report = send_round(
+                ws,
+                "invitation",
+                only=only or (),
+                limit=limit,
+                dry_run=dry_run,
+                new_server=new_server,
+                progress=on_outcome,
+                workers=workers,
+                worker_env=os.environ,
+            )
+        _print_send(report)
+
+
+@contextmanager
+def _maybe_devserver(ws: Workspace, wanted: bool) -> Iterator[None]:
+    if not wanted:
+        yield
+        return
+    smtp = ws.settings.smtp
+    with DevServer(smtp.host, smtp.port, ws.settings.maildir) as server:
+        err.print(f"Dev mail server on {smtp.host}:{smtp.port}, saving to {server.maildir}")
+        yield
+    out.print(
+        f"Messages received by the dev mail server this run: {server.handler.count}; "
+        f"all mail is in {server.maildir.resolve() / 'new'}"
+    )
+
+
+@contextmanager
+def _progress() -> Iterator[Callable[[Outcome], None]]:
+    progress = Progress(
+        TextColumn("Sending"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[last]}"),
+        TimeRemainingColumn(),
+        console=err,
+        transient=True,
+    )
+    task = progress.add_task("send", total=None, last="")
+
+    def on_outcome(outcome: Outcome) -> None:
+        progress.update(task, advance=1, last=f"{outcome.invitee_id} {outcome.state}")
+
+    with progress:
+        yield on_outcome
+
+
+def _print_send(report: SendReport) -> None:
+    if report.dry_run:
+        out.print(
+            f"Dry run: {report.selected} invitee(s) selected; {report.already_in_ledger} already "
+            f"in the ledger; would enqueue {report.enqueued} new invitation(s) and send "
+            f"{report.due} message(s) through {report.server}. Nothing was written or sent."
+        )
+        return
+    d = report.drain
+    if d.recovered_uncertain:
+        err.print(
+            f"[yellow]![/yellow] {d.recovered_uncertain} message(s) were being sent when a "
+            "previous "
+            "run stopped; they are marked uncertain (see `mailer status`). Nothing was re-sent.",
+            markup=True,
+        )
+    for outcome in d.outcomes:
+        if outcome.state != "sent":
+            err.print(
+                f"[red]✗[/red] {outcome.invitee_id}: {outcome.state}: {outcome.reply}", markup=True
+            )
+    out.print(
+        f"Enqueued {report.enqueued} new invitation(s) ({report.already_in_ledger} already in the "
+        f"ledger). This run: {d.sent} sent, {d.retry} to retry later, {d.failed} failed, "
+        f"through {report.server}."
+    )
+    out.print("Ledger: " + ", ".join(f"{k} {v}" for k, v in report.totals.items() if v))
+    if d.stopped:
+        raise MailerError(d.stopped)
+
+
+@app.command()
+def worker(
+    ctx: typer.Context,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+) -> None:
+    """Drain the ledger once: send every message that is due, then exit. Run several (on
+    one or more hosts, against one PostgreSQL ledger) to send in parallel.
+
+    Example: mailer worker
+    """
+    stats = drain_once(workspace(ctx))
+    if as_json:
+        out.print(json.dumps(stats.summary(), ensure_ascii=False), markup=False)
+    else:
+        out.print(
+            f"Worker done: {stats.sent} sent, {stats.retry} to retry later, {stats.failed} "
+            f"failed, {stats.uncertain} uncertain."
+        )
+    if stats.stopped:
+        raise MailerError(stats.stopped)

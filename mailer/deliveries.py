@@ -1,0 +1,118 @@
+"""The coordinator's view of the ledger and their decisions: list, re-queue, resolve.
+
+`mailer deliveries` lists rows; `mailer deliveries retry` queues failed or uncertain rows
+again (with the same Message-ID, so a client that already has the message can tell);
+`mailer deliveries resolve ID --sent|--not-sent` settles an uncertain one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select, update
+
+from mailer.errors import LedgerError
+from mailer.models import DeliveryState
+from mailer.outbox import DELIVERIES, D, Ledger
+
+S = DeliveryState
+
+
+@dataclass(frozen=True)
+class DeliveryRow:
+    id: int
+    invitee_id: str
+    kind: str
+    state: str
+    attempts: int
+    recipients: str
+    message_id: str
+    server: str | None
+    sent_at: datetime | None
+    last_reply: str | None
+
+
+@dataclass(frozen=True)
+class Requeued:
+    requeued: list[int]
+    skipped: list[str]  # why a chosen row was left alone
+
+
+def list_deliveries(ledger: Ledger, states: Sequence[str] = ()) -> list[DeliveryRow]:
+    query = select(
+        D.id, D.invitee_id, D.kind, D.state, D.attempts, D.recipients, D.message_id,
+        D.server, D.sent_at, D.last_reply,
+    ).where(D.campaign_id == ledger.campaign_id)  # fmt: skip
+    if states:
+        query = query.where(D.state.in_(list(states)))
+    with ledger.engine.connect() as conn:
+        return [DeliveryRow(**row._mapping) for row in conn.execute(query.order_by(D.id))]
+
+
+def requeue(
+    ledger: Ledger,
+    ids: Sequence[int] = (),
+    invitees: Sequence[str] = (),
+    states: Sequence[str] = (),
+) -> Requeued:
+    """Queue failed or uncertain rows again (same Message-ID). Sent rows are never
+    re-queued: the ledger's promise is one message per office."""
+    chosen = [
+        r
+        for r in list_deliveries(ledger)
+        if r.id in ids or r.invitee_id in invitees or r.state in states
+    ]
+    again = [r.id for r in chosen if r.state in (S.failed.value, S.uncertain.value)]
+    skipped = [
+        f"{r.id} ({r.invitee_id}, {r.kind}) is {r.state}; only failed or uncertain "
+        "deliveries can be re-queued"
+        for r in chosen
+        if r.id not in again
+    ]
+    if again:
+        with ledger.engine.begin() as conn:
+            conn.execute(
+                update(DELIVERIES)
+                .where(D.id.in_(again), D.state.in_([S.failed.value, S.uncertain.value]))
+                .values(
+                    state=S.queued.value,
+                    attempts=0,
+                    next_attempt_at=ledger.clock(),
+                    lease_owner=None,
+                    lease_until=None,
+                    updated_at=ledger.clock(),
+                )
+            )
+    return Requeued(again, skipped)
+
+
+def resolve(ledger: Ledger, delivery_id: int, *, sent: bool) -> DeliveryRow:
+    """Settle an uncertain row: it reached the office (`sent`) or it did not (queued)."""
+    found = [r for r in list_deliveries(ledger) if r.id == delivery_id]
+    if not found:
+        raise LedgerError(f"there is no delivery {delivery_id}; see `mailer deliveries`")
+    (row,) = found
+    if row.state != S.uncertain.value:
+        raise LedgerError(
+            f"delivery {delivery_id} ({row.invitee_id}) is {row.state}, not uncertain; "
+            "only uncertain deliveries are resolved"
+        )
+    now = ledger.clock()
+    values: dict[str, object] = (
+        {
+            "state": S.sent.value,
+            "sent_at": now,
+            "last_reply": f"resolved as sent: {row.last_reply}",
+        }
+        if sent
+        else {"state": S.queued.value, "attempts": 0, "next_attempt_at": now}
+    )
+    with ledger.engine.begin() as conn:
+        conn.execute(
+            update(DELIVERIES)
+            .where(D.id == delivery_id, D.state == S.uncertain.value)
+            .values(updated_at=now, **values)
+        )
+    return next(r for r in list_deliveries(ledger) if r.id == delivery_id)
