@@ -47,7 +47,8 @@ def new_owner() -> str:
 
 
 def _owner_is_dead(owner: str | None) -> bool:
-    """True only when the owner ran on this host and its process is gone."""
+    """True only when the owner ran on this host and its process is gone (or a zombie:
+    an orphaned worker that nobody has reaped yet)."""
     if not owner:
         return True
     host, _, rest = owner.partition(":")
@@ -63,7 +64,11 @@ def _owner_is_dead(owner: str | None) -> bool:
         return True
     except PermissionError:
         return False
-    return False
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as stat:
+            return stat.read().rpartition(")")[2].split()[0] == "Z"
+    except (OSError, IndexError):
+        return False
 
 
 @dataclass(frozen=True)
@@ -251,19 +256,23 @@ class Ledger:
         return int(result.rowcount)
 
     def recover(self) -> int:
-        """Rows left in `sending` by a worker that is gone become `uncertain`."""
+        """Clean up after workers that are gone (their process died, or their lease ran
+        out): rows they left in `sending` become `uncertain`; rows they had only leased go
+        back to the queue at once. Returns how many became uncertain."""
         now = self.clock()
         with self.engine.begin() as conn:
             rows = conn.execute(
-                select(D.id, D.lease_owner, D.lease_until).where(
-                    D.campaign_id == self.campaign_id, D.state == S.sending.value
+                select(D.id, D.state, D.lease_owner, D.lease_until).where(
+                    D.campaign_id == self.campaign_id, D.lease_owner.is_not(None)
                 )
             ).all()
-            stale = [
-                r.id
+            gone = [
+                r
                 for r in rows
                 if r.lease_until is None or r.lease_until < now or _owner_is_dead(r.lease_owner)
             ]
+            stale = [r.id for r in gone if r.state == S.sending.value]
+            leased = [r.id for r in gone if r.state in _SENDABLE]
             if stale:
                 conn.execute(
                     update(DELIVERIES)
@@ -277,6 +286,12 @@ class Ledger:
                         lease_until=None,
                         updated_at=now,
                     )
+                )
+            if leased:
+                conn.execute(
+                    update(DELIVERIES)
+                    .where(D.id.in_(leased), D.state.in_(_SENDABLE))
+                    .values(lease_owner=None, lease_until=None, updated_at=now)
                 )
         return len(stale)
 

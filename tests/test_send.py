@@ -198,3 +198,32 @@ def test_a_certificate_that_does_not_verify_stops_the_run(make_ws, tls_server) -
         send_round(ws, "invitation")
     assert box.messages() == []
     assert status(ws).totals["not_enqueued"] == 532
+
+
+@pytest.fixture
+def implicit_tls_server(tmp_path: Path) -> Iterator[tuple[int, Path, Mailhog]]:
+    ca = trustme.CA()
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(context)
+    ca_file = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    port = free_port()
+    controller = Controller(
+        MaildirHandler(tmp_path / "ssl-mail"), hostname="127.0.0.1", port=port, ssl_context=context
+    )
+    controller.start()
+    try:
+        yield port, ca_file, Mailhog(None, port, tmp_path / "ssl-mail")  # type: ignore[arg-type]
+    finally:
+        controller.stop()
+
+
+def test_implicit_tls_is_verified_against_the_ca(make_ws, implicit_tls_server) -> None:  # type: ignore[no-untyped-def]
+    port, ca_file, box = implicit_tls_server
+    ws = _ready(make_ws, port, SMTP_SECURITY="ssl", SMTP_CA_FILE=str(ca_file))
+    assert send_round(ws, "invitation", only=["TH-50"]).drain.sent == 7
+    assert len(box.messages()) == 7
+    untrusted = make_ws(SMTP_PORT=str(port), SMTP_SECURITY="ssl")
+    with pytest.raises(TransportError, match=r"does not verify"):
+        send_round(untrusted, "invitation", only=["TH-51"])
+    assert len(box.messages()) == 7

@@ -1,0 +1,104 @@
+"""The coordinator's commands over the ledger, and parallel workers, through the CLI."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from mailer.cli import app
+from tests.conftest import CAMPAIGN, CONTACTS, TEMPLATES, Mailhog
+from tests.helpers import raw_headers
+from tests.scripted_smtp import Script, ScriptedServer
+
+A = "saraban.th50@agri.example"
+
+
+def _env(tmp_path: Path, port: int, **extra: str) -> dict[str, str]:
+    return {
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'mailer.db'}",
+        "MAILER_CAMPAIGN": str(CAMPAIGN),
+        "MAILER_TEMPLATES": str(TEMPLATES),
+        "SMTP_PORT": str(port),
+        **extra,
+    }
+
+
+def run(env: dict[str, str], *args: str):  # type: ignore[no-untyped-def]
+    return CliRunner().invoke(app, list(args), env=env, catch_exceptions=False)
+
+
+def _rows(env: dict[str, str], *args: str) -> list[dict[str, object]]:
+    result = run(env, "deliveries", "--json", *args)
+    assert result.exit_code == 0, result.output
+    return json.loads(result.output)  # type: ignore[no-any-return]
+
+
+def test_list_retry_and_resolve(tmp_path: Path) -> None:
+    script = Script({A: ["550", "250"], "saraban.th50@prov.example": ["drop-after-data", "250"]})
+    with ScriptedServer(script) as server:
+        env = _env(tmp_path, server.port)
+        run(env, "import", str(CONTACTS))
+        result = run(env, "send", "invitations", "--only", "TH-50")
+        assert result.exit_code == 0, result.output
+        assert "TH-50-agri: failed: 550 5.1.1" in result.output
+
+        failed = _rows(env, "--state", "failed")
+        assert [(r["invitee_id"], r["state"]) for r in failed] == [("TH-50-agri", "failed")]
+        uncertain = _rows(env, "--state", "uncertain")
+        assert [r["invitee_id"] for r in uncertain] == ["TH-50-prov"]
+
+        result = run(env, "deliveries", "retry", "TH-50-agri", "TH-50-ind")
+        assert result.exit_code == 0
+        assert "Queued 1 delivery(ies) again" in result.output
+        assert "is sent; only failed or uncertain deliveries can be re-queued" in result.output
+        assert run(env, "send", "invitations", "--only", "TH-50").exit_code == 0
+        assert script.received_by(A) == 1
+
+        result = run(env, "deliveries", "resolve", str(uncertain[0]["id"]))
+        assert result.exit_code == 1 and "say --sent" in result.output
+        result = run(env, "deliveries", "resolve", str(uncertain[0]["id"]), "--sent")
+        assert result.exit_code == 0 and "is now sent" in result.output
+        result = run(env, "deliveries", "resolve", str(uncertain[0]["id"]), "--not-sent")
+        assert result.exit_code == 1 and "is sent, not uncertain" in result.output
+        assert {r["state"] for r in _rows(env)} == {"sent"}
+        assert script.received_by("saraban.th50@prov.example") == 1
+
+        result = run(env, "deliveries")
+        assert result.exit_code == 0 and "7 deliveries" in result.output
+
+
+def test_not_sent_queues_it_again(tmp_path: Path) -> None:
+    script = Script({A: ["drop-at-rcpt"]})
+    with ScriptedServer(script) as server:
+        env = _env(tmp_path, server.port)
+        run(env, "import", str(CONTACTS))
+        script.plans[A] = ["drop-after-data", "250"]
+        run(env, "send", "invitations", "--only", "TH-50-agri")
+        (row,) = _rows(env, "--state", "uncertain")
+        assert run(env, "deliveries", "resolve", str(row["id"]), "--not-sent").exit_code == 0
+        assert run(env, "send", "invitations", "--only", "TH-50-agri").exit_code == 0
+        assert [r["state"] for r in _rows(env)] == ["sent"]
+        assert script.received_by(A) == 2  # the coordinator decided it had not arrived
+
+
+def test_two_workers_send_every_office_exactly_once(tmp_path: Path, smtp_server: Mailhog) -> None:
+    env = _env(tmp_path, smtp_server.port)
+    run(env, "import", str(CONTACTS))
+    result = run(env, "send", "invitations", "--workers", "2")
+    assert result.exit_code == 0, result.output
+    assert "This run: 532 sent" in result.output
+    delivered = Counter(
+        v for raw in smtp_server.messages() for k, v in raw_headers(raw) if k == "Delivered-To"
+    )
+    assert len(delivered) == 532 and set(delivered.values()) == {1}
+
+
+def test_more_workers_than_the_provider_allows_is_refused(tmp_path: Path) -> None:
+    env = _env(tmp_path, 1, MAILER_RATE_PRESET="microsoft365")
+    run(env, "import", str(CONTACTS))
+    result = run(env, "send", "invitations", "--workers", "4")
+    assert result.exit_code == 1
+    assert "--workers 4 would open more SMTP sessions than the 3 allowed" in result.output
