@@ -62,8 +62,12 @@ def _golden(name: str, data: bytes) -> None:
 
 
 def test_mime_tree_is_exactly_the_design(composer: Composer) -> None:
-    message = parse(_compose(composer))
+    raw = _compose(composer)
+    message = parse(raw)
     assert tree(message) == EXPECTED_TREE
+    assert [p.defects for p in message.walk()] == [[]] * 6  # the stdlib parser is content
+    assert all(len(line) <= 78 for line in raw.split(b"\r\n"))
+    assert b"\n" not in raw.replace(b"\r\n", b"") and b"\r" not in raw.replace(b"\r\n", b"")
     calendar_part = part(message, "text/calendar")
     assert calendar_part.get_param("method") == "REQUEST"
     assert calendar_part.get_content_charset() == "utf-8"

@@ -102,3 +102,17 @@ def test_a_name_with_a_line_break_cannot_reach_a_header_even_past_import() -> No
     message = COMPOSER.compose(OutgoingMail(evil, "invitation", "<p@t>", 0), NOW)
     assert "Bcc" not in {k for k, _ in raw_headers(message.data)}
     assert b"victim@evil.example" not in message.data.split(b"\r\n\r\n", 1)[0]
+
+
+@given(st.text(min_size=1, max_size=300).filter(lambda t: t.strip()))
+@settings(max_examples=200, deadline=None)
+def test_any_subject_is_encoded_within_rfc2047_limits(text: str) -> None:
+    from mailer.compose import mime
+
+    line = mime.unstructured("Subject", text)
+    assert line.isascii() and line.endswith(b"\r\n")
+    folded = line.decode("ascii")[:-2]
+    assert all(len(part) <= 78 for part in folded.split("\r\n"))
+    for word in folded.removeprefix("Subject: ").split("\r\n "):
+        assert len(word) <= 75 or word.isascii() and "=?" not in word
+    assert decoded(folded.removeprefix("Subject: ")) == mime.one_line(text)

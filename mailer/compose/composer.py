@@ -7,26 +7,22 @@
     │   └── text/calendar; charset=utf-8; method=REQUEST   (base64, no Content-Disposition)
     └── application/ics; name=invite.ics       (attachment, base64)
 
-Headers are built with `email.headerregistry.Address` under `policy.SMTP` (refusing CR/LF;
-`folding.SMTP_FAST` only makes Thai headers fast to serialise), and every value that comes
-from data is folded to one line first, so no CSV field can add a header.
+The bytes are written by `mime` (see there for why not `EmailMessage`): every header value
+that comes from data is folded to one line and encoded, so no CSV field can add a header.
 """
 
 from __future__ import annotations
 
-import hashlib
 import re
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
-from email.headerregistry import Address
-from email.message import EmailMessage
 from email.utils import format_datetime
 from pathlib import Path
 from typing import Any
 
 from mailer.campaign import Campaign
-from mailer.compose.folding import SMTP_FAST
+from mailer.compose import mime
 from mailer.compose.invites import InviteBuilder, event_uid
 from mailer.compose.letters import Letter, LetterRenderer
 from mailer.contacts import InviteeRecord
@@ -56,15 +52,6 @@ class ComposedMessage:
     recipients: tuple[str, ...]
     subject: str
     data: bytes
-
-
-def _one_line(value: str) -> str:
-    return " ".join(value.split())
-
-
-def _address(name: str, email: str) -> Address:
-    local, _, domain = email.rpartition("@")
-    return Address(display_name=_one_line(name), username=local, domain=domain)
 
 
 def new_message_id(campaign: Campaign, invitee_id: str, kind: str) -> str:
@@ -128,48 +115,42 @@ class Composer:
             invitee, uid=uid, method=mail.method, sequence=mail.sequence, stamp=now
         )
 
-        msg = EmailMessage(policy=SMTP_FAST)
-        msg["From"] = _address(campaign.sender.name, campaign.sender.email)
-        msg["To"] = _address(invitee.organisation, invitee.primary_email)
+        outer, inner = mime.boundaries(mail.message_id, 2)
+        headers = [
+            mime.addresses("From", [(campaign.sender.name, campaign.sender.email)]),
+            mime.addresses("To", [(invitee.organisation, invitee.primary_email)]),
+        ]
         if len(invitee.email) > 1:
-            msg["Cc"] = [_address(invitee.organisation, a) for a in invitee.email[1:]]
-        msg["Reply-To"] = _address(campaign.coordinator.name, campaign.coordinator.email)
-        msg["Subject"] = subject
-        msg["Date"] = format_datetime(now.astimezone(campaign.timezone))
-        msg["Message-ID"] = mail.message_id
-        msg["X-Auto-Response-Suppress"] = AUTO_RESPONSE_SUPPRESS
+            headers.append(
+                mime.addresses("Cc", [(invitee.organisation, a) for a in invitee.email[1:]])
+            )
+        headers += [
+            mime.addresses("Reply-To", [(campaign.coordinator.name, campaign.coordinator.email)]),
+            mime.unstructured("Subject", subject),
+            mime.plain("Date", format_datetime(now.astimezone(campaign.timezone))),
+            mime.plain("Message-ID", mail.message_id),
+            mime.plain("X-Auto-Response-Suppress", AUTO_RESPONSE_SUPPRESS),
+        ]
         if mail.automatic:
-            msg["Auto-Submitted"] = "auto-generated"
-        msg.set_content(letter.text, subtype="plain", charset="utf-8", cte="base64")
-        msg.add_alternative(letter.html, subtype="html", charset="utf-8", cte="base64")
-        msg.add_alternative(
-            ics.decode("utf-8"),
-            subtype="calendar",
-            charset="utf-8",
-            cte="base64",
-            params={"method": mail.method},
+            headers.append(mime.plain("Auto-Submitted", "auto-generated"))
+        headers += [mime.plain("Content-Language", "th"), mime.plain("MIME-Version", "1.0")]
+        alternative = mime.multipart(
+            "alternative",
+            inner,
+            [
+                mime.leaf('text/plain; charset="utf-8"', mime.text_data(letter.text)),
+                mime.leaf('text/html; charset="utf-8"', mime.text_data(letter.html)),
+                mime.leaf(f'text/calendar; charset="utf-8"; method={mail.method}', ics),
+            ],
         )
-        msg.make_mixed()
-        msg.add_attachment(
-            ics,
-            maintype="application",
-            subtype="ics",
-            filename="invite.ics",
-            params={"name": "invite.ics"},
+        attachment = mime.leaf(
+            'application/ics; name="invite.ics"', ics, 'attachment; filename="invite.ics"'
         )
-        msg["Content-Language"] = "th"  # after the body: set_content drops Content-* headers
-        _stable_boundaries(msg, mail.message_id)
+        body = mime.multipart("mixed", outer, [alternative, attachment])
         return ComposedMessage(
             message_id=mail.message_id,
             envelope_from=campaign.sender.email,
             recipients=invitee.email,
             subject=subject,
-            data=msg.as_bytes(),
+            data=b"".join(headers) + body,
         )
-
-
-def _stable_boundaries(msg: EmailMessage, seed: str) -> None:
-    """Boundaries derived from the Message-ID: the same message always has the same bytes."""
-    for depth, part in enumerate(p for p in msg.walk() if p.is_multipart()):
-        digest = hashlib.sha256(f"{seed}/{depth}".encode()).hexdigest()[:24]
-        part.set_boundary(f"=_mailer_{depth}_{digest}")

@@ -7,6 +7,7 @@ are Gregorian; the Buddhist Era appears only in the Thai prose.
 
 from __future__ import annotations
 
+import functools
 from datetime import datetime, timedelta
 
 from icalendar import Alarm, Calendar, Event, Timezone, vCalAddress
@@ -16,6 +17,8 @@ from mailer.contacts import InviteeRecord
 from mailer.thai import thai_when
 
 PRODID = "-//EGA Thailand//mailer//TH"
+_BEGIN_EVENT = b"BEGIN:VEVENT\r\n"
+_END_EVENT = b"END:VEVENT\r\n"
 METHODS = ("REQUEST", "CANCEL")
 
 
@@ -47,17 +50,10 @@ class InviteBuilder:
         organizer.params["CN"] = coordinator.name
         return organizer
 
-    def build(
-        self,
-        invitee: InviteeRecord,
-        *,
-        uid: str,
-        method: str,
-        sequence: int,
-        stamp: datetime,
-    ) -> bytes:
-        if method not in METHODS:
-            raise ValueError(f"unknown iTIP method {method!r}")
+    @functools.cache  # noqa: B019 - one builder per campaign, a handful of keys
+    def _shared(self, method: str, sequence: int) -> tuple[bytes, bytes]:
+        """The calendar around the per-invitee lines, built by icalendar once per
+        (method, sequence): everything before and after UID, DTSTAMP and ATTENDEE."""
         campaign = self.campaign
         zone = campaign.timezone
         cal = Calendar()
@@ -66,17 +62,7 @@ class InviteBuilder:
         cal.add("calscale", "GREGORIAN")
         cal.add("method", method)
         cal.add_component(self.vtimezone)
-
-        attendee = vCalAddress(f"mailto:{invitee.primary_email}")
-        attendee.params["CN"] = invitee.organisation
-        attendee.params["CUTYPE"] = "INDIVIDUAL"
-        attendee.params["ROLE"] = "REQ-PARTICIPANT"
-        attendee.params["PARTSTAT"] = "NEEDS-ACTION"
-        attendee.params["RSVP"] = "TRUE"
-
         event = Event()
-        event.add("uid", uid)
-        event.add("dtstamp", stamp)
         event.add("dtstart", campaign.event.start.astimezone(zone))
         event.add("dtend", campaign.event.end.astimezone(zone))
         event.add("sequence", sequence)
@@ -84,7 +70,6 @@ class InviteBuilder:
         event.add("location", campaign.event.venue)
         event.add("description", self.description)
         event.add("organizer", self._organizer())
-        event.add("attendee", attendee)
         event.add("class", "PUBLIC")
         event.add("transp", "OPAQUE")
         if method == "CANCEL":
@@ -97,4 +82,32 @@ class InviteBuilder:
             alarm.add("trigger", timedelta(days=-1))
             event.add_component(alarm)
         cal.add_component(event)
-        return cal.to_ical()
+        head, marker, tail = cal.to_ical().partition(_BEGIN_EVENT)
+        return head + marker, tail
+
+    def build(
+        self,
+        invitee: InviteeRecord,
+        *,
+        uid: str,
+        method: str,
+        sequence: int,
+        stamp: datetime,
+    ) -> bytes:
+        """The whole VCALENDAR for one invitee. icalendar writes (escapes and folds) every
+        line; the per-invitee lines are spliced into the shared ones as whole lines."""
+        if method not in METHODS:
+            raise ValueError(f"unknown iTIP method {method!r}")
+        attendee = vCalAddress(f"mailto:{invitee.primary_email}")
+        attendee.params["CN"] = invitee.organisation
+        attendee.params["CUTYPE"] = "INDIVIDUAL"
+        attendee.params["ROLE"] = "REQ-PARTICIPANT"
+        attendee.params["PARTSTAT"] = "NEEDS-ACTION"
+        attendee.params["RSVP"] = "TRUE"
+        own = Event()
+        own.add("uid", uid)
+        own.add("dtstamp", stamp)
+        own.add("attendee", attendee)
+        lines = own.to_ical().removeprefix(_BEGIN_EVENT).removesuffix(_END_EVENT)
+        head, tail = self._shared(method, sequence)
+        return head + lines + tail

@@ -1,0 +1,128 @@
+"""MIME written out directly, in the layout of DESIGN.md §4.
+
+Why not `EmailMessage`: measured on this machine it costs ~3.5 ms per invitation (the
+standard library folds Thai encoded words one character at a time, and builds and parses a
+header object for every part) — ten times everything else in the pipeline together. This
+writer produces the same tree in well under a tenth of that. The tests parse every message
+back with the standard library's parser (no defects allowed) and check each part.
+
+Header safety does not depend on where a value came from: every value is folded to one
+line (`one_line`), non-ASCII text leaves only as RFC 2047 encoded words (UTF-8, base64,
+at most 75 characters, split on character boundaries by `email.header.Header`), addresses
+are checked by `email.headerregistry.Address`, and `_line` refuses CR, LF and NUL outright.
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import hashlib
+from collections.abc import Sequence
+from email.header import Header
+from email.headerregistry import Address
+
+CRLF = b"\r\n"
+_FORBIDDEN = ("\r", "\n", "\0")
+
+
+def one_line(value: str) -> str:
+    """Collapse all white space (line breaks included) to single spaces."""
+    return " ".join(value.split())
+
+
+def _line(name: str, value: str) -> bytes:
+    """One header; the only line breaks allowed are the folds we made (CRLF + space)."""
+    unfolded = value.replace("\r\n ", "")
+    if any(c in unfolded for c in _FORBIDDEN) or not value.isascii():
+        raise ValueError(f"header {name} would carry a raw line break or non-ASCII byte")
+    return f"{name}: {value}".encode("ascii") + CRLF
+
+
+@functools.lru_cache(maxsize=1024)  # From, Reply-To and Subject repeat in every message
+def _words(text: str, name: str) -> str:
+    if text.isascii():
+        return str(Header(text, "us-ascii", header_name=name).encode(linesep="\r\n"))
+    return _encoded_words(text, first_line=len(name) + 2)
+
+
+_EW_MAX = 75  # RFC 2047: an encoded word is at most 75 characters
+_EW_OVERHEAD = len("=?utf-8?b??=")
+
+
+def _encoded_words(text: str, first_line: int) -> str:
+    """UTF-8 base64 encoded words, split between characters, one per folded line.
+
+    A line holds one encoded word of at most 75 characters (the first line also holds
+    the header name), so every line stays under 78 columns."""
+    words: list[str] = []
+    chunk = b""
+    budget = min(_EW_MAX, 76 - first_line)
+    for char in text:
+        piece = char.encode("utf-8")
+        if chunk and _EW_OVERHEAD + 4 * ((len(chunk) + len(piece) + 2) // 3) > budget:
+            words.append(_word(chunk))
+            chunk, budget = b"", _EW_MAX
+        chunk += piece
+    words.append(_word(chunk))
+    return "\r\n ".join(words)
+
+
+def _word(data: bytes) -> str:
+    return "=?utf-8?b?" + base64.b64encode(data).decode("ascii") + "?="
+
+
+def unstructured(name: str, text: str) -> bytes:
+    """Subject and the like: one line, RFC 2047 when not ASCII, folded under 78 columns."""
+    return _line(name, _words(one_line(text), name))
+
+
+@functools.lru_cache(maxsize=1024)
+def address(display_name: str, addr_spec: str, name: str) -> str:
+    display = one_line(display_name)
+    checked = Address(display_name=display, addr_spec=addr_spec)  # raises on a bad address
+    if not display or display.isascii():
+        return str(checked)
+    words = _words(display, name)
+    angle = f"<{checked.addr_spec}>"
+    last_line = words.rsplit("\r\n", 1)[-1]
+    glue = " " if len(last_line) + 1 + len(angle) <= 76 else "\r\n "
+    return f"{words}{glue}{angle}"
+
+
+def addresses(name: str, pairs: Sequence[tuple[str, str]]) -> bytes:
+    """`To: Name <a@b>,\\r\\n Other <c@d>` with each display name encoded as needed."""
+    return _line(name, ",\r\n ".join(address(display, spec, name) for display, spec in pairs))
+
+
+def plain(name: str, value: str) -> bytes:
+    """An ASCII header value as it is (Message-ID, Date, fixed tokens)."""
+    return _line(name, value)
+
+
+def text_data(text: str) -> bytes:
+    """UTF-8 with CRLF line ends and a final CRLF, as a text part's payload should be."""
+    return CRLF.join(text.encode("utf-8").splitlines()) + CRLF
+
+
+def leaf(content_type: str, data: bytes, disposition: str | None = None) -> bytes:
+    head = b"Content-Type: " + content_type.encode("ascii") + CRLF
+    if disposition:
+        head += b"Content-Disposition: " + disposition.encode("ascii") + CRLF
+    head += b"Content-Transfer-Encoding: base64" + CRLF
+    return head + CRLF + base64.encodebytes(data).replace(b"\n", CRLF)
+
+
+def multipart(subtype: str, boundary: str, parts: Sequence[bytes]) -> bytes:
+    mark = boundary.encode("ascii")
+    head = f'Content-Type: multipart/{subtype};\r\n boundary="{boundary}"'.encode("ascii")
+    body = b"".join(b"--" + mark + CRLF + part for part in parts)
+    return head + CRLF + CRLF + body + b"--" + mark + b"--" + CRLF
+
+
+def boundaries(seed: str, count: int) -> list[str]:
+    """Derived from the Message-ID: the same message always has the same bytes. A base64
+    body never holds "=_", so these can never occur inside a part."""
+    return [
+        f"=_mailer_{n}_{hashlib.sha256(f'{seed}/{n}'.encode()).hexdigest()[:24]}"
+        for n in range(count)
+    ]
