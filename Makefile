@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint clean
+.PHONY: run test lint bench clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "mailer needs Python 3.11 or newer")'
@@ -22,9 +22,13 @@ test: $(STAMP)
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)
-	$(BIN)/ruff check mailer tests
-	$(BIN)/ruff format --check mailer tests
+	$(BIN)/ruff check mailer tests bench
+	$(BIN)/ruff format --check mailer tests bench
 	$(BIN)/mypy
+
+# Delivery benchmark (not a test): prints msg/s for mailer, a naive baseline and smtp-source.
+bench: $(STAMP)
+	$(BIN)/python -m bench
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

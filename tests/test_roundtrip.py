@@ -114,5 +114,5 @@ def test_any_subject_is_encoded_within_rfc2047_limits(text: str) -> None:
     folded = line.decode("ascii")[:-2]
     assert all(len(part) <= 78 for part in folded.split("\r\n"))
     for word in folded.removeprefix("Subject: ").split("\r\n "):
-        assert len(word) <= 75 or word.isascii() and "=?" not in word
+        assert len(word) <= 75 or (word.isascii() and "=?" not in word)
     assert decoded(folded.removeprefix("Subject: ")) == mime.one_line(text)
