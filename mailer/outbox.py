@@ -17,16 +17,16 @@ from __future__ import annotations
 import os
 import socket
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import Engine, Table, and_, func, or_, select, update
+from sqlalchemy import Engine, Table, bindparam, func, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from mailer.errors import LedgerError
-from mailer.models import CampaignState, Delivery, DeliveryState
+from mailer.models import CampaignState, Delivery, DeliveryState, UTCDateTime
 
 Clock = Callable[[], datetime]
 DELIVERIES: Table = Delivery.__table__  # type: ignore[attr-defined]
@@ -79,6 +79,43 @@ class Claim:
     message_id: str
     sequence: int
     attempts: int
+
+
+@dataclass(frozen=True)
+class Sending:
+    claim: Claim
+    recipients: tuple[str, ...]
+    server: str
+
+
+@dataclass(frozen=True)
+class Settled:
+    """How a message ended: sent, retry_wait (after `retry_after`), failed or uncertain."""
+
+    claim: Claim
+    state: str
+    reply: str
+    at: datetime
+    retry_after: timedelta | None = None
+
+
+# The two statements of the hot path, written once (no per-message SQL construction).
+_SETTLE = text(
+    "UPDATE delivery SET state = :state, last_reply = :reply, "
+    "sent_at = COALESCE(:sent_at, sent_at), "
+    "next_attempt_at = COALESCE(:next_at, next_attempt_at), "
+    "lease_owner = NULL, lease_until = NULL, updated_at = :now "
+    "WHERE id = :id AND lease_owner = :owner"
+).bindparams(
+    bindparam("sent_at", type_=UTCDateTime()),
+    bindparam("next_at", type_=UTCDateTime()),
+    bindparam("now", type_=UTCDateTime()),
+)
+_SENDING = text(
+    "UPDATE delivery SET state = 'sending', attempts = :attempts, recipients = :recipients, "
+    "server = :server, lease_until = :lease_until, updated_at = :now "
+    "WHERE id = :id AND lease_owner = :owner AND state IN ('queued', 'retry_wait')"
+).bindparams(bindparam("lease_until", type_=UTCDateTime()), bindparam("now", type_=UTCDateTime()))
 
 
 class Ledger:
@@ -175,72 +212,44 @@ class Ledger:
             claimed = [Claim(*row) for row in conn.execute(stmt)]
         return sorted(claimed, key=lambda c: c.id)
 
-    def _update(self, delivery_id: int, owner: str | None, **values: object) -> bool:
-        now = self.clock()
-        where = [D.id == delivery_id]
-        if owner is not None:
-            where.append(D.lease_owner == owner)
-        with self.engine.begin() as conn:
-            result = conn.execute(
-                update(DELIVERIES).where(and_(*where)).values(updated_at=now, **values)
-            )
-        return bool(result.rowcount)
-
-    def mark_sending(
-        self, claim: Claim, owner: str, recipients: Sequence[str], server: str, lease: timedelta
+    def step(
+        self, owner: str, settled: Settled | None, sending: Sending | None, lease: timedelta
     ) -> bool:
-        """Committed before the SMTP transaction. False if the lease was lost."""
-        return self._update(
-            claim.id,
-            owner,
-            state=S.sending.value,
-            attempts=claim.attempts + 1,
-            recipients="; ".join(recipients),
-            server=server,
-            lease_until=self.clock() + lease,
-        )
-
-    def mark_sent(self, claim: Claim, owner: str, reply: str) -> None:
-        self._update(
-            claim.id,
-            owner,
-            state=S.sent.value,
-            last_reply=reply,
-            sent_at=self.clock(),
-            lease_owner=None,
-            lease_until=None,
-        )
-
-    def mark_retry(self, claim: Claim, owner: str, reply: str, delay: timedelta) -> None:
-        self._update(
-            claim.id,
-            owner,
-            state=S.retry_wait.value,
-            last_reply=reply,
-            next_attempt_at=self.clock() + delay,
-            lease_owner=None,
-            lease_until=None,
-        )
-
-    def mark_failed(self, claim: Claim, owner: str, reply: str) -> None:
-        self._update(
-            claim.id,
-            owner,
-            state=S.failed.value,
-            last_reply=reply,
-            lease_owner=None,
-            lease_until=None,
-        )
-
-    def mark_uncertain(self, claim: Claim, owner: str, reply: str) -> None:
-        self._update(
-            claim.id,
-            owner,
-            state=S.uncertain.value,
-            last_reply=reply,
-            lease_owner=None,
-            lease_until=None,
-        )
+        """One transaction: record how the previous message ended (`settled`) and mark the
+        next one `sending` before it goes to the server. False if the next one's lease was
+        lost to another worker (it must then not be sent)."""
+        now = self.clock()
+        with self.engine.begin() as conn:
+            if settled is not None:
+                conn.execute(
+                    _SETTLE,
+                    {
+                        "id": settled.claim.id,
+                        "owner": owner,
+                        "state": settled.state,
+                        "reply": settled.reply,
+                        "sent_at": settled.at if settled.state == S.sent else None,
+                        "next_at": settled.at + settled.retry_after
+                        if settled.retry_after is not None
+                        else None,
+                        "now": now,
+                    },
+                )
+            if sending is None:
+                return True
+            result = conn.execute(
+                _SENDING,
+                {
+                    "id": sending.claim.id,
+                    "owner": owner,
+                    "attempts": sending.claim.attempts + 1,
+                    "recipients": "; ".join(sending.recipients),
+                    "server": sending.server,
+                    "lease_until": now + lease,
+                    "now": now,
+                },
+            )
+            return bool(result.rowcount)
 
     def release(self, owner: str) -> int:
         """Give back every row this worker leased but never started to send."""

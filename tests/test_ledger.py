@@ -14,10 +14,20 @@ from sqlalchemy import create_engine, text
 from mailer.contacts import import_contacts
 from mailer.db import open_database
 from mailer.errors import DatabaseError, LedgerError
-from mailer.outbox import Ledger, new_owner
+from mailer.outbox import Claim, Ledger, Sending, Settled, new_owner
 from tests.conftest import CONTACTS, FakeClock
 
 LEASE = timedelta(minutes=5)
+
+
+def _sending(ledger: Ledger, claim: Claim, owner: str) -> bool:
+    return ledger.step(owner, None, Sending(claim, ("x@x.example",), "127.0.0.1:25"), LEASE)
+
+
+def _settle(
+    ledger: Ledger, claim: Claim, owner: str, state: str, reply: str, after: timedelta | None = None
+) -> None:
+    ledger.step(owner, Settled(claim, state, reply, ledger.clock(), after), None, LEASE)
 
 
 @pytest.fixture
@@ -66,10 +76,10 @@ def test_the_state_machine(ledger: Ledger, clock: FakeClock) -> None:
     owner = new_owner()
     a, b, c = ledger.claim(owner, 3, LEASE)
     for claim in (a, b, c):
-        assert ledger.mark_sending(claim, owner, ["x@x.example"], "127.0.0.1:25", LEASE)
-    ledger.mark_sent(a, owner, "250 2.0.0 queued as 1")
-    ledger.mark_retry(b, owner, "451 4.7.1 try later", timedelta(minutes=2))
-    ledger.mark_failed(c, owner, "550 5.1.1 unknown")
+        assert _sending(ledger, claim, owner)
+    _settle(ledger, a, owner, "sent", "250 2.0.0 queued as 1")
+    _settle(ledger, b, owner, "retry_wait", "451 4.7.1 try later", timedelta(minutes=2))
+    _settle(ledger, c, owner, "failed", "550 5.1.1 unknown")
     assert {k: v for k, v in ledger.counts().items() if v} == {
         "sent": 1,
         "retry_wait": 1,
@@ -87,15 +97,15 @@ def test_a_worker_that_lost_its_lease_cannot_mark_the_row(ledger: Ledger, clock:
     (claim,) = ledger.claim(slow, 1, LEASE)
     clock.advance(minutes=6)
     (taken,) = ledger.claim(fast, 1, LEASE)
-    assert not ledger.mark_sending(claim, slow, ["x@x.example"], "s", LEASE)
-    assert ledger.mark_sending(taken, fast, ["x@x.example"], "s", LEASE)
+    assert not _sending(ledger, claim, slow)
+    assert _sending(ledger, taken, fast)
 
 
 def test_release_gives_back_unsent_claims_only(ledger: Ledger) -> None:
     _enqueue(ledger, IDS)
     owner = new_owner()
     a, _b, _c = ledger.claim(owner, 3, LEASE)
-    ledger.mark_sending(a, owner, ["x@x.example"], "s", LEASE)
+    _sending(ledger, a, owner)
     assert ledger.release(owner) == 2
     assert [c.invitee_id for c in ledger.claim(new_owner(), 10, LEASE)] == IDS[1:]
 
@@ -107,10 +117,11 @@ def test_rows_left_sending_by_a_dead_process_become_uncertain(
     # A real process claims and marks one row as sending, then dies without recording.
     script = (
         "import sys; from datetime import timedelta\n"
-        "from mailer.db import open_database\nfrom mailer.outbox import Ledger, new_owner\n"
+        "from mailer.db import open_database\nfrom mailer.outbox import Claim, Ledger, Sending, Settled, new_owner\n"
         "ledger = Ledger(open_database(sys.argv[1]), 'egov-seminar-2559')\n"
         "owner = new_owner(); (claim,) = ledger.claim(owner, 1, timedelta(minutes=5))\n"
-        "ledger.mark_sending(claim, owner, ['x@x.example'], 's', timedelta(minutes=5))\n"
+        "from mailer.outbox import Sending\n"
+        "ledger.step(owner, None, Sending(claim, ('x@x.example',), 's'), timedelta(minutes=5))\n"
         "import os; os._exit(0)\n"
     )
     subprocess.run([sys.executable, "-c", script, database_url], check=True, env=os.environ)
@@ -125,7 +136,7 @@ def test_a_live_workers_sending_row_is_left_alone(ledger: Ledger) -> None:
     _enqueue(ledger, IDS[:1])
     owner = new_owner()
     (claim,) = ledger.claim(owner, 1, LEASE)
-    ledger.mark_sending(claim, owner, ["x@x.example"], "s", LEASE)
+    _sending(ledger, claim, owner)
     assert ledger.recover() == 0
 
 

@@ -13,8 +13,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from mailer.cli.app import app, err, out, send_app, workspace
 from mailer.devserver import DevServer
+from mailer.drain import Outcome, drain_once
 from mailer.errors import MailerError
-from mailer.sender import Outcome, SendReport, drain_once, send_round, send_test
+from mailer.sender import SendReport, send_round, send_test
 from mailer.workspace import Workspace
 
 # --- send --------------------------------------------------------------------------------

@@ -1,0 +1,276 @@
+"""Drain the ledger: claim → compose → mark sending → SMTP → record, one message at a time.
+
+One commit per message: the transaction that marks message *k* `sending` also records how
+message *k-1* ended. So at any moment a worker has at most one row in `sending` — the one
+it is handing to the server — and a crash leaves at most that one `uncertain`. Before any
+pause (rate limit, back-off) and on the way out, the last result is recorded at once.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from sqlalchemy import Engine
+from sqlmodel import col, select
+
+from mailer.compose import OutgoingMail
+from mailer.contacts import InviteeRecord
+from mailer.db import session
+from mailer.errors import MailerError
+from mailer.models import DeliveryState, Invitee
+from mailer.outbox import Claim, Ledger, Sending, Settled, new_owner
+from mailer.pacing import SLOW_DOWN_CODES, DailyCapReached, Pacer
+from mailer.transport import PermanentFailure, SmtpTransport, TemporaryFailure, Unknown
+from mailer.workspace import Workspace
+
+S = DeliveryState
+LEASE = timedelta(minutes=5)
+RETRY_HORIZON = timedelta(minutes=2)  # a run waits for retries due this soon
+CLAIM_BATCH = 50
+MAX_ATTEMPTS = 5
+
+
+@dataclass(frozen=True)
+class Outcome:
+    invitee_id: str
+    state: str
+    reply: str
+    code: int = 0
+
+
+Progress = Callable[[Outcome], None]
+
+
+@dataclass
+class DrainStats:
+    sent: int = 0
+    retry: int = 0
+    failed: int = 0
+    uncertain: int = 0
+    recovered_uncertain: int = 0
+    stopped: str | None = None
+    outcomes: list[Outcome] = field(default_factory=list)
+
+    def summary(self) -> dict[str, object]:
+        keys = ("sent", "retry", "failed", "uncertain", "recovered_uncertain", "stopped")
+        return {key: getattr(self, key) for key in keys}
+
+    def count(self, outcome: Outcome) -> None:
+        self.outcomes.append(outcome)
+        self.sent += outcome.state == S.sent
+        self.retry += outcome.state == S.retry_wait
+        self.failed += outcome.state == S.failed
+        self.uncertain += outcome.state == S.uncertain
+
+
+def retry_delay(attempt: int) -> timedelta:
+    """1, 2, 4, 8 … minutes (at most an hour), with ±20 % jitter."""
+    base = min(60 * 2 ** max(attempt - 1, 0), 3600)
+    return timedelta(seconds=base * random.uniform(0.8, 1.2))
+
+
+def _records(engine: Engine, ids: Sequence[str]) -> dict[str, InviteeRecord]:
+    with session(engine) as db:
+        rows = db.exec(select(Invitee).where(col(Invitee.invitee_id).in_(ids))).all()
+    return {row.invitee_id: InviteeRecord.from_row(row) for row in rows}
+
+
+class _Run:
+    """One drain: the worker's identity, its pacing, and the result not yet recorded."""
+
+    def __init__(self, ws: Workspace, ledger: Ledger, transport: SmtpTransport) -> None:
+        self.ws = ws
+        self.ledger = ledger
+        self.transport = transport
+        self.owner = new_owner()
+        server = transport.server_id
+        self.pacer = Pacer(ws.settings.limits, lambda since, n: ledger.sent_since(server, since, n))
+        self.pending: Settled | None = None
+        self.stats = DrainStats()
+
+    def flush(self) -> None:
+        if self.pending is not None:
+            self.ledger.step(self.owner, self.pending, None, LEASE)
+            self.pending = None
+
+    def pause(self, wait: timedelta) -> None:
+        if wait > timedelta(0):
+            self.flush()
+            self.ws.sleep(wait.total_seconds())
+
+    def send(self, claim: Claim, invitee: InviteeRecord) -> Outcome | None:
+        ws = self.ws
+        rule = ws.campaign.rule_for_kind(claim.kind)
+        mail = OutgoingMail(
+            invitee=invitee,
+            template=rule.template,
+            message_id=claim.message_id,
+            sequence=claim.sequence,
+            automatic=rule.kind != "invitation",
+        )
+        message = ws.composer.compose(mail, ws.clock())
+        self.transport.ready()  # an unreachable server stops the run before anything is marked
+        sending = Sending(claim, tuple(message.recipients), self.transport.server_id)
+        pending, self.pending = self.pending, None
+        if not self.ledger.step(self.owner, pending, sending, LEASE):
+            return None  # the lease was lost to another worker
+        who = invitee.invitee_id
+        try:
+            delivered = self.transport.send(message.envelope_from, message.recipients, message.data)
+        except PermanentFailure as failure:
+            return self._settle(claim, S.failed, str(failure.reply), failure.reply.code, who)
+        except Unknown as unknown:
+            return self._settle(claim, S.uncertain, str(unknown.reply), 0, who)
+        except TemporaryFailure as failure:
+            reply, code = str(failure.reply), failure.reply.code
+            if claim.attempts + 1 >= MAX_ATTEMPTS:
+                reply = f"{reply} (gave up after {MAX_ATTEMPTS} attempts)"
+                return self._settle(claim, S.failed, reply, code, who)
+            delay = timedelta(seconds=5) if code == 421 else retry_delay(claim.attempts + 1)
+            return self._settle(claim, S.retry_wait, reply, code, who, delay)
+        reply = str(delivered.reply)
+        if delivered.refused:
+            refused = "; ".join(f"{a}: {r}" for a, r in delivered.refused.items())
+            reply = f"{reply} (refused: {refused})"
+        return self._settle(claim, S.sent, reply, delivered.reply.code, who)
+
+    def _settle(
+        self,
+        claim: Claim,
+        state: str,
+        reply: str,
+        code: int,
+        who: str,
+        retry_after: timedelta | None = None,
+    ) -> Outcome:
+        self.pending = Settled(claim, state, reply, self.ws.clock(), retry_after)
+        if state != S.sent:
+            self.flush()  # failures are rare: record them at once
+        return Outcome(who, state, reply, code)
+
+
+def drain(
+    ws: Workspace, ledger: Ledger, transport: SmtpTransport, progress: Progress | None = None
+) -> DrainStats:
+    """Send every due row of the campaign, paced by the rate limits.
+
+    Waits for retries that fall due within `RETRY_HORIZON`; stops cleanly (claims released,
+    the last result recorded) on a fatal transport error, a daily cap, or
+    `max_consecutive_failures` in a row.
+    """
+    run = _Run(ws, ledger, transport)
+    run.stats.recovered_uncertain = ledger.recover()
+    limited = bool(ws.settings.limits.windows())
+    consecutive_failures = 0
+    try:
+        while True:
+            run.flush()
+            claims = ledger.claim(run.owner, CLAIM_BATCH, LEASE)
+            if not claims:
+                if not _wait_for_retries(run):
+                    return run.stats
+                continue
+            records = _records(ws.engine, [c.invitee_id for c in claims])
+            for claim in claims:
+                if limited:
+                    run.flush()  # the limits count what the ledger says was sent
+                    try:
+                        run.pause(run.pacer.wait_before_next(ws.clock()))
+                    except DailyCapReached as cap:
+                        run.stats.stopped = (
+                            f"the daily cap of {cap.limit} messages through "
+                            f"{transport.server_id} is reached; the rest stay queued. Run the "
+                            "command again after "
+                            f"{cap.resume_at.astimezone(ws.campaign.timezone):%Y-%m-%d %H:%M} "
+                            "(or leave it to the scheduler)"
+                        )
+                        return run.stats
+                else:
+                    run.pause(run.pacer.min_interval)
+                outcome = run.send(claim, records[claim.invitee_id])
+                if outcome is None:
+                    continue
+                run.stats.count(outcome)
+                if progress is not None:
+                    progress(outcome)
+                if outcome.state == S.sent:
+                    consecutive_failures = 0
+                    continue
+                consecutive_failures += 1
+                if outcome.code in SLOW_DOWN_CODES:
+                    run.pause(run.pacer.slow_down())
+                if consecutive_failures >= ws.settings.max_consecutive_failures:
+                    run.stats.stopped = (
+                        f"paused after {consecutive_failures} failures in a row "
+                        f"(last: {outcome.invitee_id}: {outcome.reply}). The rest stay queued; "
+                        "fix the cause and run the command again"
+                    )
+                    return run.stats
+    finally:
+        run.flush()
+        ledger.release(run.owner)
+
+
+def _wait_for_retries(run: _Run) -> bool:
+    """Sleep until the next retry if it is due soon; False when there is nothing to wait for."""
+    due = run.ledger.next_retry_at()
+    if due is None:
+        return False
+    wait = due - run.ws.clock()
+    if wait > RETRY_HORIZON:
+        return False
+    run.pause(wait)
+    return True
+
+
+def drain_once(ws: Workspace) -> DrainStats:
+    """What one `mailer worker` does: connect, send everything due, exit."""
+    ledger = ws.ledger()
+    with ws.transport() as transport:
+        ledger.guard_server(transport.server_id, allow_new=False)
+        return drain(ws, ledger, transport)
+
+
+def run_workers(
+    ws: Workspace, count: int, env: Mapping[str, str], progress: Progress | None = None
+) -> DrainStats:
+    """Drain with `count` `mailer worker` processes over the same ledger and add up what
+    they report. Each claims its own rows (a lease), so no row is sent by two of them."""
+    ledger = ws.ledger()
+    done_states = (S.sent, S.failed, S.uncertain, S.retry_wait)
+    baseline = sum(ledger.counts()[s] for s in done_states)
+    command = [sys.executable, "-m", "mailer", "worker", "--json"]
+    procs = [
+        subprocess.Popen(command, env=dict(env), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        for _ in range(count)
+    ]
+    reported = 0
+    while any(p.poll() is None for p in procs):
+        time.sleep(0.5)  # real processes run on real time, whatever ws.clock says
+        processed = sum(ledger.counts()[s] for s in done_states) - baseline
+        for _ in range(max(processed - reported, 0)):
+            if progress is not None:
+                progress(Outcome("(workers)", S.sent, ""))
+        reported = max(reported, processed)
+    stats = DrainStats()
+    errors = []
+    for proc in procs:
+        out, err = proc.communicate()
+        lines = out.decode("utf-8", "replace").strip().splitlines()
+        if proc.returncode != 0 or not lines:
+            errors.append(err.decode("utf-8", "replace").strip() or f"exit {proc.returncode}")
+            continue
+        summary = json.loads(lines[-1])
+        for key in ("sent", "retry", "failed", "uncertain", "recovered_uncertain"):
+            setattr(stats, key, getattr(stats, key) + int(summary[key]))
+        stats.stopped = stats.stopped or summary.get("stopped")
+    if errors:
+        raise MailerError("a worker stopped: " + " | ".join(dict.fromkeys(errors)))
+    return stats
