@@ -178,7 +178,8 @@ class SmtpTransport:
             self.connect()
 
     def send(self, envelope_from: str, recipients: Sequence[str], data: bytes) -> Delivered:
-        """One SMTP transaction on the open session (see `ready`).
+        """One SMTP transaction on the open session (see `ready`). With PIPELINING
+        (RFC 2920), MAIL, RCPT and DATA go out in one write.
 
         A connection lost *after* the message's final dot was sent raises `Unknown`: the
         server may have queued it, so retrying could deliver it twice.
@@ -186,23 +187,32 @@ class SmtpTransport:
         smtp = self._smtp
         if smtp is None:
             raise TemporaryFailure(SmtpReply(0, "no open SMTP session"))
+        commands = [f"MAIL FROM:{_path(envelope_from)}"]
+        commands += [f"RCPT TO:{_path(r)}" for r in recipients]
+        commands.append("DATA")
         handed_over = False
         try:
-            code, message = smtp.mail(envelope_from)
-            if code != 250:
-                raise self._refused(SmtpReply.of(code, message))
-            refused: dict[str, SmtpReply] = {}
-            for recipient in recipients:
-                code, message = smtp.rcpt(recipient)
-                if code not in (250, 251):
-                    refused[recipient] = SmtpReply.of(code, message)
-                    if code == 421:
-                        raise self._refused(refused[recipient])
-            if len(refused) == len(recipients):
-                raise self._refused(min(refused.values(), key=lambda r: r.code))  # 4xx first
-            code, message = smtp.docmd("DATA")
-            if code != 354:
-                raise self._refused(SmtpReply.of(code, message))
+            replies = self._exchange(smtp, commands)
+            mail, rcpts, go = replies[0], replies[1:-1], replies[-1]
+            refused = {
+                r: reply
+                for r, reply in zip(recipients, rcpts, strict=False)
+                if reply.code not in (250, 251)
+            }
+            problem = None
+            if mail.code != 250:
+                problem = mail
+            elif any(reply.code == 421 for reply in refused.values()):
+                problem = next(reply for reply in refused.values() if reply.code == 421)
+            elif len(refused) == len(recipients):
+                problem = min(refused.values(), key=lambda r: r.code)  # 4xx before 5xx
+            elif go.code != 354:
+                problem = go
+            if problem is not None:
+                if go.code == 354:
+                    smtp.send(b".\r\n")  # a pipelined DATA was accepted: end it empty
+                    smtp.getreply()
+                raise self._refused(problem)
             smtp.send(_dot_stuffed(data))
             handed_over = True
             code, message = smtp.getreply()
@@ -219,6 +229,25 @@ class SmtpTransport:
         self._sent_on_session += 1
         return Delivered(reply, refused)
 
+    @staticmethod
+    def _exchange(smtp: smtplib.SMTP, commands: list[str]) -> list[SmtpReply]:
+        """Send MAIL, RCPT… and DATA; return one reply per command (a command not sent
+        because an earlier one failed gets a 503 placeholder)."""
+        if smtp.has_extn("pipelining"):
+            smtp.send("".join(f"{c}\r\n" for c in commands).encode("ascii"))
+            return [SmtpReply.of(*smtp.getreply()) for _ in commands]
+        replies: list[SmtpReply] = []
+        for number, command in enumerate(commands):
+            if number and replies[0].code != 250:
+                replies.append(SmtpReply(503, "not sent: MAIL FROM was refused"))
+                continue
+            if command == "DATA" and all(r.code not in (250, 251) for r in replies[1:]):
+                replies.append(SmtpReply(503, "not sent: every recipient was refused"))
+                continue
+            smtp.putcmd(command)
+            replies.append(SmtpReply.of(*smtp.getreply()))
+        return replies
+
     def _refused(self, reply: SmtpReply) -> Exception:
         """Classify a refusal and leave the session usable (RSET) or closed (421)."""
         if reply.code == 421:
@@ -232,9 +261,16 @@ class SmtpTransport:
         return PermanentFailure(reply) if reply.code >= 500 else TemporaryFailure(reply)
 
 
+def _path(address: str) -> str:
+    """`<address>` for MAIL/RCPT; an address that could smuggle an SMTP command is refused."""
+    if not address.isascii() or any(c in address for c in " <>\r\n\0") or "@" not in address:
+        raise PermanentFailure(SmtpReply(0, f"{address!r} cannot be used as an SMTP address"))
+    return f"<{address}>"
+
+
 def _dot_stuffed(data: bytes) -> bytes:
     """The DATA payload: CRLF line ends, leading dots doubled, ended by CRLF.CRLF."""
-    body = re.sub(rb"(?m)^\.", b"..", data)
+    body = re.sub(rb"(?m)^\.", b"..", data) if data.startswith(b".") or b"\n." in data else data
     if not body.endswith(b"\r\n"):
         body += b"\r\n"
     return body + b".\r\n"

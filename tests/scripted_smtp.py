@@ -17,6 +17,8 @@ from tests.conftest import free_port
 #   end of DATA with it; "drop-at-rcpt" close the connection at RCPT; "drop-after-data" store
 #   the message, then close the connection instead of answering; "stall-after-data" store
 #   it and say nothing for `stall` seconds.
+PIPELINING = False  # whether new scripts advertise PIPELINING (tests flip it)
+
 REPLIES = {
     421: "421 4.7.0 Try again later, closing connection",
     432: "432 4.7.12 A password transition is needed",
@@ -33,6 +35,7 @@ REPLIES = {
 class Script:
     plans: dict[str, list[str]] = field(default_factory=dict)
     stall: float = 3.0
+    pipelining: bool = field(default_factory=lambda: PIPELINING)
     attempts: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     received: list[tuple[tuple[str, ...], bytes]] = field(default_factory=list)
 
@@ -49,6 +52,14 @@ class Script:
 class ScriptedHandler:
     def __init__(self, script: Script) -> None:
         self.script = script
+
+    async def handle_EHLO(
+        self, server: Any, session: Any, envelope: Any, hostname: str, responses: list[str]
+    ) -> list[str]:
+        session.host_name = hostname
+        if self.script.pipelining:  # aiosmtpd reads commands one by one, so it can pipeline
+            responses.insert(-1, "250-PIPELINING")
+        return responses
 
     async def handle_RCPT(
         self, server: Any, session: Any, envelope: Any, address: str, options: Any

@@ -9,9 +9,25 @@ from mailer.errors import TransportError
 from mailer.report import status
 from mailer.sender import send_round
 from tests.conftest import CONTACTS, FakeClock
+from tests import scripted_smtp
 from tests.scripted_smtp import Script, ScriptedServer
 
 A, B = "saraban.th50@agri.example", "saraban.th50@prov.example"
+
+
+@pytest.fixture(autouse=True, params=[False, True], ids=["one-by-one", "pipelining"])
+def pipelining(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> bool:
+    """Every test runs against a server without and with PIPELINING (RFC 2920)."""
+    monkeypatch.setattr(scripted_smtp, "PIPELINING", request.param)
+    return bool(request.param)
+
+
+def test_the_server_offers_what_the_parameter_says(make_ws, pipelining: bool) -> None:
+    with ScriptedServer(Script()) as server:
+        transport = make_ws(SMTP_PORT=str(server.port)).transport()
+        with transport:
+            assert transport._smtp is not None
+            assert bool(transport._smtp.has_extn("pipelining")) is pipelining
 
 
 def _run(make_ws, script: Script, *, only=("TH-50",), refuse_auth=False, **env):  # type: ignore[no-untyped-def]

@@ -109,7 +109,9 @@ def leaf(content_type: str, data: bytes, disposition: str | None = None) -> byte
     if disposition:
         head += b"Content-Disposition: " + disposition.encode("ascii") + CRLF
     head += b"Content-Transfer-Encoding: base64" + CRLF
-    return head + CRLF + base64.encodebytes(data).replace(b"\n", CRLF)
+    encoded = base64.b64encode(data)
+    lines = [encoded[i : i + 76] for i in range(0, len(encoded), 76)]
+    return head + CRLF + CRLF.join(lines) + CRLF
 
 
 def multipart(subtype: str, boundary: str, parts: Sequence[bytes]) -> bytes:
