@@ -8,8 +8,8 @@ from mailer.contacts import import_contacts
 from mailer.errors import TransportError
 from mailer.report import status
 from mailer.sender import send_round
-from tests.conftest import CONTACTS, FakeClock
 from tests import scripted_smtp
+from tests.conftest import CONTACTS, FakeClock
 from tests.scripted_smtp import Script, ScriptedServer
 
 A, B = "saraban.th50@agri.example", "saraban.th50@prov.example"
