@@ -47,7 +47,7 @@ def list_deliveries(ledger: Ledger, states: Sequence[str] = ()) -> list[Delivery
     ).where(D.campaign_id == ledger.campaign_id)  # fmt: skip
     if states:
         query = query.where(D.state.in_(list(states)))
-    with ledger.engine.connect() as conn:
+    with ledger.reads.connect() as conn:
         return [DeliveryRow(**row._mapping) for row in conn.execute(query.order_by(D.id))]
 
 

@@ -22,7 +22,7 @@ from sqlmodel import col, select
 
 from mailer.compose import OutgoingMail
 from mailer.contacts import InviteeRecord
-from mailer.db import session
+from mailer.db import reader, session
 from mailer.errors import MailerError
 from mailer.models import DeliveryState, Invitee
 from mailer.outbox import Claim, Ledger, Sending, Settled, new_owner
@@ -77,7 +77,7 @@ def retry_delay(attempt: int) -> timedelta:
 
 
 def _records(engine: Engine, ids: Sequence[str]) -> dict[str, InviteeRecord]:
-    with session(engine) as db:
+    with session(reader(engine)) as db:
         rows = db.exec(select(Invitee).where(col(Invitee.invitee_id).in_(ids))).all()
     return {row.invitee_id: InviteeRecord.from_row(row) for row in rows}
 

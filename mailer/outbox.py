@@ -25,6 +25,7 @@ from sqlalchemy import Engine, Table, bindparam, func, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
+from mailer.db import reader
 from mailer.errors import LedgerError
 from mailer.models import CampaignState, Delivery, DeliveryState, UTCDateTime
 
@@ -121,6 +122,7 @@ _SENDING = text(
 class Ledger:
     def __init__(self, engine: Engine, campaign_id: str, clock: Clock = utcnow) -> None:
         self.engine = engine
+        self.reads = reader(engine)
         self.campaign_id = campaign_id
         self.clock = clock
         self._dialect = engine.dialect.name
@@ -128,7 +130,7 @@ class Ledger:
     # --- enqueue -------------------------------------------------------------------------
 
     def existing(self, kind: str) -> set[str]:
-        with self.engine.connect() as conn:
+        with self.reads.connect() as conn:
             rows = conn.execute(
                 select(D.invitee_id).where(D.campaign_id == self.campaign_id, D.kind == kind)
             )
@@ -316,21 +318,21 @@ class Ledger:
             .offset(limit - 1)
             .limit(1)
         )
-        with self.engine.connect() as conn:
+        with self.reads.connect() as conn:
             return conn.execute(query).scalar()
 
     def next_retry_at(self) -> datetime | None:
         query = select(func.min(D.next_attempt_at)).where(
             D.campaign_id == self.campaign_id, D.state == S.retry_wait.value
         )
-        with self.engine.connect() as conn:
+        with self.reads.connect() as conn:
             return conn.execute(query).scalar()
 
     def counts(self, kind: str | None = None) -> dict[str, int]:
         query = select(D.state, func.count()).where(D.campaign_id == self.campaign_id)
         if kind is not None:
             query = query.where(D.kind == kind)
-        with self.engine.connect() as conn:
+        with self.reads.connect() as conn:
             found: dict[str, int] = {s: n for s, n in conn.execute(query.group_by(D.state))}
         return {state.value: int(found.get(state.value, 0)) for state in S}
 
@@ -341,7 +343,7 @@ class Ledger:
             D.state.in_(_SENDABLE),
             D.next_attempt_at <= now,
         )
-        with self.engine.connect() as conn:
+        with self.reads.connect() as conn:
             return int(conn.execute(query).scalar_one())
 
     # --- campaign state and the server guard ---------------------------------------------

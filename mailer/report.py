@@ -7,7 +7,7 @@ from typing import Any
 
 from sqlmodel import col, select
 
-from mailer.db import session
+from mailer.db import reader, session
 from mailer.models import Delivery, DeliveryState, Invitee
 from mailer.workspace import Workspace
 
@@ -56,7 +56,7 @@ def status(ws: Workspace, kind: str = "invitation") -> StatusReport:
     )
     rows: list[InviteeStatus] = []
     totals: dict[str, int] = {"invitees": 0, NOT_ENQUEUED: 0, **{s.value: 0 for s in DeliveryState}}
-    with session(ws.engine) as db:
+    with session(reader(ws.engine)) as db:
         for invitee, delivery in db.exec(query).all():
             state = delivery.state if delivery is not None else NOT_ENQUEUED
             totals["invitees"] += 1

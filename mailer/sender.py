@@ -15,7 +15,7 @@ from sqlmodel import col, select
 from mailer.compose import OutgoingMail
 from mailer.compose.composer import new_message_id
 from mailer.contacts import InviteeRecord
-from mailer.db import session
+from mailer.db import reader, session
 from mailer.drain import DrainStats, Progress, drain, run_workers
 from mailer.errors import MailerError, TransportError
 from mailer.models import Invitee
@@ -48,7 +48,7 @@ def select_invitees(engine: Engine, only: Sequence[str] = ()) -> list[InviteeRec
                 col(Invitee.agency).in_(only),
             )
         )
-    with session(engine) as db:
+    with session(reader(engine)) as db:
         return [InviteeRecord.from_row(row) for row in db.exec(query).all()]
 
 
