@@ -14,6 +14,7 @@ silently re-sent and nothing is silently dropped.
 
 from __future__ import annotations
 
+import itertools
 import os
 import socket
 import uuid
@@ -148,7 +149,7 @@ class Ledger:
         Idempotent: running the same round twice adds nothing. Returns rows added.
         """
         now = self.clock()
-        rows = [
+        rows = (
             {
                 "campaign_id": self.campaign_id,
                 "invitee_id": invitee_id,
@@ -163,16 +164,14 @@ class Ledger:
                 "updated_at": now,
             }
             for invitee_id, recipients in invitees
-        ]
-        if not rows:
-            return 0
+        )
         insert = pg_insert if self._dialect == "postgresql" else sqlite_insert
         added = 0
-        with self.engine.begin() as conn:
-            for start in range(0, len(rows), 500):
+        with self.engine.begin() as conn:  # one transaction: all of the round or none
+            while chunk := list(itertools.islice(rows, 500)):
                 stmt = (
                     insert(DELIVERIES)
-                    .values(rows[start : start + 500])
+                    .values(chunk)
                     .on_conflict_do_nothing(index_elements=["campaign_id", "invitee_id", "kind"])
                     .returning(D.id)  # rowcount is unreliable for multi-row inserts
                 )

@@ -6,10 +6,12 @@ invitees, enqueue what is missing (idempotent), then drain everything that is du
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import itertools
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from typing import Any
 
-from sqlalchemy import Engine, or_
+from sqlalchemy import Engine, func, or_, true
 from sqlmodel import col, select
 
 from mailer.compose import OutgoingMail
@@ -36,20 +38,33 @@ class SendReport:
     totals: dict[str, int] = field(default_factory=dict)
 
 
+def _chosen(only: Sequence[str]) -> Any:
+    """Invitees whose id, province code or name, or agency is in `only` (all if empty)."""
+    if not only:
+        return true()
+    return or_(
+        col(Invitee.invitee_id).in_(only),
+        col(Invitee.province_code).in_(only),
+        col(Invitee.province).in_(only),
+        col(Invitee.agency).in_(only),
+    )
+
+
 def select_invitees(engine: Engine, only: Sequence[str] = ()) -> list[InviteeRecord]:
-    """All invitees, or those whose id, province code/name or agency is in `only`."""
-    query = select(Invitee).order_by(col(Invitee.invitee_id))
-    if only:
-        query = query.where(
-            or_(
-                col(Invitee.invitee_id).in_(only),
-                col(Invitee.province_code).in_(only),
-                col(Invitee.province).in_(only),
-                col(Invitee.agency).in_(only),
-            )
-        )
+    return list(iter_invitees(engine, only))
+
+
+def iter_invitees(engine: Engine, only: Sequence[str] = ()) -> Iterator[InviteeRecord]:
+    """The chosen invitees in id order, read in chunks: never the whole list in memory."""
+    query = select(Invitee).where(_chosen(only)).order_by(col(Invitee.invitee_id))
     with session(reader(engine)) as db:
-        return [InviteeRecord.from_row(row) for row in db.exec(query).all()]
+        for row in db.exec(query.execution_options(yield_per=1000)):
+            yield InviteeRecord.from_row(row)
+
+
+def count_invitees(engine: Engine, only: Sequence[str] = ()) -> int:
+    with session(reader(engine)) as db:
+        return int(db.exec(select(func.count()).select_from(Invitee).where(_chosen(only))).one())
 
 
 def send_round(
@@ -73,8 +88,8 @@ def send_round(
             f"(MAILER_MAX_SESSIONS, preset {ws.settings.rate_preset}); use --workers {sessions} "
             "or fewer"
         )
-    invitees = select_invitees(ws.engine, only)
-    if not invitees:
+    selected = count_invitees(ws.engine, only)
+    if not selected:
         if only:
             raise MailerError(
                 f"no invitee matches --only {' '.join(only)}; give an invitee id (TH-50-agri), "
@@ -83,31 +98,31 @@ def send_round(
         raise MailerError("the invitee list is empty; run `mailer import contacts.csv` first")
     ledger = ws.ledger()
     existing = ledger.existing(kind)
-    fresh = [i for i in invitees if i.invitee_id not in existing]
-    new = fresh[:limit] if limit is not None else fresh
+    fresh = sum(1 for i in iter_invitees(ws.engine, only) if i.invitee_id not in existing)
     server = ws.settings.smtp.server_id
     report = SendReport(
         kind=kind,
         server=server,
-        selected=len(invitees),
-        enqueued=len(new),
-        already_in_ledger=len(invitees) - len(fresh),
+        selected=selected,
+        enqueued=min(fresh, limit) if limit is not None else fresh,
+        already_in_ledger=selected - fresh,
         dry_run=dry_run,
     )
     # Render one message before touching anything: a template error stops here, cleanly.
     sequence = ledger.campaign_state().sequence if not dry_run else 0
-    sample = new[0] if new else invitees[0]
+    sample = next(iter_invitees(ws.engine, only))
     ws.composer.compose(
         OutgoingMail(sample, rule.template, "<preflight@invalid>", sequence), ws.clock()
     )
     if dry_run:
-        report.due = ledger.due_count() + len(new)
+        report.due = ledger.due_count() + report.enqueued
         report.totals = ledger.counts(kind)
         return report
     with ws.transport() as transport:
         ledger.guard_server(server, allow_new=new_server)
+        new = (i for i in iter_invitees(ws.engine, only) if i.invitee_id not in existing)
         report.enqueued = ledger.enqueue(
-            ((i.invitee_id, "; ".join(i.email)) for i in new),
+            ((i.invitee_id, "; ".join(i.email)) for i in itertools.islice(new, limit)),
             kind,
             sequence,
             lambda invitee_id: new_message_id(campaign, invitee_id, kind),
