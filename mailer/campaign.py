@@ -85,6 +85,16 @@ class Rule:
 
 
 @dataclass(frozen=True)
+class MessageKind:
+    """How a ledger kind is composed: its template folder, iTIP method, and whether it is
+    an automatic round (marked Auto-Submitted)."""
+
+    template: str
+    method: str = "REQUEST"
+    automatic: bool = False
+
+
+@dataclass(frozen=True)
 class Campaign:
     id: str
     path: Path
@@ -105,11 +115,16 @@ class Campaign:
         known = ", ".join(r.id for r in self.rules)
         raise CampaignError(self.path, [f"there is no rule {rule_id!r}; the rules are: {known}"])
 
-    def rule_for_kind(self, kind: str) -> Rule:
-        """The rule behind a ledger kind (`invitation`, `reminder:<rule id>`)."""
+    def message_kind(self, kind: str) -> MessageKind:
+        """`invitation` and `reminder:<rule id>` come from the rules; `update:<sequence>`
+        and `cancel` are built in (templates/update/, templates/cancel/)."""
+        if kind.startswith("update:"):
+            return MessageKind("update")
+        if kind == "cancel":
+            return MessageKind("cancel", method="CANCEL")
         for rule in self.rules:
             if rule.ledger_kind == kind:
-                return rule
+                return MessageKind(rule.template, automatic=rule.kind != "invitation")
         raise CampaignError(
             self.path, [f"the ledger holds messages of kind {kind!r}, but no rule makes them"]
         )

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mailer.changes import Change, pending_change
 from mailer.compose import OutgoingMail
 from mailer.contacts import InviteeRecord, read_contacts
 from mailer.errors import MailerError
@@ -43,7 +44,7 @@ def run_check(ws: Workspace, contacts_file: Path | None = None) -> CheckReport:
     for key, text in fields.items():
         report.errors.extend(s.describe() for s in script_slips(text, f"{campaign.path}: {key}"))
 
-    templates = sorted({rule.template for rule in campaign.rules})
+    templates = sorted({rule.template for rule in campaign.rules} | {"update", "cancel"})
     usable = []
     for template in templates:
         try:
@@ -64,8 +65,10 @@ def run_check(ws: Workspace, contacts_file: Path | None = None) -> CheckReport:
     now = ws.clock()
     for template in usable:
         for invitee in invitees:
+            sample = {"changes": [Change("when", "วันและเวลา", "เดิม", "ใหม่")]}
             try:
-                ws.composer.compose(OutgoingMail(invitee, template, "<check@invalid>", 0), now)
+                mail = OutgoingMail(invitee, template, "<check@invalid>", 0, extra=sample)
+                ws.composer.compose(mail, now)
             except MailerError as exc:
                 failures.setdefault(str(exc).replace(invitee.invitee_id, "{invitee}"), []).append(
                     invitee.invitee_id
@@ -75,7 +78,23 @@ def run_check(ws: Workspace, contacts_file: Path | None = None) -> CheckReport:
     for message, ids in failures.items():
         shown = ", ".join(ids[:5]) + (f" and {len(ids) - 5} more" if len(ids) > 5 else "")
         report.errors.append(f"{message.replace('{invitee}', ids[0])} (affects {shown})")
+    _event_changes(ws, report)
     return report
+
+
+def _event_changes(ws: Workspace, report: CheckReport) -> None:
+    pending = pending_change(ws.ledger(), ws.campaign.event, ws.campaign.timezone)
+    if pending is None:
+        return
+    if pending.cancelled:
+        report.notes.append(f"the event was cancelled (SEQUENCE {pending.sequence})")
+    elif pending.significant:
+        report.warnings.append(
+            f"the event changed since SEQUENCE {pending.sequence} was sent: "
+            f"{pending.describe()}. Run `mailer send update` so every calendar moves"
+        )
+    else:
+        report.notes.append(f"the offices' calendars hold SEQUENCE {pending.sequence}")
 
 
 def _invitees(

@@ -66,7 +66,7 @@ class _WriterLock:
     def __init__(self, path: Path) -> None:
         self.path = path.with_name(path.name + ".writer-lock")
         self._fd: int | None = None
-        self._held = False
+        self._depth = 0  # write transactions open in this process
 
     def begin(self, connection: Any) -> None:
         if connection.get_execution_options().get(READ_ONLY):
@@ -74,8 +74,9 @@ class _WriterLock:
             return
         if self._fd is None:
             self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-        fcntl.flock(self._fd, fcntl.LOCK_EX)
-        self._held = True
+        if self._depth == 0:
+            fcntl.flock(self._fd, fcntl.LOCK_EX)
+        self._depth += 1
         try:
             connection.exec_driver_sql("BEGIN IMMEDIATE")
         except BaseException:
@@ -83,8 +84,10 @@ class _WriterLock:
             raise
 
     def end(self, connection: Any) -> None:
-        if self._held and self._fd is not None:
-            self._held = False
+        if connection.get_execution_options().get(READ_ONLY) or self._depth == 0:
+            return
+        self._depth -= 1
+        if self._depth == 0 and self._fd is not None:
             fcntl.flock(self._fd, fcntl.LOCK_UN)
 
 

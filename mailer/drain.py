@@ -20,6 +20,7 @@ from datetime import timedelta
 from sqlalchemy import Engine
 from sqlmodel import col, select
 
+from mailer.changes import Change, changes_at
 from mailer.compose import OutgoingMail
 from mailer.contacts import InviteeRecord
 from mailer.db import reader, session
@@ -94,6 +95,17 @@ class _Run:
         self.pacer = Pacer(ws.settings.limits, lambda since, n: ledger.sent_since(server, since, n))
         self.pending: Settled | None = None
         self.stats = DrainStats()
+        self._changes: dict[int, list[Change]] = {}
+
+    def extra(self, claim: Claim) -> Mapping[str, object]:
+        """What an update's template needs besides the usual: the list of changes."""
+        if not claim.kind.startswith("update:"):
+            return {}
+        if claim.sequence not in self._changes:
+            self._changes[claim.sequence] = changes_at(
+                self.ledger, claim.sequence, self.ws.campaign.timezone
+            )
+        return {"changes": self._changes[claim.sequence]}
 
     def flush(self) -> None:
         if self.pending is not None:
@@ -107,13 +119,15 @@ class _Run:
 
     def send(self, claim: Claim, invitee: InviteeRecord) -> Outcome | None:
         ws = self.ws
-        rule = ws.campaign.rule_for_kind(claim.kind)
+        kind = ws.campaign.message_kind(claim.kind)
         mail = OutgoingMail(
             invitee=invitee,
-            template=rule.template,
+            template=kind.template,
             message_id=claim.message_id,
             sequence=claim.sequence,
-            automatic=rule.kind != "invitation",
+            method=kind.method,
+            automatic=kind.automatic,
+            extra=self.extra(claim),
         )
         message = ws.composer.compose(mail, ws.clock())
         self.transport.ready()  # an unreachable server stops the run before anything is marked
@@ -253,7 +267,7 @@ def run_workers(
     ]
     reported = 0
     while any(p.poll() is None for p in procs):
-        time.sleep(0.5)  # real processes run on real time, whatever ws.clock says
+        time.sleep(1.0)  # real processes run on real time, whatever ws.clock says
         processed = sum(ledger.counts()[s] for s in done_states) - baseline
         for _ in range(max(processed - reported, 0)):
             if progress is not None:

@@ -101,3 +101,15 @@ class Delivery(SQLModel, table=True):
     enqueued_at: datetime = _when()
     sent_at: datetime | None = _when(nullable=True)
     updated_at: datetime = _when()
+
+
+class EventVersion(SQLModel, table=True):
+    """The event as it was sent at each iCalendar SEQUENCE (invitation, update, cancel)."""
+
+    __tablename__ = "event_version"
+
+    campaign_id: str = Field(primary_key=True, max_length=64)
+    sequence: int = Field(primary_key=True)
+    reason: str = Field(max_length=16)  # invitation | update | cancel
+    event: str = Field(sa_column=Column(Text, nullable=False))  # JSON snapshot
+    created_at: datetime = _when()

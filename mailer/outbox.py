@@ -14,6 +14,7 @@ silently re-sent and nothing is silently dropped.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import socket
@@ -22,7 +23,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import Engine, Table, bindparam, func, or_, select, text, update
+from sqlalchemy import Connection, Engine, Table, bindparam, func, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -143,6 +144,7 @@ class Ledger:
         kind: str,
         sequence: int,
         message_id: Callable[[str], str],
+        conn: Connection | None = None,
     ) -> int:
         """Add one `queued` row per (invitee_id, recipients) not yet in the ledger for `kind`.
 
@@ -167,7 +169,8 @@ class Ledger:
         )
         insert = pg_insert if self._dialect == "postgresql" else sqlite_insert
         added = 0
-        with self.engine.begin() as conn:  # one transaction: all of the round or none
+        # One transaction: all of the round or none (the caller's, when it passes one).
+        with contextlib.nullcontext(conn) if conn is not None else self.engine.begin() as tx:
             while chunk := list(itertools.islice(rows, 500)):
                 stmt = (
                     insert(DELIVERIES)
@@ -175,7 +178,7 @@ class Ledger:
                     .on_conflict_do_nothing(index_elements=["campaign_id", "invitee_id", "kind"])
                     .returning(D.id)  # rowcount is unreliable for multi-row inserts
                 )
-                added += len(conn.execute(stmt).all())
+                added += len(tx.execute(stmt).all())
         return added
 
     # --- the worker's side ---------------------------------------------------------------

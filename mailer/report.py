@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlmodel import col, select
 
+from mailer.changes import PendingChange, pending_change
 from mailer.db import reader, session
 from mailer.models import Delivery, DeliveryState, Invitee
 from mailer.workspace import Workspace
@@ -33,10 +34,19 @@ class StatusReport:
     campaign_id: str
     totals: dict[str, int]
     invitees: list[InviteeStatus]
+    event: PendingChange | None = None
 
     def to_json(self) -> dict[str, Any]:
+        event = None
+        if self.event is not None:
+            event = {
+                "sequence": self.event.sequence,
+                "cancelled": self.event.cancelled,
+                "changed_since_sent": [asdict(c) for c in self.event.changes],
+            }
         return {
             "campaign": self.campaign_id,
+            "event": event,
             "totals": self.totals,
             "invitees": [asdict(i) for i in self.invitees],
         }
@@ -75,4 +85,5 @@ def status(ws: Workspace, kind: str = "invitation") -> StatusReport:
                     last_reply=delivery.last_reply if delivery else None,
                 )
             )
-    return StatusReport(campaign_id, totals, rows)
+    event = pending_change(ws.ledger(), ws.campaign.event, ws.campaign.timezone)
+    return StatusReport(campaign_id, totals, rows, event)

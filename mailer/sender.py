@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import Engine, func, or_, true
 from sqlmodel import col, select
 
+from mailer.changes import Announcement, announce, first_version, pending_change
 from mailer.compose import OutgoingMail
 from mailer.compose.composer import new_message_id
 from mailer.contacts import InviteeRecord
@@ -80,7 +81,7 @@ def send_round(
     worker_env: Mapping[str, str] | None = None,
 ) -> SendReport:
     campaign = ws.campaign
-    rule = campaign.rule_for_kind(kind)
+    message_kind = campaign.message_kind(kind)
     sessions = ws.settings.limits.sessions
     if workers > sessions:
         raise MailerError(
@@ -97,6 +98,11 @@ def send_round(
             )
         raise MailerError("the invitee list is empty; run `mailer import contacts.csv` first")
     ledger = ws.ledger()
+    pending = pending_change(ledger, campaign.event, campaign.timezone)
+    if pending is not None and pending.cancelled:
+        raise MailerError(
+            f"the event was cancelled (SEQUENCE {pending.sequence}); nothing more is sent for it"
+        )
     existing = ledger.existing(kind)
     fresh = sum(1 for i in iter_invitees(ws.engine, only) if i.invitee_id not in existing)
     server = ws.settings.smtp.server_id
@@ -112,7 +118,10 @@ def send_round(
     sequence = ledger.campaign_state().sequence if not dry_run else 0
     sample = next(iter_invitees(ws.engine, only))
     ws.composer.compose(
-        OutgoingMail(sample, rule.template, "<preflight@invalid>", sequence), ws.clock()
+        OutgoingMail(
+            sample, message_kind.template, "<preflight@invalid>", sequence, message_kind.method
+        ),
+        ws.clock(),
     )
     if dry_run:
         report.due = ledger.due_count() + report.enqueued
@@ -120,6 +129,8 @@ def send_round(
         return report
     with ws.transport() as transport:
         ledger.guard_server(server, allow_new=new_server)
+        if kind == "invitation":
+            first_version(ledger, campaign.event)
         new = (i for i in iter_invitees(ws.engine, only) if i.invitee_id not in existing)
         report.enqueued = ledger.enqueue(
             ((i.invitee_id, "; ".join(i.email)) for i in itertools.islice(new, limit)),
@@ -134,6 +145,26 @@ def send_round(
         report.drain = run_workers(ws, workers, worker_env or {}, progress)
     report.totals = ledger.counts(kind)
     return report
+
+
+def send_announcement(
+    ws: Workspace,
+    *,
+    cancel: bool,
+    dry_run: bool = False,
+    new_server: bool = False,
+    progress: Progress | None = None,
+) -> tuple[Announcement, DrainStats]:
+    """`mailer send update` / `send cancel`: announce the change, then drain the ledger."""
+    ledger = ws.ledger()
+    if dry_run:
+        return announce(ledger, ws.campaign, cancel=cancel, dry_run=True), DrainStats()
+    template = "cancel" if cancel else "update"
+    ws.composer.renderer(template)  # a missing or broken template stops here, cleanly
+    with ws.transport() as transport:
+        ledger.guard_server(transport.server_id, allow_new=new_server)
+        result = announce(ledger, ws.campaign, cancel=cancel, dry_run=False)
+        return result, drain(ws, ledger, transport, progress)
 
 
 @dataclass(frozen=True)

@@ -165,6 +165,16 @@ def status(
             table.add_row(state, str(count))
     table.add_row("total", str(report.totals["invitees"]), style="bold")
     out.print(table)
+    if report.event is not None and report.event.cancelled:
+        out.print(
+            f"[red]The event was cancelled[/red] (SEQUENCE {report.event.sequence}).", markup=True
+        )
+    elif report.event is not None and report.event.significant:
+        out.print(
+            f"[yellow]The event changed since SEQUENCE {report.event.sequence} was sent:[/yellow] "
+            f"{report.event.describe()}. Run `mailer send update`.",
+            markup=True,
+        )
     attention = [i for i in report.invitees if i.delivery in {"failed", "uncertain", "retry_wait"}]
     for item in attention:
         out.print(

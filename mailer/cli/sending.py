@@ -13,9 +13,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from mailer.cli.app import app, err, out, send_app, workspace
 from mailer.devserver import DevServer
-from mailer.drain import Outcome, drain_once
+from mailer.drain import DrainStats, Outcome, drain_once
 from mailer.errors import MailerError
-from mailer.sender import SendReport, send_round, send_test
+from mailer.sender import SendReport, send_announcement, send_round, send_test
 from mailer.workspace import Workspace
 
 # --- send --------------------------------------------------------------------------------
@@ -126,12 +126,26 @@ def _print_send(report: SendReport) -> None:
             f"{report.due} message(s) through {report.server}. Nothing was written or sent."
         )
         return
-    d = report.drain
+    _print_problems(report.drain)
+    out.print(
+        f"Enqueued {report.enqueued} new invitation(s) ({report.already_in_ledger} already in the "
+        f"ledger). {_this_run(report.drain)}, through {report.server}."
+    )
+    out.print("Ledger: " + ", ".join(f"{k} {v}" for k, v in report.totals.items() if v))
+    if report.drain.stopped:
+        raise MailerError(report.drain.stopped)
+
+
+def _this_run(d: DrainStats) -> str:
+    return f"This run: {d.sent} sent, {d.retry} to retry later, {d.failed} failed"
+
+
+def _print_problems(d: DrainStats) -> None:
     if d.recovered_uncertain:
         err.print(
             f"[yellow]![/yellow] {d.recovered_uncertain} message(s) were being sent when a "
-            "previous "
-            "run stopped; they are marked uncertain (see `mailer status`). Nothing was re-sent.",
+            "previous run stopped; they are marked uncertain (see `mailer deliveries --state "
+            "uncertain`). Nothing was re-sent.",
             markup=True,
         )
     for outcome in d.outcomes:
@@ -139,14 +153,67 @@ def _print_send(report: SendReport) -> None:
             err.print(
                 f"[red]✗[/red] {outcome.invitee_id}: {outcome.state}: {outcome.reply}", markup=True
             )
+
+
+def _announce(ctx: typer.Context, *, cancel: bool, dry_run: bool, new_server: bool) -> None:
+    with _progress() as on_outcome:
+        result, stats = send_announcement(
+            workspace(ctx), cancel=cancel, dry_run=dry_run, new_server=new_server,
+            progress=on_outcome,
+        )  # fmt: skip
+    what = "cancellation" if cancel else "update"
+    for change in result.changes:
+        out.print(f"  {change.label}: {change.old} → {change.new}")
+    if dry_run:
+        out.print(
+            f"Dry run: would send the {what} (SEQUENCE {result.sequence}) to {result.offices} "
+            "office(s) that received the invitation. Nothing was written or sent."
+        )
+        return
+    _print_problems(stats)
+    stopped = f"; {result.stopped_queued} queued message(s) will not be sent" if cancel else ""
     out.print(
-        f"Enqueued {report.enqueued} new invitation(s) ({report.already_in_ledger} already in the "
-        f"ledger). This run: {d.sent} sent, {d.retry} to retry later, {d.failed} failed, "
-        f"through {report.server}."
+        f"Enqueued the {what} (SEQUENCE {result.sequence}) for {result.enqueued} office(s)"
+        f"{stopped}. {_this_run(stats)}."
     )
-    out.print("Ledger: " + ", ".join(f"{k} {v}" for k, v in report.totals.items() if v))
-    if d.stopped:
-        raise MailerError(d.stopped)
+    if stats.stopped:
+        raise MailerError(stats.stopped)
+
+
+@send_app.command("update")
+def send_update(
+    ctx: typer.Context,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Say what would be sent; send nothing.")
+    ] = False,
+    new_server: Annotated[
+        bool, typer.Option("--new-server", help="Accept a new SMTP server.")
+    ] = False,
+) -> None:
+    """Tell every office that received the invitation that the date, time or place changed:
+    the same calendar entry moves (same UID, SEQUENCE+1) and they are asked again.
+
+    Example: mailer send update --dry-run
+    """
+    _announce(ctx, cancel=False, dry_run=dry_run, new_server=new_server)
+
+
+@send_app.command("cancel")
+def send_cancel(
+    ctx: typer.Context,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Say what would be sent; send nothing.")
+    ] = False,
+    new_server: Annotated[
+        bool, typer.Option("--new-server", help="Accept a new SMTP server.")
+    ] = False,
+) -> None:
+    """Cancel the event in every calendar that holds the invitation (METHOD:CANCEL); nothing
+    still queued for it is sent afterwards.
+
+    Example: mailer send cancel --dry-run
+    """
+    _announce(ctx, cancel=True, dry_run=dry_run, new_server=new_server)
 
 
 @app.command()

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import re
 import secrets
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 from email.utils import format_datetime
 from pathlib import Path
@@ -43,6 +44,7 @@ class OutgoingMail:
     method: str = "REQUEST"
     automatic: bool = False
     test: bool = False  # a sample (--test-to): its own UID, a marked subject
+    extra: Mapping[str, object] = field(default_factory=dict)  # e.g. an update's changes
 
 
 @dataclass(frozen=True)
@@ -90,9 +92,14 @@ class Composer:
             )
         return self._renderers[template]
 
-    def letter(self, invitee: InviteeRecord, template: str) -> Letter:
+    def letter(
+        self, invitee: InviteeRecord, template: str, extra: Mapping[str, object] | None = None
+    ) -> Letter:
         context = dict(
-            self._base_context, invitee=invitee, uid=event_uid(self.campaign, invitee.invitee_id)
+            self._base_context,
+            **(extra or {}),
+            invitee=invitee,
+            uid=event_uid(self.campaign, invitee.invitee_id),
         )
         return self.renderer(template).render(context, invitee.invitee_id)
 
@@ -106,7 +113,7 @@ class Composer:
                 f"({campaign.coordinator.email}); a calendar cannot invite its organizer. "
                 "Fix the address in the invitee list"
             )
-        letter = self.letter(invitee, mail.template)
+        letter = self.letter(invitee, mail.template, mail.extra)
         uid = event_uid(campaign, invitee.invitee_id)
         subject = letter.subject
         if mail.test:

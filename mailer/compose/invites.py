@@ -103,7 +103,7 @@ class InviteBuilder:
         attendee.params["CUTYPE"] = "INDIVIDUAL"
         attendee.params["ROLE"] = "REQ-PARTICIPANT"
         attendee.params["PARTSTAT"] = "NEEDS-ACTION"
-        attendee.params["RSVP"] = "TRUE"
+        attendee.params["RSVP"] = "FALSE" if method == "CANCEL" else "TRUE"
         own = Event()
         own.add("uid", uid)
         own.add("dtstamp", stamp)

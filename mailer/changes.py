@@ -1,0 +1,230 @@
+"""Event changes and cancellation (DESIGN.md §4): every calendar that holds the invitation
+moves, or drops the event, instead of growing a second entry.
+
+The database keeps the event as sent at each iCalendar SEQUENCE (`event_version`). An
+update bumps SEQUENCE, records the new version and enqueues `update:<sequence>` for every
+office that received the invitation — all in one transaction — then drains; a cancellation
+does the same with `cancel` (METHOD:CANCEL) and stops whatever was still queued.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import Connection, select, update
+
+from mailer.campaign import Campaign, Event
+from mailer.compose.composer import new_message_id
+from mailer.errors import MailerError
+from mailer.models import DeliveryState, EventVersion
+from mailer.outbox import CAMPAIGNS, DELIVERIES, C, D, Ledger
+from mailer.thai import thai_when
+
+S = DeliveryState
+VERSIONS = EventVersion.__table__  # type: ignore[attr-defined]
+V = VERSIONS.c
+SIGNIFICANT = ("when", "venue")
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """What the offices' calendars were told: the event's name, time and place."""
+
+    title: str
+    summary: str
+    start: str  # ISO 8601 with offset
+    end: str
+    venue: str
+
+    @classmethod
+    def of(cls, event: Event) -> Snapshot:
+        return cls(
+            event.title, event.summary, event.start.isoformat(), event.end.isoformat(), event.venue
+        )
+
+    def when(self, zone: ZoneInfo) -> str:
+        return thai_when(datetime.fromisoformat(self.start), datetime.fromisoformat(self.end), zone)
+
+
+@dataclass(frozen=True)
+class Change:
+    field: str  # when | venue | title
+    label: str  # Thai, for the letter
+    old: str
+    new: str
+
+    @property
+    def significant(self) -> bool:
+        return self.field in SIGNIFICANT
+
+
+def diff(old: Snapshot, new: Snapshot, zone: ZoneInfo) -> list[Change]:
+    changes = []
+    if (old.start, old.end) != (new.start, new.end):
+        changes.append(Change("when", "วันและเวลา", old.when(zone), new.when(zone)))
+    if old.venue != new.venue:
+        changes.append(Change("venue", "สถานที่", old.venue, new.venue))
+    if old.title != new.title or old.summary != new.summary:
+        changes.append(Change("title", "ชื่องาน", old.title, new.title))
+    return changes
+
+
+@dataclass(frozen=True)
+class Version:
+    sequence: int
+    reason: str
+    snapshot: Snapshot
+
+
+def versions(ledger: Ledger) -> list[Version]:
+    with ledger.reads.connect() as conn:
+        rows = conn.execute(
+            select(V.sequence, V.reason, V.event)
+            .where(V.campaign_id == ledger.campaign_id)
+            .order_by(V.sequence)
+        ).all()
+    return [Version(r.sequence, r.reason, Snapshot(**json.loads(r.event))) for r in rows]
+
+
+def record_version(
+    conn: Connection, ledger: Ledger, sequence: int, reason: str, event: Event
+) -> None:
+    conn.execute(
+        VERSIONS.insert().values(
+            campaign_id=ledger.campaign_id,
+            sequence=sequence,
+            reason=reason,
+            event=json.dumps(asdict(Snapshot.of(event)), ensure_ascii=False),
+            created_at=ledger.clock(),
+        )
+    )
+
+
+def first_version(ledger: Ledger, event: Event) -> None:
+    """Remember the event as the invitation tells it (once, when it is first enqueued)."""
+    if versions(ledger):
+        return
+    sequence = ledger.campaign_state().sequence
+    with ledger.engine.begin() as conn:
+        record_version(conn, ledger, sequence, "invitation", event)
+
+
+def changes_at(ledger: Ledger, sequence: int, zone: ZoneInfo) -> list[Change]:
+    """What update `sequence` changed, against the version before it."""
+    found = {v.sequence: v for v in versions(ledger)}
+    earlier = [s for s in found if s < sequence]
+    if sequence not in found or not earlier:
+        return []
+    return diff(found[max(earlier)].snapshot, found[sequence].snapshot, zone)
+
+
+@dataclass(frozen=True)
+class PendingChange:
+    """The campaign file's event against the last version sent."""
+
+    sequence: int
+    cancelled: bool
+    changes: list[Change]
+
+    @property
+    def significant(self) -> bool:
+        return any(c.significant for c in self.changes)
+
+    def describe(self) -> str:
+        lines = [f"{c.label}: {c.old} → {c.new}" for c in self.changes]
+        return "; ".join(lines)
+
+
+def pending_change(ledger: Ledger, event: Event, zone: ZoneInfo) -> PendingChange | None:
+    """None before anything was sent; otherwise how the event differs from what was sent."""
+    found = versions(ledger)
+    if not found:
+        return None
+    latest = found[-1]
+    cancelled = latest.reason == "cancel"
+    return PendingChange(
+        latest.sequence, cancelled, diff(latest.snapshot, Snapshot.of(event), zone)
+    )
+
+
+def _received(conn: Connection, ledger: Ledger) -> list[tuple[str, str]]:
+    """Offices whose invitation went out (sent, or uncertain: it may have arrived)."""
+    rows = conn.execute(
+        select(D.invitee_id, D.recipients).where(
+            D.campaign_id == ledger.campaign_id,
+            D.kind == "invitation",
+            D.state.in_([S.sent.value, S.uncertain.value]),
+        )
+    ).all()
+    return [(r.invitee_id, r.recipients) for r in rows]
+
+
+@dataclass(frozen=True)
+class Announcement:
+    """What `send update` / `send cancel` did (or, with --dry-run, would do)."""
+
+    kind: str
+    sequence: int
+    offices: int
+    changes: list[Change]
+    enqueued: int = 0
+    stopped_queued: int = 0
+
+
+def announce(ledger: Ledger, campaign: Campaign, *, cancel: bool, dry_run: bool) -> Announcement:
+    """Bump SEQUENCE, record the version, and enqueue the update or cancellation for every
+    office that received the invitation, in one transaction. Refuses, with the reason,
+    when there is nothing to announce."""
+    event = campaign.event
+    pending = pending_change(ledger, event, campaign.timezone)
+    if pending is None:
+        raise MailerError("no invitation has been sent yet; there is nothing to update or cancel")
+    if pending.cancelled:
+        raise MailerError(
+            f"the event was already cancelled (SEQUENCE {pending.sequence}); nothing more to send"
+        )
+    if not cancel and not pending.significant:
+        what = f" (only {pending.describe()})" if pending.changes else ""
+        raise MailerError(
+            "nothing significant changed since the last message (date, time and place are "
+            f"the same{what}); edit the event in the campaign file first"
+        )
+    sequence = pending.sequence + 1
+    kind = "cancel" if cancel else f"update:{sequence}"
+    with ledger.reads.connect() as conn:
+        offices = len(_received(conn, ledger))
+    result = Announcement(kind, sequence, offices, pending.changes)
+    if dry_run:
+        return result
+    with ledger.engine.begin() as conn:
+        conn.execute(
+            update(CAMPAIGNS).where(C.campaign_id == ledger.campaign_id).values(sequence=sequence)
+        )
+        record_version(conn, ledger, sequence, "cancel" if cancel else "update", event)
+        unsent = update(DELIVERIES).where(
+            D.campaign_id == ledger.campaign_id,
+            D.state.in_([S.queued.value, S.retry_wait.value]),
+            ~D.kind.startswith("update:"),
+        )
+        if cancel:
+            stopped = conn.execute(
+                unsent.values(
+                    state=S.failed.value,
+                    last_reply="not sent: the event was cancelled",
+                    updated_at=ledger.clock(),
+                )
+            ).rowcount
+        else:  # invitations and reminders not yet out will carry the new version
+            stopped = 0
+            conn.execute(unsent.values(sequence=sequence))
+        added = ledger.enqueue(
+            _received(conn, ledger),
+            kind,
+            sequence,
+            lambda invitee_id: new_message_id(campaign, invitee_id, kind),
+            conn=conn,
+        )
+    return Announcement(kind, sequence, offices, pending.changes, added, int(stopped))
