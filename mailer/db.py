@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -66,17 +67,20 @@ class _WriterLock:
     def __init__(self, path: Path) -> None:
         self.path = path.with_name(path.name + ".writer-lock")
         self._fd: int | None = None
-        self._depth = 0  # write transactions open in this process
+        self._threads = threading.Lock()  # flock does not exclude threads of one process
+        self._local = threading.local()  # each thread's depth of nested write transactions
 
     def begin(self, connection: Any) -> None:
         if connection.get_execution_options().get(READ_ONLY):
             connection.exec_driver_sql("BEGIN")
             return
-        if self._fd is None:
-            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-        if self._depth == 0:
+        depth = getattr(self._local, "depth", 0)
+        if depth == 0:
+            self._threads.acquire()
+            if self._fd is None:
+                self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
             fcntl.flock(self._fd, fcntl.LOCK_EX)
-        self._depth += 1
+        self._local.depth = depth + 1
         try:
             connection.exec_driver_sql("BEGIN IMMEDIATE")
         except BaseException:
@@ -84,11 +88,14 @@ class _WriterLock:
             raise
 
     def end(self, connection: Any) -> None:
-        if connection.get_execution_options().get(READ_ONLY) or self._depth == 0:
+        depth = getattr(self._local, "depth", 0)
+        if connection.get_execution_options().get(READ_ONLY) or depth == 0:
             return
-        self._depth -= 1
-        if self._depth == 0 and self._fd is not None:
+        self._local.depth = depth - 1
+        if depth == 1:
+            assert self._fd is not None
             fcntl.flock(self._fd, fcntl.LOCK_UN)
+            self._threads.release()
 
 
 def open_database(url: str) -> Engine:

@@ -193,6 +193,9 @@ def drain(
                 continue
             records = _records(ws.engine, [c.invitee_id for c in claims])
             for claim in claims:
+                if ws.stopping.is_set():
+                    run.stats.stopped = "stopped on request; the rest stay queued"
+                    return run.stats
                 if limited:
                     run.flush()  # the limits count what the ledger says was sent
                     try:

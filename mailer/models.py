@@ -113,3 +113,17 @@ class EventVersion(SQLModel, table=True):
     reason: str = Field(max_length=16)  # invitation | update | cancel
     event: str = Field(sa_column=Column(Text, nullable=False))  # JSON snapshot
     created_at: datetime = _when()
+
+
+class RoundRun(SQLModel, table=True):
+    """A scheduled round that ran (`done`) or whose catch-up window passed (`missed`)."""
+
+    __tablename__ = "round_run"
+
+    campaign_id: str = Field(primary_key=True, max_length=64)
+    rule_id: str = Field(primary_key=True, max_length=64)
+    due_at: datetime = Field(sa_column=Column(UTCDateTime(), primary_key=True))
+    status: str = Field(max_length=16)  # done | missed
+    enqueued: int = 0
+    note: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
+    recorded_at: datetime = _when()

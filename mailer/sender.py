@@ -11,9 +11,10 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from sqlalchemy import Engine, func, or_, true
+from sqlalchemy import Engine, or_, true
 from sqlmodel import col, select
 
+from mailer.audience import audience_ids
 from mailer.changes import Announcement, announce, first_version, pending_change
 from mailer.compose import OutgoingMail
 from mailer.compose.composer import new_message_id
@@ -63,11 +64,6 @@ def iter_invitees(engine: Engine, only: Sequence[str] = ()) -> Iterator[InviteeR
             yield InviteeRecord.from_row(row)
 
 
-def count_invitees(engine: Engine, only: Sequence[str] = ()) -> int:
-    with session(reader(engine)) as db:
-        return int(db.exec(select(func.count()).select_from(Invitee).where(_chosen(only))).one())
-
-
 def send_round(
     ws: Workspace,
     kind: str,
@@ -89,23 +85,36 @@ def send_round(
             f"(MAILER_MAX_SESSIONS, preset {ws.settings.rate_preset}); use --workers {sessions} "
             "or fewer"
         )
-    selected = count_invitees(ws.engine, only)
-    if not selected:
-        if only:
-            raise MailerError(
-                f"no invitee matches --only {' '.join(only)}; give an invitee id (TH-50-agri), "
-                "a province code (TH-50) or name, or an agency code (agri)"
-            )
-        raise MailerError("the invitee list is empty; run `mailer import contacts.csv` first")
     ledger = ws.ledger()
     pending = pending_change(ledger, campaign.event, campaign.timezone)
     if pending is not None and pending.cancelled:
         raise MailerError(
             f"the event was cancelled (SEQUENCE {pending.sequence}); nothing more is sent for it"
         )
+    members: set[str] | None = None
+    if kind.startswith("reminder:"):
+        members = audience_ids(ledger, campaign.rule(kind.partition(":")[2]).audience)
+
+    def chosen() -> Iterator[InviteeRecord]:
+        for invitee in iter_invitees(ws.engine, only):
+            if members is None or invitee.invitee_id in members:
+                yield invitee
+
     existing = ledger.existing(kind)
-    fresh = sum(1 for i in iter_invitees(ws.engine, only) if i.invitee_id not in existing)
+    selected = fresh = 0
+    for invitee in chosen():
+        selected += 1
+        fresh += invitee.invitee_id not in existing
     server = ws.settings.smtp.server_id
+    if not selected:
+        if members is not None:  # a round whose audience is empty right now: nothing to do
+            return SendReport(kind, server, 0, 0, 0, dry_run, totals=ledger.counts(kind))
+        if only:
+            raise MailerError(
+                f"no invitee matches --only {' '.join(only)}; give an invitee id (TH-50-agri), "
+                "a province code (TH-50) or name, or an agency code (agri)"
+            )
+        raise MailerError("the invitee list is empty; run `mailer import contacts.csv` first")
     report = SendReport(
         kind=kind,
         server=server,
@@ -116,7 +125,7 @@ def send_round(
     )
     # Render one message before touching anything: a template error stops here, cleanly.
     sequence = ledger.campaign_state().sequence if not dry_run else 0
-    sample = next(iter_invitees(ws.engine, only))
+    sample = next(chosen())
     ws.composer.compose(
         OutgoingMail(
             sample, message_kind.template, "<preflight@invalid>", sequence, message_kind.method
@@ -131,7 +140,7 @@ def send_round(
         ledger.guard_server(server, allow_new=new_server)
         if kind == "invitation":
             first_version(ledger, campaign.event)
-        new = (i for i in iter_invitees(ws.engine, only) if i.invitee_id not in existing)
+        new = (i for i in chosen() if i.invitee_id not in existing)
         report.enqueued = ledger.enqueue(
             ((i.invitee_id, "; ".join(i.email)) for i in itertools.islice(new, limit)),
             kind,

@@ -6,6 +6,7 @@ none of them (e.g. `mailer devserver`) does not fail on a broken campaign file.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from functools import cached_property
@@ -30,6 +31,7 @@ class Workspace:
         self.settings = settings
         self.clock = clock
         self.sleep = sleep
+        self.stopping = threading.Event()  # set on SIGTERM: sending stops between messages
 
     @cached_property
     def engine(self) -> Engine:

@@ -1,0 +1,80 @@
+"""The scheduler: `scheduler run`, `scheduler plan`, `scheduler run-now`."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from mailer.cli.app import Group, app, out, workspace
+from mailer.errors import MailerError
+from mailer.rounds import plan, run_now
+from mailer.schedule import run_scheduler
+
+scheduler_app = typer.Typer(cls=Group, no_args_is_help=True, help="Scheduled reminder rounds.")
+app.add_typer(scheduler_app, name="scheduler")
+
+
+@scheduler_app.command("run")
+def scheduler_run(ctx: typer.Context) -> None:
+    """Run the scheduler in the foreground until Ctrl-C / SIGTERM: each round at its time,
+    to its audience, once; rounds missed while it was down are caught up within their
+    window or recorded as missed. One per database.
+
+    Example: mailer scheduler run
+    """
+    run_scheduler(
+        workspace(ctx), log=lambda line: out.print(f"{datetime.now():%Y-%m-%d %H:%M:%S} {line}")
+    )
+
+
+@scheduler_app.command("plan")
+def scheduler_plan(
+    ctx: typer.Context,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Every rule: when it runs (Thai and ISO), its audience, how many offices it would
+    reach now, and whether it already ran or was missed.
+
+    Example: mailer scheduler plan
+    """
+    ws = workspace(ctx)
+    zone = ws.campaign.timezone
+    plans = plan(ws)
+    if as_json:
+        out.print_json(json.dumps([p.to_json(zone) for p in plans], ensure_ascii=False))
+        return
+    table = Table("rule", "when (Bangkok)", "ISO", "audience", "reach", "status")
+    for p in plans:
+        iso = p.due_at.astimezone(zone).isoformat() if p.due_at else ""
+        table.add_row(p.rule_id, p.due_thai(zone), iso, p.audience, str(p.reach), p.status)
+    out.print(table)
+
+
+@scheduler_app.command("run-now")
+def scheduler_run_now(
+    ctx: typer.Context,
+    rule: Annotated[str, typer.Argument(help="A rule id from the campaign file.")],
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Say what would be sent.")] = False,
+) -> None:
+    """Run one round by hand (idempotent: offices that already have it get nothing).
+
+    Example: mailer scheduler run-now followup-no-reply --dry-run
+    """
+    report = run_now(workspace(ctx), rule, dry_run=dry_run)
+    if dry_run:
+        out.print(
+            f"Dry run: round {rule} would enqueue {report.enqueued} message(s) "
+            f"({report.selected} office(s) in its audience). Nothing was written or sent."
+        )
+        return
+    d = report.drain
+    out.print(
+        f"Round {rule}: {report.enqueued} enqueued; {d.sent} sent, {d.retry} to retry later, "
+        f"{d.failed} failed."
+    )
+    if d.stopped:
+        raise MailerError(d.stopped)

@@ -1,0 +1,181 @@
+"""Scheduled rounds: when each rule is due, and the idempotent pass that sends what is due.
+
+`due_pass` is the only thing the scheduler's jobs do (DESIGN.md §6): for every rule with a
+time, if it is due and inside its catch-up window it runs the round (enqueue its audience,
+then drain: the ledger makes a second run a no-op); if the window has passed it records the
+round as missed. Either way the result is written to `round_run`, so nothing is lost
+without a trace and nothing runs twice. Times are recomputed from the campaign file on
+every pass, so moving the event moves the relative rounds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select
+
+from mailer.audience import audience_ids
+from mailer.campaign import Rule
+from mailer.changes import pending_change
+from mailer.models import RoundRun
+from mailer.sender import SendReport, send_round
+from mailer.thai import thai_date, thai_time
+from mailer.workspace import Workspace
+
+RUNS = RoundRun.__table__  # type: ignore[attr-defined]
+R = RUNS.c
+
+
+@dataclass(frozen=True)
+class RoundPlan:
+    rule_id: str
+    kind: str
+    template: str
+    audience: str
+    due_at: datetime | None
+    window_ends: datetime | None
+    status: str  # by-command | waiting | due | done | missed | cancelled
+    reach: int  # invitees the round would reach right now
+    note: str = ""
+
+    def due_thai(self, zone: object) -> str:
+        if self.due_at is None:
+            return "ส่งด้วยคำสั่ง"
+        local = self.due_at.astimezone(zone)  # type: ignore[arg-type]
+        return f"{thai_date(local)} เวลา {thai_time(local)} น."
+
+    def to_json(self, zone: object) -> dict[str, object]:
+        return {
+            "rule": self.rule_id,
+            "kind": self.kind,
+            "template": self.template,
+            "audience": self.audience,
+            "due_at": self.due_at.isoformat() if self.due_at else None,
+            "due_thai": self.due_thai(zone),
+            "window_ends": self.window_ends.isoformat() if self.window_ends else None,
+            "status": self.status,
+            "reach": self.reach,
+            "note": self.note,
+        }
+
+
+def _recorded(ws: Workspace) -> dict[tuple[str, datetime], tuple[str, str]]:
+    ledger = ws.ledger()
+    with ledger.reads.connect() as conn:
+        rows = conn.execute(
+            select(R.rule_id, R.due_at, R.status, R.note).where(R.campaign_id == ledger.campaign_id)
+        ).all()
+    return {(r.rule_id, r.due_at): (r.status, r.note) for r in rows}
+
+
+def _record(
+    ws: Workspace, rule: Rule, due: datetime, status: str, enqueued: int, note: str
+) -> None:
+    ledger = ws.ledger()
+    with ledger.engine.begin() as conn:
+        conn.execute(
+            RUNS.insert().values(
+                campaign_id=ledger.campaign_id,
+                rule_id=rule.id,
+                due_at=due,
+                status=status,
+                enqueued=enqueued,
+                note=note,
+                recorded_at=ws.clock(),
+            )
+        )
+
+
+def plan(ws: Workspace) -> list[RoundPlan]:
+    campaign = ws.campaign
+    now = ws.clock()
+    recorded = _recorded(ws)
+    ledger = ws.ledger()
+    plans = []
+    for rule in campaign.rules:
+        due = rule.due_at(campaign.event, campaign.timezone)
+        reach = (
+            len(audience_ids(ledger, rule.audience))
+            if rule.kind != "invitation"
+            else len(list(_all_ids(ws)))
+        )
+        if due is None:
+            plans.append(
+                RoundPlan(
+                    rule.id,
+                    rule.kind,
+                    rule.template,
+                    rule.audience,
+                    None,
+                    None,
+                    "by-command",
+                    reach,
+                )
+            )
+            continue
+        ends = due + rule.catch_up
+        status, note = recorded.get((rule.id, due), ("", ""))
+        if not status:
+            status = "waiting" if now < due else ("due" if now <= ends else "missed")
+        plans.append(
+            RoundPlan(
+                rule.id, rule.kind, rule.template, rule.audience, due, ends, status, reach, note
+            )
+        )
+    return plans
+
+
+def _all_ids(ws: Workspace) -> list[str]:
+    from mailer.sender import iter_invitees
+
+    return [i.invitee_id for i in iter_invitees(ws.engine)]
+
+
+@dataclass(frozen=True)
+class PassEvent:
+    rule_id: str
+    due_at: datetime
+    status: str  # done | missed | cancelled
+    report: SendReport | None = None
+
+
+def due_pass(ws: Workspace) -> list[PassEvent]:
+    """Run every round that is due and inside its window; record the ones whose window
+    passed. Safe to call any number of times, from any number of restarts."""
+    campaign = ws.campaign
+    now = ws.clock()
+    recorded = _recorded(ws)
+    change = pending_change(ws.ledger(), campaign.event, campaign.timezone)
+    cancelled = change is not None and change.cancelled
+    events = []
+    for rule in campaign.rules:
+        due = rule.due_at(campaign.event, campaign.timezone)
+        if due is None or now < due or (rule.id, due) in recorded:
+            continue
+        if now > due + rule.catch_up:
+            note = (
+                f"missed: due {due.astimezone(campaign.timezone):%Y-%m-%d %H:%M}, the scheduler "
+                f"was not running until after its {rule.catch_up} catch-up window"
+            )
+            _record(ws, rule, due, "missed", 0, note)
+            events.append(PassEvent(rule.id, due, "missed"))
+            continue
+        if cancelled:
+            _record(ws, rule, due, "cancelled", 0, "not sent: the event was cancelled")
+            events.append(PassEvent(rule.id, due, "cancelled"))
+            continue
+        report = send_round(ws, rule.ledger_kind)
+        _record(ws, rule, due, "done", report.enqueued, f"{report.drain.sent} sent")
+        events.append(PassEvent(rule.id, due, "done", report))
+    return events
+
+
+def run_now(ws: Workspace, rule_id: str, *, dry_run: bool = False) -> SendReport:
+    """`mailer scheduler run-now RULE`: one round by hand (idempotent like any other)."""
+    rule = ws.campaign.rule(rule_id)
+    report = send_round(ws, rule.ledger_kind, dry_run=dry_run)
+    due = rule.due_at(ws.campaign.event, ws.campaign.timezone)
+    if not dry_run and due is not None and (rule.id, due) not in _recorded(ws):
+        _record(ws, rule, due, "done", report.enqueued, f"run by hand: {report.drain.sent} sent")
+    return report

@@ -1,0 +1,170 @@
+"""`mailer scheduler run`: APScheduler 3.x in the foreground, one per database.
+
+Every job only calls `tick`, which runs `rounds.due_pass` — the idempotent "send what is
+due, record what was missed" pass (DESIGN.md §6). APScheduler decides *when*: a date job at
+each rule's due time (re-synced on every tick, so moving the event moves them) and a sweep
+every minute that also catches up after a restart. Jobs are kept in the same database
+(`apscheduler_jobs`), but nothing depends on a job surviving: the ledger and `round_run`
+are the record.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import signal
+import threading
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+from types import FrameType
+
+from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
+from apscheduler.schedulers.background import BackgroundScheduler
+from sqlalchemy import text
+from sqlalchemy.engine import Connection, make_url
+
+from mailer.errors import MailerError
+from mailer.rounds import due_pass
+from mailer.workspace import Workspace
+
+Log = Callable[[str], None]
+_ADVISORY_KEY = 0x6D61696C  # "mail": the one scheduler of this database
+_ACTIVE: tuple[Workspace, Log] | None = None
+
+
+class SchedulerLock:
+    """Held for the scheduler's whole life; released by the OS if the process dies."""
+
+    def __init__(self, ws: Workspace) -> None:
+        self.ws = ws
+        self._fd: int | None = None
+        self._conn: Connection | None = None
+
+    def acquire(self) -> None:
+        url = make_url(self.ws.settings.database_url)
+        if url.get_backend_name() == "sqlite":
+            path = Path(url.database or "mailer.db")
+            lock = path.with_name(path.name + ".scheduler-lock")
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.read(fd, 64).decode("ascii", "replace").strip() or "another process"
+                os.close(fd)
+                raise self._busy(f"pid {holder}") from None
+            os.ftruncate(fd, 0)
+            os.write(fd, str(os.getpid()).encode("ascii"))
+            self._fd = fd
+            return
+        conn = self.ws.engine.connect()
+        got = conn.execute(text("SELECT pg_try_advisory_lock(:key)"), {"key": _ADVISORY_KEY})
+        if not got.scalar():
+            conn.close()
+            raise self._busy("a process holding its advisory lock")
+        conn.commit()
+        self._conn = conn  # the session-level lock lives as long as this connection
+
+    def _busy(self, holder: str) -> MailerError:
+        return MailerError(
+            f"another scheduler is already running on this database ({holder}); only one may "
+            "run per database. Stop it first, or leave it running: it sends every round"
+        )
+
+    def release(self) -> None:
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+        if self._conn is not None:
+            # The connection goes back to a pool: the session-level lock must be let go.
+            self._conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": _ADVISORY_KEY})
+            self._conn.commit()
+            self._conn.close()
+            self._conn = None
+
+
+def tick() -> None:
+    """The job behind every schedule entry (importable, so the job store can keep it)."""
+    if _ACTIVE is None:
+        return
+    ws, log = _ACTIVE
+    try:
+        events = due_pass(ws)
+    except MailerError as exc:
+        log(f"Error: {exc} — the round stays due; the next sweep tries again")
+        return
+    for event in events:
+        local = event.due_at.astimezone(ws.campaign.timezone)
+        if event.report is None:
+            log(f"round {event.rule_id} (due {local:%Y-%m-%d %H:%M}): {event.status}, recorded")
+        else:
+            d = event.report.drain
+            log(
+                f"round {event.rule_id} (due {local:%Y-%m-%d %H:%M}): {event.report.enqueued} "
+                f"enqueued, {d.sent} sent, {d.retry} to retry, {d.failed} failed"
+            )
+
+
+def _sync_jobs(scheduler: BackgroundScheduler, ws: Workspace) -> None:
+    campaign = ws.campaign
+    now = ws.clock()
+    for rule in campaign.rules:
+        due = rule.due_at(campaign.event, campaign.timezone)
+        job_id = f"{campaign.id}:{rule.id}"
+        if due is None or due + rule.catch_up < now:
+            if scheduler.get_job(job_id):
+                scheduler.remove_job(job_id)
+            continue
+        scheduler.add_job(
+            tick,
+            "date",
+            run_date=max(due, now),
+            id=job_id,
+            name=f"round {rule.id}",
+            replace_existing=True,
+            misfire_grace_time=int(rule.catch_up.total_seconds()),
+            coalesce=True,
+        )
+
+
+def run_scheduler(ws: Workspace, log: Log, sweep: timedelta = timedelta(minutes=1)) -> None:
+    """Run until SIGINT/SIGTERM. Refuses to start on a broken campaign or template, or
+    when another scheduler holds this database."""
+    global _ACTIVE
+    for rule in ws.campaign.rules:  # a missing or broken template stops here
+        ws.composer.renderer(rule.template)
+    lock = SchedulerLock(ws)
+    lock.acquire()
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        log(f"{signal.Signals(signum).name}: finishing the message in hand, then stopping")
+        ws.stopping.set()
+        stop.set()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    scheduler = BackgroundScheduler(
+        timezone=ws.campaign.timezone,
+        jobstores={"default": SQLAlchemyJobStore(engine=ws.engine)},
+        job_defaults={"coalesce": True, "max_instances": 1},
+    )
+    _ACTIVE = (ws, log)
+    try:
+        scheduler.start()
+        log(f"scheduler for campaign {ws.campaign.id} started (pid {os.getpid()})")
+        tick()  # catch up at once on what came due while nothing was running
+        scheduler.add_job(
+            tick, "interval", seconds=sweep.total_seconds(), id=f"{ws.campaign.id}:sweep",
+            replace_existing=True, misfire_grace_time=None,
+        )  # fmt: skip
+        while not stop.is_set():
+            _sync_jobs(scheduler, ws)
+            stop.wait(sweep.total_seconds())
+    finally:
+        scheduler.shutdown(wait=True)
+        _ACTIVE = None
+        lock.release()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        log("scheduler stopped")

@@ -1,0 +1,224 @@
+"""Reminder rounds with a controlled clock and a real SMTP server; the scheduler process
+and its one-per-database lock for real."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from mailer.contacts import import_contacts
+from mailer.errors import MailerError
+from mailer.rounds import due_pass, plan, run_now
+from mailer.schedule import SchedulerLock
+from mailer.sender import send_announcement, send_round
+from tests.conftest import CAMPAIGN, CONTACTS, TEMPLATES, FakeClock, Mailhog
+from tests.helpers import calendar_of, decoded, parse, raw_headers
+
+BANGKOK_FOLLOWUP = datetime(2016, 11, 15, 2, 0, tzinfo=UTC)  # 09:00 in Bangkok
+
+
+def _invited(make_ws, smtp_server: Mailhog):  # type: ignore[no-untyped-def]
+    ws = make_ws(SMTP_PORT=str(smtp_server.port))
+    import_contacts(ws.engine, CONTACTS)
+    send_round(ws, "invitation", only=["TH-50"])  # 7 offices invited, 525 not
+    return ws
+
+
+def _reminders(smtp_server: Mailhog) -> list[bytes]:
+    return [raw for raw in smtp_server.messages() if dict(raw_headers(raw)).get("Auto-Submitted")]
+
+
+def test_the_plan_shows_every_rule(make_ws, smtp_server: Mailhog) -> None:
+    ws = _invited(make_ws, smtp_server)
+    by_rule = {p.rule_id: p for p in plan(ws)}
+    assert by_rule["invitation"].status == "by-command"
+    followup = by_rule["followup-no-reply"]
+    assert followup.due_at == BANGKOK_FOLLOWUP and followup.status == "waiting"
+    assert followup.reach == 7 and followup.audience == "no_reply"
+    assert followup.due_thai(ws.campaign.timezone) == "วันอังคารที่ ๑๕ พฤศจิกายน ๒๕๕๙ เวลา ๐๙.๐๐ น."
+    assert by_rule["reminder-day-before"].due_at == datetime(2016, 11, 21, 2, 0, tzinfo=UTC)
+
+
+def test_a_round_fires_at_its_time_to_exactly_its_audience_once(
+    make_ws, smtp_server: Mailhog, clock: FakeClock
+) -> None:
+    ws = _invited(make_ws, smtp_server)
+    assert due_pass(ws) == []  # not due yet
+    clock.now = BANGKOK_FOLLOWUP + timedelta(seconds=30)
+    (event,) = due_pass(ws)
+    assert (event.rule_id, event.status, event.report.drain.sent) == (
+        "followup-no-reply",
+        "done",
+        7,
+    )  # type: ignore[union-attr]
+    reminders = _reminders(smtp_server)
+    assert sorted(
+        v for raw in reminders for k, v in raw_headers(raw) if k == "Delivered-To"
+    ) == sorted(
+        f"saraban.th50@{a}.example" for a in ("agri", "dbd", "ind", "mots", "prov", "rd", "sso")
+    )
+    message = parse(reminders[0])
+    assert decoded(dict(raw_headers(reminders[0]))["Subject"]).startswith("ขอความกรุณาตอบรับ")
+    (vevent,) = calendar_of(message).walk("VEVENT")
+    assert str(vevent["UID"]).startswith("egov-seminar-2559-TH-50-")  # the same invitation
+    assert due_pass(ws) == []  # a second pass (or a restart) sends nothing
+    clock.advance(hours=3)
+    assert due_pass(ws) == []
+    assert len(_reminders(smtp_server)) == 7
+    assert {p.rule_id: p.status for p in plan(ws)}["followup-no-reply"] == "done"
+
+
+def test_a_restart_inside_the_window_catches_up_once(
+    make_ws, smtp_server: Mailhog, clock: FakeClock
+) -> None:
+    ws = _invited(make_ws, smtp_server)
+    clock.now = BANGKOK_FOLLOWUP + timedelta(hours=20)  # down at 09:00, back at 05:00 next day
+    (event,) = due_pass(ws)
+    assert event.status == "done" and len(_reminders(smtp_server)) == 7
+    assert due_pass(ws) == []
+
+
+def test_a_restart_after_the_window_records_it_as_missed(
+    make_ws, smtp_server: Mailhog, clock: FakeClock
+) -> None:
+    ws = _invited(make_ws, smtp_server)
+    clock.now = BANGKOK_FOLLOWUP + timedelta(hours=25)  # the window is 24 hours
+    (event,) = due_pass(ws)
+    assert event.status == "missed" and _reminders(smtp_server) == []
+    followup = {p.rule_id: p for p in plan(ws)}["followup-no-reply"]
+    assert followup.status == "missed" and "catch-up window" in followup.note
+    assert due_pass(ws) == []
+
+
+def test_moving_the_event_moves_the_relative_rounds(
+    make_ws, smtp_server: Mailhog, tmp_path: Path
+) -> None:
+    _invited(make_ws, smtp_server)
+    moved = tmp_path / "moved.toml"
+    moved.write_text(
+        CAMPAIGN.read_text(encoding="utf-8").replace("2016-11-22T", "2016-11-29T"), encoding="utf-8"
+    )
+    ws = make_ws(SMTP_PORT=str(smtp_server.port), MAILER_CAMPAIGN=str(moved))
+    followup = {p.rule_id: p for p in plan(ws)}["followup-no-reply"]
+    assert followup.due_at == BANGKOK_FOLLOWUP + timedelta(days=7)
+
+
+def test_after_a_cancellation_rounds_stop(make_ws, smtp_server: Mailhog, clock: FakeClock) -> None:
+    ws = _invited(make_ws, smtp_server)
+    send_announcement(ws, cancel=True)
+    clock.now = BANGKOK_FOLLOWUP + timedelta(minutes=1)
+    (event,) = due_pass(ws)
+    assert event.status == "cancelled" and _reminders(smtp_server) == []
+
+
+def test_run_now_by_hand_and_an_unknown_rule(make_ws, smtp_server: Mailhog) -> None:
+    ws = _invited(make_ws, smtp_server)
+    assert run_now(ws, "reminder-day-before", dry_run=True).enqueued == 7
+    assert _reminders(smtp_server) == []
+    assert run_now(ws, "reminder-day-before").drain.sent == 7
+    assert run_now(ws, "reminder-day-before").drain.sent == 0
+    with pytest.raises(MailerError, match="there is no rule 'nope'; the rules are: invitation, "):
+        run_now(ws, "nope")
+
+
+def test_two_schedulers_never_hold_one_database(make_ws, database_url: str) -> None:
+    first = SchedulerLock(make_ws(DATABASE_URL=database_url))
+    second = SchedulerLock(make_ws(DATABASE_URL=database_url))
+    first.acquire()
+    try:
+        with pytest.raises(
+            MailerError, match="another scheduler is already running on this database"
+        ):
+            second.acquire()
+    finally:
+        first.release()
+    second.acquire()
+    second.release()
+
+
+def test_the_scheduler_process_runs_a_due_round_and_stops_cleanly(
+    tmp_path: Path, smtp_server: Mailhog
+) -> None:
+    """Real time, real processes: an event in 2030 with a round due a minute ago."""
+    now = datetime.now(UTC).astimezone().replace(microsecond=0)
+    due = (now - timedelta(minutes=1)).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    campaign = tmp_path / "campaign.toml"
+    campaign.write_text(
+        CAMPAIGN.read_text(encoding="utf-8")
+        .replace("2016-11-22T13:00:00", "2030-11-22T13:00:00")
+        .replace("2016-11-22T16:30:00", "2030-11-22T16:30:00")
+        .replace("days_before = 7\ntime = 09:00:00\n", f"at = {due}\n"),
+        encoding="utf-8",
+    )
+    env = {
+        **os.environ,
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'mailer.db'}",
+        "MAILER_CAMPAIGN": str(campaign),
+        "MAILER_TEMPLATES": str(TEMPLATES),
+        "SMTP_PORT": str(smtp_server.port),
+    }
+    mailer = [sys.executable, "-m", "mailer"]
+    subprocess.run([*mailer, "import", str(CONTACTS)], env=env, check=True, capture_output=True)
+    subprocess.run(
+        [*mailer, "send", "invitations", "--only", "TH-50"],
+        env=env,
+        check=True,
+        capture_output=True,
+    )
+    scheduler = subprocess.Popen(
+        [*mailer, "scheduler", "run"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while len(_reminders(smtp_server)) < 7:
+            assert scheduler.poll() is None, scheduler.communicate()
+            assert time.monotonic() < deadline, "the due round was not sent"
+            time.sleep(0.2)
+        second = subprocess.run(
+            [*mailer, "scheduler", "run"], env=env, capture_output=True, text=True, timeout=60
+        )
+        assert second.returncode == 1
+        assert "another scheduler is already running on this database" in second.stderr
+    finally:
+        scheduler.send_signal(signal.SIGTERM)
+        out, err = scheduler.communicate(timeout=60)
+    assert scheduler.returncode == 0, err.decode()
+    lines = out.decode()
+    assert "round followup-no-reply" in lines and "7 enqueued, 7 sent" in lines
+    assert "scheduler stopped" in lines
+    assert len(_reminders(smtp_server)) == 7
+    again = subprocess.run(
+        [*mailer, "scheduler", "plan", "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert '"status": "done"' in again.stdout
+
+
+def test_the_scheduler_refuses_to_start_on_a_missing_template(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from mailer.cli import app
+
+    campaign = tmp_path / "campaign.toml"
+    campaign.write_text(
+        CAMPAIGN.read_text(encoding="utf-8").replace('template = "followup"', 'template = "gone"'),
+        encoding="utf-8",
+    )
+    env = {
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'm.db'}",
+        "MAILER_CAMPAIGN": str(campaign),
+        "MAILER_TEMPLATES": str(TEMPLATES),
+    }
+    result = CliRunner().invoke(app, ["scheduler", "run"], env=env)
+    assert result.exit_code == 1
+    assert "gone: no such template folder" in result.output
