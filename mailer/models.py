@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Column, DateTime, Index, Text, UniqueConstraint
+from sqlalchemy import Column, DateTime, Index, LargeBinary, Text, UniqueConstraint
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
 
@@ -127,3 +127,42 @@ class RoundRun(SQLModel, table=True):
     enqueued: int = 0
     note: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
     recorded_at: datetime = _when()
+
+
+class InboundMessage(SQLModel, table=True):
+    """Every message fetched from the coordinator's mailbox, raw, with what we made of it."""
+
+    __tablename__ = "inbound_message"
+    __table_args__ = (
+        UniqueConstraint("source", "source_key", name="uq_inbound_once"),
+        Index("ix_inbound_invitee", "invitee_id"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    source: str = Field(max_length=255)
+    source_key: str = Field(max_length=255)
+    message_id: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    raw: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    fetched_at: datetime = _when()
+    kind: str = Field(max_length=32)
+    outcome: str = Field(max_length=32)
+    invitee_id: str | None = Field(default=None, max_length=64)
+    matched_by: str | None = Field(default=None, max_length=16)
+    sequence: int | None = None
+    stale: bool = False
+    evidence: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
+    representative: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
+
+
+class AttendanceMark(SQLModel, table=True):
+    """A coordinator's decision about an office; it wins over any automatic reading."""
+
+    __tablename__ = "attendance_mark"
+
+    id: int | None = Field(default=None, primary_key=True)
+    campaign_id: str = Field(max_length=64)
+    invitee_id: str = Field(max_length=64)
+    status: str = Field(max_length=32)
+    representative: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
+    note: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
+    marked_at: datetime = _when()

@@ -10,6 +10,7 @@ from sqlmodel import col, select
 from mailer.changes import PendingChange, pending_change
 from mailer.db import reader, session
 from mailer.models import Delivery, DeliveryState, Invitee
+from mailer.replies.tracking import STATUSES, attendance
 from mailer.workspace import Workspace
 
 NOT_ENQUEUED = "not_enqueued"
@@ -24,6 +25,8 @@ class InviteeStatus:
     email: str
     phone: str
     delivery: str
+    attendance: str
+    representative: dict[str, str] | None
     message_id: str | None
     sent_at: str | None
     last_reply: str | None
@@ -35,6 +38,7 @@ class StatusReport:
     totals: dict[str, int]
     invitees: list[InviteeStatus]
     event: PendingChange | None = None
+    attendance: dict[str, int] | None = None
 
     def to_json(self) -> dict[str, Any]:
         event = None
@@ -47,7 +51,7 @@ class StatusReport:
         return {
             "campaign": self.campaign_id,
             "event": event,
-            "totals": self.totals,
+            "totals": {**self.totals, "attendance": self.attendance or {}},
             "invitees": [asdict(i) for i in self.invitees],
         }
 
@@ -65,12 +69,17 @@ def status(ws: Workspace, kind: str = "invitation") -> StatusReport:
         .order_by(col(Invitee.invitee_id))
     )
     rows: list[InviteeStatus] = []
+    answers = attendance(ws)
+    totals_attendance: dict[str, int] = {s: 0 for s in STATUSES}
     totals: dict[str, int] = {"invitees": 0, NOT_ENQUEUED: 0, **{s.value: 0 for s in DeliveryState}}
     with session(reader(ws.engine)) as db:
         for invitee, delivery in db.exec(query).all():
             state = delivery.state if delivery is not None else NOT_ENQUEUED
             totals["invitees"] += 1
             totals[state] = totals.get(state, 0) + 1
+            answer = answers.get(invitee.invitee_id)
+            status = answer.status if answer else "no_reply"
+            totals_attendance[status] = totals_attendance.get(status, 0) + 1
             rows.append(
                 InviteeStatus(
                     invitee_id=invitee.invitee_id,
@@ -80,10 +89,12 @@ def status(ws: Workspace, kind: str = "invitation") -> StatusReport:
                     email=invitee.emails,
                     phone=invitee.phone,
                     delivery=state,
+                    attendance=status,
+                    representative=(answer.representative or None) if answer else None,
                     message_id=delivery.message_id if delivery else None,
                     sent_at=delivery.sent_at.isoformat() if delivery and delivery.sent_at else None,
                     last_reply=delivery.last_reply if delivery else None,
                 )
             )
     event = pending_change(ws.ledger(), ws.campaign.event, ws.campaign.timezone)
-    return StatusReport(campaign_id, totals, rows, event)
+    return StatusReport(campaign_id, totals, rows, event, totals_attendance)

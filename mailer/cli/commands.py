@@ -12,7 +12,7 @@ import typer
 from rich.table import Table
 
 from mailer.check import run_check
-from mailer.cli.app import app, err, out, workspace
+from mailer.cli.app import app, err, flag, out, workspace
 from mailer.contacts import ImportReport, import_contacts
 from mailer.devserver import DevServer
 from mailer.errors import MailerError
@@ -46,9 +46,9 @@ def import_(
 
 def _print_import(report: ImportReport) -> None:
     for problem in report.errors:
-        err.print(f"[red]✗[/red] {problem}", markup=True)
+        flag(err, "✗", "red", str(problem))
     for problem in report.warnings:
-        err.print(f"[yellow]![/yellow] {problem}", markup=True)
+        flag(err, "!", "yellow", str(problem))
     if report.written:
         skipped = f", {len(report.errors)} bad row(s) skipped" if report.errors else ""
         kept = (
@@ -136,9 +136,9 @@ def check(
     for note in report.notes:
         out.print(f"✓ {note}")
     for warning in report.warnings:
-        out.print(f"[yellow]![/yellow] {warning}", markup=True)
+        flag(out, "!", "yellow", warning)
     for error in report.errors:
-        out.print(f"[red]✗[/red] {error}", markup=True)
+        flag(out, "✗", "red", error)
     if not report.ok:
         raise MailerError(f"check found {len(report.errors)} problem(s); see above")
     out.print("All checks passed.")
@@ -164,17 +164,18 @@ def status(
         if count and state != "invitees":
             table.add_row(state, str(count))
     table.add_row("total", str(report.totals["invitees"]), style="bold")
+    if report.attendance and any(v for k, v in report.attendance.items() if k != "no_reply"):
+        answers = ", ".join(f"{k} {v}" for k, v in report.attendance.items() if v)
+        out.print(f"Attendance: {answers}")
     out.print(table)
     if report.event is not None and report.event.cancelled:
-        out.print(
-            f"[red]The event was cancelled[/red] (SEQUENCE {report.event.sequence}).", markup=True
-        )
+        flag(out, "✗", "red", f"The event was cancelled (SEQUENCE {report.event.sequence}).")
     elif report.event is not None and report.event.significant:
-        out.print(
-            f"[yellow]The event changed since SEQUENCE {report.event.sequence} was sent:[/yellow] "
+        flag(
+            out, "!", "yellow",
+            f"The event changed since SEQUENCE {report.event.sequence} was sent: "
             f"{report.event.describe()}. Run `mailer send update`.",
-            markup=True,
-        )
+        )  # fmt: skip
     attention = [i for i in report.invitees if i.delivery in {"failed", "uncertain", "retry_wait"}]
     for item in attention:
         out.print(

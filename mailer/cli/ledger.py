@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from mailer.cli.app import Group, app, err, out, workspace
+from mailer.cli.app import Group, app, err, flag, out, workspace
 from mailer.deliveries import list_deliveries, requeue, resolve
 from mailer.errors import MailerError
 
@@ -67,7 +67,7 @@ def deliveries_retry(
     invitees = [i for i in ids or () if not i.isdigit()]
     result = requeue(workspace(ctx).ledger(), numbers, invitees, state or ())
     for reason in result.skipped:
-        err.print(f"[yellow]![/yellow] {reason}", markup=True)
+        flag(err, "!", "yellow", reason)
     out.print(
         f"Queued {len(result.requeued)} delivery(ies) again; "
         "`mailer send invitations` (or `mailer worker`) sends them."

@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from mailer.cli.app import app, err, out, send_app, workspace
+from mailer.cli.app import app, err, flag, out, send_app, workspace
 from mailer.devserver import DevServer
 from mailer.drain import DrainStats, Outcome, drain_once
 from mailer.errors import MailerError
@@ -142,17 +142,15 @@ def _this_run(d: DrainStats) -> str:
 
 def _print_problems(d: DrainStats) -> None:
     if d.recovered_uncertain:
-        err.print(
-            f"[yellow]![/yellow] {d.recovered_uncertain} message(s) were being sent when a "
-            "previous run stopped; they are marked uncertain (see `mailer deliveries --state "
-            "uncertain`). Nothing was re-sent.",
-            markup=True,
-        )
+        flag(
+            err, "!", "yellow",
+            f"{d.recovered_uncertain} message(s) were being sent when a previous run stopped; "
+            "they are marked uncertain (see `mailer deliveries --state uncertain`). "
+            "Nothing was re-sent.",
+        )  # fmt: skip
     for outcome in d.outcomes:
         if outcome.state != "sent":
-            err.print(
-                f"[red]✗[/red] {outcome.invitee_id}: {outcome.state}: {outcome.reply}", markup=True
-            )
+            flag(err, "✗", "red", f"{outcome.invitee_id}: {outcome.state}: {outcome.reply}")
 
 
 def _announce(ctx: typer.Context, *, cancel: bool, dry_run: bool, new_server: bool) -> None:
