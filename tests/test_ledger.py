@@ -185,7 +185,7 @@ def test_migrations_run_once_and_reopen_cleanly(database_url: str) -> None:
     open_database(database_url).dispose()
     engine = open_database(database_url)
     with engine.connect() as conn:
-        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0004"
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0005"
     engine.dispose()
 
 
