@@ -61,6 +61,23 @@ class SmtpSettings:
 
 
 @dataclass(frozen=True)
+class ImapSettings:
+    """The coordinator's mailbox; only needed by `mailer replies sync` without a path."""
+
+    host: str = ""
+    port: int = 993
+    security: Security = "ssl"
+    username: str = ""
+    password: Secret = Secret("")
+    folder: str = "INBOX"
+    ca_file: Path | None = None
+
+    @property
+    def source_id(self) -> str:
+        return f"imap:{self.username}@{self.host}:{self.port}/{self.folder}"
+
+
+@dataclass(frozen=True)
 class Settings:
     database_url: str = DEFAULT_DATABASE_URL
     campaign_path: Path = Path(DEFAULT_CAMPAIGN)
@@ -70,6 +87,7 @@ class Settings:
     max_consecutive_failures: int = 10
     limits: RateLimits = field(default_factory=RateLimits)
     rate_preset: str = "none"
+    imap: ImapSettings = field(default_factory=ImapSettings)
 
 
 def is_loopback_host(host: str) -> bool:
@@ -208,6 +226,28 @@ def load_settings(environ: Mapping[str, str], dotenv_path: Path | None = Path(".
         per_day=limit("MAILER_RATE_PER_DAY", base.per_day, "2000"),
         sessions=integer("MAILER_MAX_SESSIONS", base.sessions, 1, 64, "3"),
     )
+    imap_security = text("IMAP_SECURITY", "ssl").lower()
+    if imap_security not in _SECURITIES:
+        problems.append(f"IMAP_SECURITY={imap_security!r} must be one of none, starttls, ssl")
+        imap_security = "ssl"
+    imap_host = text("IMAP_HOST", "")
+    if imap_security == "none" and imap_host and not is_loopback_host(imap_host):
+        problems.append(
+            f"IMAP_SECURITY=none would send the mailbox password unencrypted to {imap_host}; "
+            "use IMAP_SECURITY=ssl (port 993) or starttls (port 143)"
+        )
+    imap_ca = text("IMAP_CA_FILE", "")
+    if imap_ca and not Path(imap_ca).is_file():
+        problems.append(f"IMAP_CA_FILE={imap_ca!r} does not exist; give the CA's PEM file")
+    imap = ImapSettings(
+        host=imap_host,
+        port=integer("IMAP_PORT", 993 if imap_security == "ssl" else 143, 1, 65535, "993"),
+        security=imap_security,  # type: ignore[arg-type]
+        username=text("IMAP_USERNAME", ""),
+        password=Secret(values.get("IMAP_PASSWORD", "")),
+        folder=text("IMAP_FOLDER", "INBOX"),
+        ca_file=Path(imap_ca) if imap_ca else None,
+    )
     settings = Settings(
         database_url=database_url,
         campaign_path=campaign_path,
@@ -217,6 +257,7 @@ def load_settings(environ: Mapping[str, str], dotenv_path: Path | None = Path(".
         max_consecutive_failures=integer("MAILER_MAX_FAILURES", 10, 1, 100_000, "10"),
         limits=limits,
         rate_preset=preset,
+        imap=imap,
     )
     if problems:
         raise SettingsError(problems)

@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 from mailer.cli import app
 from mailer.contacts import import_contacts
+from mailer.errors import MailerError
 from mailer.replies import sources
 from mailer.replies.classify import classify
 from mailer.replies.tracking import attendance, mark, review, sync
@@ -212,6 +213,53 @@ def test_our_own_invitation_parses_as_calendar_and_the_cli_flow(
     }
     assert data["totals"]["attendance"]["representative"] == 1
     result = runner.invoke(app, ["replies", "sync"], env=env)
-    assert result.exit_code == 1 and "give one source" in result.output
+    assert (
+        result.exit_code == 1 and "set IMAP_HOST, IMAP_USERNAME and IMAP_PASSWORD" in result.output
+    )
     result = runner.invoke(app, ["mark", "TH-50-agri", "maybe"], env=env)
     assert result.exit_code == 1 and "is not one of accepted, declined" in result.output
+
+
+def test_imap_sync_is_read_only_and_incremental(invited, dovecot) -> None:  # type: ignore[no-untyped-def]
+    from imapclient import IMAPClient
+
+    from mailer.replies.tracking import highest_uid
+    from mailer.settings import ImapSettings, Secret
+
+    ws = invited
+    ids = _our_ids(ws)
+    client = IMAPClient("127.0.0.1", port=dovecot.port, ssl=False)
+    client.login(dovecot.username, dovecot.password)
+    client.append("INBOX", _reply("saraban.th50@agri.example", "ยินดีเข้าร่วมค่ะ", ids["TH-50-agri"]))
+    client.append("INBOX", _dsn("saraban.th50@sso.example", ids["TH-50-sso"]))
+    settings = ImapSettings(
+        host="127.0.0.1", port=dovecot.port, security="none", username=dovecot.username,
+        password=Secret(dovecot.password),
+    )  # fmt: skip
+    source = settings.source_id
+    first = sync(ws, source, sources.imap(settings, lambda v: highest_uid(ws, source, v)))
+    assert (first.seen, first.new) == (2, 2)
+    again = sync(ws, source, sources.imap(settings, lambda v: highest_uid(ws, source, v)))
+    assert (again.seen, again.new) == (0, 0)  # nothing fetched at all the second time
+    client.append(
+        "INBOX", _reply("saraban.th50@prov.example", "ติดภารกิจ ไม่สามารถเข้าร่วมได้", ids["TH-50-prov"])
+    )
+    third = sync(ws, source, sources.imap(settings, lambda v: highest_uid(ws, source, v)))
+    assert (third.seen, third.new) == (1, 1)
+    found = attendance(ws)
+    assert (found["TH-50-agri"].status, found["TH-50-sso"].status, found["TH-50-prov"].status) == (
+        "accepted", "bounced", "declined",
+    )  # fmt: skip
+    client.select_folder("INBOX", readonly=True)
+    flags = client.get_flags(client.search("ALL"))
+    assert all(b"\\Seen" not in f for f in flags.values()) and len(flags) == 3  # untouched
+    client.logout()
+    wrong = ImapSettings(
+        host="127.0.0.1",
+        port=dovecot.port,
+        security="none",
+        username="coordinator",
+        password=Secret("nope"),
+    )
+    with pytest.raises(MailerError, match="refused the login of IMAP_USERNAME='coordinator'"):
+        list(sources.imap(wrong, lambda v: 0))

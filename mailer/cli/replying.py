@@ -10,7 +10,7 @@ import typer
 from mailer.cli.app import Group, app, out, workspace
 from mailer.errors import MailerError
 from mailer.replies import sources
-from mailer.replies.tracking import MARKABLE, mark, review, sync
+from mailer.replies.tracking import MARKABLE, highest_uid, mark, review, sync
 
 replies_app = typer.Typer(cls=Group, no_args_is_help=True, help="Read and sort the replies.")
 app.add_typer(replies_app, name="replies")
@@ -23,22 +23,27 @@ def replies_sync(
     mbox: Annotated[Path | None, typer.Option(help="Read an mbox file.")] = None,
     eml_dir: Annotated[Path | None, typer.Option(help="Read a folder of .eml files.")] = None,
 ) -> None:
-    """Fetch new replies, store them raw, and work out who answered what. Re-running adds
-    nothing; nothing in the mailbox is changed.
+    """Fetch new replies (from the IMAP folder in the settings, or the path given), store
+    them raw, and work out who answered what. Re-running adds nothing; nothing in the
+    mailbox is changed.
 
     Example: mailer replies sync --maildir ~/Maildir/seminar
     """
+    ws = workspace(ctx)
     chosen = [(k, p) for k, p in (("maildir", maildir), ("mbox", mbox), ("eml-dir", eml_dir)) if p]
-    if len(chosen) != 1:
-        raise MailerError(
-            "give one source: --maildir PATH, --mbox PATH or --eml-dir PATH (reading the "
-            "coordinator's IMAP mailbox directly is not built yet)"
-        )
-    kind, path = chosen[0]
-    read = {"maildir": sources.maildir, "mbox": sources.mbox, "eml-dir": sources.eml_dir}[kind]
-    report = sync(workspace(ctx), f"{kind}:{path.resolve()}", read(path))
+    if len(chosen) > 1:
+        raise MailerError("give one source: --maildir PATH, --mbox PATH or --eml-dir PATH")
+    if chosen:
+        kind, path = chosen[0]
+        read = {"maildir": sources.maildir, "mbox": sources.mbox, "eml-dir": sources.eml_dir}
+        source, shown = f"{kind}:{path.resolve()}", str(path)
+        messages = read[kind](path)
+    else:  # the coordinator's IMAP folder, from the settings
+        source = shown = ws.settings.imap.source_id
+        messages = sources.imap(ws.settings.imap, lambda v: highest_uid(ws, source, v))
+    report = sync(ws, source, messages)
     counts = ", ".join(f"{k} {v}" for k, v in sorted(report.outcomes.items())) or "nothing new"
-    out.print(f"{report.new} new of {report.seen} message(s) in {path}: {counts}.")
+    out.print(f"{report.new} new of {report.seen} message(s) in {shown}: {counts}.")
     if report.unmatched:
         out.print(
             f"{report.unmatched} could not be matched to an office: see `mailer replies review`."

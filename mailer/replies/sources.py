@@ -1,4 +1,5 @@
-"""Where replies come from: a local Maildir, an mbox file, or a folder of `.eml` files.
+"""Where replies come from: the coordinator's IMAP folder, a local Maildir, an mbox file,
+or a folder of `.eml` files.
 
 Each yields (key, raw bytes); the key is stable for the same message in the same source,
 so a re-sync stores nothing twice. Nothing in the source is changed, moved or marked.
@@ -8,10 +9,14 @@ from __future__ import annotations
 
 import hashlib
 import mailbox
-from collections.abc import Iterator
+import ssl
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from imapclient import IMAPClient
+
 from mailer.errors import MailerError
+from mailer.settings import ImapSettings
 
 
 def _digest(raw: bytes) -> str:
@@ -41,3 +46,55 @@ def eml_dir(path: Path) -> Iterator[tuple[str, bytes]]:
     for file in sorted(path.glob("*.eml")):
         raw = file.read_bytes()
         yield f"eml:{file.name}:{_digest(raw)[:16]}", raw
+
+
+def imap(settings: ImapSettings, highest_uid: Callable[[int], int]) -> Iterator[tuple[str, bytes]]:
+    """The coordinator's IMAP folder, read-only (EXAMINE, BODY.PEEK): no flag changes.
+
+    Incremental: only UIDs above the highest one stored for the folder's current
+    UIDVALIDITY are fetched, so a re-sync costs one SEARCH. Keys are
+    `imap:<uidvalidity>:<uid>`."""
+    if not settings.host or not settings.username:
+        raise MailerError(
+            "set IMAP_HOST, IMAP_USERNAME and IMAP_PASSWORD (see .env.example) to read the "
+            "coordinator's mailbox, or give --maildir / --mbox / --eml-dir"
+        )
+    context = ssl.create_default_context(cafile=str(settings.ca_file) if settings.ca_file else None)
+    where = f"the IMAP server {settings.host}:{settings.port}"
+    try:
+        client = IMAPClient(
+            settings.host, port=settings.port, ssl=settings.security == "ssl",
+            ssl_context=context, timeout=30,
+        )  # fmt: skip
+    except ssl.SSLCertVerificationError as exc:
+        raise MailerError(
+            f"the TLS certificate of {where} does not verify ({exc.verify_message}); set "
+            "IMAP_CA_FILE if it uses a private CA"
+        ) from exc
+    except OSError as exc:
+        raise MailerError(
+            f"cannot reach {where}: {exc.strerror or exc}; check IMAP_HOST and IMAP_PORT"
+        ) from exc
+    try:
+        if settings.security == "starttls":
+            client.starttls(context)
+        client.login(settings.username, settings.password.value)
+    except (IMAPClient.Error, OSError) as exc:
+        client.shutdown()
+        raise MailerError(
+            f"{where} refused the login of IMAP_USERNAME={settings.username!r}: {exc}"
+        ) from exc
+    try:
+        status = client.select_folder(settings.folder, readonly=True)
+        validity = int(status[b"UIDVALIDITY"])
+        since = highest_uid(validity)
+        uids = [uid for uid in client.search(["UID", f"{since + 1}:*"]) if uid > since]
+        for start in range(0, len(uids), 200):
+            batch = uids[start : start + 200]
+            for uid, data in sorted(client.fetch(batch, ["BODY.PEEK[]"]).items()):
+                yield f"imap:{validity}:{uid}", bytes(data[b"BODY[]"])
+    finally:
+        try:
+            client.logout()
+        except (IMAPClient.Error, OSError):
+            client.shutdown()

@@ -142,6 +142,16 @@ def sync(ws: Workspace, source: str, messages: Iterable[tuple[str, bytes]]) -> S
     return report
 
 
+def highest_uid(ws: Workspace, source: str, validity: int) -> int:
+    """The highest IMAP UID stored from `source` under this UIDVALIDITY (0 if none)."""
+    prefix = f"imap:{validity}:"
+    with ws.ledger().reads.connect() as conn:
+        keys = conn.execute(
+            select(M.source_key).where(M.source == source, M.source_key.startswith(prefix))
+        )
+        return max((int(key.removeprefix(prefix)) for (key,) in keys), default=0)
+
+
 @dataclass(frozen=True)
 class Attendance:
     invitee_id: str
