@@ -146,8 +146,11 @@ def test_a_mark_wins_over_later_automatic_readings(invited, clock) -> None:  # t
 def test_a_reply_to_an_older_sequence_is_kept_but_does_not_override(invited) -> None:  # type: ignore[no-untyped-def]
     ws = invited
     uid = "egov-seminar-2559-TH-50-agri@ega.or.th"
-    with ws.engine.begin() as conn:
-        conn.exec_driver_sql("UPDATE campaign_state SET sequence = 1")
+    ws.ledger().enqueue(
+        [("TH-50-agri", "saraban.th50@agri.example")], "update:1", 1, lambda i: "<u1@t>"
+    )
+    with ws.engine.begin() as conn:  # the office was sent SEQUENCE 1
+        conn.exec_driver_sql("UPDATE delivery SET state = 'sent' WHERE kind = 'update:1'")
     sync(ws, "eml:x", [("new", _calendar_reply("saraban.th50@agri.example", uid, "DECLINED", 1))])
     sync(ws, "eml:x", [("old", _calendar_reply("saraban.th50@agri.example", uid, "ACCEPTED", 0))])
     answer = attendance(ws)["TH-50-agri"]

@@ -21,12 +21,19 @@ from mailer.workspace import Workspace
 # --- send --------------------------------------------------------------------------------
 
 
+DryRun = Annotated[
+    bool, typer.Option("--dry-run", help="Write nothing, send nothing; say what would happen.")
+]
+NewServer = Annotated[
+    bool,
+    typer.Option("--new-server", help="Accept an SMTP server other than the one this ledger used."),
+]
+
+
 @send_app.command("invitations")
 def send_invitations(
     ctx: typer.Context,
-    dry_run: Annotated[
-        bool, typer.Option("--dry-run", help="Write nothing, send nothing; say what would happen.")
-    ] = False,
+    dry_run: DryRun = False,
     limit: Annotated[
         int | None, typer.Option(min=1, help="Enqueue at most N new invitations this run.")
     ] = None,
@@ -39,12 +46,7 @@ def send_invitations(
     test_to: Annotated[
         str | None, typer.Option(help="Send one sample to this address; the ledger is not touched.")
     ] = None,
-    new_server: Annotated[
-        bool,
-        typer.Option(
-            "--new-server", help="Accept an SMTP server other than the one this ledger used."
-        ),
-    ] = False,
+    new_server: NewServer = False,
     devserver: Annotated[
         bool,
         typer.Option(
@@ -181,12 +183,8 @@ def _announce(ctx: typer.Context, *, cancel: bool, dry_run: bool, new_server: bo
 @send_app.command("update")
 def send_update(
     ctx: typer.Context,
-    dry_run: Annotated[
-        bool, typer.Option("--dry-run", help="Say what would be sent; send nothing.")
-    ] = False,
-    new_server: Annotated[
-        bool, typer.Option("--new-server", help="Accept a new SMTP server.")
-    ] = False,
+    dry_run: DryRun = False,
+    new_server: NewServer = False,
 ) -> None:
     """Tell every office that received the invitation that the date, time or place changed:
     the same calendar entry moves (same UID, SEQUENCE+1) and they are asked again.
@@ -199,12 +197,8 @@ def send_update(
 @send_app.command("cancel")
 def send_cancel(
     ctx: typer.Context,
-    dry_run: Annotated[
-        bool, typer.Option("--dry-run", help="Say what would be sent; send nothing.")
-    ] = False,
-    new_server: Annotated[
-        bool, typer.Option("--new-server", help="Accept a new SMTP server.")
-    ] = False,
+    dry_run: DryRun = False,
+    new_server: NewServer = False,
 ) -> None:
     """Cancel the event in every calendar that holds the invitation (METHOD:CANCEL); nothing
     still queued for it is sent afterwards.

@@ -211,12 +211,19 @@ _ACCEPT = re.compile(
 )
 _NAME = re.compile(rf"{_TITLE}\s?[^\s\d,()]+(?:\s+[^\s\d,()]+)?")
 _POSITION = re.compile(
-    r"ตำแหน่ง\s*([^\n,()]+?)(?=\s+(?:โทร|หมายเลข|เบอร์|เข้าร่วม|อีเมล|e-?mail)|[\n,()]|$)"
+    r"ตำแหน่ง\s*([^\n,()]+?)"
+    r"(?=\s*(?:โทร|หมายเลข|เบอร์|เข้าร่วม|อีเมล|e-?mail|สังกัด|สำนักงาน|ได้รับ|ซึ่ง|เป็นผู้|จะ)|[\n,()]|$)"
 )
 _PHONE = re.compile(
-    r"(?:โทร(?:ศัพท์)?\.?|tel\.?|phone|mobile|เบอร์)\s*:?\s*([0-9๐-๙][0-9๐-๙\s-]{7,14}[0-9๐-๙])",
+    r"(?:โทร(?:ศัพท์)?(?:มือถือ)?\.?|tel\.?|phone|mobile|เบอร์(?:โทร(?:ศัพท์)?)?(?:ติดต่อ)?|ติดต่อ)"
+    r"\s*:?\s*([0-9๐-๙][0-9๐-๙\s-]{7,14}[0-9๐-๙])",
     re.IGNORECASE,
 )
+_NEGATED = re.compile(
+    r"(?:ไม่มี|ไม่สามารถ|ไม่ได้|ไม่อาจ|no one|nobody|cannot|can't|unable to)\s*\S{0,12}$",
+    re.IGNORECASE,
+)
+_QUESTION = re.compile(r"(\?|？|หรือไม่|หรือเปล่า|ไหม|มั้ย|สอบถาม|ขอทราบ)")
 _THAI_DIGITS = str.maketrans("๐๑๒๓๔๕๖๗๘๙", "0123456789")
 
 
@@ -225,7 +232,7 @@ def _human_reply(message: EmailMessage, base: dict[str, Any]) -> Classification:
     if not text:
         return Classification("human_reply", "needs_review", "an empty reply", **base)
     found = {
-        "representative": _REPRESENTATIVE.search(text),
+        "representative": _affirmed(_REPRESENTATIVE, text),
         "declined": _DECLINE.search(text),
         "tentative": _TENTATIVE.search(text),
     }
@@ -240,6 +247,11 @@ def _human_reply(message: EmailMessage, base: dict[str, Any]) -> Classification:
             representative=_representative(text), **base,
         )  # fmt: skip
     decisive = [k for k in ("declined", "tentative", "accepted") if k in said]
+    asks = _QUESTION.search(text)
+    if decisive == ["tentative"] and asks:  # "อาจจะ" inside a question is not an answer
+        return Classification(
+            "human_reply", "needs_review", f"a question ('{asks.group(0)}') in: {quote}", **base
+        )
     if len(decisive) == 1:
         outcome = decisive[0]
         return Classification("human_reply", outcome, f"'{said[outcome]}' in: {quote}", **base)
@@ -250,6 +262,14 @@ def _human_reply(message: EmailMessage, base: dict[str, Any]) -> Classification:
     else:
         why = "no accept, decline or representative wording"
     return Classification("human_reply", "needs_review", f"{why} in: {quote}", **base)
+
+
+def _affirmed(pattern: re.Pattern[str], text: str) -> re.Match[str] | None:
+    """The first match not negated just before it ("ไม่มีผู้แทน", "no one to …")."""
+    for found in pattern.finditer(text):
+        if not _NEGATED.search(text[max(0, found.start() - 30) : found.start()]):
+            return found
+    return None
 
 
 def _representative(text: str) -> dict[str, str]:

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
 from mailer.errors import MailerError
@@ -71,12 +71,24 @@ class Directory:
     threads: dict[str, str]  # our Message-ID → invitee_id
     addresses: dict[str, list[str]]  # address → invitee_ids
     ids: frozenset[str]
+    sequences: dict[str, int]  # the latest SEQUENCE each office was sent
 
     @classmethod
     def read(cls, ws: Workspace) -> Directory:
         addresses = _offices_by_address(ws)
         ids = frozenset(i for found in addresses.values() for i in found)
-        return cls(_by_message_id(ws), addresses, ids)
+        ledger = ws.ledger()
+        with ledger.reads.connect() as conn:
+            rows = conn.execute(
+                select(D.invitee_id, func.max(D.sequence))
+                .where(
+                    D.campaign_id == ledger.campaign_id,
+                    D.state.in_(["sent", "uncertain"]),
+                )
+                .group_by(D.invitee_id)
+            )
+            sequences = {invitee_id: int(top) for invitee_id, top in rows}
+        return cls(_by_message_id(ws), addresses, ids, sequences)
 
 
 @dataclass(frozen=True)
@@ -111,7 +123,6 @@ def sync(ws: Workspace, source: str, messages: Iterable[tuple[str, bytes]]) -> S
     """Store, classify and match every message not seen before from `source`."""
     report = SyncReport(source)
     directory = Directory.read(ws)
-    sequence = ws.ledger().campaign_state().sequence
     with ws.ledger().reads.connect() as conn:
         known = {key for (key,) in conn.execute(select(M.source_key).where(M.source == source))}
     for key, raw in messages:
@@ -122,7 +133,8 @@ def sync(ws: Workspace, source: str, messages: Iterable[tuple[str, bytes]]) -> S
         found = match(c, ws, directory)
         evidence = c.evidence + (f" ({found.note})" if found.note else "")
         outcome = c.outcome if found.invitee_id or c.kind == "auto_reply" else "needs_review"
-        stale = c.sequence is not None and c.sequence < sequence
+        latest = directory.sequences.get(found.invitee_id or "", 0)
+        stale = c.sequence is not None and c.sequence < latest  # answers an older version
         try:
             with ws.engine.begin() as tx:
                 tx.execute(
