@@ -22,6 +22,12 @@ _END_EVENT = b"END:VEVENT\r\n"
 METHODS = ("REQUEST", "CANCEL")
 
 
+def display_name(name: str) -> str:
+    """A name for a CN parameter. RFC 5545 allows a backslash there, but icalendar (and
+    clients) read `\\;` as an escape and lose the parameters after it: show it as `/`."""
+    return name.replace("\\", "/")
+
+
 def event_uid(campaign: Campaign, invitee_id: str) -> str:
     """Stable, ASCII, per invitee: a reply from any address still names the office."""
     return f"{campaign.id}-{invitee_id}@{campaign.uid_domain}"
@@ -47,7 +53,7 @@ class InviteBuilder:
     def _organizer(self) -> vCalAddress:
         coordinator = self.campaign.coordinator
         organizer = vCalAddress(f"mailto:{coordinator.email}")
-        organizer.params["CN"] = coordinator.name
+        organizer.params["CN"] = display_name(coordinator.name)
         return organizer
 
     @functools.cache  # noqa: B019 - one builder per campaign, a handful of keys
@@ -99,7 +105,7 @@ class InviteBuilder:
         if method not in METHODS:
             raise ValueError(f"unknown iTIP method {method!r}")
         attendee = vCalAddress(f"mailto:{invitee.primary_email}")
-        attendee.params["CN"] = invitee.organisation
+        attendee.params["CN"] = display_name(invitee.organisation)
         attendee.params["CUTYPE"] = "INDIVIDUAL"
         attendee.params["ROLE"] = "REQ-PARTICIPANT"
         attendee.params["PARTSTAT"] = "NEEDS-ACTION"

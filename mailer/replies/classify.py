@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from email import message_from_bytes, policy
-from email.message import EmailMessage
+from email import message_from_bytes
+from email.message import Message
 from email.utils import parseaddr
 from typing import Any
 
@@ -51,10 +51,10 @@ class Classification:
     representative: dict[str, str] = field(default_factory=dict)  # name, position, phone
 
 
-def parse(raw: bytes) -> EmailMessage:
-    message = message_from_bytes(raw, policy=policy.default)
-    assert isinstance(message, EmailMessage)
-    return message
+def parse(raw: bytes) -> Message:
+    """compat32: header access is several times faster than policy.default's, and every
+    header we read goes through `header_text`, which decodes it."""
+    return message_from_bytes(raw)
 
 
 def classify(raw: bytes) -> Classification:
@@ -77,17 +77,20 @@ def classify(raw: bytes) -> Classification:
     )
 
 
-def _bounce(message: EmailMessage, raw: bytes, base: dict[str, Any]) -> Classification | None:
-    is_report = message.get_content_type() == "multipart/report"
+def _bounce(message: Message, raw: bytes, base: dict[str, Any]) -> Classification | None:
+    looks_like = (
+        message.get_content_type() == "multipart/report"
+        or bool(_BOUNCE_SUBJECT.search(base["subject"]))
+        or base["sender"].startswith(("mailer-daemon@", "postmaster@", "mail-daemon@"))
+        or b"message/delivery-status" in raw
+    )
+    null_sender = header_text(message, "Return-Path").strip() == "<>"  # also autoresponders
+    if not (looks_like or null_sender):  # flufl.bounce's ~40 detectors are slow
+        return None
     try:
         temporary, permanent = all_failures(message)
     except Exception:
         temporary, permanent = frozenset(), frozenset()
-    looks_like = (
-        is_report
-        or bool(_BOUNCE_SUBJECT.search(base["subject"]))
-        or base["sender"].startswith(("mailer-daemon@", "postmaster@"))
-    )
     if not (temporary or permanent or looks_like):
         return None
     # The original message travels inside the bounce: its Message-ID names our delivery.
@@ -110,7 +113,7 @@ def _bounce(message: EmailMessage, raw: bytes, base: dict[str, Any]) -> Classifi
     )  # fmt: skip
 
 
-def _calendar_reply(message: EmailMessage, base: dict[str, Any]) -> Classification | None:
+def _calendar_reply(message: Message, base: dict[str, Any]) -> Classification | None:
     for calendar in calendars(message):
         method = str(calendar.get("METHOD", "")).upper()
         if method not in ("REPLY", "COUNTER"):
@@ -168,7 +171,7 @@ def _as_list(value: object) -> list[object]:
     return value if isinstance(value, list) else [value]
 
 
-def _auto_reply(message: EmailMessage, base: dict[str, Any]) -> Classification | None:
+def _auto_reply(message: Message, base: dict[str, Any]) -> Classification | None:
     auto = header_text(message, "Auto-Submitted").strip().lower()
     precedence = header_text(message, "Precedence").strip().lower()
     signals = []
@@ -227,7 +230,7 @@ _QUESTION = re.compile(r"(\?|？|หรือไม่|หรือเปล่�
 _THAI_DIGITS = str.maketrans("๐๑๒๓๔๕๖๗๘๙", "0123456789")
 
 
-def _human_reply(message: EmailMessage, base: dict[str, Any]) -> Classification:
+def _human_reply(message: Message, base: dict[str, Any]) -> Classification:
     text = new_text(body_text(message))
     if not text:
         return Classification("human_reply", "needs_review", "an empty reply", **base)

@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import html
 import re
-from email.message import EmailMessage, Message
+from email.header import decode_header
+from email.message import Message
 
 from icalendar import Calendar
 
 _THAI_FALLBACK = "cp874"  # windows-874, a superset of TIS-620
+_ALIASES = {"tis-620": "cp874", "tis620": "cp874", "windows-874": "cp874", "x-windows-874": "cp874"}
 
 
 def payload_text(part: Message) -> str:
@@ -20,13 +22,7 @@ def payload_text(part: Message) -> str:
     if not isinstance(data, bytes):
         return str(part.get_payload() or "")
     declared = (part.get_content_charset() or "").lower()
-    aliases = {
-        "tis-620": "cp874",
-        "tis620": "cp874",
-        "windows-874": "cp874",
-        "x-windows-874": "cp874",
-    }
-    for charset in [aliases.get(declared, declared), "utf-8"]:
+    for charset in [_ALIASES.get(declared, declared), "utf-8"]:
         if not charset:
             continue
         try:
@@ -99,8 +95,23 @@ def new_text(body: str) -> str:
     return "\n".join(kept).strip()
 
 
-def header_text(message: EmailMessage, name: str) -> str:
-    try:
-        return str(message.get(name, "") or "")
-    except (ValueError, IndexError, LookupError):  # a malformed header is not fatal
+def header_text(message: Message, name: str) -> str:
+    """A header as text, RFC 2047 words decoded (windows-874 ones too); never raises."""
+    value = message.get(name)
+    if value is None:
         return ""
+    try:
+        words = decode_header(str(value))
+    except (ValueError, IndexError, LookupError):
+        return str(value)
+    parts = []
+    for chunk, charset in words:
+        if isinstance(chunk, str):
+            parts.append(chunk)
+            continue
+        charset = _ALIASES.get((charset or "").lower(), charset or "utf-8")
+        try:
+            parts.append(chunk.decode(charset))
+        except (LookupError, UnicodeDecodeError):
+            parts.append(chunk.decode(_THAI_FALLBACK, "replace"))
+    return "".join(parts)

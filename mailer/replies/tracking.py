@@ -22,7 +22,8 @@ from sqlalchemy.exc import IntegrityError
 from mailer.errors import MailerError
 from mailer.models import AttendanceMark, InboundMessage, Invitee
 from mailer.outbox import D
-from mailer.replies.classify import Classification, classify
+from mailer.replies.classify import Classification, classify, parse
+from mailer.replies.text import header_text
 from mailer.workspace import Workspace
 
 MESSAGES = InboundMessage.__table__  # type: ignore[attr-defined]
@@ -247,8 +248,6 @@ def review(ws: Workspace) -> Iterator[ReviewItem]:
     """Messages that need a human: unsure, or not matched to any office, and not since
     settled by a mark for that office."""
     marks = {k: a.at for k, a in attendance(ws).items() if a.source == "mark"}
-    from mailer.replies.classify import parse
-
     with ws.ledger().reads.connect() as conn:
         rows = conn.execute(
             select(M.id, M.invitee_id, M.kind, M.evidence, M.raw, M.fetched_at)
@@ -257,5 +256,5 @@ def review(ws: Workspace) -> Iterator[ReviewItem]:
     for row in rows:
         settled = row.invitee_id in marks and marks[row.invitee_id] >= row.fetched_at
         if not settled:
-            subject = str(parse(row.raw).get("Subject", ""))
+            subject = header_text(parse(row.raw), "Subject")
             yield ReviewItem(row.id, row.invitee_id, row.kind, row.evidence, subject)
