@@ -1,11 +1,11 @@
-"""Who a reminder round is for.
+"""Who a reminder round (or an update) is for, from the ledger and the offices' answers.
 
 A round only ever goes to offices that were invited (their invitation was sent, or is
-uncertain); offices whose address the server refused (`failed`) are never included — the
-closest thing to "bounced" until reply tracking (issue 5) reads bounces from the mailbox.
-Until then no office has answered, so `no_reply` and `not_declined` mean every invited
-office and the answer-based audiences (`accepted`, `representative`, `tentative`,
-`needs_review`) are empty.
+uncertain), and never to one whose address bounced (a permanent bounce read from the
+mailbox, or a 5xx from our SMTP server). Then by attendance (see `replies.tracking`):
+`all` every invited office; `no_reply` those with no answer yet; `not_declined` all but
+those who declined; `accepted`, `representative`, `tentative`, `needs_review` those whose
+attendance is exactly that.
 """
 
 from __future__ import annotations
@@ -13,22 +13,33 @@ from __future__ import annotations
 from sqlalchemy import select
 
 from mailer.models import DeliveryState
-from mailer.outbox import D, Ledger
+from mailer.outbox import D
+from mailer.replies.tracking import attendance
+from mailer.workspace import Workspace
 
 S = DeliveryState
 _INVITED = (S.sent.value, S.uncertain.value)
-_EVERY_INVITED = {"all", "no_reply", "not_declined"}
 
 
-def audience_ids(ledger: Ledger, audience: str) -> set[str]:
-    if audience not in _EVERY_INVITED:
-        return set()  # answers are not tracked yet: nobody has accepted, declined, …
+def audience_ids(ws: Workspace, audience: str) -> set[str]:
+    ledger = ws.ledger()
     with ledger.reads.connect() as conn:
-        rows = conn.execute(
-            select(D.invitee_id).where(
-                D.campaign_id == ledger.campaign_id,
-                D.kind == "invitation",
-                D.state.in_(_INVITED),
+        invited = {
+            r.invitee_id
+            for r in conn.execute(
+                select(D.invitee_id).where(
+                    D.campaign_id == ledger.campaign_id,
+                    D.kind == "invitation",
+                    D.state.in_(_INVITED),
+                )
             )
-        )
-        return {r.invitee_id for r in rows}
+        }
+    answers = {k: a.status for k, a in attendance(ws).items()}
+    invited = {i for i in invited if answers.get(i) != "bounced"}
+    if audience == "all":
+        return invited
+    if audience == "no_reply":
+        return {i for i in invited if answers.get(i, "no_reply") == "no_reply"}
+    if audience == "not_declined":
+        return {i for i in invited if answers.get(i) != "declined"}
+    return {i for i in invited if answers.get(i) == audience}

@@ -19,7 +19,7 @@ from mailer.audience import audience_ids
 from mailer.campaign import Rule
 from mailer.changes import pending_change
 from mailer.models import RoundRun
-from mailer.sender import SendReport, send_round
+from mailer.sender import SendReport, iter_invitees, send_round
 from mailer.thai import thai_date, thai_time
 from mailer.workspace import Workspace
 
@@ -91,12 +91,11 @@ def plan(ws: Workspace) -> list[RoundPlan]:
     campaign = ws.campaign
     now = ws.clock()
     recorded = _recorded(ws)
-    ledger = ws.ledger()
     plans = []
     for rule in campaign.rules:
         due = rule.due_at(campaign.event, campaign.timezone)
         reach = (
-            len(audience_ids(ledger, rule.audience))
+            len(audience_ids(ws, rule.audience))
             if rule.kind != "invitation"
             else len(list(_all_ids(ws)))
         )
@@ -127,8 +126,6 @@ def plan(ws: Workspace) -> list[RoundPlan]:
 
 
 def _all_ids(ws: Workspace) -> list[str]:
-    from mailer.sender import iter_invitees
-
     return [i.invitee_id for i in iter_invitees(ws.engine)]
 
 

@@ -93,7 +93,7 @@ def send_round(
         )
     members: set[str] | None = None
     if kind.startswith("reminder:"):
-        members = audience_ids(ledger, campaign.rule(kind.partition(":")[2]).audience)
+        members = audience_ids(ws, campaign.rule(kind.partition(":")[2]).audience)
 
     def chosen() -> Iterator[InviteeRecord]:
         for invitee in iter_invitees(ws.engine, only):

@@ -222,3 +222,20 @@ def test_the_scheduler_refuses_to_start_on_a_missing_template(tmp_path: Path) ->
     result = CliRunner().invoke(app, ["scheduler", "run"], env=env)
     assert result.exit_code == 1
     assert "gone: no such template folder" in result.output
+
+
+def test_audiences_follow_the_answers(make_ws, smtp_server: Mailhog) -> None:
+    from mailer.audience import audience_ids
+    from mailer.replies.tracking import mark
+
+    ws = _invited(make_ws, smtp_server)
+    mark(ws, "TH-50-agri", "accepted", representative={}, note="")
+    mark(ws, "TH-50-prov", "declined", representative={}, note="")
+    mark(ws, "TH-50-ind", "representative", representative={"name": "นายสมชาย ดีใจ"}, note="")
+    everyone = {f"TH-50-{a}" for a in ("agri", "dbd", "ind", "mots", "prov", "rd", "sso")}
+    assert audience_ids(ws, "all") == everyone
+    assert audience_ids(ws, "no_reply") == everyone - {"TH-50-agri", "TH-50-prov", "TH-50-ind"}
+    assert audience_ids(ws, "not_declined") == everyone - {"TH-50-prov"}
+    assert audience_ids(ws, "accepted") == {"TH-50-agri"}
+    assert audience_ids(ws, "representative") == {"TH-50-ind"}
+    assert audience_ids(ws, "tentative") == set()
