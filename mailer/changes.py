@@ -150,8 +150,11 @@ def pending_change(ledger: Ledger, event: Event, zone: ZoneInfo) -> PendingChang
     )
 
 
-def _received(conn: Connection, ledger: Ledger) -> list[tuple[str, str]]:
-    """Offices whose invitation went out (sent, or uncertain: it may have arrived)."""
+def _received(
+    conn: Connection, ledger: Ledger, skip: frozenset[str] = frozenset()
+) -> list[tuple[str, str]]:
+    """Offices whose invitation went out (sent, or uncertain: it may have arrived), less
+    those in `skip` (an update is not sent to offices that declined)."""
     rows = conn.execute(
         select(D.invitee_id, D.recipients).where(
             D.campaign_id == ledger.campaign_id,
@@ -159,7 +162,7 @@ def _received(conn: Connection, ledger: Ledger) -> list[tuple[str, str]]:
             D.state.in_([S.sent.value, S.uncertain.value]),
         )
     ).all()
-    return [(r.invitee_id, r.recipients) for r in rows]
+    return [(r.invitee_id, r.recipients) for r in rows if r.invitee_id not in skip]
 
 
 @dataclass(frozen=True)
@@ -174,7 +177,14 @@ class Announcement:
     stopped_queued: int = 0
 
 
-def announce(ledger: Ledger, campaign: Campaign, *, cancel: bool, dry_run: bool) -> Announcement:
+def announce(
+    ledger: Ledger,
+    campaign: Campaign,
+    *,
+    cancel: bool,
+    dry_run: bool,
+    declined: frozenset[str] = frozenset(),
+) -> Announcement:
     """Bump SEQUENCE, record the version, and enqueue the update or cancellation for every
     office that received the invitation, in one transaction. Refuses, with the reason,
     when there is nothing to announce."""
@@ -194,8 +204,9 @@ def announce(ledger: Ledger, campaign: Campaign, *, cancel: bool, dry_run: bool)
         )
     sequence = pending.sequence + 1
     kind = "cancel" if cancel else f"update:{sequence}"
+    skip = frozenset() if cancel else declined  # a cancellation reaches every calendar
     with ledger.reads.connect() as conn:
-        offices = len(_received(conn, ledger))
+        offices = len(_received(conn, ledger, skip))
     result = Announcement(kind, sequence, offices, pending.changes)
     if dry_run:
         return result
@@ -221,7 +232,7 @@ def announce(ledger: Ledger, campaign: Campaign, *, cancel: bool, dry_run: bool)
             stopped = 0
             conn.execute(unsent.values(sequence=sequence))
         added = ledger.enqueue(
-            _received(conn, ledger),
+            _received(conn, ledger, skip),
             kind,
             sequence,
             lambda invitee_id: new_message_id(campaign, invitee_id, kind),

@@ -26,6 +26,7 @@ class InviteeStatus:
     phone: str
     delivery: str
     attendance: str
+    attendance_evidence: str | None  # what decided it: "reply 12: …" or the coordinator's note
     representative: dict[str, str] | None
     message_id: str | None
     sent_at: str | None
@@ -90,6 +91,7 @@ def status(ws: Workspace, kind: str = "invitation") -> StatusReport:
                     phone=invitee.phone,
                     delivery=state,
                     attendance=status,
+                    attendance_evidence=f"{answer.source}: {answer.evidence}" if answer else None,
                     representative=(answer.representative or None) if answer else None,
                     message_id=delivery.message_id if delivery else None,
                     sent_at=delivery.sent_at.isoformat() if delivery and delivery.sent_at else None,

@@ -23,6 +23,7 @@ from mailer.db import reader, session
 from mailer.drain import DrainStats, Progress, drain, run_workers
 from mailer.errors import MailerError, TransportError
 from mailer.models import Invitee
+from mailer.replies.tracking import attendance
 from mailer.transport import PermanentFailure, TemporaryFailure
 from mailer.workspace import Workspace
 
@@ -166,13 +167,15 @@ def send_announcement(
 ) -> tuple[Announcement, DrainStats]:
     """`mailer send update` / `send cancel`: announce the change, then drain the ledger."""
     ledger = ws.ledger()
+    declined = frozenset(k for k, a in attendance(ws).items() if a.status == "declined")
     if dry_run:
-        return announce(ledger, ws.campaign, cancel=cancel, dry_run=True), DrainStats()
+        result = announce(ledger, ws.campaign, cancel=cancel, dry_run=True, declined=declined)
+        return result, DrainStats()
     template = "cancel" if cancel else "update"
     ws.composer.renderer(template)  # a missing or broken template stops here, cleanly
     with ws.transport() as transport:
         ledger.guard_server(transport.server_id, allow_new=new_server)
-        result = announce(ledger, ws.campaign, cancel=cancel, dry_run=False)
+        result = announce(ledger, ws.campaign, cancel=cancel, dry_run=False, declined=declined)
         return result, drain(ws, ledger, transport, progress)
 
 

@@ -137,6 +137,23 @@ def test_dry_run_writes_nothing(make_ws, smtp_server: Mailhog, tmp_path: Path) -
     assert [v.reason for v in versions(moved.ledger())] == ["invitation"]
 
 
+def test_an_update_skips_offices_that_declined(
+    make_ws, smtp_server: Mailhog, tmp_path: Path
+) -> None:
+    from mailer.replies.tracking import mark
+
+    ws = make_ws(SMTP_PORT=str(smtp_server.port))
+    import_contacts(ws.engine, CONTACTS)
+    send_round(ws, "invitation", only=["TH-50"])
+    mark(ws, "TH-50-prov", "declined", representative={}, note="")
+    moved = make_ws(SMTP_PORT=str(smtp_server.port), MAILER_CAMPAIGN=str(_moved(tmp_path)))
+    result, stats = send_announcement(moved, cancel=False)
+    assert (result.offices, stats.sent) == (6, 6)
+    assert "saraban.th50@prov.example" not in _by_office(_step(smtp_server.messages(), 1))
+    result, stats = send_announcement(moved, cancel=True)
+    assert stats.sent == 7  # a cancellation reaches every calendar that holds the invitation
+
+
 def test_a_cancellation_stops_what_was_still_queued(make_ws, smtp_server: Mailhog) -> None:
     ws = make_ws(SMTP_PORT=str(smtp_server.port))
     import_contacts(ws.engine, CONTACTS)
