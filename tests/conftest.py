@@ -107,7 +107,9 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
 
 @dataclass
 class Dovecot:
-    port: int
+    port: int  # IMAP, STARTTLS offered
+    ssl_port: int  # IMAPS (implicit TLS)
+    ca_file: Path  # the test CA that signed the server's certificate
     username: str
     password: str
 
@@ -117,7 +119,9 @@ base_dir = {root}/run
 state_dir = {root}/state
 listen = 127.0.0.1
 protocols = imap
-ssl = no
+ssl = yes
+ssl_cert = <{root}/cert.pem
+ssl_key = <{root}/key.pem
 disable_plaintext_auth = no
 auth_mechanisms = plain login
 mail_location = maildir:{root}/mail/%u
@@ -139,7 +143,8 @@ service imap-login {{
     port = {port}
   }}
   inet_listener imaps {{
-    port = 0
+    address = 127.0.0.1
+    port = {ssl_port}
   }}
 }}
 """
@@ -164,9 +169,16 @@ def dovecot(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dovecot]:
         (root / sub).mkdir(parents=True)
     shutil.chown(root / "mail", "dovecot", "dovecot")
     (root / "users").write_text("coordinator:{PLAIN}s3cret-imap\n", encoding="utf-8")
-    port = free_port()
+    import trustme
+
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1", "localhost")
+    cert.private_key_pem.write_to_path(str(root / "key.pem"))
+    cert.cert_chain_pems[0].write_to_path(str(root / "cert.pem"))
+    ca.cert_pem.write_to_path(str(root / "ca.pem"))
+    port, ssl_port = free_port(), free_port()
     conf = root / "dovecot.conf"
-    conf.write_text(DOVECOT_CONF.format(root=root, port=port), encoding="utf-8")
+    conf.write_text(DOVECOT_CONF.format(root=root, port=port, ssl_port=ssl_port), encoding="utf-8")
     subprocess.run([binary, "-c", str(conf)], check=True)
     try:
         deadline = time.monotonic() + 20
@@ -176,7 +188,7 @@ def dovecot(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dovecot]:
                     break
             assert time.monotonic() < deadline, (root / "dovecot.log").read_text()
             time.sleep(0.1)
-        yield Dovecot(port, "coordinator", "s3cret-imap")
+        yield Dovecot(port, ssl_port, root / "ca.pem", "coordinator", "s3cret-imap")
     finally:
         subprocess.run([binary, "-c", str(conf), "stop"], check=False)
         shutil.rmtree(root, ignore_errors=True)

@@ -266,3 +266,28 @@ def test_imap_sync_is_read_only_and_incremental(invited, dovecot) -> None:  # ty
     )
     with pytest.raises(MailerError, match="refused the login of IMAP_USERNAME='coordinator'"):
         list(sources.imap(wrong, lambda v: 0))
+
+
+@pytest.mark.parametrize("security", ["ssl", "starttls"])
+def test_imap_tls_is_verified_against_the_ca(invited, dovecot, security: str) -> None:  # type: ignore[no-untyped-def]
+    from mailer.replies.tracking import highest_uid
+    from mailer.settings import ImapSettings, Secret
+
+    ws = invited
+    port = dovecot.ssl_port if security == "ssl" else dovecot.port
+    trusted = ImapSettings(
+        host="127.0.0.1", port=port, security=security, username=dovecot.username,  # type: ignore[arg-type]
+        password=Secret(dovecot.password), ca_file=dovecot.ca_file,
+    )  # fmt: skip
+    report = sync(
+        ws,
+        trusted.source_id,
+        sources.imap(trusted, lambda v: highest_uid(ws, trusted.source_id, v)),
+    )
+    assert report.seen == 0  # an empty INBOX, reached over verified TLS
+    untrusted = ImapSettings(
+        host="127.0.0.1", port=port, security=security, username=dovecot.username,  # type: ignore[arg-type]
+        password=Secret(dovecot.password),
+    )  # fmt: skip
+    with pytest.raises(MailerError, match=r"TLS certificate of the IMAP server .* does not verify"):
+        list(sources.imap(untrusted, lambda v: 0))

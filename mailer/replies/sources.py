@@ -7,6 +7,7 @@ so a re-sync stores nothing twice. Nothing in the source is changed, moved or ma
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import mailbox
 import ssl
@@ -79,8 +80,16 @@ def imap(settings: ImapSettings, highest_uid: Callable[[int], int]) -> Iterator[
         if settings.security == "starttls":
             client.starttls(context)
         client.login(settings.username, settings.password.value)
+    except ssl.SSLCertVerificationError as exc:
+        with contextlib.suppress(OSError):
+            client.shutdown()
+        raise MailerError(
+            f"the TLS certificate of {where} does not verify ({exc.verify_message}); set "
+            "IMAP_CA_FILE if it uses a private CA"
+        ) from exc
     except (IMAPClient.Error, OSError) as exc:
-        client.shutdown()
+        with contextlib.suppress(OSError):
+            client.shutdown()
         raise MailerError(
             f"{where} refused the login of IMAP_USERNAME={settings.username!r}: {exc}"
         ) from exc
