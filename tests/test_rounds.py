@@ -239,3 +239,87 @@ def test_audiences_follow_the_answers(make_ws, smtp_server: Mailhog) -> None:
     assert audience_ids(ws, "accepted") == {"TH-50-agri"}
     assert audience_ids(ws, "representative") == {"TH-50-ind"}
     assert audience_ids(ws, "tentative") == set()
+
+
+def test_killing_the_scheduler_mid_round_then_restarting_sends_no_duplicates(
+    tmp_path: Path, smtp_server: Mailhog
+) -> None:
+    import csv
+    from collections import Counter
+
+    count = 600
+    contacts = tmp_path / "contacts.csv"
+    with contacts.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["invitee_id", "organisation", "salutation", "email"])
+        for n in range(count):
+            writer.writerow(
+                [
+                    f"SYN-{n:04d}",
+                    f"สำนักงานที่ {n}",
+                    f"เรียน สำนักงานที่ {n}",
+                    f"o{n:04d}@synthetic.example",
+                ]
+            )
+    due = (datetime.now(UTC) - timedelta(minutes=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    campaign = tmp_path / "campaign.toml"
+    campaign.write_text(
+        CAMPAIGN.read_text(encoding="utf-8")
+        .replace("2016-11-22T13:00:00", "2030-11-22T13:00:00")
+        .replace("2016-11-22T16:30:00", "2030-11-22T16:30:00")
+        .replace("days_before = 7\ntime = 09:00:00\n", f"at = {due}\n"),
+        encoding="utf-8",
+    )
+    env = {
+        **os.environ, "DATABASE_URL": f"sqlite:///{tmp_path / 'mailer.db'}",
+        "MAILER_CAMPAIGN": str(campaign), "MAILER_TEMPLATES": str(TEMPLATES),
+        "SMTP_PORT": str(smtp_server.port),
+    }  # fmt: skip
+    mailer = [sys.executable, "-m", "mailer"]
+    subprocess.run([*mailer, "import", str(contacts)], env=env, check=True, capture_output=True)
+    subprocess.run([*mailer, "send", "invitations"], env=env, check=True, capture_output=True)
+
+    first = subprocess.Popen(
+        [*mailer, "scheduler", "run"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    deadline = time.monotonic() + 60
+    while len(_reminders(smtp_server)) < count // 4:
+        assert first.poll() is None and time.monotonic() < deadline
+        time.sleep(0.05)
+    first.kill()  # SIGKILL, mid-round
+    first.wait(10)
+    second = subprocess.Popen(
+        [*mailer, "scheduler", "run"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            plan = subprocess.run(
+                [*mailer, "scheduler", "plan", "--json"],
+                env=env,
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+            if '"status": "done"' in plan.stdout:
+                break
+            assert second.poll() is None, second.communicate()
+            assert time.monotonic() < deadline, "the round was not finished after the restart"
+            time.sleep(0.5)
+    finally:
+        second.send_signal(signal.SIGTERM)
+        second.communicate(timeout=60)
+    received = Counter(
+        v for raw in _reminders(smtp_server) for k, v in raw_headers(raw) if k == "Delivered-To"
+    )
+    assert max(received.values()) == 1, "no office got the reminder twice"
+    missing = count - len(received)
+    assert missing <= 1, "at most the one message in flight is left uncertain, not lost silently"
+    deliveries = subprocess.run(
+        [*mailer, "deliveries", "--json", "--state", "uncertain"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert deliveries.stdout.count('"state": "uncertain"') <= 1
