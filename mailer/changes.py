@@ -159,7 +159,7 @@ def _received(
         select(D.invitee_id, D.recipients).where(
             D.campaign_id == ledger.campaign_id,
             D.kind == "invitation",
-            D.state.in_([S.sent.value, S.uncertain.value]),
+            D.state.in_([S.sent.value, S.uncertain.value, S.sending.value]),
         )
     ).all()
     return [(r.invitee_id, r.recipients) for r in rows if r.invitee_id not in skip]
@@ -218,8 +218,9 @@ def announce(
         unsent = update(DELIVERIES).where(
             D.campaign_id == ledger.campaign_id,
             D.state.in_([S.queued.value, S.retry_wait.value]),
-            ~D.kind.startswith("update:"),
         )
+        if not cancel:  # an update leaves earlier updates alone; a cancellation stops them
+            unsent = unsent.where(~D.kind.startswith("update:"))
         if cancel:
             stopped = conn.execute(
                 unsent.values(

@@ -132,8 +132,9 @@ class _Run:
         message = ws.composer.compose(mail, ws.clock())
         self.transport.ready()  # an unreachable server stops the run before anything is marked
         sending = Sending(claim, tuple(message.recipients), self.transport.server_id)
-        pending, self.pending = self.pending, None
-        if not self.ledger.step(self.owner, pending, sending, LEASE):
+        leased = self.ledger.step(self.owner, self.pending, sending, LEASE)
+        self.pending = None  # recorded (a failed step raised and kept it for `flush`)
+        if not leased:
             return None  # the lease was lost to another worker
         who = invitee.invitee_id
         try:

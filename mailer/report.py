@@ -9,6 +9,7 @@ from sqlmodel import col, select
 
 from mailer.changes import PendingChange, pending_change
 from mailer.db import reader, session
+from mailer.errors import MailerError
 from mailer.models import Delivery, DeliveryState, Invitee
 from mailer.replies.tracking import STATUSES, attendance
 from mailer.workspace import Workspace
@@ -57,7 +58,26 @@ class StatusReport:
         }
 
 
-def status(ws: Workspace, kind: str = "invitation") -> StatusReport:
+@dataclass(frozen=True)
+class Filters:
+    province: str | None = None  # a code (TH-50) or the Thai name
+    agency: str | None = None
+    attendance: str | None = None
+
+    def keep(self, item: InviteeStatus) -> bool:
+        code = item.invitee_id.rsplit("-", 1)[0]
+        return (
+            (self.province is None or self.province in (code, item.province))
+            and (self.agency is None or self.agency == item.agency)
+            and (self.attendance is None or self.attendance == item.attendance)
+        )
+
+
+def status(ws: Workspace, kind: str = "invitation", filters: Filters = Filters()) -> StatusReport:
+    if filters.attendance is not None and filters.attendance not in STATUSES:
+        raise MailerError(
+            f"--attendance {filters.attendance!r} is not one of {', '.join(STATUSES)}"
+        )
     campaign_id = ws.campaign.id
     query = (
         select(Invitee, Delivery)
@@ -76,27 +96,28 @@ def status(ws: Workspace, kind: str = "invitation") -> StatusReport:
     with session(reader(ws.engine)) as db:
         for invitee, delivery in db.exec(query).all():
             state = delivery.state if delivery is not None else NOT_ENQUEUED
-            totals["invitees"] += 1
-            totals[state] = totals.get(state, 0) + 1
             answer = answers.get(invitee.invitee_id)
             status = answer.status if answer else "no_reply"
-            totals_attendance[status] = totals_attendance.get(status, 0) + 1
-            rows.append(
-                InviteeStatus(
-                    invitee_id=invitee.invitee_id,
-                    organisation=invitee.organisation,
-                    province=invitee.province,
-                    agency=invitee.agency,
-                    email=invitee.emails,
-                    phone=invitee.phone,
-                    delivery=state,
-                    attendance=status,
-                    attendance_evidence=f"{answer.source}: {answer.evidence}" if answer else None,
-                    representative=(answer.representative or None) if answer else None,
-                    message_id=delivery.message_id if delivery else None,
-                    sent_at=delivery.sent_at.isoformat() if delivery and delivery.sent_at else None,
-                    last_reply=delivery.last_reply if delivery else None,
-                )
+            item = InviteeStatus(
+                invitee_id=invitee.invitee_id,
+                organisation=invitee.organisation,
+                province=invitee.province,
+                agency=invitee.agency,
+                email=invitee.emails,
+                phone=invitee.phone,
+                delivery=state,
+                attendance=status,
+                attendance_evidence=f"{answer.source}: {answer.evidence}" if answer else None,
+                representative=(answer.representative or None) if answer else None,
+                message_id=delivery.message_id if delivery else None,
+                sent_at=delivery.sent_at.isoformat() if delivery and delivery.sent_at else None,
+                last_reply=delivery.last_reply if delivery else None,
             )
+            if not filters.keep(item):
+                continue
+            rows.append(item)
+            totals["invitees"] += 1
+            totals[state] = totals.get(state, 0) + 1
+            totals_attendance[status] = totals_attendance.get(status, 0) + 1
     event = pending_change(ws.ledger(), ws.campaign.event, ws.campaign.timezone)
     return StatusReport(campaign_id, totals, rows, event, totals_attendance)

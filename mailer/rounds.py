@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from mailer.audience import audience_ids
 from mailer.campaign import Rule
@@ -73,9 +75,12 @@ def _record(
     ws: Workspace, rule: Rule, due: datetime, status: str, enqueued: int, note: str
 ) -> None:
     ledger = ws.ledger()
+    insert = pg_insert if ledger.engine.dialect.name == "postgresql" else sqlite_insert
     with ledger.engine.begin() as conn:
         conn.execute(
-            RUNS.insert().values(
+            insert(RUNS)
+            .on_conflict_do_nothing()
+            .values(
                 campaign_id=ledger.campaign_id,
                 rule_id=rule.id,
                 due_at=due,

@@ -31,6 +31,7 @@ from mailer.workspace import Workspace
 Log = Callable[[str], None]
 _ADVISORY_KEY = 0x6D61696C  # "mail": the one scheduler of this database
 _ACTIVE: tuple[Workspace, Log] | None = None
+_PASS = threading.Lock()
 
 
 class SchedulerLock:
@@ -90,7 +91,9 @@ def tick() -> None:
         return
     ws, log = _ACTIVE
     try:
-        events = due_pass(ws)
+        with _PASS:  # the sweep and a date job may fire together: one pass at a time
+            ws.reload()
+            events = due_pass(ws)
     except MailerError as exc:
         log(f"Error: {exc} — the round stays due; the next sweep tries again")
         return

@@ -45,6 +45,12 @@ class Workspace:
     def composer(self) -> Composer:
         return Composer(self.campaign, self.settings.templates_dir)
 
+    def reload(self) -> None:
+        """Read the campaign file and templates again (the scheduler does before each pass,
+        so an edited event is what the next reminder carries)."""
+        self.__dict__.pop("campaign", None)
+        self.__dict__.pop("composer", None)
+
     def ledger(self) -> Ledger:
         return Ledger(self.engine, self.campaign.id, self.clock)
 

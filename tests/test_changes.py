@@ -191,3 +191,31 @@ def test_golden_update_and_cancel(name: str, method: str, sequence: int) -> None
     parsed = vobject.readOne(ics.decode())
     assert parsed.method.value == method and parsed.vevent.sequence.value == str(sequence)
     assert parsed.vevent.uid.value == "egov-seminar-2559-TH-50-agri@ega.or.th"
+
+
+def test_a_cancellation_also_stops_updates_not_yet_sent(
+    make_ws, smtp_server: Mailhog, tmp_path: Path
+) -> None:
+    from mailer.changes import announce
+
+    ws = make_ws(SMTP_PORT=str(smtp_server.port))
+    import_contacts(ws.engine, CONTACTS)
+    send_round(ws, "invitation", only=["TH-50"])
+    moved = make_ws(SMTP_PORT=str(smtp_server.port), MAILER_CAMPAIGN=str(_moved(tmp_path)))
+    assert (
+        announce(moved.ledger(), moved.campaign, cancel=False, dry_run=False).enqueued == 7
+    )  # not sent
+    result, stats = send_announcement(moved, cancel=True)
+    assert (result.stopped_queued, stats.sent) == (7, 7)
+    assert _step(smtp_server.messages(), 1) == []  # no "moved" update after the cancellation
+
+
+def test_the_scheduler_rereads_the_campaign_file(make_ws, tmp_path: Path) -> None:
+    path = tmp_path / "campaign.toml"
+    path.write_text(CAMPAIGN.read_text(encoding="utf-8"), encoding="utf-8")
+    ws = make_ws(MAILER_CAMPAIGN=str(path))
+    assert ws.campaign.event.start.hour == 13
+    path.write_text(MOVED, encoding="utf-8")
+    assert ws.campaign.event.start.hour == 13  # cached for the life of a command
+    ws.reload()
+    assert ws.campaign.event.start.hour == 15 and ws.composer.campaign.event.start.hour == 15

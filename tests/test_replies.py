@@ -291,3 +291,48 @@ def test_imap_tls_is_verified_against_the_ca(invited, dovecot, security: str) ->
     )  # fmt: skip
     with pytest.raises(MailerError, match=r"TLS certificate of the IMAP server .* does not verify"):
         list(sources.imap(untrusted, lambda v: 0))
+
+
+@pytest.mark.parametrize(
+    ("text", "outcome"),
+    [
+        ("ไม่เข้าร่วมค่ะ", "declined"),
+        ("ขออภัย ไม่สามารถตอบรับการเข้าร่วมได้", "declined"),
+        ("Sorry, we cannot accept this time.", "declined"),
+        ("Can you confirm the venue?", "needs_review"),
+        ("ไม่ขอตอบรับ", "needs_review"),
+        ("ยินดีเข้าร่วมครับ", "accepted"),
+        ("ไม่มีปัญหาครับ ยินดีเข้าร่วม", "accepted"),
+    ],
+)
+def test_negated_or_questioning_acceptances_are_not_acceptances(text: str, outcome: str) -> None:
+    assert classify(_reply("a@b.example", text)).outcome == outcome
+
+
+def test_one_unreadable_message_does_not_stop_a_sync(invited) -> None:  # type: ignore[no-untyped-def]
+    broken = _calendar_reply("a@b.example", "x@y", "ACCEPTED").replace(
+        b"SEQUENCE:0", b"SEQUENCE:abc"
+    )
+    assert classify(broken).outcome == "needs_review"
+    report = sync(
+        invited,
+        "eml:x",
+        [
+            ("1", broken),
+            ("2", b"\xff\xfe garbage \x00"),
+            ("3", _reply("saraban.th50@agri.example", "ยินดีเข้าร่วม")),
+        ],
+    )
+    assert report.new == 3
+    assert attendance(invited)["TH-50-agri"].status == "accepted"
+
+
+def test_a_bounce_does_not_hide_an_answer(invited) -> None:  # type: ignore[no-untyped-def]
+    ids = _our_ids(invited)
+    sync(
+        invited,
+        "eml:x",
+        [("1", _reply("saraban.th50@agri.example", "ยินดีเข้าร่วม", ids["TH-50-agri"]))],
+    )
+    sync(invited, "eml:x", [("2", _dsn("saraban.th50@agri.example", ids["TH-50-agri"]))])
+    assert attendance(invited)["TH-50-agri"].status == "accepted"

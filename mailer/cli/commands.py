@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
-import json
 import signal
 import threading
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from mailer.check import run_check
 from mailer.cli.app import app, err, flag, out, workspace
 from mailer.contacts import ImportReport, import_contacts
 from mailer.devserver import DevServer
 from mailer.errors import MailerError
-from mailer.report import status as status_report
 
 # --- import ------------------------------------------------------------------------------
 
@@ -142,43 +139,3 @@ def check(
     if not report.ok:
         raise MailerError(f"check found {len(report.errors)} problem(s); see above")
     out.print("All checks passed.")
-
-
-@app.command()
-def status(
-    ctx: typer.Context,
-    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
-) -> None:
-    """Delivery counts and each office's state.
-
-    Example: mailer status --json
-    """
-    report = status_report(workspace(ctx))
-    if as_json:
-        out.print_json(json.dumps(report.to_json(), ensure_ascii=False))
-        return
-    table = Table(title=f"Campaign {report.campaign_id}: invitations")
-    table.add_column("state")
-    table.add_column("offices", justify="right")
-    for state, count in report.totals.items():
-        if count and state != "invitees":
-            table.add_row(state, str(count))
-    table.add_row("total", str(report.totals["invitees"]), style="bold")
-    if report.attendance and any(v for k, v in report.attendance.items() if k != "no_reply"):
-        answers = ", ".join(f"{k} {v}" for k, v in report.attendance.items() if v)
-        out.print(f"Attendance: {answers}")
-    out.print(table)
-    if report.event is not None and report.event.cancelled:
-        flag(out, "✗", "red", f"The event was cancelled (SEQUENCE {report.event.sequence}).")
-    elif report.event is not None and report.event.significant:
-        flag(
-            out, "!", "yellow",
-            f"The event changed since SEQUENCE {report.event.sequence} was sent: "
-            f"{report.event.describe()}. Run `mailer send update`.",
-        )  # fmt: skip
-    attention = [i for i in report.invitees if i.delivery in {"failed", "uncertain", "retry_wait"}]
-    for item in attention:
-        out.print(
-            f"{item.invitee_id} {item.organisation} <{item.email}>: "
-            f"{item.delivery}: {item.last_reply}"
-        )

@@ -123,7 +123,11 @@ def _calendar_reply(message: Message, base: dict[str, Any]) -> Classification | 
             continue
         event = events[0]
         uid = str(event.get("UID", "")) or None
-        sequence = int(event.get("SEQUENCE", 0))
+        try:
+            sequence = int(str(event.get("SEQUENCE", 0)))
+        except ValueError:
+            evidence = f"a calendar reply with an unreadable SEQUENCE ({event.get('SEQUENCE')!s})"
+            return Classification("calendar_reply", "needs_review", evidence, uid=uid, **base)
         attendees = event.get("ATTENDEE")
         attendees = attendees if isinstance(attendees, list) else [attendees] if attendees else []
         comment = " ".join(str(c) for c in _as_list(event.get("COMMENT")))
@@ -196,11 +200,14 @@ _REPRESENTATIVE = re.compile(
     re.IGNORECASE,
 )
 _DECLINE = re.compile(
-    r"(ไม่สามารถ(?:เข้าร่วม|ไป|มา)|ไม่สะดวก|ติดภารกิจ|ติดราชการ|ขอปฏิเสธ|ไม่ได้เข้าร่วม|"
-    r"ขออภัย.{0,30}ไม่|cannot attend|can't attend|can not attend|unable to (?:attend|join)|"
+    r"(ไม่สามารถ(?:เข้าร่วม|ไป|มา|ตอบรับ)|ไม่(?:ขอ)?เข้าร่วม|ไม่สะดวก|ติดภารกิจ|ติดราชการ|ขอปฏิเสธ|ไม่ได้เข้าร่วม|"
+    r"ขออภัย.{0,30}ไม่|cannot (?:attend|accept)|can't (?:attend|accept)|can not attend|"
+    r"unable to (?:attend|join|accept)|"
     r"will not (?:be able to )?attend|won't (?:be able to )?attend|regret|decline)",
     re.IGNORECASE,
 )
+# A decline phrase with the rest of its (space-free, Thai) clause: "ไม่สามารถตอบรับการเข้าร่วมได้"
+_CLAUSE_OF_DECLINE = re.compile(rf"(?:{_DECLINE.pattern})\S*", re.IGNORECASE)
 _TENTATIVE = re.compile(
     r"(ยังไม่แน่ใจ|ไม่แน่ใจ|อาจจะ|จะแจ้ง(?:ให้ทราบ)?(?:อีกครั้ง|ภายหลัง)|tentative|not sure|"
     r"maybe|might attend|will confirm later)",
@@ -226,6 +233,9 @@ _NEGATED = re.compile(
     r"(?:ไม่มี|ไม่สามารถ|ไม่ได้|ไม่อาจ|no one|nobody|cannot|can't|unable to)\s*\S{0,12}$",
     re.IGNORECASE,
 )
+_NOT = re.compile(  # an acceptance right after these is a refusal: "ไม่เข้าร่วม", "cannot accept"
+    r"(?:ไม่|not|cannot|can't|unable to|won't|will not)\s*\S{0,6}$", re.IGNORECASE
+)
 _QUESTION = re.compile(r"(\?|？|หรือไม่|หรือเปล่า|ไหม|มั้ย|สอบถาม|ขอทราบ)")
 _THAI_DIGITS = str.maketrans("๐๑๒๓๔๕๖๗๘๙", "0123456789")
 
@@ -240,8 +250,8 @@ def _human_reply(message: Message, base: dict[str, Any]) -> Classification:
         "tentative": _TENTATIVE.search(text),
     }
     # A decline phrase often contains "เข้าร่วม": look for acceptance in what is left.
-    rest = _DECLINE.sub(" ", _REPRESENTATIVE.sub(" ", text))
-    found["accepted"] = _ACCEPT.search(rest)
+    rest = _CLAUSE_OF_DECLINE.sub(" ", _REPRESENTATIVE.sub(" ", text))
+    found["accepted"] = _affirmed(_ACCEPT, rest, _NOT)
     said = {k: m.group(0) for k, m in found.items() if m}
     quote = " ".join(text.split())[:160]
     if "representative" in said:
@@ -251,7 +261,7 @@ def _human_reply(message: Message, base: dict[str, Any]) -> Classification:
         )  # fmt: skip
     decisive = [k for k in ("declined", "tentative", "accepted") if k in said]
     asks = _QUESTION.search(text)
-    if decisive == ["tentative"] and asks:  # "อาจจะ" inside a question is not an answer
+    if decisive in (["tentative"], ["accepted"]) and asks:  # "confirm the venue?" is no answer
         return Classification(
             "human_reply", "needs_review", f"a question ('{asks.group(0)}') in: {quote}", **base
         )
@@ -267,10 +277,12 @@ def _human_reply(message: Message, base: dict[str, Any]) -> Classification:
     return Classification("human_reply", "needs_review", f"{why} in: {quote}", **base)
 
 
-def _affirmed(pattern: re.Pattern[str], text: str) -> re.Match[str] | None:
-    """The first match not negated just before it ("ไม่มีผู้แทน", "no one to …")."""
+def _affirmed(
+    pattern: re.Pattern[str], text: str, negation: re.Pattern[str] = _NEGATED
+) -> re.Match[str] | None:
+    """The first match not negated just before it ("ไม่มีผู้แทน", "ไม่เข้าร่วม", "no one to …")."""
     for found in pattern.finditer(text):
-        if not _NEGATED.search(text[max(0, found.start() - 30) : found.start()]):
+        if not negation.search(text[max(0, found.start() - 30) : found.start()]):
             return found
     return None
 

@@ -94,7 +94,12 @@ def imap(settings: ImapSettings, highest_uid: Callable[[int], int]) -> Iterator[
             f"{where} refused the login of IMAP_USERNAME={settings.username!r}: {exc}"
         ) from exc
     try:
-        status = client.select_folder(settings.folder, readonly=True)
+        try:
+            status = client.select_folder(settings.folder, readonly=True)
+        except IMAPClient.Error as exc:
+            raise MailerError(
+                f"{where} has no folder IMAP_FOLDER={settings.folder!r} ({exc}); check its name"
+            ) from exc
         validity = int(status[b"UIDVALIDITY"])
         since = highest_uid(validity)
         uids = [uid for uid in client.search(["UID", f"{since + 1}:*"]) if uid > since]

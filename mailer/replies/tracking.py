@@ -130,7 +130,10 @@ def sync(ws: Workspace, source: str, messages: Iterable[tuple[str, bytes]]) -> S
         report.seen += 1
         if key in known:
             continue
-        c = classify(raw)
+        try:
+            c = classify(raw)
+        except Exception as exc:
+            c = Classification("unknown", "needs_review", f"could not be read: {exc!r}")
         found = match(c, ws, directory)
         evidence = c.evidence + (f" ({found.note})" if found.note else "")
         outcome = c.outcome if found.invitee_id or c.kind == "auto_reply" else "needs_review"
@@ -206,6 +209,8 @@ def attendance(ws: Workspace) -> dict[str, Attendance]:
         history.sort(key=lambda e: e["at"])  # type: ignore[arg-type, return-value]
         marks = [e for e in history if e["source"] == "mark"]
         live = [e for e in history if not e["stale"] and e["status"] in DECISIVE]
+        answered = [e for e in live if e["status"] != "bounced"]
+        live = answered or live  # a bounce (a Cc address, a reminder) never hides an answer
         unsure = [e for e in history if e["status"] == "needs_review"]
         chosen = marks[-1] if marks else live[-1] if live else unsure[-1] if unsure else None
         if chosen is None:

@@ -1,0 +1,145 @@
+"""The coordinator's view: `status` (totals and the province × agency matrix), `export`,
+and the printable registration sheet."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+from rich.text import Text
+
+from mailer.cli.app import app, flag, out, workspace
+from mailer.exports import (
+    AGENCY_LABELS,
+    AGENCY_SHORT,
+    ATTENDANCE_TH,
+    KINDS,
+    MARKS,
+    export,
+    matrix,
+)
+from mailer.report import Filters, StatusReport
+from mailer.report import status as status_report
+from mailer.sheet import write_sheet
+
+
+@app.command()
+def status(
+    ctx: typer.Context,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    province: Annotated[
+        str | None, typer.Option(help="Only this province: TH-50 or เชียงใหม่.")
+    ] = None,
+    agency: Annotated[str | None, typer.Option(help="Only this agency code, e.g. agri.")] = None,
+    attendance: Annotated[
+        str | None, typer.Option(help="Only offices with this attendance.")
+    ] = None,
+) -> None:
+    """Totals per delivery state and attendance, and the province × agency matrix (one
+    coloured cell per office).
+
+    Example: mailer status --attendance no_reply
+    """
+    report = status_report(workspace(ctx), filters=Filters(province, agency, attendance))
+    if as_json:
+        out.print_json(json.dumps(report.to_json(), ensure_ascii=False))
+        return
+    _totals(report)
+    _matrix(report)
+    if report.event is not None and report.event.cancelled:
+        flag(out, "✗", "red", f"The event was cancelled (SEQUENCE {report.event.sequence}).")
+    elif report.event is not None and report.event.significant:
+        flag(
+            out, "!", "yellow",
+            f"The event changed since SEQUENCE {report.event.sequence} was sent: "
+            f"{report.event.describe()}. Run `mailer send update`.",
+        )  # fmt: skip
+    attention = [i for i in report.invitees if i.delivery in {"failed", "uncertain", "retry_wait"}]
+    for item in attention[:20]:
+        flag(out, "!", "yellow", f"{item.invitee_id} {item.organisation} <{item.email}>: "
+             f"{item.delivery}: {item.last_reply}")  # fmt: skip
+    if len(attention) > 20:
+        out.print(f"… and {len(attention) - 20} more: mailer deliveries --state failed")
+
+
+def _totals(report: StatusReport) -> None:
+    table = Table(title=f"Campaign {report.campaign_id}: {report.totals['invitees']} offices")
+    table.add_column("delivery")
+    table.add_column("", justify="right")
+    table.add_column("attendance")
+    table.add_column("", justify="right")
+    deliveries = [(k, v) for k, v in report.totals.items() if v and k != "invitees"]
+    answers = [(k, v) for k, v in (report.attendance or {}).items() if v]
+    for n in range(max(len(deliveries), len(answers))):
+        d = deliveries[n] if n < len(deliveries) else ("", "")
+        a = answers[n] if n < len(answers) else ("", "")
+        label = f"{a[0]} ({ATTENDANCE_TH.get(a[0], '')})" if a[0] else ""
+        table.add_row(d[0], str(d[1]), label, str(a[1]))
+    out.print(table)
+
+
+def _matrix(report: StatusReport) -> None:
+    agencies, rows = matrix(report)
+    if not rows:
+        out.print("No offices to show.")
+        return
+    half = (len(rows) + 1) // 2  # two blocks side by side: 76 provinces in 38 lines
+    table = Table(box=None, pad_edge=False, show_edge=False, padding=(0, 1))
+    for _ in range(2 if len(rows) > 1 else 1):
+        table.add_column("จังหวัด", no_wrap=True, max_width=14)
+        for agency in agencies:
+            table.add_column(AGENCY_SHORT.get(agency, agency[:4]), justify="center", no_wrap=True)
+    for n in range(half):
+        cells: list[Text | str] = []
+        for row in (rows[n], rows[n + half] if n + half < len(rows) else None):
+            if row is None:
+                cells += [""] * (len(agencies) + 1)
+                continue
+            cells.append(row.province or row.code)
+            for status in row.cells:
+                mark, style = MARKS.get(status, (" ", ""))
+                cells.append(Text(mark, style=style))
+        table.add_row(*cells[: len(table.columns)])
+    out.print(table)
+    legend = Text("  ")
+    for status, (mark, style) in MARKS.items():
+        legend.append(mark, style=style).append(f" {ATTENDANCE_TH[status]}  ")
+    out.print(legend)
+    out.print(
+        "  " + "  ".join(f"{AGENCY_SHORT.get(a, a)} {AGENCY_LABELS.get(a, a)}" for a in agencies)
+    )
+
+
+@app.command("export")
+def export_cmd(
+    ctx: typer.Context,
+    file: Annotated[Path, typer.Argument(help="status.xlsx or status.csv")],
+    what: Annotated[str, typer.Option(help=" | ".join(KINDS))] = "all",
+) -> None:
+    """Write every office (all), the offices to chase by phone (call-sheet), or who is
+    coming for the registration desk (attendees), with Thai headings.
+
+    Example: mailer export call-sheet.xlsx --what call-sheet
+    """
+    written = export(status_report(workspace(ctx)), file, what)
+    if not written.rows:
+        out.print(f'Wrote {file}: no offices in "{written.title}" yet (only the headings).')
+    else:
+        out.print(f"Wrote {file}: {written.title}, {len(written.rows)} row(s).")
+
+
+@app.command("sheet")
+def sheet_cmd(
+    ctx: typer.Context,
+    file: Annotated[Path, typer.Argument(help="attendance.html (print it, or save as PDF)")],
+) -> None:
+    """The printable attendance sheet (ใบลงทะเบียน) for the registration desk: everyone
+    coming, by province, with a column to sign.
+
+    Example: mailer sheet attendance.html
+    """
+    count = write_sheet(workspace(ctx), file)
+    out.print(f"Wrote {file}: {count} attendee(s). Open it in a browser and print (A4).")

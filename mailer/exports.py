@@ -1,0 +1,179 @@
+"""What the coordinator hands on: the province × agency matrix, the call sheet, the list for
+the registration desk — as `.xlsx` (openpyxl) or `.csv` (UTF-8 with BOM, so Thai opens right
+in Excel), with Thai column headings."""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from mailer.errors import MailerError
+from mailer.report import InviteeStatus, StatusReport
+
+AGENCY_ORDER = ("prov", "agri", "rd", "ind", "mots", "sso", "dbd")
+AGENCY_LABELS = {
+    "prov": "จังหวัด",
+    "agri": "เกษตร",
+    "rd": "สรรพากร",
+    "ind": "อุตสาหกรรม",
+    "mots": "ท่องเที่ยวฯ",
+    "sso": "ประกันสังคม",
+    "dbd": "พัฒนาธุรกิจฯ",
+}
+AGENCY_SHORT = {  # matrix column headings
+    "prov": "สนจ.",
+    "agri": "กษจ.",
+    "rd": "สรพ.",
+    "ind": "สอจ.",
+    "mots": "สกจ.",
+    "sso": "สปจ.",
+    "dbd": "พค.",
+}
+ATTENDANCE_TH = {
+    "no_reply": "ยังไม่ตอบ",
+    "accepted": "เข้าร่วม",
+    "tentative": "ยังไม่แน่นอน",
+    "declined": "ไม่เข้าร่วม",
+    "representative": "ส่งผู้แทน",
+    "bounced": "อีเมลตีกลับ",
+    "needs_review": "รอตรวจสอบ",
+}
+DELIVERY_TH = {
+    "not_enqueued": "ยังไม่ส่ง",
+    "queued": "รอส่ง",
+    "sending": "กำลังส่ง",
+    "sent": "ส่งแล้ว",
+    "retry_wait": "รอส่งซ้ำ",
+    "failed": "ส่งไม่สำเร็จ",
+    "uncertain": "ไม่แน่ใจว่าส่งถึง",
+}
+KINDS = ("all", "call-sheet", "attendees")
+
+
+@dataclass(frozen=True)
+class Sheet:
+    title: str
+    headings: list[str]
+    rows: list[list[str]]
+
+
+def _rep(item: InviteeStatus, key: str) -> str:
+    return (item.representative or {}).get(key, "")
+
+
+def _by_place(items: Sequence[InviteeStatus]) -> list[InviteeStatus]:
+    def key(item: InviteeStatus) -> tuple[str, int, str]:
+        agency = AGENCY_ORDER.index(item.agency) if item.agency in AGENCY_ORDER else 99
+        return (item.invitee_id.rsplit("-", 1)[0], agency, item.invitee_id)
+
+    return sorted(items, key=key)
+
+
+def _row_all(i: InviteeStatus) -> list[str]:
+    return [
+        i.invitee_id,
+        i.province,
+        i.organisation,
+        i.email,
+        i.phone,
+        DELIVERY_TH.get(i.delivery, i.delivery),
+        ATTENDANCE_TH.get(i.attendance, i.attendance),
+        _rep(i, "name"),
+        _rep(i, "position"),
+        _rep(i, "phone"),
+        i.attendance_evidence or "",
+    ]
+
+
+def _row_call(i: InviteeStatus) -> list[str]:
+    note = i.attendance_evidence or DELIVERY_TH.get(i.delivery, "")
+    return [i.invitee_id, i.province, i.organisation, i.phone, i.email,
+            ATTENDANCE_TH[i.attendance], note]  # fmt: skip
+
+
+def _row_attendee(n: int, i: InviteeStatus) -> list[str]:
+    unnamed = "ผู้แทน (ยังไม่ทราบชื่อ)" if i.attendance == "representative" else "หัวหน้าหน่วยงาน"
+    return [str(n), i.province, i.organisation, _rep(i, "name") or unnamed,
+            _rep(i, "position"), _rep(i, "phone") or i.phone]  # fmt: skip
+
+
+def sheet(report: StatusReport, what: str) -> Sheet:
+    items = _by_place(report.invitees)
+    if what == "all":
+        headings = ["รหัส", "จังหวัด", "หน่วยงาน", "อีเมล", "โทรศัพท์", "การส่งอีเมล", "การตอบรับ",
+                    "ชื่อผู้แทน", "ตำแหน่งผู้แทน", "โทรศัพท์ผู้แทน", "หลักฐาน"]  # fmt: skip
+        return Sheet("ทุกหน่วยงาน", headings, [_row_all(i) for i in items])
+    if what == "call-sheet":
+        chase = [i for i in items if i.attendance in ("no_reply", "bounced", "needs_review")]
+        headings = ["รหัส", "จังหวัด", "หน่วยงาน", "โทรศัพท์", "อีเมล", "สถานะ", "หมายเหตุ"]
+        return Sheet("รายชื่อหน่วยงานที่ต้องโทรติดตาม", headings, [_row_call(i) for i in chase])
+    if what == "attendees":
+        coming = [i for i in items if i.attendance in ("accepted", "representative")]
+        headings = ["ลำดับ", "จังหวัด", "หน่วยงาน", "ผู้เข้าร่วม", "ตำแหน่ง", "โทรศัพท์"]
+        rows = [_row_attendee(n, i) for n, i in enumerate(coming, start=1)]
+        return Sheet("รายชื่อผู้เข้าร่วมสัมมนา", headings, rows)
+    raise MailerError(f"--what {what!r} is not one of {', '.join(KINDS)}")
+
+
+def export(report: StatusReport, path: Path, what: str) -> Sheet:
+    """Write the sheet to `path` (.xlsx or .csv by its extension); returns what was written."""
+    result = sheet(report, what)
+    suffix = path.suffix.lower()
+    if suffix not in (".xlsx", ".csv"):
+        raise MailerError(f"{path}: name the file .xlsx (Excel) or .csv (UTF-8 for Excel)")
+    try:
+        if suffix == ".csv":
+            with path.open("w", newline="", encoding="utf-8-sig") as handle:
+                writer = csv.writer(handle)
+                writer.writerow(result.headings)
+                writer.writerows(result.rows)
+        else:
+            from openpyxl import Workbook
+            from openpyxl.styles import Font
+
+            book = Workbook()
+            page = book.active
+            assert page is not None
+            page.title = what
+            page.append(result.headings)
+            for cell in page[1]:
+                cell.font = Font(bold=True)
+            for row in result.rows:
+                page.append(row)
+            page.freeze_panes = "A2"
+            book.save(path)
+    except OSError as exc:
+        raise MailerError(f"{path}: cannot write the file: {exc.strerror or exc}") from exc
+    return result
+
+
+MARKS = {
+    "accepted": ("✓", "green"),
+    "representative": ("◐", "cyan"),
+    "tentative": ("?", "yellow"),
+    "declined": ("✗", "red"),
+    "bounced": ("!", "magenta"),
+    "needs_review": ("‼", "bright_red"),
+    "no_reply": ("·", "bright_black"),
+}
+
+
+@dataclass(frozen=True)
+class MatrixRow:
+    code: str
+    province: str
+    cells: list[str]  # attendance per agency column ("" where there is no such office)
+
+
+def matrix(report: StatusReport) -> tuple[list[str], list[MatrixRow]]:
+    """Provinces × agencies, one attendance per office."""
+    present = {i.agency for i in report.invitees}
+    agencies = [a for a in AGENCY_ORDER if a in present] + sorted(present - set(AGENCY_ORDER))
+    rows: dict[str, MatrixRow] = {}
+    for item in report.invitees:
+        code = item.invitee_id.rsplit("-", 1)[0]
+        row = rows.setdefault(code, MatrixRow(code, item.province, [""] * len(agencies)))
+        row.cells[agencies.index(item.agency)] = item.attendance
+    return agencies, [rows[k] for k in sorted(rows)]

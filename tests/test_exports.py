@@ -1,0 +1,166 @@
+"""The coordinator's view: the matrix, the exports read back cell by cell, the printable
+sheet rendered by a real headless Chromium."""
+
+from __future__ import annotations
+
+import csv
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from openpyxl import load_workbook
+from typer.testing import CliRunner
+
+from mailer.cli import app
+from mailer.contacts import import_contacts
+from mailer.exports import ATTENDANCE_TH, export, matrix
+from mailer.replies.tracking import mark
+from mailer.report import Filters, status
+from mailer.sender import send_round
+from tests.conftest import CAMPAIGN, CONTACTS, IN_CI, TEMPLATES, Mailhog
+
+SEEDED = {
+    "TH-50-agri": ("accepted", {}),
+    "TH-50-prov": ("declined", {}),
+    "TH-11-ind": (
+        "representative",
+        {"name": "นางสาวสมหญิง ใจดี", "position": "นักวิเคราะห์นโยบายและแผน", "phone": "0812345678"},
+    ),
+    "TH-96-dbd": ("tentative", {}),
+}
+
+
+@pytest.fixture
+def seeded(make_ws, smtp_server: Mailhog):  # type: ignore[no-untyped-def]
+    ws = make_ws(SMTP_PORT=str(smtp_server.port))
+    import_contacts(ws.engine, CONTACTS)
+    send_round(ws, "invitation")
+    for invitee_id, (state, rep) in SEEDED.items():
+        mark(ws, invitee_id, state, representative=rep, note="โทรยืนยัน")
+    return ws
+
+
+def test_the_matrix_is_76_provinces_by_7_agencies(seeded) -> None:  # type: ignore[no-untyped-def]
+    agencies, rows = matrix(status(seeded))
+    assert agencies == ["prov", "agri", "rd", "ind", "mots", "sso", "dbd"]
+    assert len(rows) == 76 and all(len(r.cells) == 7 for r in rows)
+    cell = {(r.code, a): s for r in rows for a, s in zip(agencies, r.cells, strict=True)}
+    assert cell[("TH-50", "agri")] == "accepted" and cell[("TH-50", "prov")] == "declined"
+    assert cell[("TH-11", "ind")] == "representative" and cell[("TH-96", "dbd")] == "tentative"
+    assert sum(1 for s in cell.values() if s == "no_reply") == 532 - 4
+
+
+def test_status_on_screen_and_its_filters(seeded) -> None:  # type: ignore[no-untyped-def]
+    env = {"DATABASE_URL": seeded.settings.database_url, "MAILER_CAMPAIGN": str(CAMPAIGN),
+           "MAILER_TEMPLATES": str(TEMPLATES), "COLUMNS": "120"}  # fmt: skip
+    result = CliRunner().invoke(app, ["status"], env=env)
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    chiang_mai = next(line for line in lines if line.startswith("เชียงใหม่"))
+    assert chiang_mai.split()[1:3] == ["✗", "✓"]  # สนจ. declined, กษจ. accepted
+    assert "✓ เข้าร่วม" in result.output and "สนจ. จังหวัด" in result.output
+    assert len([line for line in lines if "·" in line]) <= 40  # fits a terminal: two blocks
+    only = status(seeded, filters=Filters(province="เชียงใหม่"))
+    assert [i.invitee_id for i in only.invitees][:2] == ["TH-50-agri", "TH-50-dbd"] and len(
+        only.invitees
+    ) == 7
+    assert [
+        i.invitee_id for i in status(seeded, filters=Filters(attendance="declined")).invitees
+    ] == ["TH-50-prov"]
+    assert len(status(seeded, filters=Filters(agency="sso")).invitees) == 76
+    result = CliRunner().invoke(app, ["status", "--attendance", "maybe"], env=env)
+    assert result.exit_code == 1 and "is not one of no_reply, accepted" in result.output
+
+
+@pytest.mark.parametrize("what", ["all", "call-sheet", "attendees"])
+def test_exports_read_back_cell_by_cell(seeded, tmp_path: Path, what: str) -> None:  # type: ignore[no-untyped-def]
+    report = status(seeded)
+    by_id = {i.invitee_id: i for i in report.invitees}
+    written = export(report, tmp_path / "out.xlsx", what)
+    sheet = load_workbook(tmp_path / "out.xlsx").active
+    xlsx = [
+        [("" if c is None else str(c)) for c in row] for row in sheet.iter_rows(values_only=True)
+    ]
+    export(report, tmp_path / "out.csv", what)
+    raw = (tmp_path / "out.csv").read_bytes()
+    assert raw.startswith(b"\xef\xbb\xbf")  # BOM: Excel opens Thai right
+    with (tmp_path / "out.csv").open(encoding="utf-8-sig", newline="") as handle:
+        rows = list(csv.reader(handle))
+    assert rows == xlsx == [written.headings, *written.rows]
+    if what == "all":
+        assert len(rows) == 533
+        for row in rows[1:]:
+            item = by_id[row[0]]
+            assert (row[2], row[3], row[6]) == (
+                item.organisation,
+                item.email,
+                ATTENDANCE_TH[item.attendance],
+            )
+        rep = next(r for r in rows if r[0] == "TH-11-ind")
+        assert rep[7:10] == ["นางสาวสมหญิง ใจดี", "นักวิเคราะห์นโยบายและแผน", "0812345678"]
+    elif what == "call-sheet":
+        assert len(rows) == 1 + 532 - 4
+        assert {r[0] for r in rows[1:]}.isdisjoint(SEEDED)
+        assert all(r[3] == by_id[r[0]].phone for r in rows[1:])
+        codes = [r[0].rsplit("-", 1)[0] for r in rows[1:]]
+        assert codes == sorted(codes)
+    else:
+        assert rows[0] == ["ลำดับ", "จังหวัด", "หน่วยงาน", "ผู้เข้าร่วม", "ตำแหน่ง", "โทรศัพท์"]
+        assert [r[2] for r in rows[1:]] == [
+            "สำนักงานอุตสาหกรรมจังหวัดสมุทรปราการ",
+            "สำนักงานเกษตรจังหวัดเชียงใหม่",
+        ]
+        assert rows[1][3:] == ["นางสาวสมหญิง ใจดี", "นักวิเคราะห์นโยบายและแผน", "0812345678"]
+
+
+def test_an_empty_campaign_exports_valid_files_and_says_so(make_ws, tmp_path: Path) -> None:
+    ws = make_ws()
+    env = {
+        "DATABASE_URL": ws.settings.database_url,
+        "MAILER_CAMPAIGN": str(CAMPAIGN),
+        "MAILER_TEMPLATES": str(TEMPLATES),
+    }
+    result = CliRunner().invoke(
+        app, ["export", str(tmp_path / "empty.xlsx"), "--what", "attendees"], env=env
+    )
+    assert result.exit_code == 0, result.output
+    assert "no offices in" in result.output and "only the headings" in result.output
+    assert [
+        list(r) for r in load_workbook(tmp_path / "empty.xlsx").active.iter_rows(values_only=True)
+    ] == [["ลำดับ", "จังหวัด", "หน่วยงาน", "ผู้เข้าร่วม", "ตำแหน่ง", "โทรศัพท์"]]
+    result = CliRunner().invoke(app, ["export", str(tmp_path / "x.pdf")], env=env)
+    assert result.exit_code == 1 and "name the file .xlsx (Excel) or .csv" in result.output
+
+
+@pytest.fixture
+def chromium() -> str:
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    if not found:
+        if IN_CI:
+            pytest.fail("Chromium is not installed; in CI .ci/run must install it")
+        pytest.skip("Chromium is not installed (apt-get install chromium)")
+    return found
+
+
+def test_the_attendance_sheet_renders_in_chromium(seeded, tmp_path: Path, chromium: str) -> None:  # type: ignore[no-untyped-def]
+    env = {
+        "DATABASE_URL": seeded.settings.database_url,
+        "MAILER_CAMPAIGN": str(CAMPAIGN),
+        "MAILER_TEMPLATES": str(TEMPLATES),
+    }
+    page = tmp_path / "sheet.html"
+    result = CliRunner().invoke(app, ["sheet", str(page)], env=env)
+    assert result.exit_code == 0 and "2 attendee(s)" in result.output
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             f"--user-data-dir={tmp_path / 'profile'}"]  # fmt: skip
+    dom = subprocess.run(
+        [chromium, *flags, "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120
+    )
+    assert "นางสาวสมหญิง ใจดี" in dom.stdout and "สำนักงานเกษตรจังหวัดเชียงใหม่" in dom.stdout
+    assert "รวม ๒ คน" in dom.stdout
+    pdf = tmp_path / "sheet.pdf"
+    subprocess.run([chromium, *flags, f"--print-to-pdf={pdf}", "--no-pdf-header-footer", page.as_uri()],
+                   capture_output=True, timeout=120)  # fmt: skip
+    assert pdf.read_bytes().startswith(b"%PDF") and pdf.stat().st_size > 5000
