@@ -7,11 +7,14 @@ from __future__ import annotations
 import csv
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from mailer.errors import MailerError
 from mailer.report import InviteeStatus, StatusReport
 
+BANGKOK = ZoneInfo("Asia/Bangkok")
 AGENCY_ORDER = ("prov", "agri", "rd", "ind", "mots", "sso", "dbd")
 AGENCY_LABELS = {
     "prov": "จังหวัด",
@@ -83,8 +86,15 @@ def _row_all(i: InviteeStatus) -> list[str]:
         _rep(i, "name"),
         _rep(i, "position"),
         _rep(i, "phone"),
+        _bangkok(i.attendance_at),
         i.attendance_evidence or "",
     ]
+
+
+def _bangkok(iso: str | None) -> str:
+    if not iso:
+        return ""
+    return datetime.fromisoformat(iso).astimezone(BANGKOK).strftime("%Y-%m-%d %H:%M")
 
 
 def _row_call(i: InviteeStatus) -> list[str]:
@@ -103,7 +113,7 @@ def sheet(report: StatusReport, what: str) -> Sheet:
     items = _by_place(report.invitees)
     if what == "all":
         headings = ["รหัส", "จังหวัด", "หน่วยงาน", "อีเมล", "โทรศัพท์", "การส่งอีเมล", "การตอบรับ",
-                    "ชื่อผู้แทน", "ตำแหน่งผู้แทน", "โทรศัพท์ผู้แทน", "หลักฐาน"]  # fmt: skip
+                    "ชื่อผู้แทน", "ตำแหน่งผู้แทน", "โทรศัพท์ผู้แทน", "ตอบล่าสุดเมื่อ", "หลักฐาน"]  # fmt: skip
         return Sheet("ทุกหน่วยงาน", headings, [_row_all(i) for i in items])
     if what == "call-sheet":
         chase = [i for i in items if i.attendance in ("no_reply", "bounced", "needs_review")]

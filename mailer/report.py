@@ -28,6 +28,7 @@ class InviteeStatus:
     delivery: str
     attendance: str
     attendance_evidence: str | None  # what decided it: "reply 12: …" or the coordinator's note
+    attendance_at: str | None  # when that reply arrived or the mark was made (ISO, UTC)
     representative: dict[str, str] | None
     message_id: str | None
     sent_at: str | None
@@ -108,6 +109,7 @@ def status(ws: Workspace, kind: str = "invitation", filters: Filters = Filters()
                 delivery=state,
                 attendance=status,
                 attendance_evidence=f"{answer.source}: {answer.evidence}" if answer else None,
+                attendance_at=answer.at.isoformat() if answer and answer.at else None,
                 representative=(answer.representative or None) if answer else None,
                 message_id=delivery.message_id if delivery else None,
                 sent_at=delivery.sent_at.isoformat() if delivery and delivery.sent_at else None,

@@ -99,6 +99,8 @@ def test_exports_read_back_cell_by_cell(seeded, tmp_path: Path, what: str) -> No
             )
         rep = next(r for r in rows if r[0] == "TH-11-ind")
         assert rep[7:10] == ["นางสาวสมหญิง ใจดี", "นักวิเคราะห์นโยบายและแผน", "0812345678"]
+        assert rep[10] == "2016-11-01 09:00"  # when it was marked, in Bangkok time (frozen clock)
+        assert rep[11] == "mark: โทรยืนยัน"
     elif what == "call-sheet":
         assert len(rows) == 1 + 532 - 4
         assert {r[0] for r in rows[1:]}.isdisjoint(SEEDED)
