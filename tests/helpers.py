@@ -6,6 +6,7 @@ from email import message_from_bytes, policy
 from email.header import decode_header, make_header
 from email.message import EmailMessage
 from email.parser import BytesHeaderParser
+from pathlib import Path
 
 from icalendar import Calendar
 
@@ -62,3 +63,32 @@ def text_of(message: EmailMessage, content_type: str) -> str:
 
 def calendar_of(message: EmailMessage) -> Calendar:
     return Calendar.from_ical(part(message, "text/calendar").get_payload(decode=True))
+
+
+def write_synthetic_contacts(path: Path, count: int) -> None:
+    """`count` made-up offices (SYN-00000 …) on a reserved example domain."""
+    import csv
+
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["invitee_id", "organisation", "salutation", "email"])
+        for n in range(count):
+            name = f"สำนักงานทดสอบที่ {n}"
+            writer.writerow(
+                [f"SYN-{n:05d}", name, f"เรียน หัวหน้า{name}", f"o{n:05d}@synthetic.example"]
+            )
+
+
+def campaign_due_now(source: Path, target: Path) -> Path:
+    """The campaign moved to 2030 with its follow-up round due a minute ago (real clock)."""
+    from datetime import UTC, datetime, timedelta
+
+    due = (datetime.now(UTC) - timedelta(minutes=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    target.write_text(
+        source.read_text(encoding="utf-8")
+        .replace("2016-11-22T13:00:00", "2030-11-22T13:00:00")
+        .replace("2016-11-22T16:30:00", "2030-11-22T16:30:00")
+        .replace("days_before = 7\ntime = 09:00:00\n", f"at = {due}\n"),
+        encoding="utf-8",
+    )
+    return target

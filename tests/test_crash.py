@@ -3,7 +3,6 @@ sent twice silently (DESIGN.md §5)."""
 
 from __future__ import annotations
 
-import csv
 import os
 import signal
 import subprocess
@@ -17,24 +16,9 @@ import pytest
 from mailer.db import open_database
 from mailer.outbox import Ledger
 from tests.conftest import CAMPAIGN, TEMPLATES, Mailhog
-from tests.helpers import raw_headers
+from tests.helpers import raw_headers, write_synthetic_contacts
 
 COUNT = 2000
-
-
-def _contacts(path: Path) -> None:
-    with path.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["invitee_id", "organisation", "salutation", "email"])
-        for n in range(COUNT):
-            writer.writerow(
-                [
-                    f"SYN-{n:05d}",
-                    f"สำนักงานทดสอบที่ {n}",
-                    f"เรียน หัวหน้าสำนักงานทดสอบที่ {n}",
-                    f"o{n:05d}@synthetic.example",
-                ]
-            )
 
 
 def _mailer(env: dict[str, str], *args: str, **kw: object) -> subprocess.Popen[bytes]:
@@ -44,7 +28,7 @@ def _mailer(env: dict[str, str], *args: str, **kw: object) -> subprocess.Popen[b
 @pytest.mark.parametrize("workers", [1, 2])
 def test_sigkill_mid_run_then_restart(tmp_path: Path, smtp_server: Mailhog, workers: int) -> None:
     contacts = tmp_path / "contacts.csv"
-    _contacts(contacts)
+    write_synthetic_contacts(contacts, COUNT)
     database = f"sqlite:///{tmp_path / 'mailer.db'}"
     env = {
         **os.environ,

@@ -19,7 +19,14 @@ from mailer.rounds import due_pass, plan, run_now
 from mailer.schedule import SchedulerLock
 from mailer.sender import send_announcement, send_round
 from tests.conftest import CAMPAIGN, CONTACTS, TEMPLATES, FakeClock, Mailhog
-from tests.helpers import calendar_of, decoded, parse, raw_headers
+from tests.helpers import (
+    calendar_of,
+    campaign_due_now,
+    decoded,
+    parse,
+    raw_headers,
+    write_synthetic_contacts,
+)
 
 BANGKOK_FOLLOWUP = datetime(2016, 11, 15, 2, 0, tzinfo=UTC)  # 09:00 in Bangkok
 
@@ -147,16 +154,7 @@ def test_the_scheduler_process_runs_a_due_round_and_stops_cleanly(
     tmp_path: Path, smtp_server: Mailhog
 ) -> None:
     """Real time, real processes: an event in 2030 with a round due a minute ago."""
-    now = datetime.now(UTC).astimezone().replace(microsecond=0)
-    due = (now - timedelta(minutes=1)).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    campaign = tmp_path / "campaign.toml"
-    campaign.write_text(
-        CAMPAIGN.read_text(encoding="utf-8")
-        .replace("2016-11-22T13:00:00", "2030-11-22T13:00:00")
-        .replace("2016-11-22T16:30:00", "2030-11-22T16:30:00")
-        .replace("days_before = 7\ntime = 09:00:00\n", f"at = {due}\n"),
-        encoding="utf-8",
-    )
+    campaign = campaign_due_now(CAMPAIGN, tmp_path / "campaign.toml")
     env = {
         **os.environ,
         "DATABASE_URL": f"sqlite:///{tmp_path / 'mailer.db'}",
@@ -244,32 +242,12 @@ def test_audiences_follow_the_answers(make_ws, smtp_server: Mailhog) -> None:
 def test_killing_the_scheduler_mid_round_then_restarting_sends_no_duplicates(
     tmp_path: Path, smtp_server: Mailhog
 ) -> None:
-    import csv
     from collections import Counter
 
     count = 600
     contacts = tmp_path / "contacts.csv"
-    with contacts.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["invitee_id", "organisation", "salutation", "email"])
-        for n in range(count):
-            writer.writerow(
-                [
-                    f"SYN-{n:04d}",
-                    f"สำนักงานที่ {n}",
-                    f"เรียน สำนักงานที่ {n}",
-                    f"o{n:04d}@synthetic.example",
-                ]
-            )
-    due = (datetime.now(UTC) - timedelta(minutes=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
-    campaign = tmp_path / "campaign.toml"
-    campaign.write_text(
-        CAMPAIGN.read_text(encoding="utf-8")
-        .replace("2016-11-22T13:00:00", "2030-11-22T13:00:00")
-        .replace("2016-11-22T16:30:00", "2030-11-22T16:30:00")
-        .replace("days_before = 7\ntime = 09:00:00\n", f"at = {due}\n"),
-        encoding="utf-8",
-    )
+    write_synthetic_contacts(contacts, count)
+    campaign = campaign_due_now(CAMPAIGN, tmp_path / "campaign.toml")
     env = {
         **os.environ, "DATABASE_URL": f"sqlite:///{tmp_path / 'mailer.db'}",
         "MAILER_CAMPAIGN": str(campaign), "MAILER_TEMPLATES": str(TEMPLATES),
