@@ -28,7 +28,9 @@ _FORBIDDEN = ("\r", "\n", "\0")
 def one_line(value: str) -> str:
     """Collapse all white space (line breaks included) to single spaces and drop other
     control characters (NUL, ESC …): a header value is one line of text."""
-    return " ".join("".join(c for c in value if c.isspace() or c.isprintable()).split())
+    if not value.isprintable():  # rare: only then look at each character
+        value = "".join(c for c in value if c.isspace() or c.isprintable())
+    return " ".join(value.split())
 
 
 def _line(name: str, value: str) -> bytes:
