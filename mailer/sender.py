@@ -6,8 +6,9 @@ invitees, enqueue what is missing (idempotent), then drain everything that is du
 
 from __future__ import annotations
 
+import contextlib
 import itertools
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -61,8 +62,12 @@ def iter_invitees(engine: Engine, only: Sequence[str] = ()) -> Iterator[InviteeR
     """The chosen invitees in id order, read in chunks: never the whole list in memory."""
     query = select(Invitee).where(_chosen(only)).order_by(col(Invitee.invitee_id))
     with session(reader(engine)) as db:
-        for row in db.exec(query.execution_options(yield_per=1000)):
-            yield InviteeRecord.from_row(row)
+        result = db.exec(query.execution_options(yield_per=1000))  # a server-side cursor
+        try:
+            for row in result:
+                yield InviteeRecord.from_row(row)
+        finally:
+            result.close()
 
 
 def send_round(
@@ -96,7 +101,7 @@ def send_round(
     if kind.startswith("reminder:"):
         members = audience_ids(ws, campaign.rule(kind.partition(":")[2]).audience)
 
-    def chosen() -> Iterator[InviteeRecord]:
+    def chosen() -> Generator[InviteeRecord, None, None]:
         for invitee in iter_invitees(ws.engine, only):
             if members is None or invitee.invitee_id in members:
                 yield invitee
@@ -126,7 +131,8 @@ def send_round(
     )
     # Render one message before touching anything: a template error stops here, cleanly.
     sequence = ledger.campaign_state().sequence if not dry_run else 0
-    sample = next(chosen())
+    with contextlib.closing(chosen()) as first:  # close the cursor behind it at once
+        sample = next(first)
     ws.composer.compose(
         OutgoingMail(
             sample, message_kind.template, "<preflight@invalid>", sequence, message_kind.method

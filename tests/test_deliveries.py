@@ -6,6 +6,7 @@ import json
 from collections import Counter
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from mailer.cli import app
@@ -102,3 +103,21 @@ def test_more_workers_than_the_provider_allows_is_refused(tmp_path: Path) -> Non
     result = run(env, "send", "invitations", "--workers", "4")
     assert result.exit_code == 1
     assert "--workers 4 would open more SMTP sessions than the 3 allowed" in result.output
+
+
+@pytest.mark.postgres
+def test_two_workers_on_postgresql_skip_locked(
+    tmp_path: Path, smtp_server: Mailhog, postgres_url: str
+) -> None:
+    """The multi-host shape (DESIGN §7): workers draining one PostgreSQL ledger."""
+    env = {**_env(tmp_path, smtp_server.port), "DATABASE_URL": postgres_url}
+    assert run(env, "import", str(CONTACTS)).exit_code == 0
+    result = run(env, "send", "invitations", "--workers", "2")
+    assert result.exit_code == 0, result.output
+    assert "This run: 532 sent" in result.output
+    delivered = Counter(
+        v for raw in smtp_server.messages() for k, v in raw_headers(raw) if k == "Delivered-To"
+    )
+    assert len(delivered) == 532 and set(delivered.values()) == {1}
+    rows = _rows(env)
+    assert {r["state"] for r in rows} == {"sent"} and len({r["server"] for r in rows}) == 1
