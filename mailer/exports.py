@@ -138,7 +138,7 @@ def export(report: StatusReport, path: Path, what: str) -> Sheet:
             with path.open("w", newline="", encoding="utf-8-sig") as handle:
                 writer = csv.writer(handle)
                 writer.writerow(result.headings)
-                writer.writerows(result.rows)
+                writer.writerows([[_inert(v) for v in row] for row in result.rows])
         else:
             from openpyxl import Workbook
             from openpyxl.styles import Font
@@ -152,11 +152,21 @@ def export(report: StatusReport, path: Path, what: str) -> Sheet:
                 cell.font = Font(bold=True)
             for row in result.rows:
                 page.append(row)
+                for cell in page[page.max_row]:
+                    cell.data_type = "s"  # text, never a formula, whatever it starts with
             page.freeze_panes = "A2"
             book.save(path)
     except OSError as exc:
         raise MailerError(f"{path}: cannot write the file: {exc.strerror or exc}") from exc
     return result
+
+
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _inert(value: str) -> str:
+    """A CSV cell Excel will not run as a formula (a name typed as "=HYPERLINK(…)")."""
+    return f"'{value}" if value.startswith(_FORMULA_STARTS) else value
 
 
 MARKS = {

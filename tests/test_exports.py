@@ -166,3 +166,22 @@ def test_the_attendance_sheet_renders_in_chromium(seeded, tmp_path: Path, chromi
     subprocess.run([chromium, *flags, f"--print-to-pdf={pdf}", "--no-pdf-header-footer", page.as_uri()],
                    capture_output=True, timeout=120)  # fmt: skip
     assert pdf.read_bytes().startswith(b"%PDF") and pdf.stat().st_size > 5000
+
+
+def test_data_can_never_become_a_spreadsheet_formula(seeded, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    with seeded.engine.begin() as conn:
+        conn.exec_driver_sql(
+            "UPDATE invitee SET organisation = '=HYPERLINK(\"http://x.example\",\"คลิก\")' WHERE invitee_id = 'TH-50-agri'"
+        )
+    report = status(seeded)
+    export(report, tmp_path / "f.xlsx", "all")
+    export(report, tmp_path / "f.csv", "all")
+    cell = next(
+        r
+        for r in load_workbook(tmp_path / "f.xlsx").active.iter_rows()
+        if r[0].value == "TH-50-agri"
+    )[2]
+    assert cell.data_type == "s" and cell.value.startswith("=HYPERLINK")
+    with (tmp_path / "f.csv").open(encoding="utf-8-sig", newline="") as handle:
+        row = next(r for r in csv.reader(handle) if r[0] == "TH-50-agri")
+    assert row[2].startswith("'=HYPERLINK")
