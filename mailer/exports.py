@@ -141,6 +141,7 @@ def export(report: StatusReport, path: Path, what: str) -> Sheet:
                 writer.writerows([[_inert(v) for v in row] for row in result.rows])
         else:
             from openpyxl import Workbook
+            from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
             from openpyxl.styles import Font
 
             book = Workbook()
@@ -151,7 +152,7 @@ def export(report: StatusReport, path: Path, what: str) -> Sheet:
             for cell in page[1]:
                 cell.font = Font(bold=True)
             for row in result.rows:
-                page.append(row)
+                page.append([ILLEGAL_CHARACTERS_RE.sub("", value) for value in row])
                 for cell in page[page.max_row]:
                     cell.data_type = "s"  # text, never a formula, whatever it starts with
             page.freeze_panes = "A2"
@@ -191,9 +192,13 @@ def matrix(report: StatusReport) -> tuple[list[str], list[MatrixRow]]:
     """Provinces × agencies, one attendance per office."""
     present = {i.agency for i in report.invitees}
     agencies = [a for a in AGENCY_ORDER if a in present] + sorted(present - set(AGENCY_ORDER))
-    rows: dict[str, MatrixRow] = {}
+    rows: dict[tuple[str, int], MatrixRow] = {}
     for item in report.invitees:
-        code = item.invitee_id.rsplit("-", 1)[0]
-        row = rows.setdefault(code, MatrixRow(code, item.province, [""] * len(agencies)))
-        row.cells[agencies.index(item.agency)] = item.attendance
+        code = item.province_code or item.province or item.invitee_id
+        column = agencies.index(item.agency)
+        line = 0
+        while (code, line) in rows and rows[code, line].cells[column]:
+            line += 1  # two offices of one agency in one province: another line, none hidden
+        row = rows.setdefault((code, line), MatrixRow(code, item.province, [""] * len(agencies)))
+        row.cells[column] = item.attendance
     return agencies, [rows[k] for k in sorted(rows)]

@@ -22,6 +22,7 @@ class InviteeStatus:
     invitee_id: str
     organisation: str
     province: str
+    province_code: str
     agency: str
     email: str
     phone: str
@@ -103,6 +104,7 @@ def status(ws: Workspace, kind: str = "invitation", filters: Filters = Filters()
                 invitee_id=invitee.invitee_id,
                 organisation=invitee.organisation,
                 province=invitee.province,
+                province_code=invitee.province_code,
                 agency=invitee.agency,
                 email=invitee.emails,
                 phone=invitee.phone,

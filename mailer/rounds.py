@@ -20,6 +20,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from mailer.audience import audience_ids
 from mailer.campaign import Rule
 from mailer.changes import pending_change
+from mailer.drain import DrainStats, drain
 from mailer.models import RoundRun
 from mailer.sender import SendReport, iter_invitees, send_round
 from mailer.thai import thai_date, thai_time
@@ -138,8 +139,9 @@ def _all_ids(ws: Workspace) -> list[str]:
 class PassEvent:
     rule_id: str
     due_at: datetime
-    status: str  # done | missed | cancelled
+    status: str  # done | missed | cancelled | drained
     report: SendReport | None = None
+    stats: DrainStats | None = None
 
 
 def due_pass(ws: Workspace) -> list[PassEvent]:
@@ -170,6 +172,12 @@ def due_pass(ws: Workspace) -> list[PassEvent]:
         report = send_round(ws, rule.ledger_kind)
         _record(ws, rule, due, "done", report.enqueued, f"{report.drain.sent} sent")
         events.append(PassEvent(rule.id, due, "done", report))
+    ledger = ws.ledger()
+    if not cancelled and ledger.due_count():  # retries now due, the rest of a capped round
+        with ws.transport() as transport:
+            ledger.guard_server(transport.server_id, allow_new=False)
+            stats = drain(ws, ledger, transport)
+        events.append(PassEvent("(due messages)", now, "drained", stats=stats))
     return events
 
 

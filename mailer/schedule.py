@@ -99,7 +99,10 @@ def tick() -> None:
         return
     for event in events:
         local = event.due_at.astimezone(ws.campaign.timezone)
-        if event.report is None:
+        if event.stats is not None:
+            s = event.stats
+            log(f"due messages: {s.sent} sent, {s.retry} to retry, {s.failed} failed")
+        elif event.report is None:
             log(f"round {event.rule_id} (due {local:%Y-%m-%d %H:%M}): {event.status}, recorded")
         else:
             d = event.report.drain

@@ -173,7 +173,9 @@ def send_announcement(
 ) -> tuple[Announcement, DrainStats]:
     """`mailer send update` / `send cancel`: announce the change, then drain the ledger."""
     ledger = ws.ledger()
-    declined = frozenset(k for k, a in attendance(ws).items() if a.status == "declined")
+    declined = frozenset(  # an update goes to neither, a cancellation to both
+        k for k, a in attendance(ws).items() if a.status in ("declined", "bounced")
+    )
     if dry_run:
         result = announce(ledger, ws.campaign, cancel=cancel, dry_run=True, declined=declined)
         return result, DrainStats()

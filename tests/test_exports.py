@@ -185,3 +185,28 @@ def test_data_can_never_become_a_spreadsheet_formula(seeded, tmp_path: Path) -> 
     with (tmp_path / "f.csv").open(encoding="utf-8-sig", newline="") as handle:
         row = next(r for r in csv.reader(handle) if r[0] == "TH-50-agri")
     assert row[2].startswith("'=HYPERLINK")
+
+
+def test_odd_bytes_in_evidence_and_colliding_ids(seeded, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from mailer.contacts import import_contacts
+
+    mark(seeded, "TH-50-rd", "accepted", representative={}, note="bell \x07 and escape \x1b[31m")
+    export(status(seeded), tmp_path / "odd.xlsx", "all")  # openpyxl refuses control characters
+    row = next(
+        r
+        for r in load_workbook(tmp_path / "odd.xlsx").active.iter_rows(values_only=True)
+        if r[0] == "TH-50-rd"
+    )
+    assert row[-1] == "mark: bell  and escape [31m"
+    extra = tmp_path / "extra.csv"
+    extra.write_text(
+        "invitee_id,province_code,province,agency,organisation,salutation,email\n"
+        "TH-50-agri2,TH-50,เชียงใหม่,agri,สำนักงานเกษตรอำเภอ,เรียน เกษตรอำเภอ,x@agri2.example\n",
+        encoding="utf-8",
+    )
+    import_contacts(seeded.engine, extra)
+    mark(seeded, "TH-50-agri2", "declined", representative={}, note="")
+    agencies, rows = matrix(status(seeded))
+    chiang_mai = [r for r in rows if r.code == "TH-50"]
+    assert len(chiang_mai) == 2  # the second agri office gets its own line; nothing hidden
+    assert sorted(r.cells[agencies.index("agri")] for r in chiang_mai) == ["accepted", "declined"]

@@ -336,3 +336,17 @@ def test_a_bounce_does_not_hide_an_answer(invited) -> None:  # type: ignore[no-u
     )
     sync(invited, "eml:x", [("2", _dsn("saraban.th50@agri.example", ids["TH-50-agri"]))])
     assert attendance(invited)["TH-50-agri"].status == "accepted"
+
+
+@pytest.mark.parametrize(
+    ("text", "outcome"),
+    [
+        ("ไม่สามารถเข้าร่วมได้ และจะไม่ส่งผู้แทน", "declined"),
+        ("จะเข้าร่วมด้วยตนเอง ไม่ส่งผู้แทน", "accepted"),
+        ("ขอสอบถามว่าสามารถส่งผู้แทนเข้าร่วมได้หรือไม่ครับ", "needs_review"),
+        ("Can we send a representative instead?", "needs_review"),
+        ("ขอมอบหมายให้ นายสมชาย ดีใจ เข้าร่วมแทน หากมีข้อสงสัยสอบถามได้", "representative"),
+    ],
+)
+def test_representatives_that_are_not(text: str, outcome: str) -> None:
+    assert classify(_reply("a@b.example", text)).outcome == outcome

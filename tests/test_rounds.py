@@ -301,3 +301,16 @@ def test_killing_the_scheduler_mid_round_then_restarting_sends_no_duplicates(
         check=True,
     )
     assert deliveries.stdout.count('"state": "uncertain"') <= 1
+
+
+def test_the_due_pass_also_sends_what_is_left_due(make_ws, smtp_server: Mailhog) -> None:
+    from mailer.compose.composer import new_message_id
+
+    ws = _invited(make_ws, smtp_server)
+    ws.ledger().enqueue(  # e.g. a retry now due, or the rest of a round stopped by a daily cap
+        [("TH-51-agri", "saraban.th51@agri.example")], "invitation", 0,
+        lambda i: new_message_id(ws.campaign, i, "invitation"),
+    )  # fmt: skip
+    (event,) = due_pass(ws)
+    assert event.status == "drained" and event.stats is not None and event.stats.sent == 1
+    assert due_pass(ws) == []

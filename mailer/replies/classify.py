@@ -195,8 +195,9 @@ def _auto_reply(message: Message, base: dict[str, Any]) -> Classification | None
 
 _TITLE = r"(?:นางสาว|นาง|นาย|น\.ส\.|ดร\.|ว่าที่\s?ร\.ต\.|Mr\.?|Mrs\.?|Ms\.?|Miss|Dr\.?)"
 _REPRESENTATIVE = re.compile(
-    r"(มอบหมาย|เข้าร่วมแทน|ไปแทน|ผู้แทน|เป็นตัวแทน|representative|on (?:my|our) behalf|"
-    r"will attend instead|delegate)",
+    r"(มอบหมาย|เข้าร่วมแทน|ร่วมแทน|ไปแทน|ส่งผู้แทน|เป็นผู้แทน|ผู้แทน(?:ของ|เข้าร่วม)|เป็นตัวแทน|"
+    r"send (?:a |our )?representative|representative will|on (?:my|our) behalf|"
+    r"will attend instead|attend in (?:my|his|her) place|delegate)",
     re.IGNORECASE,
 )
 _DECLINE = re.compile(
@@ -230,7 +231,8 @@ _PHONE = re.compile(
     re.IGNORECASE,
 )
 _NEGATED = re.compile(
-    r"(?:ไม่มี|ไม่สามารถ|ไม่ได้|ไม่อาจ|no one|nobody|cannot|can't|unable to)\s*\S{0,12}$",
+    r"(?:ไม่มี|ไม่สามารถ|ไม่ได้|ไม่อาจ|จะไม่|ไม่|no one|nobody|cannot|can't|unable to|not|"
+    r"won't)\s*\S{0,12}$",
     re.IGNORECASE,
 )
 _NOT = re.compile(  # an acceptance right after these is a refusal: "ไม่เข้าร่วม", "cannot accept"
@@ -253,14 +255,20 @@ def _human_reply(message: Message, base: dict[str, Any]) -> Classification:
     rest = _CLAUSE_OF_DECLINE.sub(" ", _REPRESENTATIVE.sub(" ", text))
     found["accepted"] = _affirmed(_ACCEPT, rest, _NOT)
     said = {k: m.group(0) for k, m in found.items() if m}
-    quote = " ".join(text.split())[:160]
+    quote = " ".join("".join(c for c in text if c.isprintable() or c.isspace()).split())[:160]
+    asks = _QUESTION.search(text)
     if "representative" in said:
+        details = _representative(text)
+        if asks and "name" not in details:  # "may we send a representative?" is no answer
+            return Classification(
+                "human_reply", "needs_review", f"a question ('{asks.group(0)}') in: {quote}",
+                **base,
+            )  # fmt: skip
         return Classification(
             "human_reply", "representative", f"'{said['representative']}' in: {quote}",
-            representative=_representative(text), **base,
+            representative=details, **base,
         )  # fmt: skip
     decisive = [k for k in ("declined", "tentative", "accepted") if k in said]
-    asks = _QUESTION.search(text)
     if decisive in (["tentative"], ["accepted"]) and asks:  # "confirm the venue?" is no answer
         return Classification(
             "human_reply", "needs_review", f"a question ('{asks.group(0)}') in: {quote}", **base
