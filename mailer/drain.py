@@ -20,6 +20,7 @@ from datetime import timedelta
 from sqlalchemy import Engine
 from sqlmodel import col, select
 
+from mailer.audience import audience_ids
 from mailer.changes import Change, changes_at
 from mailer.compose import OutgoingMail
 from mailer.contacts import InviteeRecord
@@ -36,6 +37,7 @@ LEASE = timedelta(minutes=5)
 RETRY_HORIZON = timedelta(minutes=2)  # a run waits for retries due this soon
 CLAIM_BATCH = 50
 MAX_ATTEMPTS = 5
+SKIPPED = "skipped"  # an outcome, not a failure: recorded as failed with the reason
 
 
 @dataclass(frozen=True)
@@ -96,6 +98,7 @@ class _Run:
         self.pending: Settled | None = None
         self.stats = DrainStats()
         self._changes: dict[int, list[Change]] = {}
+        self.audiences: dict[str, set[str]] = {}  # re-read for every claimed batch
 
     def extra(self, claim: Claim) -> Mapping[str, object]:
         """What an update's template needs besides the usual: the list of changes."""
@@ -117,8 +120,27 @@ class _Run:
             self.flush()
             self.ws.sleep(wait.total_seconds())
 
+    def still_wanted(self, claim: Claim) -> bool:
+        """A reminder queued before the office declined (or bounced) is no longer for it."""
+        if not claim.kind.startswith("reminder:"):
+            return True
+        rule = self.ws.campaign.rule(claim.kind.partition(":")[2])
+        if rule.audience not in self.audiences:
+            self.audiences[rule.audience] = audience_ids(self.ws, rule.audience)
+        return claim.invitee_id in self.audiences[rule.audience]
+
+    def drop(self, claim: Claim, invitee: InviteeRecord) -> Outcome:
+        """Settle a message that must not go out any more, without sending it."""
+        reply = "not sent: the office is no longer in this round's audience (it answered)"
+        self.flush()
+        self.pending = Settled(claim, S.failed, reply, self.ws.clock())
+        self.flush()
+        return Outcome(invitee.invitee_id, SKIPPED, reply)
+
     def send(self, claim: Claim, invitee: InviteeRecord) -> Outcome | None:
         ws = self.ws
+        if not self.still_wanted(claim):
+            return self.drop(claim, invitee)
         kind = ws.campaign.message_kind(claim.kind)
         mail = OutgoingMail(
             invitee=invitee,
@@ -193,6 +215,7 @@ def drain(
                     return run.stats
                 continue
             records = _records(ws.engine, [c.invitee_id for c in claims])
+            run.audiences.clear()
             for claim in claims:
                 if ws.stopping.is_set():
                     run.stats.stopped = "stopped on request; the rest stay queued"
@@ -218,8 +241,8 @@ def drain(
                 run.stats.count(outcome)
                 if progress is not None:
                     progress(outcome)
-                if outcome.state == S.sent:
-                    consecutive_failures = 0
+                if outcome.state in (S.sent, SKIPPED):
+                    consecutive_failures = 0 if outcome.state == S.sent else consecutive_failures
                     continue
                 consecutive_failures += 1
                 if outcome.code in SLOW_DOWN_CODES:

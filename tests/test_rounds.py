@@ -314,3 +314,30 @@ def test_the_due_pass_also_sends_what_is_left_due(make_ws, smtp_server: Mailhog)
     (event,) = due_pass(ws)
     assert event.status == "drained" and event.stats is not None and event.stats.sent == 1
     assert due_pass(ws) == []
+
+
+def test_a_queued_reminder_is_not_sent_to_an_office_that_answered_meanwhile(
+    make_ws, smtp_server: Mailhog
+) -> None:
+    from mailer.drain import drain
+    from mailer.replies.tracking import mark
+
+    ws = _invited(make_ws, smtp_server)
+    report = send_round(ws, "reminder:followup-no-reply", dry_run=True)
+    assert report.enqueued == 7
+    ledger = ws.ledger()
+    from mailer.compose.composer import new_message_id
+
+    ledger.enqueue(
+        [(f"TH-50-{a}", f"saraban.th50@{a}.example") for a in ("agri", "prov")], "reminder:followup-no-reply", 0,
+        lambda i: new_message_id(ws.campaign, i, "reminder:followup-no-reply"),
+    )  # fmt: skip
+    mark(ws, "TH-50-agri", "declined", representative={}, note="")  # answers before it goes out
+    with ws.transport() as transport:
+        stats = drain(ws, ledger, transport)
+    assert stats.sent == 1 and stats.failed == 0
+    assert sorted(o.state for o in stats.outcomes) == ["sent", "skipped"]
+    reminders = _reminders(smtp_server)
+    assert [v for raw in reminders for k, v in raw_headers(raw) if k == "Delivered-To"] == [
+        "saraban.th50@prov.example"
+    ]
