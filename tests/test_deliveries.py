@@ -6,7 +6,6 @@ import json
 from collections import Counter
 from pathlib import Path
 
-import pytest
 from typer.testing import CliRunner
 
 from mailer.cli import app
@@ -85,32 +84,11 @@ def test_not_sent_queues_it_again(tmp_path: Path) -> None:
         assert script.received_by(A) == 2  # the coordinator decided it had not arrived
 
 
-def test_two_workers_send_every_office_exactly_once(tmp_path: Path, smtp_server: Mailhog) -> None:
-    env = _env(tmp_path, smtp_server.port)
-    run(env, "import", str(CONTACTS))
-    result = run(env, "send", "invitations", "--workers", "2")
-    assert result.exit_code == 0, result.output
-    assert "This run: 532 sent" in result.output
-    delivered = Counter(
-        v for raw in smtp_server.messages() for k, v in raw_headers(raw) if k == "Delivered-To"
-    )
-    assert len(delivered) == 532 and set(delivered.values()) == {1}
-
-
-def test_more_workers_than_the_provider_allows_is_refused(tmp_path: Path) -> None:
-    env = _env(tmp_path, 1, MAILER_RATE_PRESET="microsoft365")
-    run(env, "import", str(CONTACTS))
-    result = run(env, "send", "invitations", "--workers", "4")
-    assert result.exit_code == 1
-    assert "--workers 4 would open more SMTP sessions than the 3 allowed" in result.output
-
-
-@pytest.mark.postgres
-def test_two_workers_on_postgresql_skip_locked(
-    tmp_path: Path, smtp_server: Mailhog, postgres_url: str
+def test_two_workers_send_every_office_exactly_once(
+    tmp_path: Path, smtp_server: Mailhog, database_url: str
 ) -> None:
-    """The multi-host shape (DESIGN §7): workers draining one PostgreSQL ledger."""
-    env = {**_env(tmp_path, smtp_server.port), "DATABASE_URL": postgres_url}
+    """On SQLite, and on PostgreSQL (SKIP LOCKED): the multi-host shape of DESIGN §7."""
+    env = {**_env(tmp_path, smtp_server.port), "DATABASE_URL": database_url}
     assert run(env, "import", str(CONTACTS)).exit_code == 0
     result = run(env, "send", "invitations", "--workers", "2")
     assert result.exit_code == 0, result.output
@@ -121,3 +99,11 @@ def test_two_workers_on_postgresql_skip_locked(
     assert len(delivered) == 532 and set(delivered.values()) == {1}
     rows = _rows(env)
     assert {r["state"] for r in rows} == {"sent"} and len({r["server"] for r in rows}) == 1
+
+
+def test_more_workers_than_the_provider_allows_is_refused(tmp_path: Path) -> None:
+    env = _env(tmp_path, 1, MAILER_RATE_PRESET="microsoft365")
+    run(env, "import", str(CONTACTS))
+    result = run(env, "send", "invitations", "--workers", "4")
+    assert result.exit_code == 1
+    assert "--workers 4 would open more SMTP sessions than the 3 allowed" in result.output
