@@ -279,6 +279,29 @@ def drain_once(ws: Workspace) -> DrainStats:
         return drain(ws, ledger, transport)
 
 
+def work_forever(ws: Workspace, poll: float, log: Callable[[str], None]) -> DrainStats:
+    """`mailer worker --forever`: drain, wait `poll` seconds, again — until SIGTERM/SIGINT,
+    which let the message in hand finish and be recorded first."""
+    import signal
+
+    def on_signal(signum: int, frame: object) -> None:
+        ws.stopping.set()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, on_signal)
+    total = DrainStats()
+    while not ws.stopping.is_set():
+        stats = drain_once(ws)
+        for key in ("sent", "retry", "failed", "uncertain", "recovered_uncertain"):
+            setattr(total, key, getattr(total, key) + getattr(stats, key))
+        if stats.sent or stats.failed or stats.retry:
+            log(f"{stats.sent} sent, {stats.retry} to retry later, {stats.failed} failed")
+        if stats.stopped and not ws.stopping.is_set():
+            log(f"paused: {stats.stopped}")
+        ws.stopping.wait(poll)
+    return total
+
+
 def run_workers(
     ws: Workspace, count: int, env: Mapping[str, str], progress: Progress | None = None
 ) -> DrainStats:

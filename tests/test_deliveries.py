@@ -107,3 +107,46 @@ def test_more_workers_than_the_provider_allows_is_refused(tmp_path: Path) -> Non
     result = run(env, "send", "invitations", "--workers", "4")
     assert result.exit_code == 1
     assert "--workers 4 would open more SMTP sessions than the 3 allowed" in result.output
+
+
+def test_a_long_running_worker_sends_what_becomes_due_and_stops_cleanly(
+    tmp_path: Path, smtp_server: Mailhog
+) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    env = {**os.environ, **_env(tmp_path, smtp_server.port)}
+    mailer = [sys.executable, "-m", "mailer"]
+    subprocess.run([*mailer, "import", str(CONTACTS)], env=env, check=True, capture_output=True)
+    worker = subprocess.Popen(
+        [*mailer, "worker", "--forever", "--poll", "1"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        time.sleep(1.5)
+        assert worker.poll() is None and smtp_server.messages() == []  # nothing queued yet
+        # another host enqueues a round; the waiting worker picks it up on its next pass
+        from mailer.compose.composer import new_message_id
+        from mailer.settings import load_settings
+        from mailer.workspace import Workspace
+
+        ws = Workspace(load_settings(env, dotenv_path=None))
+        ws.ledger().enqueue(
+            [(f"TH-50-{a}", f"saraban.th50@{a}.example") for a in ("agri", "prov")], "invitation", 0,
+            lambda i: new_message_id(ws.campaign, i, "invitation"),
+        )  # fmt: skip
+        ws.close()
+        deadline = time.monotonic() + 30
+        while len(smtp_server.messages()) < 2:
+            assert worker.poll() is None and time.monotonic() < deadline
+            time.sleep(0.1)
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        out, err = worker.communicate(timeout=30)
+    assert worker.returncode == 0, err.decode()
+    assert "2 sent" in out.decode()

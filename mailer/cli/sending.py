@@ -13,7 +13,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from mailer.cli.app import app, err, flag, out, send_app, workspace
 from mailer.devserver import DevServer
-from mailer.drain import DrainStats, Outcome, drain_once
+from mailer.drain import DrainStats, Outcome, drain_once, work_forever
 from mailer.errors import MailerError
 from mailer.sender import SendReport, send_announcement, send_round, send_test
 from mailer.workspace import Workspace
@@ -212,13 +212,19 @@ def send_cancel(
 def worker(
     ctx: typer.Context,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+    forever: Annotated[
+        bool, typer.Option("--forever", help="Keep draining until SIGTERM/Ctrl-C.")
+    ] = False,
+    poll: Annotated[float, typer.Option(min=1, help="Seconds between passes with --forever.")] = 30,
 ) -> None:
-    """Drain the ledger once: send every message that is due, then exit. Run several (on
-    one or more hosts, against one PostgreSQL ledger) to send in parallel.
+    """Drain the ledger once: send every message that is due, then exit (or, with
+    --forever, look again every --poll seconds until stopped). Run several (on one or more
+    hosts, against one PostgreSQL ledger) to send in parallel.
 
-    Example: mailer worker
+    Example: mailer worker --forever --poll 30
     """
-    stats = drain_once(workspace(ctx))
+    ws = workspace(ctx)
+    stats = work_forever(ws, poll, log=out.print) if forever else drain_once(ws)
     if as_json:
         out.print(json.dumps(stats.summary(), ensure_ascii=False), markup=False)
     else:
