@@ -164,24 +164,31 @@ def test_a_refusing_server_fails_rows_then_pauses_the_run(make_ws) -> None:
     assert all("550 5.1.1" in (i.last_reply or "") for i in failed)
 
 
-@pytest.fixture
-def tls_server(tmp_path: Path) -> Iterator[tuple[int, Path, Mailhog]]:
+def _tls_server(tmp_path: Path, implicit: bool) -> Iterator[tuple[int, Path, Mailhog]]:
+    """A real SMTP server with a certificate from a throw-away test CA: STARTTLS required,
+    or TLS from the first byte (implicit)."""
     ca = trustme.CA()
-    cert = ca.issue_cert("127.0.0.1", "localhost")
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    cert.configure_cert(context)
+    ca.issue_cert("127.0.0.1", "localhost").configure_cert(context)
     ca_file = tmp_path / "ca.pem"
     ca.cert_pem.write_to_path(str(ca_file))
     port = free_port()
-    handler = MaildirHandler(tmp_path / "tls-mail")
+    tls = (
+        {"ssl_context": context} if implicit else {"require_starttls": True, "tls_context": context}
+    )
     controller = Controller(
-        handler, hostname="127.0.0.1", port=port, require_starttls=True, tls_context=context
+        MaildirHandler(tmp_path / "tls-mail"), hostname="127.0.0.1", port=port, **tls
     )
     controller.start()
     try:
         yield port, ca_file, Mailhog(None, port, tmp_path / "tls-mail")  # type: ignore[arg-type]
     finally:
         controller.stop()
+
+
+@pytest.fixture
+def tls_server(tmp_path: Path) -> Iterator[tuple[int, Path, Mailhog]]:
+    yield from _tls_server(tmp_path, implicit=False)
 
 
 def test_starttls_is_verified_against_the_ca(make_ws, tls_server) -> None:  # type: ignore[no-untyped-def]
@@ -202,20 +209,7 @@ def test_a_certificate_that_does_not_verify_stops_the_run(make_ws, tls_server) -
 
 @pytest.fixture
 def implicit_tls_server(tmp_path: Path) -> Iterator[tuple[int, Path, Mailhog]]:
-    ca = trustme.CA()
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ca.issue_cert("127.0.0.1").configure_cert(context)
-    ca_file = tmp_path / "ca.pem"
-    ca.cert_pem.write_to_path(str(ca_file))
-    port = free_port()
-    controller = Controller(
-        MaildirHandler(tmp_path / "ssl-mail"), hostname="127.0.0.1", port=port, ssl_context=context
-    )
-    controller.start()
-    try:
-        yield port, ca_file, Mailhog(None, port, tmp_path / "ssl-mail")  # type: ignore[arg-type]
-    finally:
-        controller.stop()
+    yield from _tls_server(tmp_path, implicit=True)
 
 
 def test_implicit_tls_is_verified_against_the_ca(make_ws, implicit_tls_server) -> None:  # type: ignore[no-untyped-def]
