@@ -350,3 +350,14 @@ def test_a_bounce_does_not_hide_an_answer(invited) -> None:  # type: ignore[no-u
 )
 def test_representatives_that_are_not(text: str, outcome: str) -> None:
     assert classify(_reply("a@b.example", text)).outcome == outcome
+
+
+def test_mbox_is_read_and_a_file_that_is_not_one_is_named(invited, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    box = mailbox.mbox(tmp_path / "replies.mbox")
+    box.add(_reply("saraban.th50@agri.example", "ยินดีเข้าร่วม", _our_ids(invited)["TH-50-agri"]))
+    box.close()
+    assert sync(invited, "mbox:x", sources.mbox(tmp_path / "replies.mbox")).new == 1
+    assert attendance(invited)["TH-50-agri"].status == "accepted"
+    (tmp_path / "notes.txt").write_text("hello", encoding="utf-8")
+    with pytest.raises(MailerError, match=r"notes\.txt is not an mbox file"):
+        list(sources.mbox(tmp_path / "notes.txt"))

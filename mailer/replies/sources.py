@@ -36,9 +36,17 @@ def maildir(path: Path) -> Iterator[tuple[str, bytes]]:
 def mbox(path: Path) -> Iterator[tuple[str, bytes]]:
     if not path.is_file():
         raise MailerError(f"{path}: no such mbox file")
-    for message in mailbox.mbox(path, create=False):
-        raw = message.as_bytes()
-        yield f"mbox:{_digest(raw)}", raw
+    with path.open("rb") as handle:
+        head = handle.read(5)
+    if head and head != b"From ":
+        raise MailerError(f"{path} is not an mbox file (it does not start with a 'From ' line)")
+    box = mailbox.mbox(path, create=False)
+    try:
+        for message in box:
+            raw = message.as_bytes()
+            yield f"mbox:{_digest(raw)}", raw
+    finally:
+        box.close()
 
 
 def eml_dir(path: Path) -> Iterator[tuple[str, bytes]]:
