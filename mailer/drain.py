@@ -204,6 +204,14 @@ def drain(
     """
     run = _Run(ws, ledger, transport)
     run.stats.recovered_uncertain = ledger.recover()
+    with ledger.stepping():
+        return _drain(run, ledger, transport, progress)
+
+
+def _drain(
+    run: _Run, ledger: Ledger, transport: SmtpTransport, progress: Progress | None
+) -> DrainStats:
+    ws = run.ws
     limited = bool(ws.settings.limits.windows())
     consecutive_failures = 0
     try:

