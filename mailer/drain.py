@@ -8,14 +8,17 @@ pause (rate limit, back-off) and on the way out, the last result is recorded at 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import IO
 
 from sqlalchemy import Engine
 from sqlmodel import col, select
@@ -35,7 +38,7 @@ from mailer.workspace import Workspace
 S = DeliveryState
 LEASE = timedelta(minutes=5)
 RETRY_HORIZON = timedelta(minutes=2)  # a run waits for retries due this soon
-CLAIM_BATCH = 50
+CLAIM_BATCH = 100
 MAX_ATTEMPTS = 5
 SKIPPED = "skipped"  # an outcome, not a failure: recorded as failed with the reason
 
@@ -59,14 +62,17 @@ class DrainStats:
     uncertain: int = 0
     recovered_uncertain: int = 0
     stopped: str | None = None
-    outcomes: list[Outcome] = field(default_factory=list)
+    # Every outcome but `sent` (what the coordinator must look at). The sent ones are only
+    # counted: a run of 100,000 messages holds no list of them.
+    problems: list[Outcome] = field(default_factory=list)
 
     def summary(self) -> dict[str, object]:
         keys = ("sent", "retry", "failed", "uncertain", "recovered_uncertain", "stopped")
         return {key: getattr(self, key) for key in keys}
 
     def count(self, outcome: Outcome) -> None:
-        self.outcomes.append(outcome)
+        if outcome.state != S.sent:
+            self.problems.append(outcome)
         self.sent += outcome.state == S.sent
         self.retry += outcome.state == S.retry_wait
         self.failed += outcome.state == S.failed
@@ -310,39 +316,108 @@ def work_forever(ws: Workspace, poll: float, log: Callable[[str], None]) -> Drai
     return total
 
 
-def run_workers(
-    ws: Workspace, count: int, env: Mapping[str, str], progress: Progress | None = None
-) -> DrainStats:
-    """Drain with `count` `mailer worker` processes over the same ledger and add up what
-    they report. Each claims its own rows (a lease), so no row is sent by two of them."""
-    ledger = ws.ledger()
-    done_states = (S.sent, S.failed, S.uncertain, S.retry_wait)
-    baseline = sum(ledger.counts()[s] for s in done_states)
-    command = [sys.executable, "-m", "mailer", "worker", "--json"]
-    procs = [
-        subprocess.Popen(command, env=dict(env), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        for _ in range(count)
-    ]
-    reported = 0
-    while any(p.poll() is None for p in procs):
-        time.sleep(1.0)  # real processes run on real time, whatever ws.clock says
-        processed = sum(ledger.counts()[s] for s in done_states) - baseline
-        for _ in range(max(processed - reported, 0)):
-            if progress is not None:
+GO = "go"  # what a helper waits for on stdin before it sends anything
+_DONE = (S.sent, S.failed, S.uncertain, S.retry_wait)
+
+
+class Workers:
+    """Helper `mailer worker` processes for `send … --workers N`: this process drains the
+    ledger and `count` helpers drain it with it. Each claims its own rows (a lease), so no
+    row is sent by two of them.
+
+    They are started before the round is queued, so their start-up (imports, opening the
+    database, compiling the templates) overlaps the queuing, and wait for `GO` on stdin.
+    Closed before `drain` (the round could not be queued), they exit without sending."""
+
+    def __init__(self, count: int, env: Mapping[str, str]) -> None:
+        command = [sys.executable, "-m", "mailer", "worker", "--json", "--after-go"]
+        self._procs: list[tuple[subprocess.Popen[bytes], IO[bytes], IO[bytes]]] = []
+        for _ in range(count):
+            # Files, not pipes: a chatty worker can never block on a full pipe.
+            out, err = tempfile.TemporaryFile(), tempfile.TemporaryFile()  # noqa: SIM115
+            proc = subprocess.Popen(
+                command, env=dict(env), stdin=subprocess.PIPE, stdout=out, stderr=err
+            )
+            self._procs.append((proc, out, err))
+
+    def __enter__(self) -> Workers:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Tell helpers that were never started to go home, and wait for all of them."""
+        for proc, out, err in self._procs:
+            if proc.stdin is not None and not proc.stdin.closed:
+                with contextlib.suppress(OSError):
+                    proc.stdin.close()  # EOF instead of GO: exit without sending
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            out.close()
+            err.close()
+
+    def drain(
+        self,
+        ws: Workspace,
+        ledger: Ledger,
+        transport: SmtpTransport,
+        progress: Progress | None = None,
+    ) -> DrainStats:
+        """Start the helpers, drain here too, wait for them, and add up what all did.
+        Progress counts this process's messages as they go and the helpers' from the
+        ledger twice a second."""
+
+        def done() -> int:
+            counts = ledger.counts()
+            return sum(counts[s] for s in _DONE)
+
+        baseline = done()
+        own = others = 0
+        next_look = time.monotonic()
+
+        def catch_up() -> None:
+            nonlocal others, next_look
+            if progress is None or time.monotonic() < next_look:
+                return
+            next_look = time.monotonic() + 0.5
+            now_others = done() - baseline - own
+            for _ in range(now_others - others):
                 progress(Outcome("(workers)", S.sent, ""))
-        reported = max(reported, processed)
-    stats = DrainStats()
-    errors = []
-    for proc in procs:
-        out, err = proc.communicate()
-        lines = out.decode("utf-8", "replace").strip().splitlines()
-        if proc.returncode != 0 or not lines:
-            errors.append(err.decode("utf-8", "replace").strip() or f"exit {proc.returncode}")
-            continue
-        summary = json.loads(lines[-1])
-        for key in ("sent", "retry", "failed", "uncertain", "recovered_uncertain"):
-            setattr(stats, key, getattr(stats, key) + int(summary[key]))
-        stats.stopped = stats.stopped or summary.get("stopped")
-    if errors:
-        raise MailerError("a worker stopped: " + " | ".join(dict.fromkeys(errors)))
-    return stats
+            others = max(others, now_others)
+
+        def ours(outcome: Outcome) -> None:
+            nonlocal own
+            own += 1
+            if progress is not None:
+                progress(outcome)
+            catch_up()
+
+        for proc, _, _ in self._procs:
+            assert proc.stdin is not None
+            with contextlib.suppress(OSError):  # a helper that already failed says why below
+                proc.stdin.write(f"{GO}\n".encode())
+                proc.stdin.close()
+        stats = drain(ws, ledger, transport, ours)
+        while any(proc.poll() is None for proc, _, _ in self._procs):
+            time.sleep(0.05)  # real processes run on real time, whatever ws.clock says
+            catch_up()
+        errors = []
+        for proc, out, err in self._procs:
+            out.seek(0)
+            err.seek(0)
+            lines = out.read().decode("utf-8", "replace").strip().splitlines()
+            if proc.returncode != 0 or not lines:
+                problem = err.read().decode("utf-8", "replace").strip()
+                errors.append(problem or f"exit {proc.returncode}")
+                continue
+            summary = json.loads(lines[-1])
+            for key in ("sent", "retry", "failed", "uncertain", "recovered_uncertain"):
+                setattr(stats, key, getattr(stats, key) + int(summary[key]))
+            stats.stopped = stats.stopped or summary.get("stopped")
+        if errors:
+            raise MailerError("a worker stopped: " + " | ".join(dict.fromkeys(errors)))
+        return stats

@@ -35,6 +35,11 @@ def _when(nullable: bool = False) -> Any:
     return Field(sa_column=Column(UTCDateTime(), nullable=nullable))
 
 
+def split_emails(emails: str) -> list[str]:
+    """The stored "a@x; b@y" (primary first) as a list."""
+    return [e for e in (part.strip() for part in emails.split(";")) if e]
+
+
 class DeliveryState(StrEnum):
     queued = "queued"
     sending = "sending"
@@ -60,7 +65,7 @@ class Invitee(SQLModel, table=True):
 
     @property
     def email_list(self) -> list[str]:
-        return [e for e in (part.strip() for part in self.emails.split(";")) if e]
+        return split_emails(self.emails)
 
 
 class CampaignState(SQLModel, table=True):

@@ -21,9 +21,9 @@ from mailer.compose import OutgoingMail
 from mailer.compose.composer import new_message_id
 from mailer.contacts import InviteeRecord
 from mailer.db import reader, session
-from mailer.drain import DrainStats, Progress, drain, run_workers
+from mailer.drain import DrainStats, Progress, Workers, drain
 from mailer.errors import MailerError, TransportError
-from mailer.models import Invitee
+from mailer.models import Invitee, split_emails
 from mailer.replies.tracking import attendance
 from mailer.transport import PermanentFailure, TemporaryFailure
 from mailer.workspace import Workspace
@@ -58,6 +58,23 @@ def select_invitees(engine: Engine, only: Sequence[str] = ()) -> list[InviteeRec
     return list(iter_invitees(engine, only))
 
 
+def iter_recipients(engine: Engine, only: Sequence[str] = ()) -> Iterator[tuple[str, str]]:
+    """(invitee id, "a@x; b@y") of the chosen invitees in id order: what queuing needs,
+    read as plain rows in chunks (no ORM objects, never the whole list in memory)."""
+    query = (
+        select(col(Invitee.invitee_id), col(Invitee.emails))
+        .where(_chosen(only))
+        .order_by(col(Invitee.invitee_id))
+    )
+    with reader(engine).connect() as conn:
+        result = conn.execute(query.execution_options(yield_per=5000))
+        try:
+            for invitee_id, emails in result:
+                yield invitee_id, "; ".join(split_emails(emails))
+        finally:
+            result.close()
+
+
 def iter_invitees(engine: Engine, only: Sequence[str] = ()) -> Iterator[InviteeRecord]:
     """The chosen invitees in id order, read in chunks: never the whole list in memory."""
     query = select(Invitee).where(_chosen(only)).order_by(col(Invitee.invitee_id))
@@ -83,7 +100,7 @@ def send_round(
     worker_env: Mapping[str, str] | None = None,
 ) -> SendReport:
     campaign = ws.campaign
-    message_kind = campaign.message_kind(kind)
+    campaign.message_kind(kind)  # an unknown kind stops here, before any worker starts
     sessions = ws.settings.limits.sessions
     if workers > sessions:
         raise MailerError(
@@ -97,20 +114,40 @@ def send_round(
         raise MailerError(
             f"the event was cancelled (SEQUENCE {pending.sequence}); nothing more is sent for it"
         )
+    if workers == 1 or dry_run:
+        return _queue_and_send(ws, kind, only, limit, dry_run, new_server, progress, None)
+    # The helpers start now and wait: their start-up overlaps the queuing below.
+    with Workers(workers - 1, worker_env or {}) as pool:
+        return _queue_and_send(ws, kind, only, limit, dry_run, new_server, progress, pool)
+
+
+def _queue_and_send(
+    ws: Workspace,
+    kind: str,
+    only: Sequence[str],
+    limit: int | None,
+    dry_run: bool,
+    new_server: bool,
+    progress: Progress | None,
+    pool: Workers | None,
+) -> SendReport:
+    campaign = ws.campaign
+    message_kind = campaign.message_kind(kind)
+    ledger = ws.ledger()
     members: set[str] | None = None
     if kind.startswith("reminder:"):
         members = audience_ids(ws, campaign.rule(kind.partition(":")[2]).audience)
 
-    def chosen() -> Generator[InviteeRecord, None, None]:
-        for invitee in iter_invitees(ws.engine, only):
-            if members is None or invitee.invitee_id in members:
-                yield invitee
+    def chosen() -> Generator[tuple[str, str], None, None]:
+        for invitee_id, recipients in iter_recipients(ws.engine, only):
+            if members is None or invitee_id in members:
+                yield invitee_id, recipients
 
     existing = ledger.existing(kind)
     selected = fresh = 0
-    for invitee in chosen():
+    for invitee_id, _ in chosen():
         selected += 1
-        fresh += invitee.invitee_id not in existing
+        fresh += invitee_id not in existing
     server = ws.settings.smtp.server_id
     if not selected:
         if members is not None:  # a round whose audience is empty right now: nothing to do
@@ -131,8 +168,9 @@ def send_round(
     )
     # Render one message before touching anything: a template error stops here, cleanly.
     sequence = ledger.campaign_state().sequence if not dry_run else 0
-    with contextlib.closing(chosen()) as first:  # close the cursor behind it at once
-        sample = next(first)
+    with contextlib.closing(chosen()) as rows:  # close the cursor behind it at once
+        sample_id = next(rows)[0]
+    sample = next(i for i in select_invitees(ws.engine, [sample_id]) if i.invitee_id == sample_id)
     ws.composer.compose(
         OutgoingMail(
             sample, message_kind.template, "<preflight@invalid>", sequence, message_kind.method
@@ -147,18 +185,18 @@ def send_round(
         ledger.guard_server(server, allow_new=new_server)
         if kind == "invitation":
             first_version(ledger, campaign.event)
-        new = (i for i in chosen() if i.invitee_id not in existing)
+        new = (row for row in chosen() if row[0] not in existing)
         report.enqueued = ledger.enqueue(
-            ((i.invitee_id, "; ".join(i.email)) for i in itertools.islice(new, limit)),
+            itertools.islice(new, limit),
             kind,
             sequence,
             lambda invitee_id: new_message_id(campaign, invitee_id, kind),
         )
         report.due = ledger.due_count()
-        if workers == 1:
+        if pool is None:
             report.drain = drain(ws, ledger, transport, progress)
-    if workers > 1:
-        report.drain = run_workers(ws, workers, worker_env or {}, progress)
+        else:
+            report.drain = pool.drain(ws, ledger, transport, progress)
     report.totals = ledger.counts(kind)
     return report
 

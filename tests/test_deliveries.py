@@ -9,6 +9,9 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from mailer.cli import app
+from mailer.db import open_database
+from mailer.outbox import Ledger
+from mailer.settings import load_settings
 from tests.conftest import CAMPAIGN, CONTACTS, TEMPLATES, Mailhog
 from tests.helpers import raw_headers
 from tests.scripted_smtp import Script, ScriptedServer
@@ -99,6 +102,31 @@ def test_two_workers_send_every_office_exactly_once(
     assert len(delivered) == 532 and set(delivered.values()) == {1}
     rows = _rows(env)
     assert {r["state"] for r in rows} == {"sent"} and len({r["server"] for r in rows}) == 1
+
+
+def test_workers_started_for_a_round_that_cannot_be_queued_send_nothing(
+    tmp_path: Path, smtp_server: Mailhog
+) -> None:
+    """The helpers start before the round is queued; when the round stops first (here a
+    broken template), they go home without sending, and the command says why."""
+    import shutil
+
+    templates = tmp_path / "templates"
+    shutil.copytree(TEMPLATES, templates)
+    (templates / "invitation" / "body.html").write_text("{{ no_such_name }}", encoding="utf-8")
+    env = {**_env(tmp_path, smtp_server.port), "MAILER_TEMPLATES": str(templates)}
+    assert run(env, "import", str(CONTACTS)).exit_code == 0
+    # Rows already due from an earlier round: a helper that started would send them.
+    settings = load_settings(env)
+    ledger = Ledger(open_database(settings.database_url), "egov-seminar-2559")
+    kind = "reminder:followup-no-reply"
+    ledger.enqueue([("TH-50-agri", A)], kind, 0, lambda i: f"<{i}.test@ega.example>")
+    result = run(env, "send", "invitations", "--workers", "2")
+    assert result.exit_code == 1
+    assert "invitation/body.html" in result.output and "no_such_name" in result.output
+    assert smtp_server.messages() == []
+    assert [(r["kind"], r["state"]) for r in _rows(env)] == [(kind, "queued")]
+    ledger.engine.dispose()
 
 
 def test_more_workers_than_the_provider_allows_is_refused(tmp_path: Path) -> None:

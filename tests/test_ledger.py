@@ -91,6 +91,48 @@ def test_the_state_machine(ledger: Ledger, clock: FakeClock) -> None:
     assert again.invitee_id == b.invitee_id and again.attempts == 1
 
 
+def test_claims_take_due_retries_first_then_the_oldest_queued(
+    ledger: Ledger, clock: FakeClock
+) -> None:
+    _enqueue(ledger, IDS)
+    owner = new_owner()
+    a, b, c = ledger.claim(owner, 3, LEASE)
+    for claim, state in ((a, "sent"), (b, "retry_wait"), (c, "sent")):
+        assert _sending(ledger, claim, owner)
+        _settle(
+            ledger, claim, owner, state, "451 later", timedelta(minutes=2) if claim is b else None
+        )
+    clock.advance(minutes=1)
+    _enqueue(ledger, IDS, kind="reminder:r1")
+    clock.advance(minutes=1)
+    _enqueue(ledger, IDS[:1], kind="reminder:r2")
+    clock.advance(minutes=1)  # b's retry is now due
+    first = ledger.claim(owner, 2, LEASE)
+    assert [(c.kind, c.invitee_id) for c in first] == [
+        ("invitation", "TH-50-prov"),
+        ("reminder:r1", "TH-50-agri"),
+    ]
+    rest = ledger.claim(new_owner(), 10, LEASE)
+    assert [(c.kind, c.invitee_id) for c in rest] == [
+        ("reminder:r1", "TH-50-prov"),
+        ("reminder:r1", "TH-51-agri"),
+        ("reminder:r2", "TH-50-agri"),
+    ]
+
+
+def test_a_due_retry_goes_before_older_queued_rows(ledger: Ledger, clock: FakeClock) -> None:
+    _enqueue(ledger, IDS, kind="reminder:r1")
+    _enqueue(ledger, IDS[:1])
+    owner = new_owner()
+    claims = ledger.claim(owner, 10, LEASE)
+    (invitation,) = [c for c in claims if c.kind == "invitation"]
+    assert _sending(ledger, invitation, owner)
+    _settle(ledger, invitation, owner, "retry_wait", "451 later", timedelta(minutes=2))
+    assert ledger.release(owner) == 3
+    clock.advance(minutes=3)
+    assert [c.kind for c in ledger.claim(owner, 1, LEASE)] == ["invitation"]
+
+
 def test_a_worker_that_lost_its_lease_cannot_mark_the_row(ledger: Ledger, clock: FakeClock) -> None:
     _enqueue(ledger, IDS[:1])
     slow, fast = new_owner(), new_owner()

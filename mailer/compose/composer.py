@@ -141,17 +141,22 @@ class Composer:
         if mail.automatic:
             headers.append(mime.plain("Auto-Submitted", "auto-generated"))
         headers += [mime.plain("Content-Language", "th"), mime.plain("MIME-Version", "1.0")]
+        calendar = mime.base64_body(ics)  # the same bytes twice: encoded once
         alternative = mime.multipart(
             "alternative",
             inner,
             [
-                mime.leaf('text/plain; charset="utf-8"', mime.text_data(letter.text)),
-                mime.leaf('text/html; charset="utf-8"', mime.text_data(letter.html)),
-                mime.leaf(f'text/calendar; charset="utf-8"; method={mail.method}', ics),
+                mime.leaf(
+                    'text/plain; charset="utf-8"', mime.base64_body(mime.text_data(letter.text))
+                ),
+                mime.leaf(
+                    'text/html; charset="utf-8"', mime.base64_body(mime.text_data(letter.html))
+                ),
+                mime.leaf(f'text/calendar; charset="utf-8"; method={mail.method}', calendar),
             ],
         )
         attachment = mime.leaf(
-            'application/ics; name="invite.ics"', ics, 'attachment; filename="invite.ics"'
+            'application/ics; name="invite.ics"', calendar, 'attachment; filename="invite.ics"'
         )
         body = mime.multipart("mixed", outer, [alternative, attachment])
         return ComposedMessage(

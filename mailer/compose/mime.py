@@ -9,7 +9,8 @@ back with the standard library's parser (no defects allowed) and check each part
 Header safety does not depend on where a value came from: every value is folded to one
 line (`one_line`), non-ASCII text leaves only as RFC 2047 encoded words (UTF-8, base64,
 at most 75 characters, split on character boundaries by `email.header.Header`), addresses
-are checked by `email.headerregistry.Address`, and `_line` refuses CR, LF and NUL outright.
+are checked by `email.headerregistry.Address` (the plain dot-atom form by a strict pattern),
+and `_line` refuses CR, LF and NUL outright.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from __future__ import annotations
 import base64
 import functools
 import hashlib
+import re
 from collections.abc import Sequence
 from email.header import Header
 from email.headerregistry import Address
@@ -56,18 +58,24 @@ def _encoded_words(text: str, first_line: int) -> str:
     """UTF-8 base64 encoded words, split between characters, one per folded line.
 
     A line holds one encoded word of at most 75 characters (the first line also holds
-    the header name), so every line stays under 78 columns."""
+    the header name), so every line stays under 78 columns. The text is cut on its UTF-8
+    bytes, never inside a character (a continuation byte is never the start of a word)."""
+    data = text.encode("utf-8")
     words: list[str] = []
-    chunk = b""
+    start = 0
     budget = min(_EW_MAX, 76 - first_line)
-    for char in text:
-        piece = char.encode("utf-8")
-        if chunk and _EW_OVERHEAD + 4 * ((len(chunk) + len(piece) + 2) // 3) > budget:
-            words.append(_word(chunk))
-            chunk, budget = b"", _EW_MAX
-        chunk += piece
-    words.append(_word(chunk))
-    return "\r\n ".join(words)
+    while start < len(data):
+        end = start + max(3 * ((budget - _EW_OVERHEAD) // 4), 1)  # bytes that fit
+        if end < len(data):
+            while data[end] & 0xC0 == 0x80 and end > start + 1:
+                end -= 1
+            if data[end] & 0xC0 == 0x80:  # a budget smaller than one character
+                end += 1
+                while end < len(data) and data[end] & 0xC0 == 0x80:
+                    end += 1
+        words.append(_word(data[start:end]))
+        start, budget = end, _EW_MAX
+    return "\r\n ".join(words) if words else _word(b"")
 
 
 def _word(data: bytes) -> str:
@@ -79,14 +87,19 @@ def unstructured(name: str, text: str) -> bytes:
     return _line(name, _words(one_line(text), name))
 
 
+_ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_PLAIN_ADDRESS = re.compile(rf"{_ATOM}(?:\.{_ATOM})*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+")
+
+
 @functools.lru_cache(maxsize=1024)
 def address(display_name: str, addr_spec: str, name: str) -> str:
     display = one_line(display_name)
-    checked = Address(display_name=display, addr_spec=addr_spec)  # raises on a bad address
     if not display or display.isascii():
-        return str(checked)
+        return str(Address(display_name=display, addr_spec=addr_spec))  # quotes as needed
+    if _PLAIN_ADDRESS.fullmatch(addr_spec) is None:  # the common dot-atom form is safe as is
+        addr_spec = Address(addr_spec=addr_spec).addr_spec  # raises on a bad address
     words = _words(display, name)
-    angle = f"<{checked.addr_spec}>"
+    angle = f"<{addr_spec}>"
     last_line = words.rsplit("\r\n", 1)[-1]
     glue = " " if len(last_line) + 1 + len(angle) <= 76 else "\r\n "
     return f"{words}{glue}{angle}"
@@ -107,14 +120,18 @@ def text_data(text: str) -> bytes:
     return CRLF.join(text.encode("utf-8").splitlines()) + CRLF
 
 
-def leaf(content_type: str, data: bytes, disposition: str | None = None) -> bytes:
+def base64_body(data: bytes) -> bytes:
+    """A part's payload in base64, in lines of 76 characters, each ended by CRLF."""
+    encoded = base64.b64encode(data)
+    return b"".join([encoded[i : i + 76] + CRLF for i in range(0, len(encoded), 76)])
+
+
+def leaf(content_type: str, body: bytes, disposition: str | None = None) -> bytes:
+    """A part with its headers; `body` is already base64 (see `base64_body`)."""
     head = b"Content-Type: " + content_type.encode("ascii") + CRLF
     if disposition:
         head += b"Content-Disposition: " + disposition.encode("ascii") + CRLF
-    head += b"Content-Transfer-Encoding: base64" + CRLF
-    encoded = base64.b64encode(data)
-    lines = [encoded[i : i + 76] for i in range(0, len(encoded), 76)]
-    return head + CRLF + CRLF.join(lines) + CRLF
+    return head + b"Content-Transfer-Encoding: base64" + CRLF + CRLF + body
 
 
 def multipart(subtype: str, boundary: str, parts: Sequence[bytes]) -> bytes:
