@@ -268,9 +268,21 @@ def _path(address: str) -> str:
     return f"<{address}>"
 
 
+def _starts_a_line_with_dot(data: bytes) -> bool:
+    """Whether any line begins with ".". Looks only at the dots (one `find` each, and a
+    composed message has a few dozen, all in its headers: base64 has none) instead of
+    searching the whole message for "\\n." (~25 µs for an invitation)."""
+    at = data.find(b".")
+    while at != -1:
+        if at == 0 or data[at - 1] == 0x0A:
+            return True
+        at = data.find(b".", at + 1)
+    return False
+
+
 def _dot_stuffed(data: bytes) -> bytes:
     """The DATA payload: CRLF line ends, leading dots doubled, ended by CRLF.CRLF."""
-    body = re.sub(rb"(?m)^\.", b"..", data) if data.startswith(b".") or b"\n." in data else data
+    body = re.sub(rb"(?m)^\.", b"..", data) if _starts_a_line_with_dot(data) else data
     if not body.endswith(b"\r\n"):
         body += b"\r\n"
     return body + b".\r\n"

@@ -22,6 +22,7 @@ from mailer.compose.invites import fold
 from mailer.contacts import COLUMNS, InviteeRecord, import_contacts
 from mailer.db import open_database
 from mailer.sender import select_invitees
+from mailer.transport import _starts_a_line_with_dot
 from tests.conftest import CAMPAIGN, TEMPLATES
 from tests.helpers import calendar_of, decoded, parse, raw_headers, text_of
 
@@ -140,3 +141,12 @@ def test_fold_cuts_lines_exactly_where_icalendar_does(name: str, value: str) -> 
     assert ours == line.to_ical()
     assert all(len(physical) <= 75 for physical in ours.split(b"\r\n"))
     assert Contentline.from_ical(ours.decode("utf-8")) == line
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    data=st.binary(max_size=200)
+    | st.lists(st.sampled_from([b".", b"\r\n", b"a", b"\n"])).map(b"".join)
+)
+def test_the_dot_check_agrees_with_a_plain_search(data: bytes) -> None:
+    assert _starts_a_line_with_dot(data) == (data.startswith(b".") or b"\n." in data)

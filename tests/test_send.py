@@ -221,3 +221,14 @@ def test_implicit_tls_is_verified_against_the_ca(make_ws, implicit_tls_server) -
     with pytest.raises(TransportError, match=r"does not verify"):
         send_round(untrusted, "invitation", only=["TH-51"])
     assert len(box.messages()) == 7
+
+
+def test_lines_that_start_with_a_dot_arrive_intact(make_ws, smtp_server: Mailhog) -> None:
+    """SMTP ends a message at a line holding only "."; the transport doubles every leading
+    dot (RFC 5321 §4.5.2) and the server takes them off again."""
+    body = b".first line\r\nmiddle\r\n..two dots\r\n.\r\nlast . line\r\n"
+    data = b"Subject: dots\r\nMessage-ID: <dots@test>\r\n\r\n" + body
+    with make_ws(SMTP_PORT=str(smtp_server.port)).transport() as transport:
+        transport.send("coordinator@ega.example", ["a@x.example"], data)
+    (received,) = smtp_server.messages()
+    assert received.replace(b"\r\n", b"\n").endswith(body.replace(b"\r\n", b"\n"))
