@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from mailer.contacts import import_contacts
-from mailer.db import open_database
+from mailer.db import SCHEMA_HEAD, _alembic_config, open_database
 from mailer.errors import DatabaseError, LedgerError
 from mailer.outbox import Claim, Ledger, Sending, Settled, new_owner
 from tests.conftest import CONTACTS, FakeClock
@@ -229,6 +229,37 @@ def test_migrations_run_once_and_reopen_cleanly(database_url: str) -> None:
     with engine.connect() as conn:
         assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0005"
     engine.dispose()
+
+
+def test_the_schema_head_is_the_newest_migration() -> None:
+    """`SCHEMA_HEAD` lets a current database open without loading Alembic: it must name
+    the newest migration, or a new migration would never run."""
+    from alembic.script import ScriptDirectory
+
+    assert ScriptDirectory.from_config(_alembic_config()).get_current_head() == SCHEMA_HEAD
+
+
+def test_a_database_of_an_older_schema_is_upgraded_when_opened(database_url: str) -> None:
+    engine = open_database(database_url)
+    with engine.begin() as conn:  # back to how 0004 left it
+        conn.execute(text("DROP TABLE attendance_mark"))
+        conn.execute(text("DROP TABLE inbound_message"))
+        conn.execute(text("UPDATE alembic_version SET version_num = '0004'"))
+    engine.dispose()
+    engine = open_database(database_url)
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0005"
+        assert conn.execute(text("SELECT count(*) FROM attendance_mark")).scalar() == 0
+    engine.dispose()
+
+
+def test_a_database_written_by_a_newer_mailer_is_refused(database_url: str) -> None:
+    engine = open_database(database_url)
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE alembic_version SET version_num = '0099'"))
+    engine.dispose()
+    with pytest.raises(DatabaseError, match=r"written by a newer mailer \(schema 0099\)"):
+        open_database(database_url)
 
 
 def test_an_unreachable_postgres_is_explained() -> None:
