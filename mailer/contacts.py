@@ -17,14 +17,15 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Protocol
 
 from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import Engine
-from sqlmodel import select
+from sqlmodel import col, select
 
 from mailer.db import session
 from mailer.errors import ContactsError
-from mailer.models import Invitee
+from mailer.models import Invitee, split_emails
 from mailer.thai import script_slips
 
 COLUMNS = (
@@ -60,6 +61,40 @@ _PROVINCE_FROM_ID = re.compile(r"^(TH-\d{2})-")
 SALUTATION_PREFIX = "เรียน"
 
 
+# What an `InviteeRecord` is made of, for reading plain rows where ORM objects cost too much.
+RECORD_COLUMNS = (
+    col(Invitee.invitee_id),
+    col(Invitee.organisation),
+    col(Invitee.salutation),
+    col(Invitee.emails),
+    col(Invitee.province),
+    col(Invitee.province_code),
+    col(Invitee.agency),
+    col(Invitee.phone),
+)
+
+
+class InviteeColumns(Protocol):
+    """An `Invitee`, or a row of `RECORD_COLUMNS`."""
+
+    @property
+    def invitee_id(self) -> str: ...
+    @property
+    def organisation(self) -> str: ...
+    @property
+    def salutation(self) -> str: ...
+    @property
+    def emails(self) -> str: ...
+    @property
+    def province(self) -> str: ...
+    @property
+    def province_code(self) -> str: ...
+    @property
+    def agency(self) -> str: ...
+    @property
+    def phone(self) -> str: ...
+
+
 @dataclass(frozen=True)
 class InviteeRecord:
     """One invited office as plain values (what templates and the composer receive)."""
@@ -78,12 +113,13 @@ class InviteeRecord:
         return self.email[0]
 
     @classmethod
-    def from_row(cls, row: Invitee) -> InviteeRecord:
+    def from_row(cls, row: InviteeColumns) -> InviteeRecord:
+        """From an `Invitee`, or a plain row of its columns (`RECORD_COLUMNS`)."""
         return cls(
             invitee_id=row.invitee_id,
             organisation=row.organisation,
             salutation=row.salutation,
-            email=tuple(row.email_list),
+            email=tuple(split_emails(row.emails)),
             province=row.province,
             province_code=row.province_code,
             agency=row.agency,

@@ -20,14 +20,14 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import IO
 
-from sqlalchemy import Engine
-from sqlmodel import col, select
+from sqlalchemy import Engine, select
+from sqlmodel import col
 
 from mailer.audience import audience_ids
 from mailer.changes import Change, changes_at
 from mailer.compose import OutgoingMail
-from mailer.contacts import InviteeRecord
-from mailer.db import reader, session
+from mailer.contacts import RECORD_COLUMNS, InviteeRecord
+from mailer.db import reader
 from mailer.errors import MailerError
 from mailer.models import DeliveryState, Invitee
 from mailer.outbox import Claim, Ledger, Sending, Settled, new_owner
@@ -86,8 +86,10 @@ def retry_delay(attempt: int) -> timedelta:
 
 
 def _records(engine: Engine, ids: Sequence[str]) -> dict[str, InviteeRecord]:
-    with session(reader(engine)) as db:
-        rows = db.exec(select(Invitee).where(col(Invitee.invitee_id).in_(ids))).all()
+    """The claimed offices, read as plain rows (no ORM objects on the hot path)."""
+    query = select(*RECORD_COLUMNS).where(col(Invitee.invitee_id).in_(ids))
+    with reader(engine).connect() as conn:
+        rows = conn.execute(query).all()
     return {row.invitee_id: InviteeRecord.from_row(row) for row in rows}
 
 

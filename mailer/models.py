@@ -63,10 +63,6 @@ class Invitee(SQLModel, table=True):
     created_at: datetime = _when()
     updated_at: datetime = _when()
 
-    @property
-    def email_list(self) -> list[str]:
-        return split_emails(self.emails)
-
 
 class CampaignState(SQLModel, table=True):
     """What the database remembers of a campaign: its iCalendar SEQUENCE and SMTP server."""

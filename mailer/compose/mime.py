@@ -123,7 +123,9 @@ def text_data(text: str) -> bytes:
 def base64_body(data: bytes) -> bytes:
     """A part's payload in base64, in lines of 76 characters, each ended by CRLF."""
     encoded = base64.b64encode(data)
-    return b"".join([encoded[i : i + 76] + CRLF for i in range(0, len(encoded), 76)])
+    if not encoded:
+        return b""
+    return CRLF.join([encoded[i : i + 76] for i in range(0, len(encoded), 76)]) + CRLF
 
 
 def leaf(content_type: str, body: bytes, disposition: str | None = None) -> bytes:
