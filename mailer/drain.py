@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import random
+import signal
 import subprocess
 import sys
 import tempfile
@@ -295,16 +296,20 @@ def drain_once(ws: Workspace) -> DrainStats:
         return drain(ws, ledger, transport)
 
 
-def work_forever(ws: Workspace, poll: float, log: Callable[[str], None]) -> DrainStats:
-    """`mailer worker --forever`: drain, wait `poll` seconds, again — until SIGTERM/SIGINT,
-    which let the message in hand finish and be recorded first."""
-    import signal
+def stop_on_signals(ws: Workspace) -> None:
+    """SIGTERM and SIGINT stop a worker between messages: the message in hand is finished
+    and recorded first, the rest stay queued. (Call from the main thread.)"""
 
     def on_signal(signum: int, frame: object) -> None:
         ws.stopping.set()
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, on_signal)
+
+
+def work_forever(ws: Workspace, poll: float, log: Callable[[str], None]) -> DrainStats:
+    """`mailer worker --forever`: drain, wait `poll` seconds, again — until `ws.stopping`
+    is set (see `stop_on_signals`)."""
     total = DrainStats()
     while not ws.stopping.is_set():
         stats = drain_once(ws)
@@ -319,6 +324,7 @@ def work_forever(ws: Workspace, poll: float, log: Callable[[str], None]) -> Drai
 
 
 GO = "go"  # what a helper waits for on stdin before it sends anything
+STOP_GRACE = 300  # seconds a stopping helper may take over the SMTP exchange in hand
 _DONE = (S.sent, S.failed, S.uncertain, S.retry_wait)
 
 
@@ -349,14 +355,18 @@ class Workers:
         self.close()
 
     def close(self) -> None:
-        """Tell helpers that were never started to go home, and wait for all of them."""
-        for proc, out, err in self._procs:
+        """Tell helpers that were never started to go home, ask any still sending (this
+        process is leaving on an error) to stop after the message in hand, and wait."""
+        for proc, _, _ in self._procs:
             if proc.stdin is not None and not proc.stdin.closed:
                 with contextlib.suppress(OSError):
                     proc.stdin.close()  # EOF instead of GO: exit without sending
+            elif proc.poll() is None:
+                proc.terminate()  # SIGTERM: finish and record the message in hand, then stop
+        for proc, out, err in self._procs:
             try:
-                proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
+                proc.wait(timeout=STOP_GRACE)
+            except subprocess.TimeoutExpired:  # stuck: whatever it was sending is uncertain
                 proc.kill()
                 proc.wait()
             out.close()

@@ -80,3 +80,56 @@ def test_sigkill_mid_run_then_restart(tmp_path: Path, smtp_server: Mailhog, work
             assert received[address] <= 1, address
     if uncertain:
         assert b"uncertain" in errors or b"uncertain" in out
+
+
+def test_helpers_stop_after_the_message_in_hand_when_the_command_fails(
+    tmp_path: Path, smtp_server: Mailhog
+) -> None:
+    """`send --workers 2` fails in this process while its helper is sending: the helper is
+    asked to stop, finishes and records the message in hand, and nothing is left
+    `sending`, uncertain or sent twice. The next run sends the rest."""
+    from mailer.contacts import import_contacts
+    from mailer.drain import Outcome
+    from mailer.sender import send_round
+    from mailer.workspace import Workspace
+    from tests.conftest import make_settings
+
+    contacts = tmp_path / "contacts.csv"
+    write_synthetic_contacts(contacts, COUNT)
+    env = {
+        **os.environ,
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'mailer.db'}",
+        "MAILER_CAMPAIGN": str(CAMPAIGN),
+        "MAILER_TEMPLATES": str(TEMPLATES),
+        "SMTP_PORT": str(smtp_server.port),
+    }
+    ws = Workspace(make_settings(tmp_path, SMTP_PORT=str(smtp_server.port)))  # real clock
+    import_contacts(ws.engine, contacts)
+
+    class Failed(Exception):
+        pass
+
+    own = 0
+
+    def progress(outcome: Outcome) -> None:
+        nonlocal own
+        own += outcome.invitee_id != "(workers)"
+        if own % 10 == 0 and ws.ledger().counts()["sent"] >= own + 50:
+            raise Failed  # the helper is well into its share
+
+    try:
+        with pytest.raises(Failed):
+            send_round(ws, "invitation", workers=2, worker_env=env, progress=progress)
+        counts = ws.ledger().counts()
+        assert counts["sending"] == counts["uncertain"] == 0, counts
+        assert 0 < counts["sent"] < COUNT // 2, "the helper stopped instead of finishing"
+        assert counts["sent"] + counts["queued"] == COUNT
+        assert len(smtp_server.messages()) == counts["sent"]
+
+        assert send_round(ws, "invitation").drain.sent == COUNT - counts["sent"]
+        received = Counter(
+            v for raw in smtp_server.messages() for k, v in raw_headers(raw) if k == "Delivered-To"
+        )
+        assert len(received) == COUNT and set(received.values()) == {1}
+    finally:
+        ws.close()

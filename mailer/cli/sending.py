@@ -14,7 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from mailer.cli.app import app, err, flag, out, send_app, workspace
 from mailer.devserver import DevServer
-from mailer.drain import GO, DrainStats, Outcome, drain_once, work_forever
+from mailer.drain import GO, DrainStats, Outcome, drain_once, stop_on_signals, work_forever
 from mailer.errors import MailerError
 from mailer.sender import SendReport, send_announcement, send_round, send_test
 from mailer.workspace import Workspace
@@ -220,11 +220,13 @@ def worker(
 ) -> None:
     """Drain the ledger once: send every message that is due, then exit (or, with
     --forever, look again every --poll seconds until stopped). Run several (on one or more
-    hosts, against one PostgreSQL ledger) to send in parallel.
+    hosts, against one PostgreSQL ledger) to send in parallel. SIGTERM or Ctrl-C stops it
+    after the message in hand is recorded.
 
     Example: mailer worker --forever --poll 30
     """
     ws = workspace(ctx)
+    stop_on_signals(ws)
     if after_go:  # a helper of `send … --workers N`: get ready, then wait for the round
         ws.engine, ws.composer  # noqa: B018 - open the database and compile the templates
         if sys.stdin.readline().strip() != GO:
