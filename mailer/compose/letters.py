@@ -7,7 +7,6 @@ every undefined name is an error, and templates receive plain values only.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,6 +35,7 @@ def _environment(folder: Path, zone: ZoneInfo, autoescape: bool) -> jinja2.Envir
         keep_trailing_newline=False,
         trim_blocks=True,
         lstrip_blocks=True,
+        auto_reload=False,  # compiled once per composer; no stat() of the layout per message
     )
     env.filters.update(
         thai_digits=thai.thai_digits,
@@ -91,5 +91,8 @@ class LetterRenderer:
         subject = " ".join(rendered["subject.txt"].split())
         if not subject:
             raise TemplateProblem(f"{self.folder / 'subject.txt'}: renders an empty subject")
-        text = re.sub(r"\n{3,}", "\n\n", rendered["body.txt"].strip()) + "\n"
+        text = rendered["body.txt"].strip()
+        while "\n\n\n" in text:  # at most one blank line in a row (as re.sub(r"\n{3,}"), faster)
+            text = text.replace("\n\n\n", "\n\n")
+        text += "\n"
         return Letter(subject=subject, text=text, html=rendered["body.html"])
