@@ -11,14 +11,12 @@ import unicodedata
 from datetime import UTC, datetime
 from pathlib import Path
 
-from hypothesis import HealthCheck, example, given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from icalendar.parser.content_line import Contentline
 from markupsafe import escape
 
 from mailer.campaign import load_campaign
 from mailer.compose import Composer, OutgoingMail
-from mailer.compose.invites import fold
 from mailer.contacts import COLUMNS, InviteeRecord, import_contacts
 from mailer.db import open_database
 from mailer.sender import select_invitees
@@ -120,27 +118,6 @@ def test_any_subject_is_encoded_within_rfc2047_limits(text: str) -> None:
     for word in folded.removeprefix("Subject: ").split("\r\n "):
         assert len(word) <= 75 or (word.isascii() and "=?" not in word)
     assert decoded(folded.removeprefix("Subject: ")) == mime.one_line(text)
-
-
-@settings(max_examples=300, deadline=None)
-@given(
-    name=st.sampled_from(["ATTENDEE", "UID", "X"]),
-    value=st.text(
-        alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\r\n"),
-        max_size=300,
-    )
-    | st.text(alphabet=THAI + "\\^;,: ab\U0001f600é", max_size=300),
-)
-@example(name="X", value="a" * 71 + "\\;b")  # a backslash would end the first line
-@example(name="X", value="ก" * 23 + "ab^n" + "a" * 80)  # a caret there, after Thai
-def test_fold_cuts_lines_exactly_where_icalendar_does(name: str, value: str) -> None:
-    """`invites.fold` is a fast copy of icalendar's folding: same bytes for any text,
-    including 4-byte characters and escapes that must not end a line."""
-    line = Contentline(f"{name}:{value}")
-    ours = fold(line)
-    assert ours == line.to_ical()
-    assert all(len(physical) <= 75 for physical in ours.split(b"\r\n"))
-    assert Contentline.from_ical(ours.decode("utf-8")) == line
 
 
 @settings(max_examples=500, deadline=None)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 from datetime import UTC, datetime, timedelta
 
-from icalendar import Alarm, Calendar, Event, Timezone, vCalAddress, vText
+from icalendar import Alarm, Calendar, Event, Timezone, vCalAddress, vDatetime, vText
 from icalendar.parser import Parameters
 from icalendar.parser.content_line import Contentline
 
@@ -20,31 +20,7 @@ from mailer.thai import thai_when
 
 PRODID = "-//EGA Thailand//mailer//TH"
 _BEGIN_EVENT = b"BEGIN:VEVENT\r\n"
-_END_EVENT = b"END:VEVENT\r\n"
 METHODS = ("REQUEST", "CANCEL")
-_FOLD_AT = 74  # octets per physical line, as icalendar folds (RFC 5545: at most 75)
-_ESCAPES = (ord("\\"), ord("^"))  # icalendar never ends a folded line on an escape
-
-
-def fold(line: Contentline) -> bytes:
-    """One content line, folded exactly as icalendar's `Contentline.to_ical` folds it.
-
-    icalendar walks the line a character at a time (~25 µs for an ATTENDEE line with a
-    Thai name); this cuts the UTF-8 bytes at the last character boundary that fits, so a
-    line costs ~2 µs. The tests check that both give the same bytes for any text."""
-    data = line.encode("utf-8")
-    pieces = []
-    start = 0
-    while len(data) - start > _FOLD_AT:
-        end = start + _FOLD_AT
-        while data[end] & 0xC0 == 0x80:  # a UTF-8 continuation byte: not a boundary
-            end -= 1
-        if data[end - 1] in _ESCAPES and end - 1 > start:
-            end -= 1  # keep a backslash (or RFC 6868 caret) with what it escapes
-        pieces.append(data[start:end])
-        start = end
-    pieces.append(data[start:])
-    return b"\r\n ".join(pieces)
 
 
 def display_name(name: str) -> str:
@@ -136,11 +112,12 @@ class InviteBuilder:
         params["ROLE"] = "REQ-PARTICIPANT"
         params["PARTSTAT"] = "NEEDS-ACTION"
         params["RSVP"] = "FALSE" if method == "CANCEL" else "TRUE"
-        # icalendar escapes every value and parameter; `fold` folds as icalendar would.
+        # icalendar escapes and folds every line (DESIGN §4); only the Component round trip
+        # (building an Event to serialise three lines) is skipped.
         lines = (
-            Contentline(f"DTSTAMP:{stamp.astimezone(UTC):%Y%m%dT%H%M%SZ}"),
+            Contentline.from_parts("DTSTAMP", Parameters(), vDatetime(stamp.astimezone(UTC))),
             Contentline.from_parts("UID", Parameters(), vText(uid)),
             Contentline.from_parts("ATTENDEE", params, attendee),
         )
         head, tail = self._shared(method, sequence)
-        return head + b"".join(fold(line) + b"\r\n" for line in lines) + tail
+        return head + b"".join(line.to_ical() + b"\r\n" for line in lines) + tail
