@@ -92,6 +92,21 @@ class _WriterLock:
             self.end(connection)
             raise
 
+    def commit(self, connection: Any) -> None:
+        self._finish(connection, "commit")
+
+    def rollback(self, connection: Any) -> None:
+        self._finish(connection, "rollback")
+
+    def _finish(self, connection: Any, how: str) -> None:
+        """SQLAlchemy fires "commit"/"rollback" *before* it ends the transaction: end it
+        here first, so the next writer gets the file lock only once SQLite is free (else it
+        would meet SQLite's lock and its sleeping busy handler after all). SQLAlchemy's own
+        commit or rollback that follows finds no transaction and does nothing."""
+        if not connection.get_execution_options().get(READ_ONLY):
+            getattr(connection.connection.dbapi_connection, how)()
+        self.end(connection)
+
     def end(self, connection: Any) -> None:
         depth = getattr(self._local, "depth", 0)
         if connection.get_execution_options().get(READ_ONLY) or depth == 0:
@@ -125,8 +140,8 @@ def open_database(url: str) -> Engine:
         lock = _WriterLock(path)
         event.listen(engine, "connect", _on_sqlite_connect)
         event.listen(engine, "begin", lock.begin)
-        event.listen(engine, "commit", lock.end)
-        event.listen(engine, "rollback", lock.end)
+        event.listen(engine, "commit", lock.commit)
+        event.listen(engine, "rollback", lock.rollback)
     else:
         engine = create_engine(url, pool_pre_ping=True)
     try:

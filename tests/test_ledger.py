@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -221,6 +222,37 @@ def test_sqlite_runs_in_wal_mode(tmp_path: Path) -> None:
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
         assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
     engine.dispose()
+
+
+def test_the_sqlite_writer_lock_is_handed_over_only_after_the_commit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another writer waiting on the file lock must find SQLite free when it gets it,
+    or it meets SQLite's lock and its sleeping busy handler after all."""
+    import fcntl
+
+    from mailer import db
+
+    engine = open_database(f"sqlite:///{tmp_path / 'm.db'}")
+    seen: list[bool] = []
+    raw: list[object] = []
+    flock = fcntl.flock
+
+    def watching(fd: int, operation: int) -> None:
+        if operation == fcntl.LOCK_UN and raw:
+            seen.append(raw[0].in_transaction)  # type: ignore[attr-defined]
+        flock(fd, operation)
+
+    monkeypatch.setattr(db.fcntl, "flock", watching)
+    for fail in (False, True):
+        expected = pytest.raises(RuntimeError) if fail else contextlib.nullcontext()
+        with expected, engine.begin() as conn:
+            raw[:] = [conn.connection.dbapi_connection]
+            conn.exec_driver_sql("CREATE TABLE IF NOT EXISTS t (x INTEGER)")
+            if fail:
+                raise RuntimeError("rolled back")
+    engine.dispose()
+    assert seen == [False, False]  # after the commit, and after the rollback
 
 
 def test_migrations_run_once_and_reopen_cleanly(database_url: str) -> None:
