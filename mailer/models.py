@@ -81,7 +81,7 @@ class Delivery(SQLModel, table=True):
     __tablename__ = "delivery"
     __table_args__ = (
         UniqueConstraint("campaign_id", "invitee_id", "kind", name="uq_delivery_once"),
-        Index("ix_delivery_due", "campaign_id", "state", "next_attempt_at"),
+        Index("ix_delivery_due", "campaign_id", "state", "next_attempt_at", "id"),
         Index("ix_delivery_server_sent", "server", "sent_at"),
     )
 

@@ -31,6 +31,7 @@ from sqlalchemy import (
     Select,
     Table,
     func,
+    literal,
     or_,
     select,
     text,
@@ -236,9 +237,9 @@ class Ledger:
         together would sort the whole remaining queue for every claim)."""
         now = self.clock()
 
-        def due(state: str) -> Select[tuple[int]]:
+        def due(rank: int, state: str) -> Select[tuple[int, int, datetime]]:
             rows = (
-                select(D.id)
+                select(D.id, D.next_attempt_at)
                 .where(
                     D.campaign_id == self.campaign_id,
                     D.state == state,
@@ -251,10 +252,14 @@ class Ledger:
             if self._dialect == "postgresql":
                 rows = rows.with_for_update(skip_locked=True)
             inner = rows.subquery()
-            return select(inner.c.id)
+            return select(inner.c.id, literal(rank).label("rank"), inner.c.next_attempt_at)
 
-        either = union_all(due(S.retry_wait.value), due(S.queued.value)).subquery()
-        due_ids = select(either.c.id).limit(limit)
+        either = union_all(due(0, S.retry_wait.value), due(1, S.queued.value)).subquery()
+        due_ids = (  # at most 2 × limit rows to order here
+            select(either.c.id)
+            .order_by(either.c.rank, either.c.next_attempt_at, either.c.id)
+            .limit(limit)
+        )
         stmt = (
             update(DELIVERIES)
             .where(D.id.in_(due_ids.scalar_subquery()))
@@ -292,6 +297,14 @@ class Ledger:
         if self._steps is None:
             with self.engine.connect() as conn:
                 return self._step(conn, owner, settled, sending, lease)
+        try:
+            return self._step(self._steps, owner, settled, sending, lease)
+        except Exception:
+            if not self._steps.invalidated:
+                raise
+        # The kept connection was lost (a database restart, an idle timeout during a
+        # pause): nothing of that transaction was kept or it all was, and both statements
+        # are guarded (lease owner, state), so it is run once more on a new connection.
         return self._step(self._steps, owner, settled, sending, lease)
 
     def _step(

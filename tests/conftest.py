@@ -105,6 +105,12 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
         yield from _postgres_database()
 
 
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A fresh PostgreSQL database, for what only PostgreSQL does (e.g. lose a connection)."""
+    yield from _postgres_database()
+
+
 @dataclass
 class Dovecot:
     port: int  # IMAP, STARTTLS offered

@@ -259,7 +259,7 @@ def test_migrations_run_once_and_reopen_cleanly(database_url: str) -> None:
     open_database(database_url).dispose()
     engine = open_database(database_url)
     with engine.connect() as conn:
-        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0005"
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == SCHEMA_HEAD
     engine.dispose()
 
 
@@ -280,7 +280,7 @@ def test_a_database_of_an_older_schema_is_upgraded_when_opened(database_url: str
     engine.dispose()
     engine = open_database(database_url)
     with engine.connect() as conn:
-        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0005"
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == SCHEMA_HEAD
         assert conn.execute(text("SELECT count(*) FROM attendance_mark")).scalar() == 0
     engine.dispose()
 

@@ -232,3 +232,34 @@ def test_lines_that_start_with_a_dot_arrive_intact(make_ws, smtp_server: Mailhog
         transport.send("coordinator@ega.example", ["a@x.example"], data)
     (received,) = smtp_server.messages()
     assert received.replace(b"\r\n", b"\n").endswith(body.replace(b"\r\n", b"\n"))
+
+
+@pytest.mark.postgres
+def test_a_lost_database_connection_mid_run_is_replaced(
+    make_ws, smtp_server: Mailhog, postgres_url: str
+) -> None:
+    """The sending loop keeps one connection for its commits; PostgreSQL dropping it (a
+    restart, an idle timeout) costs a reconnect, not the run."""
+    import psycopg
+
+    ws = make_ws(SMTP_PORT=str(smtp_server.port), DATABASE_URL=postgres_url)
+    import_contacts(ws.engine, CONTACTS)
+    name = postgres_url.rsplit("/", 1)[1]
+    admin = postgres_url.replace("postgresql+psycopg://", "postgresql://").rsplit("/", 1)[0]
+    seen = 0
+
+    def progress(outcome: object) -> None:
+        nonlocal seen
+        seen += 1
+        if seen in (2, 5):  # cut every connection of this database, twice
+            with psycopg.connect(f"{admin}/postgres", autocommit=True) as conn:
+                conn.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = %s AND pid <> pg_backend_pid()",
+                    (name,),
+                )
+
+    report = send_round(ws, "invitation", only=["TH-50"], progress=progress)
+    assert report.drain.sent == 7 and seen == 7
+    assert ws.ledger().counts()["sent"] == 7
+    assert len(smtp_server.messages()) == 7
