@@ -17,7 +17,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import astuple, dataclass, field
 from datetime import timedelta
 from typing import IO
 
@@ -29,7 +29,6 @@ from mailer.changes import Change, changes_at
 from mailer.compose import OutgoingMail
 from mailer.contacts import RECORD_COLUMNS, InviteeRecord
 from mailer.db import reader
-from mailer.errors import MailerError
 from mailer.models import DeliveryState, Invitee
 from mailer.outbox import Claim, Ledger, Sending, Settled, new_owner
 from mailer.pacing import SLOW_DOWN_CODES, DailyCapReached, Pacer
@@ -69,7 +68,9 @@ class DrainStats:
 
     def summary(self) -> dict[str, object]:
         keys = ("sent", "retry", "failed", "uncertain", "recovered_uncertain", "stopped")
-        return {key: getattr(self, key) for key in keys}
+        found: dict[str, object] = {key: getattr(self, key) for key in keys}
+        found["problems"] = [list(astuple(problem)) for problem in self.problems]
+        return found
 
     def count(self, outcome: Outcome) -> None:
         if outcome.state != S.sent:
@@ -415,21 +416,28 @@ class Workers:
                 proc.stdin.close()
         stats = drain(ws, ledger, transport, ours)
         while any(proc.poll() is None for proc, _, _ in self._procs):
+            if ws.stopping.is_set():  # stopped by a signal: the helpers stop as this one did
+                for proc, _, _ in self._procs:
+                    if proc.poll() is None:
+                        proc.terminate()
             time.sleep(0.05)  # real processes run on real time, whatever ws.clock says
             catch_up()
-        errors = []
-        for proc, out, err in self._procs:
+        next_look = 0.0
+        catch_up()
+        # Every helper's report counts, even one that stopped or failed: the command prints
+        # what was done, then says which helper stopped and why.
+        for number, (proc, out, err) in enumerate(self._procs, start=1):
             out.seek(0)
             err.seek(0)
             lines = out.read().decode("utf-8", "replace").strip().splitlines()
-            if proc.returncode != 0 or not lines:
-                problem = err.read().decode("utf-8", "replace").strip()
-                errors.append(problem or f"exit {proc.returncode}")
-                continue
-            summary = json.loads(lines[-1])
+            summary = json.loads(lines[-1]) if lines else {}
             for key in ("sent", "retry", "failed", "uncertain", "recovered_uncertain"):
-                setattr(stats, key, getattr(stats, key) + int(summary[key]))
-            stats.stopped = stats.stopped or summary.get("stopped")
-        if errors:
-            raise MailerError("a worker stopped: " + " | ".join(dict.fromkeys(errors)))
+                setattr(stats, key, getattr(stats, key) + int(summary.get(key, 0)))
+            stats.problems += [Outcome(*problem) for problem in summary.get("problems", [])]
+            why = summary.get("stopped")
+            if proc.returncode != 0 and not why:
+                why = err.read().decode("utf-8", "replace").strip() or f"exit {proc.returncode}"
+            if why and why != stats.stopped:
+                note = f"helper {number} stopped: {why}"
+                stats.stopped = f"{stats.stopped}; {note}" if stats.stopped else note
         return stats

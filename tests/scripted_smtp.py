@@ -35,6 +35,7 @@ REPLIES = {
 class Script:
     plans: dict[str, list[str]] = field(default_factory=dict)
     stall: float = 3.0
+    pace: float = 0.0  # seconds before answering every DATA: a slow server
     pipelining: bool = field(default_factory=lambda: PIPELINING)
     attempts: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     received: list[tuple[tuple[str, ...], bytes]] = field(default_factory=list)
@@ -86,6 +87,8 @@ class ScriptedHandler:
             return "250 never seen"
         if action == "stall-after-data":
             await asyncio.sleep(self.script.stall)
+        elif self.script.pace:
+            await asyncio.sleep(self.script.pace)
         return "250 2.0.0 Ok: queued"
 
 

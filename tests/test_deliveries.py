@@ -178,3 +178,52 @@ def test_a_long_running_worker_sends_what_becomes_due_and_stops_cleanly(
         out, err = worker.communicate(timeout=30)
     assert worker.returncode == 0, err.decode()
     assert "2 sent" in out.decode()
+
+
+def test_a_helper_that_cannot_start_is_reported_with_the_work_done(
+    tmp_path: Path, smtp_server: Mailhog
+) -> None:
+    """This process sends everything itself; the report counts it and then names the
+    helper that failed and why, instead of losing the report in the error."""
+    import os
+
+    from mailer.contacts import import_contacts
+    from mailer.sender import send_round
+    from mailer.workspace import Workspace
+
+    env = _env(tmp_path, smtp_server.port)
+    ws = Workspace(load_settings(env, dotenv_path=None))
+    import_contacts(ws.engine, CONTACTS)
+    broken = tmp_path / "notes.db"
+    broken.write_text("not a database", encoding="utf-8")
+    helper_env = {**os.environ, **env, "DATABASE_URL": f"sqlite:///{broken}"}
+    try:
+        report = send_round(ws, "invitation", only=["TH-50"], workers=2, worker_env=helper_env)
+    finally:
+        ws.close()
+    assert report.drain.sent == 7
+    assert report.drain.stopped is not None
+    assert report.drain.stopped.startswith("helper 1 stopped: ")
+    assert "notes.db is not a SQLite database" in report.drain.stopped
+
+
+def test_failures_are_listed_whichever_process_met_them(tmp_path: Path) -> None:
+    """With --workers, every office refused is named in the report, not only those this
+    process sent (the helpers report theirs). A slow server gives the helper its share."""
+    refused = {f"TH-{n}-agri": f"saraban.th{n}@agri.example" for n in range(10, 96)}
+    script = Script({address: ["550"] for address in refused.values()}, pace=0.01)
+    with ScriptedServer(script) as server:
+        env = _env(tmp_path, server.port, MAILER_MAX_FAILURES="1000")
+        run(env, "import", str(CONTACTS))
+        result = run(env, "send", "invitations", "--workers", "2")
+        rows = _rows(env, "--state", "failed")
+    assert result.exit_code == 0, result.output
+    failed = {str(r["invitee_id"]) for r in rows}
+    assert failed and failed <= set(refused)
+    named = {
+        line.split(":")[0].split()[-1]
+        for line in result.output.splitlines()
+        if ": failed: 550" in line
+    }
+    assert named == failed
+    assert f"{len(failed)} failed" in result.output
