@@ -15,8 +15,9 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import astuple, dataclass, field
 from datetime import timedelta
 from typing import IO
@@ -297,15 +298,24 @@ def drain_once(ws: Workspace) -> DrainStats:
         return drain(ws, ledger, transport)
 
 
-def stop_on_signals(ws: Workspace) -> None:
-    """SIGTERM and SIGINT stop a worker between messages: the message in hand is finished
-    and recorded first, the rest stay queued. (Call from the main thread.)"""
+@contextlib.contextmanager
+def stop_on_signals(ws: Workspace) -> Iterator[None]:
+    """While inside, SIGTERM and SIGINT stop sending between messages: the message in hand
+    is finished and recorded first, the rest stay queued. The previous handlers come back
+    afterwards. (Signals reach only the main thread; elsewhere this does nothing.)"""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
 
     def on_signal(signum: int, frame: object) -> None:
         ws.stopping.set()
 
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, on_signal)
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def work_forever(ws: Workspace, poll: float, log: Callable[[str], None]) -> DrainStats:

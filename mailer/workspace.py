@@ -7,7 +7,6 @@ none of them (e.g. `mailer devserver`) does not fail on a broken campaign file.
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable
 from functools import cached_property
 
@@ -26,12 +25,16 @@ class Workspace:
         self,
         settings: Settings,
         clock: Clock = utcnow,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], None] | None = None,
     ) -> None:
         self.settings = settings
         self.clock = clock
-        self.sleep = sleep
         self.stopping = threading.Event()  # set on SIGTERM: sending stops between messages
+        # A pause (rate limit, back-off) ends early when a stop is asked for.
+        self.sleep = sleep if sleep is not None else self._wait
+
+    def _wait(self, seconds: float) -> None:
+        self.stopping.wait(seconds)
 
     @cached_property
     def engine(self) -> Engine:

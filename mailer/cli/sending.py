@@ -71,7 +71,7 @@ def send_invitations(
                 f"{sample.reply}. The ledger was not touched."
             )
             return
-        with _progress() as on_outcome:
+        with _progress() as on_outcome, stop_on_signals(ws):
             report = send_round(
                 ws,
                 "invitation",
@@ -156,10 +156,10 @@ def _print_problems(d: DrainStats) -> None:
 
 
 def _announce(ctx: typer.Context, *, cancel: bool, dry_run: bool, new_server: bool) -> None:
-    with _progress() as on_outcome:
+    ws = workspace(ctx)
+    with _progress() as on_outcome, stop_on_signals(ws):
         result, stats = send_announcement(
-            workspace(ctx), cancel=cancel, dry_run=dry_run, new_server=new_server,
-            progress=on_outcome,
+            ws, cancel=cancel, dry_run=dry_run, new_server=new_server, progress=on_outcome,
         )  # fmt: skip
     what = "cancellation" if cancel else "update"
     for change in result.changes:
@@ -226,12 +226,12 @@ def worker(
     Example: mailer worker --forever --poll 30
     """
     ws = workspace(ctx)
-    stop_on_signals(ws)
-    if after_go:  # a helper of `send … --workers N`: get ready, then wait for the round
-        ws.engine, ws.composer  # noqa: B018 - open the database and compile the templates
-        if sys.stdin.readline().strip() != GO:
-            return  # the round was not queued after all: nothing to send
-    stats = work_forever(ws, poll, log=out.print) if forever else drain_once(ws)
+    with stop_on_signals(ws):
+        if after_go:  # a helper of `send … --workers N`: get ready, then wait for the round
+            ws.engine, ws.composer  # noqa: B018 - open the database and compile the templates
+            if sys.stdin.readline().strip() != GO:
+                return  # the round was not queued after all: nothing to send
+        stats = work_forever(ws, poll, log=out.print) if forever else drain_once(ws)
     if as_json:
         out.print(json.dumps(stats.summary(), ensure_ascii=False), markup=False)
     else:
