@@ -379,9 +379,10 @@ class Ledger:
             ]
             stale = [r.id for r in gone if r.state == S.sending.value]
             leased = [r.id for r in gone if r.state in _SENDABLE]
+            uncertain = 0
             if stale:
-                conn.execute(
-                    update(DELIVERIES)
+                uncertain = conn.execute(  # what this call changed: a worker recovering at
+                    update(DELIVERIES)  # the same moment may have taken some already
                     .where(D.id.in_(stale), D.state == S.sending.value)
                     .values(
                         state=S.uncertain.value,
@@ -392,14 +393,14 @@ class Ledger:
                         lease_until=None,
                         updated_at=now,
                     )
-                )
+                ).rowcount
             if leased:
                 conn.execute(
                     update(DELIVERIES)
                     .where(D.id.in_(leased), D.state.in_(_SENDABLE))
                     .values(lease_owner=None, lease_until=None, updated_at=now)
                 )
-        return len(stale)
+        return int(uncertain)
 
     # --- reading -------------------------------------------------------------------------
 
