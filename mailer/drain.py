@@ -440,7 +440,10 @@ class Workers:
             out.seek(0)
             err.seek(0)
             lines = out.read().decode("utf-8", "replace").strip().splitlines()
-            summary = json.loads(lines[-1]) if lines else {}
+            try:
+                summary = json.loads(lines[-1]) if lines else {}
+            except ValueError:  # it died while writing its report: say so below
+                summary = {}
             for key in ("sent", "retry", "failed", "uncertain", "recovered_uncertain"):
                 setattr(stats, key, getattr(stats, key) + int(summary.get(key, 0)))
             stats.problems += [Outcome(*problem) for problem in summary.get("problems", [])]
