@@ -25,19 +25,25 @@ def _mailer(env: dict[str, str], *args: str, **kw: object) -> subprocess.Popen[b
     return subprocess.Popen([sys.executable, "-m", "mailer", *args], env=env, **kw)  # type: ignore[call-overload, no-any-return]
 
 
-@pytest.mark.parametrize("workers", [1, 2])
-def test_sigkill_mid_run_then_restart(tmp_path: Path, smtp_server: Mailhog, workers: int) -> None:
+def _imported(tmp_path: Path, smtp_server: Mailhog) -> dict[str, str]:
+    """The environment of a real `mailer` process, with COUNT synthetic offices imported."""
     contacts = tmp_path / "contacts.csv"
     write_synthetic_contacts(contacts, COUNT)
-    database = f"sqlite:///{tmp_path / 'mailer.db'}"
     env = {
         **os.environ,
-        "DATABASE_URL": database,
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'mailer.db'}",
         "MAILER_CAMPAIGN": str(CAMPAIGN),
         "MAILER_TEMPLATES": str(TEMPLATES),
         "SMTP_PORT": str(smtp_server.port),
     }
     assert _mailer(env, "import", str(contacts), stdout=subprocess.DEVNULL).wait(60) == 0
+    return env
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_sigkill_mid_run_then_restart(tmp_path: Path, smtp_server: Mailhog, workers: int) -> None:
+    env = _imported(tmp_path, smtp_server)
+    database = env["DATABASE_URL"]
 
     run = _mailer(
         env, "send", "invitations", "--workers", str(workers),
@@ -88,23 +94,13 @@ def test_helpers_stop_after_the_message_in_hand_when_the_command_fails(
     """`send --workers 2` fails in this process while its helper is sending: the helper is
     asked to stop, finishes and records the message in hand, and nothing is left
     `sending`, uncertain or sent twice. The next run sends the rest."""
-    from mailer.contacts import import_contacts
     from mailer.drain import Outcome
     from mailer.sender import send_round
     from mailer.workspace import Workspace
     from tests.conftest import make_settings
 
-    contacts = tmp_path / "contacts.csv"
-    write_synthetic_contacts(contacts, COUNT)
-    env = {
-        **os.environ,
-        "DATABASE_URL": f"sqlite:///{tmp_path / 'mailer.db'}",
-        "MAILER_CAMPAIGN": str(CAMPAIGN),
-        "MAILER_TEMPLATES": str(TEMPLATES),
-        "SMTP_PORT": str(smtp_server.port),
-    }
+    env = _imported(tmp_path, smtp_server)
     ws = Workspace(make_settings(tmp_path, SMTP_PORT=str(smtp_server.port)))  # real clock
-    import_contacts(ws.engine, contacts)
 
     class Failed(Exception):
         pass
@@ -140,17 +136,8 @@ def test_sigterm_stops_the_command_and_its_helpers_between_messages(
 ) -> None:
     """SIGTERM to `send --workers 2` alone (as a service manager sends it): this process and
     its helper finish the message in hand, record it, and stop; nothing is left uncertain."""
-    contacts = tmp_path / "contacts.csv"
-    write_synthetic_contacts(contacts, COUNT)
-    database = f"sqlite:///{tmp_path / 'mailer.db'}"
-    env = {
-        **os.environ,
-        "DATABASE_URL": database,
-        "MAILER_CAMPAIGN": str(CAMPAIGN),
-        "MAILER_TEMPLATES": str(TEMPLATES),
-        "SMTP_PORT": str(smtp_server.port),
-    }
-    assert _mailer(env, "import", str(contacts), stdout=subprocess.DEVNULL).wait(60) == 0
+    env = _imported(tmp_path, smtp_server)
+    database = env["DATABASE_URL"]
     run = _mailer(
         env, "send", "invitations", "--workers", "2",
         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
