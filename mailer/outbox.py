@@ -16,17 +16,12 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import os
-import socket
-import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 from sqlalchemy import (
     Connection,
-    Dialect,
     Engine,
     Select,
     Table,
@@ -34,16 +29,16 @@ from sqlalchemy import (
     literal,
     or_,
     select,
-    text,
     union_all,
     update,
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from mailer.db import reader
+from mailer.db import Prepared, reader
 from mailer.errors import LedgerError
-from mailer.models import CampaignState, Delivery, DeliveryState, UTCDateTime
+from mailer.models import CampaignState, Delivery, DeliveryState
+from mailer.owners import owner_is_dead
 
 Clock = Callable[[], datetime]
 DELIVERIES: Table = Delivery.__table__  # type: ignore[attr-defined]
@@ -56,36 +51,6 @@ _SENDABLE = (S.queued.value, S.retry_wait.value)
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
-
-
-def new_owner() -> str:
-    """Identifies one worker: host, process and a random part (pids are reused)."""
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-
-
-def _owner_is_dead(owner: str | None) -> bool:
-    """True only when the owner ran on this host and its process is gone (or a zombie:
-    an orphaned worker that nobody has reaped yet)."""
-    if not owner:
-        return True
-    host, _, rest = owner.partition(":")
-    pid_text = rest.partition(":")[0]
-    if host != socket.gethostname() or not pid_text.isdigit():
-        return False
-    pid = int(pid_text)
-    if pid == os.getpid():
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as stat:
-            return stat.read().rpartition(")")[2].split()[0] == "Z"
-    except (OSError, IndexError):
-        return False
 
 
 @dataclass(frozen=True)
@@ -116,36 +81,6 @@ class Settled:
     retry_after: timedelta | None = None
 
 
-class _Prepared:
-    """A statement compiled once for the engine's dialect and run on the DBAPI cursor,
-    inside a transaction begun through SQLAlchemy (so the SQLite writer lock and BEGIN
-    IMMEDIATE apply as everywhere else).
-
-    The per-message hot path then skips SQLAlchemy's per-call cache lookup and execution
-    set-up; with the connection kept open (`Ledger.stepping`) one step costs well under
-    half (measured on SQLite: ~146 µs → ~70 µs). Datetimes go through `UTCDateTime`'s own
-    bind processor, so they are stored exactly as every other statement stores them."""
-
-    def __init__(self, sql: str, dialect: Dialect) -> None:
-        compiled = text(sql).compile(dialect=dialect)
-        self.sql = str(compiled)
-        self.order = compiled.positiontup if compiled.positional else None
-        when = UTCDateTime().bind_processor(dialect)
-        assert when is not None  # a TypeDecorator with process_bind_param always has one
-        self._when = when
-
-    def __call__(self, conn: Connection, params: dict[str, Any]) -> int:
-        """Run it in `conn`'s current transaction; returns the number of rows changed."""
-        values = {k: self._when(v) if isinstance(v, datetime) else v for k, v in params.items()}
-        args = values if self.order is None else tuple(values[name] for name in self.order)
-        cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-        try:
-            cursor.execute(self.sql, args)
-            return int(cursor.rowcount)
-        finally:
-            cursor.close()
-
-
 # The two statements of the hot path, written once (no per-message SQL construction).
 _SETTLE = (
     "UPDATE delivery SET state = :state, last_reply = :reply, "
@@ -168,8 +103,8 @@ class Ledger:
         self.campaign_id = campaign_id
         self.clock = clock
         self._dialect = engine.dialect.name
-        self._settle = _Prepared(_SETTLE, engine.dialect)
-        self._sending = _Prepared(_SENDING, engine.dialect)
+        self._settle = Prepared(_SETTLE, engine.dialect)
+        self._sending = Prepared(_SENDING, engine.dialect)
         self._steps: Connection | None = None  # open while `stepping`
 
     # --- enqueue -------------------------------------------------------------------------
@@ -375,7 +310,7 @@ class Ledger:
             gone = [
                 r
                 for r in rows
-                if r.lease_until is None or r.lease_until < now or _owner_is_dead(r.lease_owner)
+                if r.lease_until is None or r.lease_until < now or owner_is_dead(r.lease_owner)
             ]
             stale = [r.id for r in gone if r.state == S.sending.value]
             leased = [r.id for r in gone if r.state in _SENDABLE]

@@ -21,11 +21,12 @@ from mailer.compose import OutgoingMail
 from mailer.compose.composer import new_message_id
 from mailer.contacts import InviteeRecord
 from mailer.db import reader, session
-from mailer.drain import DrainStats, Progress, Workers, drain
+from mailer.drain import DrainStats, Progress, drain
 from mailer.errors import MailerError, TransportError
 from mailer.models import Invitee, split_emails
 from mailer.replies.tracking import attendance
 from mailer.transport import PermanentFailure, TemporaryFailure
+from mailer.workers import Workers
 from mailer.workspace import Workspace
 
 

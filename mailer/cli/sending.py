@@ -14,9 +14,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from mailer.cli.app import app, err, flag, out, send_app, workspace
 from mailer.devserver import DevServer
-from mailer.drain import GO, DrainStats, Outcome, drain_once, stop_on_signals, work_forever
+from mailer.drain import DrainStats, Outcome, drain_once, work_forever
 from mailer.errors import MailerError
 from mailer.sender import SendReport, send_announcement, send_round, send_test
+from mailer.workers import GO, stop_on_signals
 from mailer.workspace import Workspace
 
 # --- send --------------------------------------------------------------------------------

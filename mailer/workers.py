@@ -1,0 +1,165 @@
+"""`send … --workers N`: helper `mailer worker` processes that drain the ledger alongside
+the sending command, and stopping any sender cleanly on SIGTERM/SIGINT."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from typing import IO
+
+from mailer.drain import DrainStats, Outcome, Progress, drain
+from mailer.models import DeliveryState
+from mailer.outbox import Ledger
+from mailer.transport import SmtpTransport
+from mailer.workspace import Workspace
+
+S = DeliveryState
+
+
+@contextlib.contextmanager
+def stop_on_signals(ws: Workspace) -> Iterator[None]:
+    """While inside, SIGTERM and SIGINT stop sending between messages: the message in hand
+    is finished and recorded first, the rest stay queued. The previous handlers come back
+    afterwards. (Signals reach only the main thread; elsewhere this does nothing.)"""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def on_signal(signum: int, frame: object) -> None:
+        ws.stopping.set()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+GO = "go"  # what a helper waits for on stdin before it sends anything
+STOP_GRACE = 300  # seconds a stopping helper may take over the SMTP exchange in hand
+_DONE = (S.sent, S.failed, S.uncertain, S.retry_wait)
+
+
+class Workers:
+    """Helper `mailer worker` processes for `send … --workers N`: this process drains the
+    ledger and `count` helpers drain it with it. Each claims its own rows (a lease), so no
+    row is sent by two of them.
+
+    They are started before the round is queued, so their start-up (imports, opening the
+    database, compiling the templates) overlaps the queuing, and wait for `GO` on stdin.
+    Closed before `drain` (the round could not be queued), they exit without sending."""
+
+    def __init__(self, count: int, env: Mapping[str, str]) -> None:
+        command = [sys.executable, "-m", "mailer", "worker", "--json", "--after-go"]
+        self._procs: list[tuple[subprocess.Popen[bytes], IO[bytes], IO[bytes]]] = []
+        for _ in range(count):
+            # Files, not pipes: a chatty worker can never block on a full pipe.
+            out, err = tempfile.TemporaryFile(), tempfile.TemporaryFile()  # noqa: SIM115
+            proc = subprocess.Popen(
+                command, env=dict(env), stdin=subprocess.PIPE, stdout=out, stderr=err
+            )
+            self._procs.append((proc, out, err))
+
+    def __enter__(self) -> Workers:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Tell helpers that were never started to go home, ask any still sending (this
+        process is leaving on an error) to stop after the message in hand, and wait."""
+        for proc, _, _ in self._procs:
+            if proc.stdin is not None and not proc.stdin.closed:
+                with contextlib.suppress(OSError):
+                    proc.stdin.close()  # EOF instead of GO: exit without sending
+            elif proc.poll() is None:
+                proc.terminate()  # SIGTERM: finish and record the message in hand, then stop
+        for proc, out, err in self._procs:
+            try:
+                proc.wait(timeout=STOP_GRACE)
+            except subprocess.TimeoutExpired:  # stuck: whatever it was sending is uncertain
+                proc.kill()
+                proc.wait()
+            out.close()
+            err.close()
+
+    def drain(
+        self,
+        ws: Workspace,
+        ledger: Ledger,
+        transport: SmtpTransport,
+        progress: Progress | None = None,
+    ) -> DrainStats:
+        """Start the helpers, drain here too, wait for them, and add up what all did.
+        Progress counts this process's messages as they go and the helpers' from the
+        ledger twice a second."""
+
+        def done() -> int:
+            counts = ledger.counts()
+            return sum(counts[s] for s in _DONE)
+
+        baseline = done()
+        own = others = 0
+        next_look = time.monotonic()
+
+        def catch_up() -> None:
+            nonlocal others, next_look
+            if progress is None or time.monotonic() < next_look:
+                return
+            next_look = time.monotonic() + 0.5
+            now_others = done() - baseline - own
+            for _ in range(now_others - others):
+                progress(Outcome("(workers)", S.sent, ""))
+            others = max(others, now_others)
+
+        def ours(outcome: Outcome) -> None:
+            nonlocal own
+            own += 1
+            if progress is not None:
+                progress(outcome)
+            catch_up()
+
+        for proc, _, _ in self._procs:
+            assert proc.stdin is not None
+            with contextlib.suppress(OSError):  # a helper that already failed says why below
+                proc.stdin.write(f"{GO}\n".encode())
+                proc.stdin.close()
+        stats = drain(ws, ledger, transport, ours)
+        while any(proc.poll() is None for proc, _, _ in self._procs):
+            if ws.stopping.is_set():  # stopped by a signal: the helpers stop as this one did
+                for proc, _, _ in self._procs:
+                    if proc.poll() is None:
+                        proc.terminate()
+            time.sleep(0.05)  # real processes run on real time, whatever ws.clock says
+            catch_up()
+        next_look = 0.0
+        catch_up()
+        # Every helper's report counts, even one that stopped or failed: the command prints
+        # what was done, then says which helper stopped and why.
+        for number, (proc, out, err) in enumerate(self._procs, start=1):
+            out.seek(0)
+            err.seek(0)
+            lines = out.read().decode("utf-8", "replace").strip().splitlines()
+            try:
+                summary = json.loads(lines[-1]) if lines else {}
+            except ValueError:  # it died while writing its report: say so below
+                summary = {}
+            for key in ("sent", "retry", "failed", "uncertain", "recovered_uncertain"):
+                setattr(stats, key, getattr(stats, key) + int(summary.get(key, 0)))
+            stats.problems += [Outcome(*problem) for problem in summary.get("problems", [])]
+            why = summary.get("stopped")
+            if proc.returncode != 0 and not why:
+                why = err.read().decode("utf-8", "replace").strip() or f"exit {proc.returncode}"
+            if why and why != stats.stopped:
+                note = f"helper {number} stopped: {why}"
+                stats.stopped = f"{stats.stopped}; {note}" if stats.stopped else note
+        return stats
