@@ -12,13 +12,9 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
-from mailer.models import DeliveryState
-from mailer.outbox import D
+from mailer.outbox import D, went_out
 from mailer.replies.tracking import attendance
 from mailer.workspace import Workspace
-
-S = DeliveryState
-_INVITED = (S.sent.value, S.uncertain.value)
 
 
 def audience_ids(ws: Workspace, audience: str) -> set[str]:
@@ -30,7 +26,7 @@ def audience_ids(ws: Workspace, audience: str) -> set[str]:
                 select(D.invitee_id).where(
                     D.campaign_id == ledger.campaign_id,
                     D.kind == "invitation",
-                    D.state.in_(_INVITED),
+                    went_out(),
                 )
             )
         }

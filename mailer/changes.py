@@ -20,7 +20,7 @@ from mailer.campaign import Campaign, Event
 from mailer.compose.composer import new_message_id
 from mailer.errors import MailerError
 from mailer.models import DeliveryState, EventVersion
-from mailer.outbox import CAMPAIGNS, DELIVERIES, C, D, Ledger
+from mailer.outbox import CAMPAIGNS, DELIVERIES, C, D, Ledger, went_out
 from mailer.thai import thai_when
 
 S = DeliveryState
@@ -38,11 +38,38 @@ class Snapshot:
     start: str  # ISO 8601 with offset
     end: str
     venue: str
+    # The letter's background paragraphs (kept since schema 0007; older versions have none
+    # stored and take the campaign file's, which never change a calendar).
+    background: tuple[str, ...] | None = None
 
     @classmethod
     def of(cls, event: Event) -> Snapshot:
         return cls(
-            event.title, event.summary, event.start.isoformat(), event.end.isoformat(), event.venue
+            event.title,
+            event.summary,
+            event.start.isoformat(),
+            event.end.isoformat(),
+            event.venue,
+            event.background,
+        )
+
+    @classmethod
+    def stored(cls, text: str) -> Snapshot:
+        data = json.loads(text)
+        if data.get("background") is not None:
+            data["background"] = tuple(data["background"])
+        return cls(**data)
+
+    def event(self, fallback: Event) -> Event:
+        """This version as the composer takes it (`fallback`: the campaign file's event,
+        for what an older stored version lacks)."""
+        return Event(
+            title=self.title,
+            start=datetime.fromisoformat(self.start),
+            end=datetime.fromisoformat(self.end),
+            venue=self.venue,
+            background=self.background if self.background is not None else fallback.background,
+            summary=self.summary,
         )
 
     def when(self, zone: ZoneInfo) -> str:
@@ -86,7 +113,7 @@ def versions(ledger: Ledger) -> list[Version]:
             .where(V.campaign_id == ledger.campaign_id)
             .order_by(V.sequence)
         ).all()
-    return [Version(r.sequence, r.reason, Snapshot(**json.loads(r.event))) for r in rows]
+    return [Version(r.sequence, r.reason, Snapshot.stored(r.event)) for r in rows]
 
 
 def record_version(
@@ -110,6 +137,25 @@ def first_version(ledger: Ledger, event: Event) -> None:
     sequence = ledger.campaign_state().sequence
     with ledger.engine.begin() as conn:
         record_version(conn, ledger, sequence, "invitation", event)
+
+
+def event_at(ledger: Ledger, sequence: int, fallback: Event) -> Event:
+    """The event as the ledger row of SEQUENCE `sequence` must tell it: the version stored
+    for that SEQUENCE. A message is never composed from whatever the campaign file says
+    now (an edit is announced by `send update`, which stores the next version).
+
+    `fallback` (the campaign file's event) is used only while no version is stored at all
+    (nothing was sent yet). A row naming a SEQUENCE that has no version raises
+    `MailerError`: that office's message fails alone, with the reason."""
+    found = {v.sequence: v for v in versions(ledger)}
+    if sequence in found:
+        return found[sequence].snapshot.event(fallback)
+    if not found:
+        return fallback
+    raise MailerError(
+        f"the ledger names event version SEQUENCE {sequence}, which this database does not "
+        f"hold (it holds {', '.join(str(s) for s in sorted(found))}); the message was not sent"
+    )
 
 
 def changes_at(ledger: Ledger, sequence: int, zone: ZoneInfo) -> list[Change]:
@@ -159,7 +205,7 @@ def _received(
         select(D.invitee_id, D.recipients).where(
             D.campaign_id == ledger.campaign_id,
             D.kind == "invitation",
-            D.state.in_([S.sent.value, S.uncertain.value, S.sending.value]),
+            went_out(),
         )
     ).all()
     return [(r.invitee_id, r.recipients) for r in rows if r.invitee_id not in skip]

@@ -17,15 +17,23 @@ from sqlalchemy import Engine, select
 from sqlmodel import col
 
 from mailer.audience import audience_ids
-from mailer.changes import Change, changes_at
-from mailer.compose import OutgoingMail
+from mailer.campaign import Event
+from mailer.changes import Change, changes_at, event_at
+from mailer.compose import ComposedMessage, OutgoingMail
 from mailer.contacts import RECORD_COLUMNS, InviteeRecord
 from mailer.db import reader
-from mailer.models import DeliveryState, Invitee
-from mailer.outbox import Claim, Ledger, Sending, Settled
+from mailer.errors import MailerError
+from mailer.models import DeliveryState, Invitee, split_emails
+from mailer.outbox import Claim, Ledger, Sending, Settled, refused_entries
 from mailer.owners import new_owner
 from mailer.pacing import SLOW_DOWN_CODES, DailyCapReached, Pacer
-from mailer.transport import PermanentFailure, SmtpTransport, TemporaryFailure, Unknown
+from mailer.transport import (
+    Delivered,
+    PermanentFailure,
+    SmtpTransport,
+    TemporaryFailure,
+    Unknown,
+)
 from mailer.workspace import Workspace
 
 S = DeliveryState
@@ -33,6 +41,7 @@ LEASE = timedelta(minutes=5)
 RETRY_HORIZON = timedelta(minutes=2)  # a run waits for retries due this soon
 CLAIM_BATCH = 100
 MAX_ATTEMPTS = 5
+STOPPED = "stopped on request; the rest stay queued"
 SKIPPED = "skipped"  # an outcome, not a failure: recorded as failed with the reason
 
 
@@ -101,6 +110,7 @@ class _Run:
         self.pending: Settled | None = None
         self.stats = DrainStats()
         self._changes: dict[int, list[Change]] = {}
+        self._events: dict[int, Event] = {}  # a stored version never changes: read once
         self.audiences: dict[str, set[str]] = {}  # re-read for every claimed batch
 
     def extra(self, claim: Claim) -> Mapping[str, object]:
@@ -112,6 +122,13 @@ class _Run:
                 self.ledger, claim.sequence, self.ws.campaign.timezone
             )
         return {"changes": self._changes[claim.sequence]}
+
+    def event(self, sequence: int) -> Event:
+        """The event as the version `sequence` tells it (never the campaign file as this
+        process read it: `send update` may have moved it since)."""
+        if sequence not in self._events:
+            self._events[sequence] = event_at(self.ledger, sequence, self.ws.campaign.event)
+        return self._events[sequence]
 
     def flush(self) -> None:
         if self.pending is not None:
@@ -141,9 +158,31 @@ class _Run:
         return Outcome(invitee.invitee_id, SKIPPED, reply)
 
     def send(self, claim: Claim, invitee: InviteeRecord) -> Outcome | None:
-        ws = self.ws
         if not self.still_wanted(claim):
             return self.drop(claim, invitee)
+        for _ in range(3):  # a `send update` in between rebases the row: compose it again
+            try:
+                message = self.compose(claim, invitee)
+            except MailerError as problem:  # this office alone: the others go on
+                return self._settle(claim, S.failed, f"not sent: {problem}", 0, claim.invitee_id)
+            remaining = tuple(a for a in message.recipients if a.lower() not in claim.done_with())
+            if not remaining:  # every address has it already (or refused it for good)
+                return self._settle(claim, S.sent, claim.delivered_to, 250, claim.invitee_id)
+            self.transport.ready()  # an unreachable server stops the run before anything is marked
+            sending = Sending(claim, remaining, self.transport.server_id)
+            leased = self.ledger.step(self.owner, self.pending, sending, LEASE)
+            self.pending = None  # recorded (a failed step raised and kept it for `flush`)
+            if leased:
+                return self._hand_over(claim, message, remaining)
+            fresh = self.ledger.reclaimed(self.owner, claim)
+            if fresh is None:
+                return None  # the lease was lost to another worker
+            claim = fresh
+        return None  # rebased again and again: left leased, released at the end of the run
+
+    def compose(self, claim: Claim, invitee: InviteeRecord) -> ComposedMessage:
+        """The message as the row names it: its kind, SEQUENCE and that version's event."""
+        ws = self.ws
         kind = ws.campaign.message_kind(claim.kind)
         mail = OutgoingMail(
             invitee=invitee,
@@ -153,33 +192,71 @@ class _Run:
             method=kind.method,
             automatic=kind.automatic,
             extra=self.extra(claim),
+            event=self.event(claim.sequence),
         )
-        message = ws.composer.compose(mail, ws.clock())
-        self.transport.ready()  # an unreachable server stops the run before anything is marked
-        sending = Sending(claim, tuple(message.recipients), self.transport.server_id)
-        leased = self.ledger.step(self.owner, self.pending, sending, LEASE)
-        self.pending = None  # recorded (a failed step raised and kept it for `flush`)
-        if not leased:
-            return None  # the lease was lost to another worker
-        who = invitee.invitee_id
         try:
-            delivered = self.transport.send(message.envelope_from, message.recipients, message.data)
+            return ws.composer.compose(mail, ws.clock())
+        except ValueError as problem:  # e.g. an address no header can carry
+            raise MailerError(f"{invitee.invitee_id}: cannot be composed: {problem}") from problem
+
+    def _hand_over(
+        self, claim: Claim, message: ComposedMessage, remaining: tuple[str, ...]
+    ) -> Outcome:
+        who = claim.invitee_id
+        try:
+            delivered = self.transport.send(message.envelope_from, remaining, message.data)
         except PermanentFailure as failure:
             return self._settle(claim, S.failed, str(failure.reply), failure.reply.code, who)
         except Unknown as unknown:
             return self._settle(claim, S.uncertain, str(unknown.reply), 0, who)
         except TemporaryFailure as failure:
-            reply, code = str(failure.reply), failure.reply.code
-            if claim.attempts + 1 >= MAX_ATTEMPTS:
-                reply = f"{reply} (gave up after {MAX_ATTEMPTS} attempts)"
-                return self._settle(claim, S.failed, reply, code, who)
-            delay = timedelta(seconds=5) if code == 421 else retry_delay(claim.attempts + 1)
-            return self._settle(claim, S.retry_wait, reply, code, who, delay)
-        reply = str(delivered.reply)
-        if delivered.refused:
-            refused = "; ".join(f"{a}: {r}" for a, r in delivered.refused.items())
-            reply = f"{reply} (refused: {refused})"
-        return self._settle(claim, S.sent, reply, delivered.reply.code, who)
+            return self._retry(claim, str(failure.reply), failure.reply.code)
+        if not delivered.refused:
+            before = split_emails(claim.delivered_to)
+            return self._settle(
+                claim, S.sent, str(delivered.reply), delivered.reply.code, who,
+                delivered_to=(*before, *remaining) if before else None,
+            )  # fmt: skip
+        return self._partly(claim, delivered, remaining)
+
+    def _partly(self, claim: Claim, delivered: Delivered, remaining: tuple[str, ...]) -> Outcome:
+        """Some addresses taken, some refused: keep each address's outcome. Addresses
+        refused for now are tried again alone (the others are not sent it twice)."""
+        refused = {a.lower(): r for a, r in delivered.refused.items()}
+        accepted = [a for a in remaining if a.lower() not in refused]
+        later = [a for a in remaining if a.lower() in refused and refused[a.lower()].code < 500]
+        never = [f"{a}: {r}" for a, r in delivered.refused.items() if r.code >= 500]
+        delivered_to = (*split_emails(claim.delivered_to), *accepted)
+        refused_for_good = (*refused_entries(claim.refused), *never)
+        reply = f"{delivered.reply} for {', '.join(accepted)}; refused: " + "; ".join(
+            f"{a}: {r}" for a, r in delivered.refused.items()
+        )
+        if not later:
+            return self._settle(
+                claim, S.sent, reply, delivered.reply.code, claim.invitee_id,
+                delivered_to=delivered_to, refused=refused_for_good,
+            )  # fmt: skip
+        code = min(refused[a.lower()].code for a in later)
+        return self._retry(claim, f"{reply} (will retry {', '.join(later)} alone)", code,
+                           delivered_to=delivered_to, refused=refused_for_good)  # fmt: skip
+
+    def _retry(
+        self,
+        claim: Claim,
+        reply: str,
+        code: int,
+        *,
+        delivered_to: tuple[str, ...] | None = None,
+        refused: tuple[str, ...] | None = None,
+    ) -> Outcome:
+        who = claim.invitee_id
+        if claim.attempts + 1 >= MAX_ATTEMPTS:
+            reply = f"{reply} (gave up after {MAX_ATTEMPTS} attempts)"
+            return self._settle(claim, S.failed, reply, code, who,
+                                delivered_to=delivered_to, refused=refused)  # fmt: skip
+        delay = timedelta(seconds=5) if code == 421 else retry_delay(claim.attempts + 1)
+        return self._settle(claim, S.retry_wait, reply, code, who, delay,
+                            delivered_to=delivered_to, refused=refused)  # fmt: skip
 
     def _settle(
         self,
@@ -189,8 +266,13 @@ class _Run:
         code: int,
         who: str,
         retry_after: timedelta | None = None,
+        *,
+        delivered_to: tuple[str, ...] | None = None,
+        refused: tuple[str, ...] | None = None,
     ) -> Outcome:
-        self.pending = Settled(claim, state, reply, self.ws.clock(), retry_after)
+        self.pending = Settled(
+            claim, state, reply, self.ws.clock(), retry_after, delivered_to, refused
+        )
         if state != S.sent:
             self.flush()  # failures are rare: record them at once
         return Outcome(who, state, reply, code)
@@ -220,6 +302,9 @@ def _drain(
     try:
         while True:
             run.flush()
+            if ws.stopping.is_set():  # e.g. SIGTERM while waiting for a retry
+                run.stats.stopped = STOPPED
+                return run.stats
             claims = ledger.claim(run.owner, CLAIM_BATCH, LEASE)
             if not claims:
                 if not _wait_for_retries(run):
@@ -229,7 +314,7 @@ def _drain(
             run.audiences.clear()
             for claim in claims:
                 if ws.stopping.is_set():
-                    run.stats.stopped = "stopped on request; the rest stay queued"
+                    run.stats.stopped = STOPPED
                     return run.stats
                 if limited:
                     run.flush()  # the limits count what the ledger says was sent

@@ -91,7 +91,15 @@ class Delivery(SQLModel, table=True):
     kind: str = Field(max_length=64)
     message_id: str = Field(max_length=255, unique=True)
     sequence: int = 0
-    recipients: str = Field(sa_column=Column(Text, nullable=False))
+    recipients: str = Field(sa_column=Column(Text, nullable=False))  # still to send to
+    # The per-address outcome: addresses the server accepted ("a@x; b@y"), and those it
+    # refused for good with its reply ("c@z: 550 …"). See `Ledger.step`.
+    delivered_to: str = Field(
+        default="", sa_column=Column(Text, nullable=False, default="", server_default="")
+    )
+    refused: str = Field(
+        default="", sa_column=Column(Text, nullable=False, default="", server_default="")
+    )
     state: str = Field(default=DeliveryState.queued, max_length=16)
     attempts: int = 0
     next_attempt_at: datetime = _when()

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import (
+    ColumnElement,
     Connection,
     Engine,
     Select,
@@ -37,7 +38,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from mailer.db import Prepared, reader
 from mailer.errors import LedgerError
-from mailer.models import CampaignState, Delivery, DeliveryState
+from mailer.models import CampaignState, Delivery, DeliveryState, split_emails
 from mailer.owners import owner_is_dead
 
 Clock = Callable[[], datetime]
@@ -47,6 +48,15 @@ D = DELIVERIES.c
 C = CAMPAIGNS.c
 S = DeliveryState
 _SENDABLE = (S.queued.value, S.retry_wait.value)
+
+
+def went_out() -> ColumnElement[bool]:
+    """A delivery that may have reached the office: sent, uncertain or being sent now, or
+    accepted by the server for at least one of its addresses (partly delivered). The one
+    test of "this office has it" (update and reminder audiences, reply matching)."""
+    return or_(
+        D.state.in_([S.sent.value, S.uncertain.value, S.sending.value]), D.delivered_to != ""
+    )
 
 
 def utcnow() -> datetime:
@@ -61,6 +71,19 @@ class Claim:
     message_id: str
     sequence: int
     attempts: int
+    delivered_to: str = ""  # "a@x; b@y": addresses that already have it (see `Settled`)
+    refused: str = ""  # "c@z: 550 …; …": addresses refused for good
+
+    def done_with(self) -> set[str]:
+        """Addresses not to send to again: delivered, or refused for good."""
+        done = {a.lower() for a in split_emails(self.delivered_to)}
+        done |= {e.partition(": ")[0].lower() for e in refused_entries(self.refused)}
+        return done
+
+
+def refused_entries(text: str) -> tuple[str, ...]:
+    """The stored `refused` column ("address: reply" entries, one a line) as entries."""
+    return tuple(e for e in (part.strip() for part in text.split(";\n")) if e)
 
 
 @dataclass(frozen=True)
@@ -72,19 +95,27 @@ class Sending:
 
 @dataclass(frozen=True)
 class Settled:
-    """How a message ended: sent, retry_wait (after `retry_after`), failed or uncertain."""
+    """How a message ended: sent, retry_wait (after `retry_after`), failed or uncertain.
+
+    Per address: `delivered_to` the addresses the server has accepted so far (this attempt
+    and earlier ones), `refused` those it refused for good. A row in `retry_wait` whose
+    `delivered_to` is not empty is partly delivered: the next attempt goes only to the
+    addresses that are in neither."""
 
     claim: Claim
     state: str
     reply: str
     at: datetime
     retry_after: timedelta | None = None
+    delivered_to: tuple[str, ...] | None = None  # None: as before
+    refused: tuple[str, ...] | None = None  # "address: reply" entries; None: as before
 
 
 # The two statements of the hot path, written once (no per-message SQL construction).
 _SETTLE = (
     "UPDATE delivery SET state = :state, last_reply = :reply, "
     "sent_at = COALESCE(:sent_at, sent_at), "
+    "delivered_to = COALESCE(:delivered_to, delivered_to), refused = COALESCE(:refused, refused), "
     "next_attempt_at = COALESCE(:next_at, next_attempt_at), "
     "lease_owner = NULL, lease_until = NULL, updated_at = :now "
     "WHERE id = :id AND lease_owner = :owner"
@@ -92,7 +123,8 @@ _SETTLE = (
 _SENDING = (
     "UPDATE delivery SET state = 'sending', attempts = :attempts, recipients = :recipients, "
     "server = :server, lease_until = :lease_until, updated_at = :now "
-    "WHERE id = :id AND lease_owner = :owner AND state IN ('queued', 'retry_wait')"
+    "WHERE id = :id AND lease_owner = :owner AND state IN ('queued', 'retry_wait') "
+    "AND sequence = :sequence"  # composed from the version the row still names
 )
 
 
@@ -206,11 +238,28 @@ class Ledger:
                 D.message_id,
                 D.sequence,
                 D.attempts,
+                D.delivered_to,
+                D.refused,
             )
         )
         with self.engine.begin() as conn:
             claimed = [Claim(*row) for row in conn.execute(stmt)]
         return sorted(claimed, key=lambda c: c.id)
+
+    def reclaimed(self, owner: str, claim: Claim) -> Claim | None:
+        """The row of `claim` as it is now, if this worker still holds it and it is still
+        to be sent (after `step` refused to mark it: its event version changed — a `send
+        update` rebased it — or another worker took it). None when it is no longer ours."""
+        with self.reads.connect() as conn:
+            row = conn.execute(
+                select(
+                    D.id, D.invitee_id, D.kind, D.message_id, D.sequence, D.attempts,
+                    D.delivered_to, D.refused,
+                ).where(
+                    D.id == claim.id, D.lease_owner == owner, D.state.in_(_SENDABLE)
+                )
+            ).first()  # fmt: skip
+        return None if row is None else Claim(*row)
 
     @contextlib.contextmanager
     def stepping(self) -> Iterator[None]:
@@ -260,7 +309,13 @@ class Ledger:
                         "owner": owner,
                         "state": settled.state,
                         "reply": settled.reply,
-                        "sent_at": settled.at if settled.state == S.sent else None,
+                        "sent_at": settled.at
+                        if settled.state == S.sent or settled.delivered_to
+                        else None,
+                        "delivered_to": None
+                        if settled.delivered_to is None
+                        else "; ".join(settled.delivered_to),
+                        "refused": None if settled.refused is None else ";\n".join(settled.refused),
                         "next_at": settled.at + settled.retry_after
                         if settled.retry_after is not None
                         else None,
@@ -274,6 +329,7 @@ class Ledger:
                 {
                     "id": sending.claim.id,
                     "owner": owner,
+                    "sequence": sending.claim.sequence,
                     "attempts": sending.claim.attempts + 1,
                     "recipients": "; ".join(sending.recipients),
                     "server": sending.server,

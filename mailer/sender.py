@@ -115,6 +115,12 @@ def send_round(
         raise MailerError(
             f"the event was cancelled (SEQUENCE {pending.sequence}); nothing more is sent for it"
         )
+    if kind == "invitation" and pending is not None and pending.significant:
+        raise MailerError(
+            f"the event in {campaign.path} is not the one the invitations went out with "
+            f"({pending.describe()}). Run `mailer send update` first: it tells the offices "
+            "that have the invitation, and the invitations still to go then carry the change"
+        )
     if workers == 1 or dry_run:
         return _queue_and_send(ws, kind, only, limit, dry_run, new_server, progress, None)
     # The helpers start now and wait: their start-up overlaps the queuing below.

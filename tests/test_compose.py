@@ -168,7 +168,8 @@ def test_vtimezone_is_built_once_per_campaign(composer: Composer) -> None:
     assert composer.invites.vtimezone is first
 
 
-def test_several_addresses_go_to_and_cc_with_one_attendee(composer: Composer) -> None:
+def test_several_addresses_go_to_and_cc_and_each_is_an_attendee(composer: Composer) -> None:
+    """Hardening #12: whichever address opens it, the client finds itself on the guest list."""
     invitee = InviteeRecord(
         "TH-50-prov",
         "สำนักงานจังหวัดเชียงใหม่",
@@ -181,7 +182,21 @@ def test_several_addresses_go_to_and_cc_with_one_attendee(composer: Composer) ->
     headers = dict(raw_headers(composed.data))
     assert decoded(headers["Cc"]).endswith("<b@prov.example>")
     (event,) = calendar_of(parse(composed.data)).walk("VEVENT")
-    assert str(event["ATTENDEE"]) == "mailto:a@prov.example"
+    attendees = event["ATTENDEE"]
+    assert [str(a) for a in attendees] == ["mailto:a@prov.example", "mailto:b@prov.example"]
+    for attendee in attendees:
+        assert attendee.params["CN"] == "สำนักงานจังหวัดเชียงใหม่"
+        assert attendee.params["RSVP"] == "TRUE"
+        assert attendee.params["PARTSTAT"] == "NEEDS-ACTION"
+    assert "mailto:thannop.sirithamwilai@ega.or.th" not in [str(a) for a in attendees]
+
+
+def test_the_vtimezone_carries_no_comment_of_its_own(composer: Composer) -> None:
+    """Hardening #14: RFC 5545 allows COMMENT in STANDARD/DAYLIGHT, not in VTIMEZONE."""
+    (zone,) = calendar_of(parse(_compose(composer))).walk("VTIMEZONE")
+    assert "COMMENT" not in zone
+    assert zone["TZID"] == "Asia/Bangkok"
+    assert [c.name for c in zone.subcomponents] == ["STANDARD"]
 
 
 def test_test_sample_has_its_own_uid_and_a_marked_subject(composer: Composer) -> None:

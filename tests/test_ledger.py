@@ -277,12 +277,15 @@ def test_a_database_of_an_older_schema_is_upgraded_when_opened(database_url: str
     with engine.begin() as conn:  # back to how 0004 left it
         conn.execute(text("DROP TABLE attendance_mark"))
         conn.execute(text("DROP TABLE inbound_message"))
+        conn.execute(text("ALTER TABLE delivery DROP COLUMN delivered_to"))  # 0007
+        conn.execute(text("ALTER TABLE delivery DROP COLUMN refused"))
         conn.execute(text("UPDATE alembic_version SET version_num = '0004'"))
     engine.dispose()
     engine = open_database(database_url)
     with engine.connect() as conn:
         assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == SCHEMA_HEAD
         assert conn.execute(text("SELECT count(*) FROM attendance_mark")).scalar() == 0
+        assert conn.execute(text("SELECT count(*) FROM delivery WHERE refused = ''")).scalar() == 0
     engine.dispose()
 
 

@@ -22,7 +22,7 @@ from email.utils import format_datetime
 from pathlib import Path
 from typing import Any
 
-from mailer.campaign import Campaign
+from mailer.campaign import Campaign, Event
 from mailer.compose import mime
 from mailer.compose.invites import InviteBuilder, event_uid
 from mailer.compose.letters import Letter, LetterRenderer
@@ -45,6 +45,10 @@ class OutgoingMail:
     automatic: bool = False
     test: bool = False  # a sample (--test-to): its own UID, a marked subject
     extra: Mapping[str, object] = field(default_factory=dict)  # e.g. an update's changes
+    # The event version to tell: the ledger row's (`mailer.changes.event_at`) when sending;
+    # None only for what is not sent from the ledger (preview, check, a --test-to sample),
+    # which shows the campaign file's event.
+    event: Event | None = None
 
 
 @dataclass(frozen=True)
@@ -70,20 +74,25 @@ class Composer:
         self.templates_dir = templates_dir
         self.invites = InviteBuilder(campaign)
         self._renderers: dict[str, LetterRenderer] = {}
-        event = campaign.event
-        zone = campaign.timezone
-        self._base_context: dict[str, Any] = {
-            "campaign_id": campaign.id,
-            "event": event,
-            "coordinator": campaign.coordinator,
-            "sender": campaign.sender,
-            "thai": {
-                "date": thai_date(event.start, zone),
-                "short_date": thai_short_date(event.start, zone),
-                "time_range": thai_time_range(event.start, event.end, zone),
-                "when": thai_when(event.start, event.end, zone),
-            },
-        }
+        self._contexts: dict[Event, dict[str, Any]] = {}
+
+    def _base_context(self, event: Event) -> dict[str, Any]:
+        """What every letter about this event version receives (built once per version)."""
+        if event not in self._contexts:
+            zone = self.campaign.timezone
+            self._contexts[event] = {
+                "campaign_id": self.campaign.id,
+                "event": event,
+                "coordinator": self.campaign.coordinator,
+                "sender": self.campaign.sender,
+                "thai": {
+                    "date": thai_date(event.start, zone),
+                    "short_date": thai_short_date(event.start, zone),
+                    "time_range": thai_time_range(event.start, event.end, zone),
+                    "when": thai_when(event.start, event.end, zone),
+                },
+            }
+        return self._contexts[event]
 
     def renderer(self, template: str) -> LetterRenderer:
         if template not in self._renderers:
@@ -93,10 +102,14 @@ class Composer:
         return self._renderers[template]
 
     def letter(
-        self, invitee: InviteeRecord, template: str, extra: Mapping[str, object] | None = None
+        self,
+        invitee: InviteeRecord,
+        template: str,
+        extra: Mapping[str, object] | None = None,
+        event: Event | None = None,
     ) -> Letter:
         context = dict(
-            self._base_context,
+            self._base_context(event or self.campaign.event),
             **(extra or {}),
             invitee=invitee,
             uid=event_uid(self.campaign, invitee.invitee_id),
@@ -113,13 +126,14 @@ class Composer:
                 f"({campaign.coordinator.email}); a calendar cannot invite its organizer. "
                 "Fix the address in the invitee list"
             )
-        letter = self.letter(invitee, mail.template, mail.extra)
+        event = mail.event or campaign.event
+        letter = self.letter(invitee, mail.template, mail.extra, event)
         uid = event_uid(campaign, invitee.invitee_id)
         subject = letter.subject
         if mail.test:
             uid, subject = f"test-{uid}", f"[ทดสอบ] {subject}"
         ics = self.invites.build(
-            invitee, uid=uid, method=mail.method, sequence=mail.sequence, stamp=now
+            invitee, event=event, uid=uid, method=mail.method, sequence=mail.sequence, stamp=now
         )
 
         outer, inner = mime.boundaries(mail.message_id, 2)

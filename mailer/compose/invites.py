@@ -1,8 +1,11 @@
-"""The iCalendar part: one VEVENT per invitee, with that invitee as the only ATTENDEE.
+"""The iCalendar part: one VEVENT per invitee, with every address of that office as an
+ATTENDEE (and nobody else).
 
 Built with icalendar, which does all escaping and line folding. The VTIMEZONE is built
-once per campaign (`InviteBuilder.__init__`) and shared by every message. Calendar dates
-are Gregorian; the Buddhist Era appears only in the Thai prose.
+once per campaign (`InviteBuilder.__init__`) and shared by every message; the lines around
+the per-invitee ones once per event version, method and SEQUENCE. The event is always the
+version the ledger row names (`mailer.changes.event_at`), never whatever the campaign file
+says now. Calendar dates are Gregorian; the Buddhist Era appears only in the Thai prose.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from icalendar import Alarm, Calendar, Event, Timezone, vCalAddress, vDatetime, 
 from icalendar.parser import Parameters
 from icalendar.parser.content_line import Contentline
 
+from mailer import campaign as campaigns
 from mailer.campaign import Campaign
 from mailer.contacts import InviteeRecord
 from mailer.thai import thai_when
@@ -34,16 +38,25 @@ def event_uid(campaign: Campaign, invitee_id: str) -> str:
     return f"{campaign.id}-{invitee_id}@{campaign.uid_domain}"
 
 
+def _vtimezone(key: str) -> Timezone:
+    """The generated VTIMEZONE, without the COMMENT icalendar puts directly in it (RFC 5545
+    allows COMMENT only inside STANDARD/DAYLIGHT; strict parsers reject it there)."""
+    zone = Timezone.from_tzid(key)
+    zone.pop("COMMENT", None)
+    return zone
+
+
 class InviteBuilder:
     def __init__(self, campaign: Campaign) -> None:
         self.campaign = campaign
-        self.vtimezone = Timezone.from_tzid(campaign.timezone.key)
-        event = campaign.event
-        coordinator = campaign.coordinator
-        self.description = "\n".join(
+        self.vtimezone = _vtimezone(campaign.timezone.key)
+
+    def description(self, event: campaigns.Event) -> str:
+        coordinator = self.campaign.coordinator
+        return "\n".join(
             [
                 event.title,
-                thai_when(event.start, event.end, campaign.timezone),
+                thai_when(event.start, event.end, self.campaign.timezone),
                 f"ณ {event.venue}",
                 "",
                 f"ผู้ประสานงาน: {coordinator.name} {coordinator.unit}",
@@ -58,11 +71,10 @@ class InviteBuilder:
         return organizer
 
     @functools.cache  # noqa: B019 - one builder per campaign, a handful of keys
-    def _shared(self, method: str, sequence: int) -> tuple[bytes, bytes]:
-        """The calendar around the per-invitee lines, built by icalendar once per
-        (method, sequence): everything before and after UID, DTSTAMP and ATTENDEE."""
-        campaign = self.campaign
-        zone = campaign.timezone
+    def _shared(self, version: campaigns.Event, method: str, sequence: int) -> tuple[bytes, bytes]:
+        """The calendar around the per-invitee lines, built by icalendar once per (event
+        version, method, sequence): everything before and after UID, DTSTAMP and ATTENDEE."""
+        zone = self.campaign.timezone
         cal = Calendar()
         cal.add("prodid", PRODID)
         cal.add("version", "2.0")
@@ -70,12 +82,12 @@ class InviteBuilder:
         cal.add("method", method)
         cal.add_component(self.vtimezone)
         event = Event()
-        event.add("dtstart", campaign.event.start.astimezone(zone))
-        event.add("dtend", campaign.event.end.astimezone(zone))
+        event.add("dtstart", version.start.astimezone(zone))
+        event.add("dtend", version.end.astimezone(zone))
         event.add("sequence", sequence)
-        event.add("summary", campaign.event.summary)
-        event.add("location", campaign.event.venue)
-        event.add("description", self.description)
+        event.add("summary", version.summary)
+        event.add("location", version.venue)
+        event.add("description", self.description(version))
         event.add("organizer", self._organizer())
         event.add("class", "PUBLIC")
         event.add("transp", "OPAQUE")
@@ -85,7 +97,7 @@ class InviteBuilder:
             event.add("status", "CONFIRMED")
             alarm = Alarm()
             alarm.add("action", "DISPLAY")
-            alarm.add("description", campaign.event.summary)
+            alarm.add("description", version.summary)
             alarm.add("trigger", timedelta(days=-1))
             event.add_component(alarm)
         cal.add_component(event)
@@ -96,28 +108,32 @@ class InviteBuilder:
         self,
         invitee: InviteeRecord,
         *,
+        event: campaigns.Event,
         uid: str,
         method: str,
         sequence: int,
         stamp: datetime,
     ) -> bytes:
         """The whole VCALENDAR for one invitee: the shared lines (written by icalendar once
-        per method and SEQUENCE) around this invitee's DTSTAMP, UID and ATTENDEE lines."""
+        per event version, method and SEQUENCE) around this invitee's DTSTAMP, UID and one
+        ATTENDEE line per address of the office (whichever of them opens it, the client
+        finds itself on the guest list and shows the buttons)."""
         if method not in METHODS:
             raise ValueError(f"unknown iTIP method {method!r}")
-        attendee = vCalAddress(f"mailto:{invitee.primary_email}")
-        params = Parameters()
-        params["CN"] = display_name(invitee.organisation)
-        params["CUTYPE"] = "INDIVIDUAL"
-        params["ROLE"] = "REQ-PARTICIPANT"
-        params["PARTSTAT"] = "NEEDS-ACTION"
-        params["RSVP"] = "FALSE" if method == "CANCEL" else "TRUE"
         # icalendar escapes and folds every line (DESIGN §4); only the Component round trip
-        # (building an Event to serialise three lines) is skipped.
-        lines = (
+        # (building an Event to serialise a few lines) is skipped.
+        lines = [
             Contentline.from_parts("DTSTAMP", Parameters(), vDatetime(stamp.astimezone(UTC))),
             Contentline.from_parts("UID", Parameters(), vText(uid)),
-            Contentline.from_parts("ATTENDEE", params, attendee),
-        )
-        head, tail = self._shared(method, sequence)
+        ]
+        for address in invitee.email:
+            params = Parameters()
+            params["CN"] = display_name(invitee.organisation)
+            params["CUTYPE"] = "INDIVIDUAL"
+            params["ROLE"] = "REQ-PARTICIPANT"
+            params["PARTSTAT"] = "NEEDS-ACTION"
+            params["RSVP"] = "FALSE" if method == "CANCEL" else "TRUE"
+            attendee = vCalAddress(f"mailto:{address}")
+            lines.append(Contentline.from_parts("ATTENDEE", params, attendee))
+        head, tail = self._shared(event, method, sequence)
         return head + b"".join(line.to_ical() + b"\r\n" for line in lines) + tail

@@ -1,0 +1,208 @@
+"""Hardening: mail never goes out at the wrong time, twice, or not at all.
+
+Each test here reproduced a fault on the earlier code: a running send composing from the
+campaign it read at start (#1), an office's deferred address never retried (#3), one
+office that cannot be composed blocking every office after it (#4), SIGTERM ignored while
+waiting for a retry.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+from sqlalchemy import select, text, update
+
+from mailer.audience import audience_ids
+from mailer.changes import announce
+from mailer.contacts import import_contacts
+from mailer.drain import Outcome
+from mailer.models import Invitee
+from mailer.outbox import D
+from mailer.sender import send_round
+from tests.conftest import CAMPAIGN, FakeClock, Mailhog
+from tests.helpers import calendar_of, parse, text_of, write_synthetic_contacts
+from tests.scripted_smtp import Script, ScriptedServer
+
+BANGKOK = ZoneInfo("Asia/Bangkok")
+MOVED = CAMPAIGN.read_text(encoding="utf-8").replace(
+    "start = 2016-11-22T13:00:00\nend = 2016-11-22T16:30:00",
+    "start = 2016-11-22T15:00:00\nend = 2016-11-22T18:30:00",
+)
+
+
+def _moved(tmp_path: Path) -> Path:
+    path = tmp_path / "moved.toml"
+    path.write_text(MOVED, encoding="utf-8")
+    return path
+
+
+def _rows(ws) -> dict[str, dict[str, object]]:  # type: ignore[no-untyped-def]
+    with ws.engine.connect() as conn:
+        found = conn.execute(
+            select(
+                D.invitee_id, D.kind, D.state, D.recipients, D.delivered_to, D.refused, D.last_reply
+            )
+        ).all()
+    return {f"{r.invitee_id} {r.kind}": dict(r._mapping) for r in found}
+
+
+def test_an_update_during_a_running_send_reaches_every_calendar_at_the_new_time(
+    make_ws, smtp_server: Mailhog, tmp_path: Path, database_url: str
+) -> None:
+    """#1: `send update` lands while `send invitations` is sending (its batch claimed, its
+    campaign file read at start). Every message must tell the version its row names."""
+    contacts = tmp_path / "offices.csv"
+    write_synthetic_contacts(contacts, 30)
+    running = make_ws(SMTP_PORT=str(smtp_server.port), DATABASE_URL=database_url)
+    import_contacts(running.engine, contacts)
+    mover = make_ws(
+        SMTP_PORT=str(smtp_server.port),
+        DATABASE_URL=database_url,
+        MAILER_CAMPAIGN=str(_moved(tmp_path)),
+    )
+    announced: list[int] = []
+
+    def update_after_five(outcome: Outcome) -> None:
+        if len(announced) == 0 and sum(1 for _ in smtp_server.messages()) >= 5:
+            result = announce(mover.ledger(), mover.campaign, cancel=False, dry_run=False)
+            announced.append(result.enqueued)
+
+    report = send_round(running, "invitation", progress=update_after_five)
+    assert announced and 5 <= announced[0] <= 6  # the fifth may still be in `sending`
+    assert report.drain.sent == 30 + announced[0]
+    by_office: dict[str, list[tuple[int, str]]] = {}
+    for raw in smtp_server.messages():
+        message = parse(raw)
+        (event,) = calendar_of(message).walk("VEVENT")
+        sequence = int(event["SEQUENCE"])
+        start = event.decoded("DTSTART").astimezone(BANGKOK)
+        letter = text_of(message, "text/plain")
+        kind = "update" if "แจ้งเปลี่ยนแปลงรายละเอียด" in letter else "invitation"
+        told = {"๑๓.๐๐": "๑๓.๐๐ – ๑๖.๓๐" in letter, "๑๕.๐๐": "๑๕.๐๐ – ๑๘.๓๐" in letter}
+        if sequence == 0:  # went out before the update: the old time, everywhere
+            assert (kind, start.hour, told) == ("invitation", 13, {"๑๓.๐๐": True, "๑๕.๐๐": False})
+        elif kind == "invitation":  # rebased by the update: the new time, everywhere
+            assert (start.hour, told) == (15, {"๑๓.๐๐": False, "๑๕.๐๐": True})
+        else:  # the update: its calendar and its letter ("เดิม … เปลี่ยนเป็น …") agree
+            assert start.hour == 15 and "๑๓.๐๐ – ๑๖.๓๐ น. เปลี่ยนเป็น" in letter
+        by_office.setdefault(str(message["To"]), []).append((sequence, kind))
+    assert len(by_office) == 30
+    for got in by_office.values():
+        # the old invitation and its update, or the invitation at the new time alone
+        assert sorted(got) in ([(0, "invitation"), (1, "update")], [(1, "invitation")]), got
+    assert sum(1 for got in by_office.values() if len(got) == 2) == announced[0]
+
+
+def _two_addresses(tmp_path: Path) -> Path:
+    path = tmp_path / "two.csv"
+    path.write_text(
+        "invitee_id,organisation,salutation,email\n"
+        "TH-50-prov,สำนักงานจังหวัดเชียงใหม่,เรียน ผู้ว่าราชการจังหวัดเชียงใหม่,"
+        '"a@prov.example; b@prov.example"\n'
+        "TH-51-prov,สำนักงานจังหวัดลำพูน,เรียน ผู้ว่าราชการจังหวัดลำพูน,c@prov.example\n",
+        encoding="utf-8",
+    )
+    return path
+
+
+def test_an_address_deferred_with_452_is_retried_alone(
+    make_ws, tmp_path: Path, clock: FakeClock
+) -> None:
+    """#3: a@ accepted, b@ refused with 452: b@ gets it on the retry, a@ only once."""
+    script = Script({"b@prov.example": ["452", "250"]})
+    with ScriptedServer(script) as server:
+        ws = make_ws(SMTP_PORT=str(server.port))
+        import_contacts(ws.engine, _two_addresses(tmp_path))
+        report = send_round(ws, "invitation")
+    assert [rcpts for rcpts, _ in script.received].count(("a@prov.example",)) == 1
+    assert script.received_by("b@prov.example") == 1
+    assert script.received_by("a@prov.example") == 1
+    row = _rows(ws)["TH-50-prov invitation"]
+    assert row["state"] == "sent"
+    assert row["delivered_to"] == "a@prov.example; b@prov.example"
+    assert row["refused"] == ""
+    assert report.drain.retry == 1 and report.drain.sent == 2
+    assert clock.sleeps, "the run waited for the retry"
+
+
+def test_a_partly_delivered_office_counts_as_invited_while_it_waits(
+    make_ws, tmp_path: Path
+) -> None:
+    """#3: while b@ waits for its retry the office has the invitation (at a@): it is in
+    the audiences of updates and reminders, and the row says what happened to each address."""
+    script = Script({"b@prov.example": ["452"]})
+    with ScriptedServer(script) as server:
+        ws = make_ws(SMTP_PORT=str(server.port))
+        import_contacts(ws.engine, _two_addresses(tmp_path))
+        ws.sleep = lambda seconds: ws.stopping.set()  # type: ignore[method-assign]
+        send_round(ws, "invitation")  # stopped while it waits for the retry
+    row = _rows(ws)["TH-50-prov invitation"]
+    assert row["state"] == "retry_wait"
+    assert row["delivered_to"] == "a@prov.example"
+    assert str(row["last_reply"]).endswith("(will retry b@prov.example alone)")
+    assert audience_ids(ws, "all") == {"TH-50-prov"}  # TH-51 was not reached (the stop)
+
+
+def test_an_address_refused_for_good_is_kept_on_the_row(make_ws, tmp_path: Path) -> None:
+    """#3: b@ refused with 550 while a@ took it: sent, b@ and the server's words kept."""
+    script = Script({"b@prov.example": ["550"]})
+    with ScriptedServer(script) as server:
+        ws = make_ws(SMTP_PORT=str(server.port))
+        import_contacts(ws.engine, _two_addresses(tmp_path))
+        send_round(ws, "invitation")
+    row = _rows(ws)["TH-50-prov invitation"]
+    assert row["state"] == "sent"
+    assert row["delivered_to"] == "a@prov.example"
+    assert str(row["refused"]).startswith("b@prov.example: 550 5.1.1")
+    assert script.received_by("a@prov.example") == 1
+
+
+def test_an_office_that_cannot_be_composed_fails_alone(
+    make_ws, smtp_server: Mailhog, tmp_path: Path, database_url: str
+) -> None:
+    """#4: an address no header can carry (put in by an older import) fails that office with
+    its reason; every other office is sent, in the same run and on the next one."""
+    contacts = tmp_path / "offices.csv"
+    write_synthetic_contacts(contacts, 5)
+    ws = make_ws(SMTP_PORT=str(smtp_server.port), DATABASE_URL=database_url)
+    import_contacts(ws.engine, contacts)
+    with ws.engine.begin() as conn:
+        conn.execute(
+            update(Invitee.__table__)  # type: ignore[attr-defined]
+            .where(text("invitee_id = 'SYN-00001'"))
+            .values(emails="ผู้รับ@ไทย.example")
+        )
+    report = send_round(ws, "invitation")
+    assert report.drain.sent == 4 and report.drain.failed == 1
+    (problem,) = report.drain.problems
+    assert problem.invitee_id == "SYN-00001" and problem.reply.startswith("not sent")
+    assert len(smtp_server.messages()) == 4
+    assert _rows(ws)["SYN-00001 invitation"]["state"] == "failed"
+    assert send_round(ws, "invitation").drain.sent == 0
+
+
+@pytest.mark.timeout(30)
+def test_a_stop_while_waiting_for_a_retry_ends_the_run_at_once(
+    make_ws, tmp_path: Path, clock: FakeClock
+) -> None:
+    """SIGTERM during the wait for a retry due within two minutes: the run stops then,
+    instead of running on until the retry is due."""
+    script = Script({"c@prov.example": ["451", "250"]})
+    with ScriptedServer(script) as server:
+        ws = make_ws(SMTP_PORT=str(server.port))
+        import_contacts(ws.engine, _two_addresses(tmp_path))
+        waits: list[float] = []
+
+        def interrupted(seconds: float) -> None:  # SIGTERM arrives during the pause
+            waits.append(seconds)
+            ws.stopping.set()
+
+        ws.sleep = interrupted  # type: ignore[method-assign]
+        report = send_round(ws, "invitation")
+    assert report.drain.stopped == "stopped on request; the rest stay queued"
+    assert script.received_by("c@prov.example") == 0
+    assert _rows(ws)["TH-51-prov invitation"]["state"] == "retry_wait"
+    assert waits and max(waits) <= timedelta(minutes=2).total_seconds()
