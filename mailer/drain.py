@@ -384,7 +384,7 @@ def work_forever(ws: Workspace, poll: float, log: Callable[[str], None]) -> Drai
         for key in ("sent", "retry", "failed", "uncertain", "recovered_uncertain"):
             setattr(total, key, getattr(total, key) + getattr(stats, key))
         if stats.sent or stats.failed or stats.retry:
-            log(f"{stats.sent} sent, {stats.retry} to retry later, {stats.failed} failed")
+            log(f"{stats.sent} sent, {stats.retry} deferred by the server, {stats.failed} failed")
         if stats.stopped and not ws.stopping.is_set():
             log(f"paused: {stats.stopped}")
         ws.stopping.wait(poll)

@@ -73,7 +73,7 @@ def scheduler_run_now(
         return
     d = report.drain
     out.print(
-        f"Round {rule}: {report.enqueued} enqueued; {d.sent} sent, {d.retry} to retry later, "
+        f"Round {rule}: {report.enqueued} enqueued; {d.sent} sent, {d.retry} deferred by the server, "
         f"{d.failed} failed."
     )
     if d.stopped:
