@@ -19,6 +19,7 @@ from mailer.audience import audience_ids
 from mailer.changes import announce
 from mailer.contacts import import_contacts
 from mailer.drain import Outcome
+from mailer.errors import MailerError
 from mailer.models import Invitee
 from mailer.outbox import D
 from mailer.sender import send_round
@@ -206,3 +207,26 @@ def test_a_stop_while_waiting_for_a_retry_ends_the_run_at_once(
     assert script.received_by("c@prov.example") == 0
     assert _rows(ws)["TH-51-prov invitation"]["state"] == "retry_wait"
     assert waits and max(waits) <= timedelta(minutes=2).total_seconds()
+
+
+def test_the_rest_of_the_invitations_wait_for_the_update_of_an_edited_event(
+    make_ws, smtp_server: Mailhog, tmp_path: Path
+) -> None:
+    """#1: two invitations went out, then the event was moved in the campaign file. The rest
+    must not go out at the old time (the stored version) nor silently at the new one."""
+    contacts = tmp_path / "offices.csv"
+    write_synthetic_contacts(contacts, 5)
+    ws = make_ws(SMTP_PORT=str(smtp_server.port))
+    import_contacts(ws.engine, contacts)
+    assert send_round(ws, "invitation", limit=2).drain.sent == 2
+    moved = make_ws(SMTP_PORT=str(smtp_server.port), MAILER_CAMPAIGN=str(_moved(tmp_path)))
+    with pytest.raises(MailerError, match=r"Run `mailer send update` first"):
+        send_round(moved, "invitation")
+    assert len(smtp_server.messages()) == 2
+    announce(moved.ledger(), moved.campaign, cancel=False, dry_run=False)
+    assert send_round(moved, "invitation").drain.sent == 3 + 2  # the rest, and two updates
+    hours = sorted(
+        calendar_of(parse(raw)).walk("VEVENT")[0].decoded("DTSTART").astimezone(BANGKOK).hour
+        for raw in smtp_server.messages()
+    )
+    assert hours == [13, 13, 15, 15, 15, 15, 15]
