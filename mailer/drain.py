@@ -166,8 +166,8 @@ class _Run:
             except MailerError as problem:  # this office alone: the others go on
                 return self._settle(claim, S.failed, f"not sent: {problem}", 0, claim.invitee_id)
             remaining = tuple(a for a in message.recipients if a.lower() not in claim.done_with())
-            if not remaining:  # every address has it already (or refused it for good)
-                return self._settle(claim, S.sent, claim.delivered_to, 250, claim.invitee_id)
+            if not remaining:  # every address has it already, or refused it for good
+                return self._given_up(claim, "nothing left to send", 0, ())
             self.transport.ready()  # an unreachable server stops the run before anything is marked
             sending = Sending(claim, remaining, self.transport.server_id)
             leased = self.ledger.step(self.owner, self.pending, sending, LEASE)
@@ -206,11 +206,14 @@ class _Run:
         try:
             delivered = self.transport.send(message.envelope_from, remaining, message.data)
         except PermanentFailure as failure:
-            return self._settle(claim, S.failed, str(failure.reply), failure.reply.code, who)
+            reply = str(failure.reply)
+            return self._given_up(
+                claim, reply, failure.reply.code, [f"{a}: {reply}" for a in remaining]
+            )
         except Unknown as unknown:
             return self._settle(claim, S.uncertain, str(unknown.reply), 0, who)
         except TemporaryFailure as failure:
-            return self._retry(claim, str(failure.reply), failure.reply.code)
+            return self._retry(claim, str(failure.reply), failure.reply.code, remaining)
         if not delivered.refused:
             before = split_emails(claim.delivered_to)
             return self._settle(
@@ -237,14 +240,24 @@ class _Run:
                 delivered_to=delivered_to, refused=refused_for_good,
             )  # fmt: skip
         code = min(refused[a.lower()].code for a in later)
-        return self._retry(claim, f"{reply} (will retry {', '.join(later)} alone)", code,
+        return self._retry(claim, f"{reply} (will retry {', '.join(later)} alone)", code, later,
                            delivered_to=delivered_to, refused=refused_for_good)  # fmt: skip
+
+    def _given_up(self, claim: Claim, reply: str, code: int, refused: Sequence[str]) -> Outcome:
+        """No address left to try: `sent` if an earlier attempt reached one of the office's
+        addresses (the rest kept as refused), else `failed`."""
+        if not claim.delivered_to:
+            return self._settle(claim, S.failed, reply, code, claim.invitee_id)
+        entries = (*refused_entries(claim.refused), *refused)
+        return self._settle(claim, S.sent, f"{reply} (delivered to {claim.delivered_to} earlier)",
+                            code, claim.invitee_id, refused=entries)  # fmt: skip
 
     def _retry(
         self,
         claim: Claim,
         reply: str,
         code: int,
+        remaining: Sequence[str] = (),
         *,
         delivered_to: tuple[str, ...] | None = None,
         refused: tuple[str, ...] | None = None,
@@ -252,8 +265,11 @@ class _Run:
         who = claim.invitee_id
         if claim.attempts + 1 >= MAX_ATTEMPTS:
             reply = f"{reply} (gave up after {MAX_ATTEMPTS} attempts)"
-            return self._settle(claim, S.failed, reply, code, who,
-                                delivered_to=delivered_to, refused=refused)  # fmt: skip
+            if delivered_to is None:  # the whole attempt was deferred
+                return self._given_up(claim, reply, code, [f"{a}: {reply}" for a in remaining])
+            lost = (*(refused or ()), *(f"{a}: {reply}" for a in remaining))
+            return self._settle(claim, S.sent if delivered_to else S.failed, reply, code, who,
+                                delivered_to=delivered_to, refused=lost)  # fmt: skip
         delay = timedelta(seconds=5) if code == 421 else retry_delay(claim.attempts + 1)
         return self._settle(claim, S.retry_wait, reply, code, who, delay,
                             delivered_to=delivered_to, refused=refused)  # fmt: skip

@@ -230,3 +230,20 @@ def test_the_rest_of_the_invitations_wait_for_the_update_of_an_edited_event(
         for raw in smtp_server.messages()
     )
     assert hours == [13, 13, 15, 15, 15, 15, 15]
+
+
+def test_a_deferred_address_refused_for_good_on_its_retry_leaves_the_office_sent(
+    make_ws, tmp_path: Path, clock: FakeClock
+) -> None:
+    """#3: a@ took it, b@ was deferred, then refused for good: the office has it (sent, so it
+    stays in the audiences), b@ and its 550 kept on the row, a@ sent it once."""
+    script = Script({"b@prov.example": ["452", "550"]})
+    with ScriptedServer(script) as server:
+        ws = make_ws(SMTP_PORT=str(server.port))
+        import_contacts(ws.engine, _two_addresses(tmp_path))
+        send_round(ws, "invitation")
+    row = _rows(ws)["TH-50-prov invitation"]
+    assert (row["state"], row["delivered_to"]) == ("sent", "a@prov.example")
+    assert str(row["refused"]).startswith("b@prov.example: 550 5.1.1")
+    assert script.received_by("a@prov.example") == 1
+    assert audience_ids(ws, "all") == {"TH-50-prov", "TH-51-prov"}
