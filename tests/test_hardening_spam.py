@@ -150,5 +150,6 @@ def test_the_benchmark_reads_the_words_rspamd_logs(tmp_path: Path) -> None:
     )
     match = WORD_LOG.search(line)
     assert match is not None and match[1] == "3aab9f" and float(match[3]) == 2.0
-    report = WordReport([(match[2], 2.0), ("café", 1.0), ("๒๕๕๙", 0.0)])
-    assert report.ours == [("café", 1.0)] and report.thai_marks == 2.0
+    words = [(match[2], 2.0), ("café", 1.0), ("๒๕๕๙", 0.0), ("ไทย๕๐ไทย", 0.25), ("เรื่อง", 2.0)]
+    report = WordReport(words)
+    assert report.ours == [("café", 1.0), ("ไทย๕๐ไทย", 0.25)] and report.thai_marks == 4.0
