@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from mailer.compose import ComposedMessage, Letter, OutgoingMail
 from mailer.errors import MailerError
@@ -32,3 +33,14 @@ def preview_invitation(ws: Workspace, invitee_id: str) -> Preview:
         OutgoingMail(invitee, rule.template, message_id, state.sequence), ws.clock()
     )
     return Preview(ws.composer.letter(invitee, rule.template), message)
+
+
+def save(path: Path, data: bytes) -> None:
+    """Write a preview file; a path that cannot be written is the user's to fix."""
+    try:
+        path.write_bytes(data)
+    except OSError as exc:
+        raise MailerError(
+            f"cannot write {path} ({exc.strerror}); give a file in a folder that exists and "
+            "that you may write"
+        ) from None
