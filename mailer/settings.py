@@ -113,16 +113,23 @@ def cut(value: str, limit: int = 60) -> str:
 
 
 def _userinfo(url: str) -> tuple[str, str, str] | None:
-    """(scheme://user, password, @rest) of a URL that carries a password, without parsing it
-    (a URL too broken for SQLAlchemy must still be shown without its password). Everything up
-    to the last "@" counts as the login, so a password with an unescaped "@" or "/" is still
-    hidden whole."""
-    scheme, sep, rest = url.partition("://")
-    login, at, host = rest.rpartition("@")
-    if not (sep and at and ":" in login):
+    """(scheme://user, password, what follows it) of a URL that may carry a password, read
+    without parsing it: a URL too broken for SQLAlchemy must still be shown without its
+    password. Everything up to the last "@" counts as the login, so a password with an
+    unescaped "@" or "/" is hidden whole; with no "@", in `scheme://user:x`, a non-numeric
+    x (no port, so perhaps a password) is hidden too."""
+    scheme, colon, rest = url.partition(":")
+    after = rest.lstrip("/")
+    head = f"{scheme}{colon}{rest[: len(rest) - len(after)]}"
+    login, at, host = after.rpartition("@")
+    if at:
+        user, sep, password = login.partition(":")
+        return (head + user, password, at + host) if sep else None
+    authority = re.split(r"[/?#]", after, maxsplit=1)[0]
+    user, _, password = authority.partition(":")
+    if not colon or not password or authority.startswith("[") or password.isdigit():
         return None
-    user, _, password = login.partition(":")
-    return f"{scheme}://{user}", password, f"@{host}"
+    return head + user, password, after[len(authority) :]
 
 
 _QUERY_PASSWORD = re.compile(r"(?i)([?&]password=)([^&]*)")

@@ -4,6 +4,7 @@ secret from any setting reaches the output, a message or a traceback."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import traceback
@@ -13,12 +14,15 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sqlalchemy.engine import make_url
 from typer.testing import CliRunner
 
 from mailer.cli import app
 from mailer.db import open_database
 from mailer.errors import DatabaseError, SettingsError
+from mailer.settings import hide_secrets, shown_url
 from tests.conftest import CAMPAIGN, TEMPLATES, make_settings
 
 PASSWORD = "S3cr3tDbPw"
@@ -119,6 +123,35 @@ def test_the_drivers_exception_is_not_chained_into_the_traceback(
         open_database(database_without_rights.replace("postgresql:", "postgresql+psycopg:"))
     assert caught.value.__cause__ is None and caught.value.__suppress_context__
     assert PASSWORD not in "".join(traceback.format_exception(caught.value))
+
+
+_MARK = "Zq9"  # starts every generated password: found nowhere else in a message
+
+
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    password=st.text(alphabet=st.characters(exclude_characters="\x00"), max_size=20),
+    shape=st.sampled_from(
+        [
+            "mysql://bob:{}@db.example.org/mailer",
+            "postgresql://bob:{}@[::1",
+            "postgresql://bob:{}@127.0.0.1:port/mailer",
+            "postgresql:/bob:{}@127.0.0.1/mailer",
+            "postgresql://bob:{}",
+        ]
+    ),
+)
+def test_no_password_shape_shows_the_password(tmp_path: Path, password: str, shape: str) -> None:
+    secret = _MARK + password
+    if shape.endswith(":{}"):  # no @ (else a valid URL): the password ends at a / ? or #
+        secret = _MARK + re.split(r"[/?#@]", password)[0]
+    url = shape.format(secret)
+    with pytest.raises(SettingsError) as caught:
+        make_settings(tmp_path, DATABASE_URL=url)
+    assert _MARK not in str(caught.value)
+    assert _MARK not in shown_url(url) and _MARK not in hide_secrets(f"said {secret}", url)
 
 
 def test_the_settings_never_show_a_database_password(tmp_path: Path) -> None:
