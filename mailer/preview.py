@@ -8,6 +8,7 @@ from pathlib import Path
 from mailer.compose import ComposedMessage, Letter, OutgoingMail
 from mailer.errors import MailerError
 from mailer.sender import select_invitees
+from mailer.settings import cut
 from mailer.workspace import Workspace
 
 
@@ -22,7 +23,7 @@ def preview_invitation(ws: Workspace, invitee_id: str) -> Preview:
     invitee = next((i for i in found if i.invitee_id == invitee_id), None)
     if invitee is None:
         raise MailerError(
-            f"no invitee {invitee_id!r}; see `mailer status` for the ids, "
+            f"no invitee {cut(invitee_id)!r}; see `mailer status` for the ids, "
             "or run `mailer import contacts.csv` first"
         )
     ledger = ws.ledger()

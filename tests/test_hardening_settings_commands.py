@@ -126,3 +126,10 @@ def test_a_preview_file_that_cannot_be_written_is_an_error(
     assert result.exit_code == 1 and f"Error: cannot write {tmp_path} (Is a directory)" in (
         result.output
     )
+
+
+def test_an_unknown_invitee_to_preview_is_cut_in_the_message(env: dict[str, str]) -> None:
+    _refused(
+        run(env, "preview", "X" * 200),
+        f"Error: no invitee '{'X' * 60}… (200 characters)'; see `mailer status` for the ids",
+    )
