@@ -174,7 +174,9 @@ def _host_problem(name: str, host: str, example: str) -> tuple[str, str | None]:
             return host, f"{wrong} ({exc}); e.g. {name}={example}"
     labels = ascii_host.removesuffix(".").split(".")
     why = ""
-    if len(ascii_host.removesuffix(".")) > 253:
+    if host.startswith("[") and host.endswith("]"):
+        why = "write an IPv6 address without the brackets"
+    elif len(ascii_host.removesuffix(".")) > 253:
         why = f"it is {len(ascii_host)} characters long, at most 253 are allowed"
     elif any(not label for label in labels):
         why = "it has an empty label (two dots in a row, or a dot at the start)"

@@ -189,6 +189,7 @@ def test_a_timeout_in_range_is_taken(tmp_path: Path) -> None:
         ("smtp.example.org/587", "has a character other than a letter, digit or hyphen"),
         ("-smtp.example.org", "a label starts or ends with a hyphen"),
         ("1.2.3.999", "it looks like an IP address but is not one"),
+        ("[::1]", "write an IPv6 address without the brackets"),
     ],
 )
 @pytest.mark.parametrize("setting", ["SMTP_HOST", "IMAP_HOST"])
