@@ -16,12 +16,13 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Dialect, Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, OperationalError
 from sqlalchemy.exc import DatabaseError as SADatabaseError
-from sqlalchemy.exc import OperationalError
 from sqlmodel import Session
 
 from mailer.errors import DatabaseError
 from mailer.models import UTCDateTime
+from mailer.settings import hide_secrets, shown_url
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -42,7 +43,13 @@ def _alembic_config() -> Config:
 
 
 def _sqlite_file(url: str) -> Path | None:
-    parsed = make_url(url)
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError):  # their words may quote the password: not chained
+        raise DatabaseError(
+            f"{shown_url(url)} is not a database URL; "
+            "e.g. DATABASE_URL=sqlite:///var/mailer.db or postgresql://user@127.0.0.1:5432/mailer"
+        ) from None
     if parsed.get_backend_name() != "sqlite" or not parsed.database:
         return None
     if parsed.database == ":memory:":
@@ -127,17 +134,9 @@ def open_database(url: str) -> Engine:
     tables but not ours.
     """
     path = _sqlite_file(url)
+    shown = shown_url(url)
     if path is not None:
-        if path.exists():
-            with path.open("rb") as handle:
-                head = handle.read(16)
-            if head and head != _SQLITE_MAGIC:
-                raise DatabaseError(
-                    f"{path} is not a SQLite database (it starts with {head[:8]!r}). "
-                    "Point DATABASE_URL at another file, e.g. sqlite:///var/mailer.db"
-                )
-        else:
-            path.parent.mkdir(parents=True, exist_ok=True)
+        _check_sqlite_file(path)
         engine = create_engine(url, connect_args={"timeout": 30})
         lock = _WriterLock(path)
         event.listen(engine, "connect", _on_sqlite_connect)
@@ -146,28 +145,59 @@ def open_database(url: str) -> Engine:
         event.listen(engine, "rollback", lock.rollback)
     else:
         engine = create_engine(url, pool_pre_ping=True)
+    # The driver's words go into the message with any password masked, and the driver's
+    # exception is not chained: its text, or its connection arguments, may hold the password.
     try:
-        if _check_ours(engine, url) != SCHEMA_HEAD:
+        if _check_ours(engine, shown) != SCHEMA_HEAD:
             migrate(engine)
     except OperationalError as exc:
         engine.dispose()
         raise DatabaseError(
-            f"cannot open the database {make_url(url).render_as_string(hide_password=True)}: "
-            f"{exc.orig}. Check DATABASE_URL and that the server is running."
-        ) from exc
+            f"cannot open the database {shown}: {hide_secrets(str(exc.orig), url)}. "
+            "Check DATABASE_URL and that the server is running."
+        ) from None
     except SADatabaseError as exc:
         engine.dispose()
-        raise DatabaseError(f"the database {path or url} cannot be used: {exc.orig}") from exc
+        raise DatabaseError(
+            f"the database {path or shown} cannot be used: {hide_secrets(str(exc.orig), url)}"
+        ) from None
     except DatabaseError:
         engine.dispose()
         raise
     return engine
 
 
-def _check_ours(engine: Engine, url: str) -> str | None:
-    """The schema revision of a database of ours (None when it is empty); refuses another."""
+def _check_sqlite_file(path: Path) -> None:
+    """Refuses a path that is not a SQLite file (or cannot become one) before SQLite sees it."""
+    try:
+        if path.exists():
+            with path.open("rb") as handle:
+                head = handle.read(16)
+            if head and head != _SQLITE_MAGIC:
+                raise DatabaseError(
+                    f"{path} is not a SQLite database (it starts with {head[:8]!r}). "
+                    "Point DATABASE_URL at another file, e.g. sqlite:///var/mailer.db"
+                )
+        elif (
+            folder := next((p for p in path.parents if p.exists()), None)
+        ) and not folder.is_dir():
+            raise DatabaseError(
+                f"cannot use {path} as the SQLite database: {folder} is a file, not a folder. "
+                "Point DATABASE_URL at another file, e.g. sqlite:///var/mailer.db"
+            )
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # a folder, no permission, a file where a folder should be
+        raise DatabaseError(
+            f"cannot use {path} as the SQLite database ({exc.strerror}). "
+            "Point DATABASE_URL at a file you may write, e.g. sqlite:///var/mailer.db"
+        ) from None
+
+
+def _check_ours(engine: Engine, shown: str) -> str | None:
+    """The schema revision of a database of ours (None when it is empty); refuses another.
+    `shown` is the URL as messages may show it (no password)."""
     tables = set(inspect(engine).get_table_names())
-    shown = make_url(url).render_as_string(hide_password=True)
     if not tables:
         return None
     if "alembic_version" not in tables or not _OUR_TABLES & tables:

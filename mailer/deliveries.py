@@ -16,8 +16,11 @@ from sqlalchemy import select, update
 from mailer.errors import LedgerError
 from mailer.models import DeliveryState
 from mailer.outbox import DELIVERIES, D, Ledger
+from mailer.settings import cut
 
 S = DeliveryState
+STATES = tuple(s.value for s in DeliveryState)
+RETRYABLE = (S.failed.value, S.uncertain.value)
 
 
 @dataclass(frozen=True)
@@ -41,6 +44,11 @@ class Requeued:
 
 
 def list_deliveries(ledger: Ledger, states: Sequence[str] = ()) -> list[DeliveryRow]:
+    for state in states:
+        if state not in STATES:
+            raise LedgerError(
+                f"--state {cut(state)!r} is not a delivery state; use one of {', '.join(STATES)}"
+            )
     query = select(
         D.id, D.invitee_id, D.kind, D.state, D.attempts, D.recipients, D.message_id,
         D.server, D.sent_at, D.last_reply,
@@ -58,13 +66,29 @@ def requeue(
     states: Sequence[str] = (),
 ) -> Requeued:
     """Queue failed or uncertain rows again (same Message-ID). Sent rows are never
-    re-queued: the ledger's promise is one message per office."""
-    chosen = [
-        r
-        for r in list_deliveries(ledger)
-        if r.id in ids or r.invitee_id in invitees or r.state in states
+    re-queued: the ledger's promise is one message per office. A state other than failed
+    or uncertain, or an id or invitee with no delivery, is refused before anything changes."""
+    for state in states:
+        if state not in RETRYABLE:
+            raise LedgerError(
+                f"--state {cut(state)!r}: only failed or uncertain deliveries are queued "
+                "again; use --state failed or --state uncertain"
+            )
+    rows = list_deliveries(ledger)
+    unknown = [f"delivery {i}" for i in ids if i not in {r.id for r in rows}]
+    unknown += [
+        f"invitee {cut(i, 40)!r}" for i in invitees if i not in {r.invitee_id for r in rows}
     ]
-    again = [r.id for r in chosen if r.state in (S.failed.value, S.uncertain.value)]
+    if unknown:
+        shown = ", ".join(unknown[:5]) + (
+            f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""
+        )
+        raise LedgerError(
+            f"nothing was queued: there is no {shown} in the ledger; "
+            "`mailer deliveries` lists the delivery ids and invitee ids"
+        )
+    chosen = [r for r in rows if r.id in ids or r.invitee_id in invitees or r.state in states]
+    again = [r.id for r in chosen if r.state in RETRYABLE]
     skipped = [
         f"{r.id} ({r.invitee_id}, {r.kind}) is {r.state}; only failed or uncertain "
         "deliveries can be re-queued"
@@ -75,7 +99,7 @@ def requeue(
         with ledger.engine.begin() as conn:
             conn.execute(
                 update(DELIVERIES)
-                .where(D.id.in_(again), D.state.in_([S.failed.value, S.uncertain.value]))
+                .where(D.id.in_(again), D.state.in_(RETRYABLE))
                 .values(
                     state=S.queued.value,
                     attempts=0,

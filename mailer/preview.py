@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from mailer.compose import ComposedMessage, Letter, OutgoingMail
 from mailer.errors import MailerError
 from mailer.sender import select_invitees
+from mailer.settings import cut
 from mailer.workspace import Workspace
 
 
@@ -21,7 +23,7 @@ def preview_invitation(ws: Workspace, invitee_id: str) -> Preview:
     invitee = next((i for i in found if i.invitee_id == invitee_id), None)
     if invitee is None:
         raise MailerError(
-            f"no invitee {invitee_id!r}; see `mailer status` for the ids, "
+            f"no invitee {cut(invitee_id)!r}; see `mailer status` for the ids, "
             "or run `mailer import contacts.csv` first"
         )
     ledger = ws.ledger()
@@ -32,3 +34,14 @@ def preview_invitation(ws: Workspace, invitee_id: str) -> Preview:
         OutgoingMail(invitee, rule.template, message_id, state.sequence), ws.clock()
     )
     return Preview(ws.composer.letter(invitee, rule.template), message)
+
+
+def save(path: Path, data: bytes) -> None:
+    """Write a preview file; a path that cannot be written is the user's to fix."""
+    try:
+        path.write_bytes(data)
+    except OSError as exc:
+        raise MailerError(
+            f"cannot write {path} ({exc.strerror}); give a file in a folder that exists and "
+            "that you may write"
+        ) from None

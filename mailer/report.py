@@ -12,6 +12,7 @@ from mailer.db import reader, session
 from mailer.errors import MailerError
 from mailer.models import Delivery, DeliveryState, Invitee
 from mailer.replies.tracking import STATUSES, attendance
+from mailer.settings import cut
 from mailer.workspace import Workspace
 
 NOT_ENQUEUED = "not_enqueued"
@@ -75,10 +76,32 @@ class Filters:
         )
 
 
+def _check_filters(filters: Filters, everyone: list[InviteeStatus]) -> None:
+    """A province or agency that no imported office has is a mistake, not an empty answer."""
+    if filters.province is None and filters.agency is None:
+        return
+    if not everyone:
+        raise MailerError("no offices have been imported yet; run `mailer import contacts.csv`")
+    provinces = {i.invitee_id.rsplit("-", 1)[0]: i.province for i in everyone}
+    if filters.province is not None and filters.province not in {*provinces, *provinces.values()}:
+        shown = ", ".join(f"{code} ({name})" for code, name in sorted(provinces.items())[:3])
+        raise MailerError(
+            f"--province {cut(filters.province)!r} is not a province of the imported offices; "
+            f"give its code or Thai name, e.g. {shown} ({len(provinces)} province(s): "
+            "`mailer status` shows them all)"
+        )
+    agencies = sorted({i.agency for i in everyone})
+    if filters.agency is not None and filters.agency not in agencies:
+        raise MailerError(
+            f"--agency {cut(filters.agency)!r} is not an agency of the imported offices; "
+            f"use one of {', '.join(agencies)}"
+        )
+
+
 def status(ws: Workspace, kind: str = "invitation", filters: Filters = Filters()) -> StatusReport:
     if filters.attendance is not None and filters.attendance not in STATUSES:
         raise MailerError(
-            f"--attendance {filters.attendance!r} is not one of {', '.join(STATUSES)}"
+            f"--attendance {cut(filters.attendance)!r} is not one of {', '.join(STATUSES)}"
         )
     campaign_id = ws.campaign.id
     query = (
@@ -92,6 +115,7 @@ def status(ws: Workspace, kind: str = "invitation", filters: Filters = Filters()
         .order_by(col(Invitee.invitee_id))
     )
     rows: list[InviteeStatus] = []
+    everyone: list[InviteeStatus] = []
     answers = attendance(ws)
     totals_attendance: dict[str, int] = {s: 0 for s in STATUSES}
     totals: dict[str, int] = {"invitees": 0, NOT_ENQUEUED: 0, **{s.value: 0 for s in DeliveryState}}
@@ -117,11 +141,12 @@ def status(ws: Workspace, kind: str = "invitation", filters: Filters = Filters()
                 sent_at=delivery.sent_at.isoformat() if delivery and delivery.sent_at else None,
                 last_reply=delivery.last_reply if delivery else None,
             )
-            if not filters.keep(item):
-                continue
-            rows.append(item)
-            totals["invitees"] += 1
-            totals[state] = totals.get(state, 0) + 1
-            totals_attendance[status] = totals_attendance.get(status, 0) + 1
+            everyone.append(item)
+    _check_filters(filters, everyone)
+    for item in filter(filters.keep, everyone):
+        rows.append(item)
+        totals["invitees"] += 1
+        totals[item.delivery] = totals.get(item.delivery, 0) + 1
+        totals_attendance[item.attendance] = totals_attendance.get(item.attendance, 0) + 1
     event = pending_change(ws.ledger(), ws.campaign.event, ws.campaign.timezone)
     return StatusReport(campaign_id, totals, rows, event, totals_attendance)

@@ -6,13 +6,20 @@ value is reported at once, each with an example of a good one.
 
 from __future__ import annotations
 
+import io
 import ipaddress
+import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+import idna
 from dotenv import dotenv_values
+from dotenv.parser import parse_stream
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 from mailer.errors import SettingsError
 from mailer.pacing import PRESETS, RateLimits
@@ -79,7 +86,7 @@ class ImapSettings:
 
 @dataclass(frozen=True)
 class Settings:
-    database_url: str = DEFAULT_DATABASE_URL
+    database_url: str = field(default=DEFAULT_DATABASE_URL, repr=False)  # may hold a password
     campaign_path: Path = Path(DEFAULT_CAMPAIGN)
     templates_dir: Path = Path("templates")
     maildir: Path = Path("var/maildir")
@@ -88,6 +95,7 @@ class Settings:
     limits: RateLimits = field(default_factory=RateLimits)
     rate_preset: str = "none"
     imap: ImapSettings = field(default_factory=ImapSettings)
+    warnings: tuple[str, ...] = ()  # worth saying, not worth refusing to run (see `_dotenv`)
 
 
 def is_loopback_host(host: str) -> bool:
@@ -99,16 +107,164 @@ def is_loopback_host(host: str) -> bool:
         return False
 
 
+def cut(value: str, limit: int = 60) -> str:
+    """A value from outside, short enough to quote in a message."""
+    return value if len(value) <= limit else f"{value[:limit]}… ({len(value)} characters)"
+
+
+def _userinfo(url: str) -> tuple[str, str, str] | None:
+    """(scheme://user, password, what follows it) of a URL that may carry a password, read
+    without parsing it: a URL too broken for SQLAlchemy must still be shown without its
+    password. Everything up to the last "@" counts as the login, so a password with an
+    unescaped "@" or "/" is hidden whole; with no "@", in `scheme://user:x`, a non-numeric
+    x (no port, so perhaps a password) is hidden too."""
+    scheme, colon, rest = url.partition(":")
+    after = rest.lstrip("/")
+    head = f"{scheme}{colon}{rest[: len(rest) - len(after)]}"
+    login, at, host = after.rpartition("@")
+    if at:
+        user, sep, password = login.partition(":")
+        return (head + user, password, at + host) if sep else None
+    authority = re.split(r"[/?#]", after, maxsplit=1)[0]
+    user, _, password = authority.partition(":")
+    if not colon or not password or authority.startswith("[") or password.isdigit():
+        return None
+    return head + user, password, after[len(authority) :]
+
+
+_QUERY_PASSWORD = re.compile(r"(?i)([?&]password=)([^&]*)")
+
+
+def shown_url(url: str) -> str:
+    """`url` fit for a message: its password (also a `?password=` one) as ***, and cut."""
+    parts = _userinfo(url)
+    shown = f"{parts[0]}:***{parts[2]}" if parts else url
+    return cut(_QUERY_PASSWORD.sub(r"\1***", shown), 120)
+
+
+def hide_secrets(message: str, url: str) -> str:
+    """`message` (e.g. a database driver's words) with any password of `url` in it masked."""
+    parts = _userinfo(url)
+    secrets = [parts[1]] if parts else []
+    secrets += [m.group(2) for m in _QUERY_PASSWORD.finditer(url)]
+    for secret in sorted({s for s in secrets if len(s) >= 3}, key=len, reverse=True):
+        message = message.replace(secret, "***")
+    return message
+
+
+_LABEL = re.compile(r"[A-Za-z0-9-]{1,63}")
+
+
+def _host_problem(name: str, host: str, example: str) -> tuple[str, str | None]:
+    """(the host as it will be used, what is wrong with it or None). A host is an IPv4 or
+    IPv6 address, or a name of letters, digits and hyphens in labels of 1–63 characters, 253
+    at most in all. A name in Thai (or any other script) is turned into its ASCII form
+    (xn--…) with IDNA 2008, which is what the DNS holds."""
+    try:
+        ipaddress.ip_address(host)
+        return host, None
+    except ValueError:
+        pass
+    wrong = f"{name}={cut(host)!r} is not a host name or IP address"
+    ascii_host = host
+    if not host.isascii():
+        try:
+            ascii_host = idna.encode(host, uts46=True).decode("ascii")
+        except idna.IDNAError as exc:
+            return host, f"{wrong} ({exc}); e.g. {name}={example}"
+    labels = ascii_host.removesuffix(".").split(".")
+    why = ""
+    if host.startswith("[") and host.endswith("]"):
+        why = "write an IPv6 address without the brackets"
+    elif len(ascii_host.removesuffix(".")) > 253:
+        why = f"it is {len(ascii_host)} characters long, at most 253 are allowed"
+    elif any(not label for label in labels):
+        why = "it has an empty label (two dots in a row, or a dot at the start)"
+    elif long := next((label for label in labels if len(label) > 63), None):
+        why = f"the label {cut(long, 20)!r} is {len(long)} characters long, at most 63 are allowed"
+    elif bad := next((label for label in labels if not _LABEL.fullmatch(label)), None):
+        why = f"the label {cut(bad, 20)!r} has a character other than a letter, digit or hyphen"
+    elif any(label.startswith("-") or label.endswith("-") for label in labels):
+        why = "a label starts or ends with a hyphen"
+    elif labels[-1].isdigit():
+        why = "it looks like an IP address but is not one"
+    return ascii_host, (f"{wrong}: {why}; e.g. {name}={example}" if why else None)
+
+
+_DATABASE_EXAMPLE = (
+    "e.g. DATABASE_URL=sqlite:///var/mailer.db or postgresql://user:password@127.0.0.1:5432/mailer"
+)
+
+
+def _database_problem(url: str) -> str | None:
+    shown = shown_url(url)
+    if not url.startswith(("sqlite:", "postgresql:", "postgresql+psycopg:")):
+        return f"DATABASE_URL={shown!r} is not supported; {_DATABASE_EXAMPLE}"
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError):  # no traceback: its text may quote the password
+        escape = " (write an @, :, / or % in the password as %40, %3A, %2F, %25)"
+        return (
+            f"DATABASE_URL={shown!r} is not a database URL; {_DATABASE_EXAMPLE}"
+            f"{escape if '@' in url else ''}"
+        )
+    if url.partition("?")[0].count("@") > 1:  # else a piece of the password is the host
+        return f"DATABASE_URL={shown!r} has more than one @; write an @ in the password as %40"
+    if parsed.get_backend_name() != "sqlite":
+        return None
+    if not parsed.database or parsed.database == ":memory:":
+        return f"DATABASE_URL={shown!r} names no file; e.g. DATABASE_URL=sqlite:///var/mailer.db"
+    if Path(parsed.database).is_dir():
+        return (
+            f"DATABASE_URL={shown!r} names a folder, not a database file; "
+            "e.g. DATABASE_URL=sqlite:///var/mailer.db"
+        )
+    return None
+
+
+_SECRETS = ("SMTP_PASSWORD", "IMAP_PASSWORD", "DATABASE_URL")
+
+
+def _dotenv(path: Path, problems: list[str]) -> tuple[dict[str, str], dict[str, str]]:
+    """The values of a `.env` file, taken literally (no `${…}` expansion), and for each
+    secret written unquoted with " #" in it, a warning: python-dotenv reads " #" in an
+    unquoted value as the start of a comment, so `SMTP_PASSWORD=abc #def` is `abc`."""
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError:
+        problems.append(f"{path} is not UTF-8 text; save it as UTF-8")
+        return {}, {}
+    except OSError as exc:
+        problems.append(f"{path} cannot be read ({exc.strerror}); check its permissions")
+        return {}, {}
+    values = dotenv_values(stream=io.StringIO(text), interpolate=False)
+    warnings: dict[str, str] = {}
+    for binding in parse_stream(io.StringIO(text)):
+        if binding.error or binding.key not in _SECRETS:
+            continue
+        written = binding.original.string.partition("=")[2].strip()
+        if written[:1] not in ("'", '"') and re.search(r"\s#", written):
+            warnings[binding.key] = (
+                f"{path}, line {binding.original.line}: {binding.key} is not quoted, so "
+                f'everything from " #" on is read as a comment ({len(binding.value or "")} '
+                f"character(s) are left). If the # belongs to the value, write it in single "
+                f"quotes: {binding.key}='…'"
+            )
+    return {k: v for k, v in values.items() if v is not None}, warnings
+
+
 def load_settings(environ: Mapping[str, str], dotenv_path: Path | None = Path(".env")) -> Settings:
     """Read settings from `.env` (if present) overlaid by `environ`.
 
     Raises `SettingsError` listing every problem at once.
     """
     values: dict[str, str] = {}
-    if dotenv_path is not None and dotenv_path.is_file():
-        values.update({k: v for k, v in dotenv_values(dotenv_path).items() if v is not None})
-    values.update({k: v for k, v in environ.items()})
     problems: list[str] = []
+    warnings: dict[str, str] = {}
+    if dotenv_path is not None and dotenv_path.is_file():
+        values, warnings = _dotenv(dotenv_path, problems)
+    values.update({k: v for k, v in environ.items()})
+    warnings = {k: w for k, w in warnings.items() if k not in environ}  # the environment won
 
     def text(name: str, default: str) -> str:
         raw = values.get(name, "")
@@ -121,7 +277,9 @@ def load_settings(environ: Mapping[str, str], dotenv_path: Path | None = Path(".
         try:
             number = int(raw)
         except ValueError:
-            problems.append(f"{name}={raw!r} is not a whole number; for example {name}={example}")
+            problems.append(
+                f"{name}={cut(raw)!r} is not a whole number; for example {name}={example}"
+            )
             return default
         if not low <= number <= high:
             problems.append(
@@ -130,31 +288,30 @@ def load_settings(environ: Mapping[str, str], dotenv_path: Path | None = Path(".
             return default
         return number
 
-    def number(name: str, default: float, example: str) -> float:
+    def seconds(name: str, default: float, high: float, example: str) -> float:
         raw = values.get(name, "").strip()
         if not raw:
             return default
         try:
             result = float(raw)
         except ValueError:
-            problems.append(f"{name}={raw!r} is not a number of seconds; e.g. {name}={example}")
-            return default
-        if result <= 0:
-            problems.append(f"{name}={raw!r} must be greater than 0; e.g. {name}={example}")
+            result = math.nan
+        if not 0 < result <= high:  # also refuses nan and inf
+            problems.append(
+                f"{name}={cut(raw)!r} is not a number of seconds greater than 0 and at most "
+                f"{high:g}; e.g. {name}={example}"
+            )
             return default
         return result
 
     database_url = text("DATABASE_URL", DEFAULT_DATABASE_URL)
-    if not database_url.startswith(("sqlite:", "postgresql:", "postgresql+psycopg:")):
-        problems.append(
-            f"DATABASE_URL={database_url!r} is not supported; use sqlite:///var/mailer.db "
-            "or postgresql+psycopg://user@127.0.0.1:5432/mailer"
-        )
+    if problem := _database_problem(database_url):
+        problems.append(problem)
     database_url = database_url.replace("postgresql://", "postgresql+psycopg://", 1)
 
-    host = text("SMTP_HOST", "127.0.0.1")
-    if any(c in host for c in " /\r\n"):
-        problems.append(f"SMTP_HOST={host!r} is not a host name; e.g. SMTP_HOST=smtp.example.org")
+    host, problem = _host_problem("SMTP_HOST", text("SMTP_HOST", "127.0.0.1"), "smtp.example.org")
+    if problem:
+        problems.append(problem)
     port = integer("SMTP_PORT", 8025, 1, 65535, "587")
     security_raw = text("SMTP_SECURITY", "none").lower()
     security: Security = "none"
@@ -162,7 +319,7 @@ def load_settings(environ: Mapping[str, str], dotenv_path: Path | None = Path(".
         security = security_raw
     else:
         problems.append(
-            f"SMTP_SECURITY={security_raw!r} must be one of none, starttls, ssl; "
+            f"SMTP_SECURITY={cut(security_raw)!r} must be one of none, starttls, ssl; "
             "e.g. SMTP_SECURITY=starttls"
         )
     username = text("SMTP_USERNAME", "")
@@ -189,7 +346,7 @@ def load_settings(environ: Mapping[str, str], dotenv_path: Path | None = Path(".
         security=security,
         username=username,
         password=Secret(password),
-        timeout=number("SMTP_TIMEOUT", 30.0, "30"),
+        timeout=seconds("SMTP_TIMEOUT", 30.0, 3600, "30"),
         ca_file=ca_file,
         reconnect_every=integer("SMTP_RECONNECT_EVERY", 100, 1, 100_000, "100"),
     )
@@ -210,7 +367,7 @@ def load_settings(environ: Mapping[str, str], dotenv_path: Path | None = Path(".
         preset = "none" if smtp.is_loopback else "generic"
     if preset not in PRESETS:
         problems.append(
-            f"MAILER_RATE_PRESET={preset!r} is not one of auto, {', '.join(PRESETS)}; "
+            f"MAILER_RATE_PRESET={cut(preset)!r} is not one of auto, {', '.join(PRESETS)}; "
             "e.g. MAILER_RATE_PRESET=microsoft365"
         )
         preset = "none"
@@ -228,9 +385,13 @@ def load_settings(environ: Mapping[str, str], dotenv_path: Path | None = Path(".
     )
     imap_security = text("IMAP_SECURITY", "ssl").lower()
     if imap_security not in _SECURITIES:
-        problems.append(f"IMAP_SECURITY={imap_security!r} must be one of none, starttls, ssl")
+        problems.append(f"IMAP_SECURITY={cut(imap_security)!r} must be one of none, starttls, ssl")
         imap_security = "ssl"
     imap_host = text("IMAP_HOST", "")
+    if imap_host:
+        imap_host, problem = _host_problem("IMAP_HOST", imap_host, "imap.example.org")
+        if problem:
+            problems.append(problem)
     if imap_security == "none" and imap_host and not is_loopback_host(imap_host):
         problems.append(
             f"IMAP_SECURITY=none would send the mailbox password unencrypted to {imap_host}; "
@@ -258,6 +419,7 @@ def load_settings(environ: Mapping[str, str], dotenv_path: Path | None = Path(".
         limits=limits,
         rate_preset=preset,
         imap=imap,
+        warnings=tuple(warnings.values()),
     )
     if problems:
         raise SettingsError(problems)

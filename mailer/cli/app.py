@@ -54,7 +54,10 @@ app.add_typer(send_app, name="send")
 def _main(ctx: typer.Context) -> None:
     if ctx.resilient_parsing:
         return
-    ctx.obj = Workspace(load_settings(os.environ))
+    settings = load_settings(os.environ)
+    for warning in settings.warnings:
+        err.print(f"Warning: {warning}")
+    ctx.obj = Workspace(settings)
 
 
 def workspace(ctx: typer.Context) -> Workspace:

@@ -103,7 +103,7 @@ def preview(
 
     Example: mailer preview TH-50-agri --eml preview.eml --html preview.html
     """
-    from mailer.preview import preview_invitation
+    from mailer.preview import preview_invitation, save
 
     result = preview_invitation(workspace(ctx), invitee_id)
     out.print(f"To: {', '.join(result.message.recipients)}")
@@ -111,10 +111,10 @@ def preview(
     out.print()
     out.print(result.letter.text)
     if eml:
-        eml.write_bytes(result.message.data)
+        save(eml, result.message.data)
         out.print(f"Wrote {eml} ({len(result.message.data):,} bytes)")
     if html:
-        html.write_text(result.letter.html, encoding="utf-8")
+        save(html, result.letter.html.encode("utf-8"))
         out.print(f"Wrote {html}")
 
 

@@ -47,6 +47,10 @@ def deliveries(
     out.print(f"{len(rows)} deliveries")
 
 
+def _is_number(text: str) -> bool:
+    return text.isdecimal() and len(text) <= 18  # a delivery id, not an invitee id
+
+
 @deliveries_app.command("retry")
 def deliveries_retry(
     ctx: typer.Context,
@@ -63,8 +67,8 @@ def deliveries_retry(
     """
     if not ids and not state:
         raise MailerError("name the deliveries to retry: ids, invitee ids, or --state failed")
-    numbers = [int(i) for i in ids or () if i.isdigit()]
-    invitees = [i for i in ids or () if not i.isdigit()]
+    numbers = [int(i) for i in ids or () if _is_number(i)]
+    invitees = [i for i in ids or () if not _is_number(i)]
     result = requeue(workspace(ctx).ledger(), numbers, invitees, state or ())
     for reason in result.skipped:
         flag(err, "!", "yellow", reason)
