@@ -35,6 +35,13 @@ class DeliveryRow:
     server: str | None
     sent_at: datetime | None
     last_reply: str | None
+    delivered_to: str = ""  # per address: those that have it
+    refused: str = ""  # those refused for good, with the server's reply ("a@x: 550 …")
+
+    @property
+    def partly_refused(self) -> bool:
+        """Sent to some of the office's addresses, refused for good for others."""
+        return self.state == S.sent.value and bool(self.refused)
 
 
 @dataclass(frozen=True)
@@ -51,7 +58,7 @@ def list_deliveries(ledger: Ledger, states: Sequence[str] = ()) -> list[Delivery
             )
     query = select(
         D.id, D.invitee_id, D.kind, D.state, D.attempts, D.recipients, D.message_id,
-        D.server, D.sent_at, D.last_reply,
+        D.server, D.sent_at, D.last_reply, D.delivered_to, D.refused,
     ).where(D.campaign_id == ledger.campaign_id)  # fmt: skip
     if states:
         query = query.where(D.state.in_(list(states)))
@@ -87,14 +94,39 @@ def requeue(
             f"nothing was queued: there is no {shown} in the ledger; "
             "`mailer deliveries` lists the delivery ids and invitee ids"
         )
-    chosen = [r for r in rows if r.id in ids or r.invitee_id in invitees or r.state in states]
+    chosen = [
+        r
+        for r in rows
+        if r.id in ids
+        or r.invitee_id in invitees
+        or r.state in states
+        or (r.partly_refused and S.failed.value in states)
+    ]
     again = [r.id for r in chosen if r.state in RETRYABLE]
+    # Sent to some addresses and refused for good for others: only the refused ones are
+    # tried again (after the coordinator fixed them, say); the others never get it twice.
+    partly = [r.id for r in chosen if r.partly_refused]
     skipped = [
         f"{r.id} ({r.invitee_id}, {r.kind}) is {r.state}; only failed or uncertain "
-        "deliveries can be re-queued"
+        "deliveries can be re-queued (and the refused addresses of a partly delivered one)"
         for r in chosen
-        if r.id not in again
+        if r.id not in again and r.id not in partly
     ]
+    if partly:
+        with ledger.engine.begin() as conn:
+            conn.execute(
+                update(DELIVERIES)
+                .where(D.id.in_(partly), D.state == S.sent.value, D.refused != "")
+                .values(
+                    state=S.queued.value,
+                    refused="",
+                    attempts=0,
+                    next_attempt_at=ledger.clock(),
+                    lease_owner=None,
+                    lease_until=None,
+                    updated_at=ledger.clock(),
+                )
+            )
     if again:
         with ledger.engine.begin() as conn:
             conn.execute(
@@ -109,7 +141,7 @@ def requeue(
                     updated_at=ledger.clock(),
                 )
             )
-    return Requeued(again, skipped)
+    return Requeued(sorted([*again, *partly]), skipped)
 
 
 def resolve(ledger: Ledger, delivery_id: int, *, sent: bool) -> DeliveryRow:

@@ -35,6 +35,15 @@ class InviteeStatus:
     message_id: str | None
     sent_at: str | None
     last_reply: str | None
+    # Per address (an office with several): those that have it, those refused for good.
+    delivered_to: str | None = None
+    refused: str | None = None
+
+    @property
+    def partly_delivered(self) -> bool:
+        """The server took it for some of the office's addresses and refused others (for
+        good, or for now while they wait for their retry)."""
+        return bool(self.delivered_to) and (bool(self.refused) or self.delivery != "sent")
 
 
 @dataclass(frozen=True)
@@ -140,6 +149,8 @@ def status(ws: Workspace, kind: str = "invitation", filters: Filters = Filters()
                 message_id=delivery.message_id if delivery else None,
                 sent_at=delivery.sent_at.isoformat() if delivery and delivery.sent_at else None,
                 last_reply=delivery.last_reply if delivery else None,
+                delivered_to=(delivery.delivered_to or None) if delivery else None,
+                refused=(delivery.refused.replace(";\n", "; ") or None) if delivery else None,
             )
             everyone.append(item)
     _check_filters(filters, everyone)

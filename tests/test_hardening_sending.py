@@ -8,6 +8,7 @@ waiting for a retry.
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -247,3 +248,46 @@ def test_a_deferred_address_refused_for_good_on_its_retry_leaves_the_office_sent
     assert str(row["refused"]).startswith("b@prov.example: 550 5.1.1")
     assert script.received_by("a@prov.example") == 1
     assert audience_ids(ws, "all") == {"TH-50-prov", "TH-51-prov"}
+
+
+def test_a_partly_delivered_office_is_flagged_and_its_refused_address_retried_alone(
+    make_ws, tmp_path: Path
+) -> None:
+    """#3: `status` flags it, `deliveries retry` takes it (the refused address only), and the
+    next run sends to b@ alone."""
+    from typer.testing import CliRunner
+
+    from mailer.cli import app
+    from mailer.deliveries import requeue
+    from mailer.report import status
+
+    script = Script({"b@prov.example": ["550", "250"]})
+    with ScriptedServer(script) as server:
+        ws = make_ws(SMTP_PORT=str(server.port))
+        import_contacts(ws.engine, _two_addresses(tmp_path))
+        send_round(ws, "invitation")
+        (item,) = [i for i in status(ws).invitees if i.invitee_id == "TH-50-prov"]
+        assert item.partly_delivered and item.delivered_to == "a@prov.example"
+        assert str(item.refused).startswith("b@prov.example: 550")
+        env = {
+            "DATABASE_URL": ws.settings.database_url,
+            "MAILER_CAMPAIGN": str(CAMPAIGN),
+            "MAILER_TEMPLATES": str(ws.settings.templates_dir),
+            "SMTP_PORT": str(server.port),
+        }
+        shown = CliRunner().invoke(app, ["status"], env=env)
+        assert "TH-50-prov" in shown.output and "sent, partly delivered" in shown.output
+        listed = CliRunner().invoke(app, ["deliveries", "--json"], env=env)
+        (row,) = [r for r in json.loads(listed.output) if r["invitee_id"] == "TH-50-prov"]
+        assert (row["state"], row["delivered_to"]) == ("sent", "a@prov.example")
+        assert row["refused"].startswith("b@prov.example: 550")
+        assert requeue(ws.ledger(), invitees=["TH-50-prov"]).requeued == [1]
+        assert send_round(ws, "invitation").drain.sent == 1
+    assert script.received_by("a@prov.example") == 1
+    assert script.received_by("b@prov.example") == 1
+    row = _rows(ws)["TH-50-prov invitation"]
+    assert (row["state"], row["delivered_to"], row["refused"]) == (
+        "sent",
+        "a@prov.example; b@prov.example",
+        "",
+    )

@@ -42,7 +42,9 @@ def deliveries(
         return
     table = Table("id", "invitee", "kind", "state", "attempts", "last reply")
     for r in rows:
-        table.add_row(str(r.id), r.invitee_id, r.kind, r.state, str(r.attempts), r.last_reply or "")
+        partly = r.partly_refused or (bool(r.delivered_to) and r.state != "sent")
+        shown = f"{r.state} (partly delivered)" if partly else r.state
+        table.add_row(str(r.id), r.invitee_id, r.kind, shown, str(r.attempts), r.last_reply or "")
     out.print(table)
     out.print(f"{len(rows)} deliveries")
 

@@ -73,8 +73,8 @@ def scheduler_run_now(
         return
     d = report.drain
     out.print(
-        f"Round {rule}: {report.enqueued} enqueued; {d.sent} sent, {d.retry} deferred by the server, "
-        f"{d.failed} failed."
+        f"Round {rule}: {report.enqueued} enqueued; {d.sent} sent, "
+        f"{d.retry} deferred by the server, {d.failed} failed."
     )
     if d.stopped:
         raise MailerError(d.stopped)

@@ -57,10 +57,15 @@ def status(
             f"The event changed since SEQUENCE {report.event.sequence} was sent: "
             f"{report.event.describe()}. Run `mailer send update`.",
         )  # fmt: skip
-    attention = [i for i in report.invitees if i.delivery in {"failed", "uncertain", "retry_wait"}]
+    attention = [
+        i
+        for i in report.invitees
+        if i.delivery in {"failed", "uncertain", "retry_wait"} or i.partly_delivered
+    ]
     for item in attention[:20]:
+        state = f"{item.delivery}, partly delivered" if item.partly_delivered else item.delivery
         flag(out, "!", "yellow", f"{item.invitee_id} {item.organisation} <{item.email}>: "
-             f"{item.delivery}: {item.last_reply}")  # fmt: skip
+             f"{state}: {item.last_reply}")  # fmt: skip
     if len(attention) > 20:
         out.print(f"… and {len(attention) - 20} more: mailer deliveries --state failed")
 
