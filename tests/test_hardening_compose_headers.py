@@ -99,10 +99,8 @@ def _names(count: int, seed: int) -> list[str]:
 
 
 def _invitee(n: int, name: str) -> InviteeRecord:
-    addresses = (
-        ("saraban.th50@agri.example",) if n % 3 else ("a@x.example", "saraban.th50@agri.example")
-    )
-    return InviteeRecord(f"TH-{n:02d}-x", name, f"เรียน {name}", addresses)
+    addresses = ["saraban.th50@agri.example", "a@x.example", "b.c-d@mail.x.example"]
+    return InviteeRecord(f"TH-{n:02d}-x", name, f"เรียน {name}", tuple(addresses[: n % 3 + 1]))
 
 
 def _campaign(tmp_path: Path, sender: str, coordinator: str) -> Path:
