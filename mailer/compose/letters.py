@@ -3,16 +3,25 @@
 Each message kind has a folder under `templates/` with `subject.txt`, `body.txt` and
 `body.html`; they extend the shared `_layout.txt` / `_layout.html`. HTML is autoescaped,
 every undefined name is an error, and templates receive plain values only.
+
+Templates run in Jinja2's immutable sandbox: no underscore attributes (so no way from
+`self` or a value to Python's globals), no changing the values handed in, and no
+repetition or power that would build a huge value. Whatever goes wrong while a template
+renders becomes a `TemplateProblem` naming the template file and line, found in the
+traceback Jinja2 rewrites to point at template lines.
 """
 
 from __future__ import annotations
 
+import operator
 from dataclasses import dataclass
 from pathlib import Path
+from types import TracebackType
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import jinja2
+from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
 
 from mailer import thai
 from mailer.errors import TemplateProblem
@@ -27,8 +36,47 @@ class Letter:
     html: str
 
 
+_MAX_LENGTH = 100_000  # the longest string or list `*` may build in a template
+_MAX_BITS = 10_000  # the largest number `**` may build
+
+
+class _Sandbox(ImmutableSandboxedEnvironment):
+    """Jinja2's immutable sandbox, with `*` and `**` bounded (Jinja2's own example)."""
+
+    intercepted_binops = frozenset({"*", "**"})
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self._safe: dict[tuple[type, str], bool] = {}
+
+    def is_safe_attribute(self, obj: Any, attr: str, value: Any) -> bool:
+        """Jinja2's answer depends only on the object's type and the name (its checks are
+        `isinstance` tests and name lists), so it is worked out once per pair: the sandbox
+        then costs a dictionary look-up per attribute instead of a dozen `isinstance`."""
+        key = (type(obj), attr)
+        safe = self._safe.get(key)
+        if safe is None:
+            safe = self._safe[key] = super().is_safe_attribute(obj, attr, value)
+        return safe
+
+    def call_binop(self, context: Any, operator_: str, left: Any, right: Any) -> Any:
+        if operator_ == "*":
+            for seq, count in ((left, right), (right, left)):
+                sized = isinstance(seq, str | bytes | list | tuple) and isinstance(count, int)
+                if sized and len(seq) * count > _MAX_LENGTH:
+                    raise SecurityError(
+                        f"a repetition {len(seq) * count:,} items long is too long "
+                        f"(at most {_MAX_LENGTH:,})"
+                    )
+            return operator.mul(left, right)
+        whole = isinstance(left, int) and isinstance(right, int) and right > 0
+        if whole and max(left.bit_length(), 1) * right > _MAX_BITS:
+            raise SecurityError(f"a power of {right:,} makes a number too long")
+        return operator.pow(left, right)
+
+
 def _environment(folder: Path, zone: ZoneInfo, autoescape: bool) -> jinja2.Environment:
-    env = jinja2.Environment(
+    env = _Sandbox(
         loader=jinja2.FileSystemLoader(folder),
         autoescape=autoescape,
         undefined=jinja2.StrictUndefined,
@@ -81,13 +129,8 @@ class LetterRenderer:
         for part, template in self._templates.items():
             try:
                 rendered[part] = template.render(context)
-            except jinja2.UndefinedError as exc:
-                raise TemplateProblem(
-                    f"{self.folder / part}: {exc.message} (rendering for {who}); "
-                    "check the name against the template guide in README.md"
-                ) from exc
-            except jinja2.TemplateError as exc:
-                raise TemplateProblem(f"{self.folder / part}: {exc} (rendering for {who})") from exc
+            except Exception as exc:  # any error of a template's making: file, line, what
+                raise self._problem(part, exc, who) from exc
         subject = " ".join(rendered["subject.txt"].split())
         if not subject:
             raise TemplateProblem(f"{self.folder / 'subject.txt'}: renders an empty subject")
@@ -96,3 +139,46 @@ class LetterRenderer:
             text = text.replace("\n\n\n", "\n\n")
         text += "\n"
         return Letter(subject=subject, text=text, html=rendered["body.html"])
+
+    def _problem(self, part: str, exc: Exception, who: str) -> TemplateProblem:
+        where = _template_line(exc.__traceback__, self.folder.parent) or str(self.folder / part)
+        if isinstance(exc, jinja2.UndefinedError):
+            return TemplateProblem(
+                f"{where}: {_cut(exc.message or str(exc))} (rendering for {who}); "
+                "check the name against the template guide in README.md"
+            )
+        if isinstance(exc, SecurityError):
+            return TemplateProblem(
+                f"{where}: not allowed in a template: {_cut(str(exc))} (rendering for {who}); "
+                "templates run sandboxed: use the values and filters of the template guide "
+                "in README.md"
+            )
+        if isinstance(exc, RecursionError):
+            return TemplateProblem(
+                f"{where}: the templates extend or include one another in a loop "
+                f"(rendering for {who}); a letter extends _layout.html or _layout.txt"
+            )
+        if isinstance(exc, jinja2.TemplateError):
+            return TemplateProblem(f"{where}: {_cut(str(exc))} (rendering for {who})")
+        return TemplateProblem(
+            f"{where}: {type(exc).__name__}: {_cut(str(exc))} (rendering for {who})"
+        )
+
+
+def _template_line(tb: TracebackType | None, folder: Path) -> str | None:
+    """ "path, line N" of the innermost template frame: Jinja2 rewrites tracebacks so that a
+    template's frames carry its file name and its own line numbers."""
+    found = None
+    root = str(folder)
+    while tb is not None:
+        filename = tb.tb_frame.f_code.co_filename
+        if filename.startswith(root) and not filename.endswith(".py"):
+            found = f"{filename}, line {tb.tb_lineno}"
+        tb = tb.tb_next
+    return found
+
+
+def _cut(text: str, limit: int = 120) -> str:
+    """An error's text may quote a value from the data: never more than `limit` of it."""
+    text = " ".join(text.split())
+    return text if len(text) <= limit else f"{text[:limit]}… ({len(text)} characters)"

@@ -8,7 +8,8 @@ back with the standard library's parser (no defects allowed) and check each part
 
 Header safety does not depend on where a value came from: every value is folded to one
 line (`one_line`), non-ASCII text leaves only as RFC 2047 encoded words (UTF-8, base64,
-at most 75 characters, split on character boundaries by `email.header.Header`), addresses
+at most 75 characters, split on character boundaries, none padded but the last: see
+`_encoded_words`), addresses
 are checked by `email.headerregistry.Address` (the plain dot-atom form by a strict pattern),
 and `_line` refuses CR, LF and NUL outright.
 """
@@ -20,6 +21,7 @@ import functools
 import hashlib
 import re
 from collections.abc import Sequence
+from email import quoprimime
 from email.header import Header
 from email.headerregistry import Address
 
@@ -51,31 +53,65 @@ def _words(text: str, name: str) -> str:
 
 
 _EW_MAX = 75  # RFC 2047: an encoded word is at most 75 characters
-_EW_OVERHEAD = len("=?utf-8?b??=")
+_EW_OVERHEAD = len("=?utf-8?b??=")  # the same for ?q?
+_COLUMNS = 78  # RFC 5322: a header line should be at most 78 characters
 
 
 def _encoded_words(text: str, first_line: int) -> str:
-    """UTF-8 base64 encoded words, split between characters, one per folded line.
+    """UTF-8 encoded words, split between characters, one per folded line.
 
     A line holds one encoded word of at most 75 characters (the first line also holds
     the header name), so every line stays under 78 columns. The text is cut on its UTF-8
-    bytes, never inside a character (a continuation byte is never the start of a word)."""
+    bytes, never inside a character.
+
+    Every word but the last is cut after a multiple of 3 bytes, so its base64 needs no
+    `=` padding: GMime 3.2 (mu, notmuch, Geary, Balsa) joins the base64 of neighbouring
+    words before decoding and stops at the first padding, dropping the rest of a Subject
+    or a name. Thai letters are 3 bytes, so only a run of ASCII (or other) characters
+    shifts the count; where no such cut fits in a word (a digit or space just before a
+    long Thai run), those few characters go in a short `?q?` word, which has no padding,
+    and the base64 words go on from the next character."""
     data = text.encode("utf-8")
     words: list[str] = []
     start = 0
     budget = min(_EW_MAX, 76 - first_line)
     while start < len(data):
-        end = start + max(3 * ((budget - _EW_OVERHEAD) // 4), 1)  # bytes that fit
-        if end < len(data):
-            while data[end] & 0xC0 == 0x80 and end > start + 1:
-                end -= 1
-            if data[end] & 0xC0 == 0x80:  # a budget smaller than one character
-                end += 1
-                while end < len(data) and data[end] & 0xC0 == 0x80:
-                    end += 1
-        words.append(_word(data[start:end]))
+        end = _base64_end(data, start, budget)
+        if end is not None:
+            words.append(_word(data[start:end]))
+        else:
+            end = _quoted_end(data, start, budget)
+            words.append(quoprimime.header_encode(data[start:end], "utf-8"))
         start, budget = end, _EW_MAX
     return "\r\n ".join(words) if words else _word(b"")
+
+
+def _base64_end(data: bytes, start: int, budget: int) -> int | None:
+    """Where a base64 word from `start` ends: the end of the text, or the farthest
+    character boundary a multiple of 3 bytes away; None when there is none."""
+    limit = start + 3 * max((budget - _EW_OVERHEAD) // 4, 1)  # bytes that fit
+    if limit >= len(data):
+        return len(data)  # the last word may be padded: nothing follows it
+    for end in range(limit, start, -3):
+        if data[end] & 0xC0 != 0x80:  # not a continuation byte: a character starts here
+            return end
+    return None
+
+
+def _quoted_end(data: bytes, start: int, budget: int) -> int:
+    """The fewest characters from `start` after which base64 words fit again."""
+    end = start + 1
+    while True:
+        while end < len(data) and data[end] & 0xC0 == 0x80:
+            end += 1
+        if end >= len(data) or _base64_end(data, end, _EW_MAX) is not None:
+            return end
+        following = end + 1
+        while following < len(data) and data[following] & 0xC0 == 0x80:
+            following += 1
+        if quoprimime.header_length(data[start:following]) + _EW_OVERHEAD > budget:
+            return end
+        end = following
 
 
 def _word(data: bytes) -> str:
@@ -93,15 +129,23 @@ _PLAIN_ADDRESS = re.compile(rf"{_ATOM}(?:\.{_ATOM})*@[A-Za-z0-9-]+(?:\.[A-Za-z0-
 
 @functools.lru_cache(maxsize=1024)
 def address(display_name: str, addr_spec: str, name: str) -> str:
+    """`Name <a@b>`, folded so that no line passes 78 columns, with one column kept for
+    the comma of a list (the first line is counted after `Name: `)."""
     display = one_line(display_name)
+    indent = len(name) + 2
     if not display or display.isascii():
-        return str(Address(display_name=display, addr_spec=addr_spec))  # quotes as needed
+        formatted = str(Address(display_name=display, addr_spec=addr_spec))  # quotes as needed
+        if not display or indent + len(formatted) + 1 <= _COLUMNS:
+            return formatted
+        words = _encoded_words(display, first_line=indent)  # too long for one line
+    else:
+        words = _words(display, name)
     if _PLAIN_ADDRESS.fullmatch(addr_spec) is None:  # the common dot-atom form is safe as is
         addr_spec = Address(addr_spec=addr_spec).addr_spec  # raises on a bad address
-    words = _words(display, name)
     angle = f"<{addr_spec}>"
-    last_line = words.rsplit("\r\n", 1)[-1]
-    glue = " " if len(last_line) + 1 + len(angle) <= 76 else "\r\n "
+    lines = words.split("\r\n")
+    column = (indent if len(lines) == 1 else 0) + len(lines[-1])
+    glue = " " if column + 1 + len(angle) + 1 <= _COLUMNS else "\r\n "
     return f"{words}{glue}{angle}"
 
 

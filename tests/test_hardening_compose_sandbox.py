@@ -1,0 +1,165 @@
+"""Templates run in Jinja2's sandbox, and every error in one names the file and the line.
+
+A template file is code the coordinator (or whoever can write the folder) hands us: it
+must not reach Python's internals, and its mistakes are `Error: …` lines, not tracebacks.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from mailer.campaign import load_campaign
+from mailer.cli import app
+from mailer.compose import Composer
+from mailer.errors import TemplateProblem
+from tests.conftest import CAMPAIGN, CONTACTS, TEMPLATES, free_port
+from tests.test_compose import CHIANG_MAI_AGRI
+
+ESCAPE = "{{ self.__init__.__globals__.__builtins__.__import__('os').system('touch %s') }}"
+
+
+@pytest.fixture
+def folder(tmp_path: Path) -> Path:
+    copy = tmp_path / "templates"
+    shutil.copytree(TEMPLATES, copy)
+    return copy
+
+
+def _edit(folder: Path, name: str, old: str, new: str, mark: str = "") -> str:
+    """Replace `old` by `new` in one template; "path, line N" of the first line that holds
+    `mark` (by default the first line of `new` that differs from `old`)."""
+    path = folder / name
+    text = path.read_text(encoding="utf-8")
+    assert old in text
+    edited = text.replace(old, new, 1)
+    path.write_text(edited, encoding="utf-8")
+    lines = edited.splitlines()
+    mark = mark or next(line for line in new.splitlines() if line not in old.splitlines())
+    return f"{path}, line {next(n for n, line in enumerate(lines, 1) if mark in line)}"
+
+
+def _problem(folder: Path, kind: str = "invitation") -> str:
+    composer = Composer(load_campaign(CAMPAIGN), folder)
+    with pytest.raises(TemplateProblem) as caught:
+        composer.letter(CHIANG_MAI_AGRI, kind, {"changes": []})
+    return str(caught.value)
+
+
+def test_mailer_check_cannot_run_a_shell_command_from_a_template(
+    folder: Path, tmp_path: Path
+) -> None:
+    marker = tmp_path / "escaped"
+    where = _edit(
+        folder, "invitation/body.html", "{% block body %}\n", "{% block body %}\n" + ESCAPE % marker
+    )
+    env = {
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'mailer.db'}",
+        "MAILER_CAMPAIGN": str(CAMPAIGN),
+        "MAILER_TEMPLATES": str(folder),
+        "SMTP_PORT": str(free_port()),
+    }
+    contacts = tmp_path / "contacts.csv"
+    lines = CONTACTS.read_text(encoding="utf-8").splitlines()
+    contacts.write_text("\n".join(lines[:3]) + "\n", encoding="utf-8")
+    args = ["check", "--contacts", str(contacts)]
+    result = CliRunner().invoke(app, args, env=env, catch_exceptions=False)
+    output = " ".join(result.output.split())
+    assert not marker.exists(), "the template ran a shell command"
+    assert result.exit_code == 1, result.output
+    assert f"{where}: not allowed in a template:" in output
+    assert "access to attribute '__init__' of 'TemplateReference' object is unsafe" in output
+    assert "Error: check found" in output
+
+
+def test_preview_of_a_hostile_template_is_an_error_line(folder: Path, tmp_path: Path) -> None:
+    marker = tmp_path / "escaped"
+    where = _edit(folder, "_layout.html", "<body ", ESCAPE % marker + "<body ", mark="<body ")
+    assert "_layout.html, line " in where
+    assert f"{where}: not allowed in a template" in _problem(folder)
+    assert not marker.exists()
+
+
+def test_a_division_by_zero_names_the_template_and_line(folder: Path) -> None:
+    where = _edit(
+        folder, "invitation/body.txt", "{% block body %}\n", "{% block body %}\n{{ 1/0 }}"
+    )
+    assert _problem(folder) == (
+        f"{where}: ZeroDivisionError: division by zero (rendering for TH-50-agri)"
+    )
+
+
+def test_a_filter_on_the_wrong_type_names_the_template_and_line(folder: Path) -> None:
+    where = _edit(
+        folder, "followup/subject.txt", "{{ thai.short_date }}", "{{ event.title|thai_date }}"
+    )
+    assert _problem(folder, "followup") == (
+        f"{where}: AttributeError: 'str' object has no attribute 'tzinfo' "
+        "(rendering for TH-50-agri)"
+    )
+
+
+def test_an_error_in_the_layout_names_the_layout(folder: Path) -> None:
+    where = _edit(
+        folder,
+        "_layout.txt",
+        "{{ invitee.salutation }}",
+        "{{ invitee.salutation|int(1, 2, 3, 4) }}",
+    )
+    message = _problem(folder)
+    assert message.startswith(f"{where}: TypeError: ")
+    assert message.endswith("(rendering for TH-50-agri)")
+
+
+def test_an_undefined_name_names_the_line(folder: Path) -> None:
+    where = _edit(
+        folder, "update/body.html", "{{ change.label }}", "{{ change.lable }}", mark="lable"
+    )
+    composer = Composer(load_campaign(CAMPAIGN), folder)
+    from mailer.changes import Change
+
+    with pytest.raises(TemplateProblem) as caught:
+        composer.letter(CHIANG_MAI_AGRI, "update", {"changes": [Change("when", "ก", "ข", "ค")]})
+    assert str(caught.value) == (
+        f"{where}: 'mailer.changes.Change object' has no attribute 'lable' "
+        "(rendering for TH-50-agri); check the name against the template guide in README.md"
+    )
+
+
+def test_a_template_extending_itself_is_an_error_not_a_recursion(folder: Path) -> None:
+    where = _edit(
+        folder,
+        "cancel/body.html",
+        '{% extends "_layout.html" %}',
+        '{% extends "cancel/body.html" %}',
+    )
+    assert _problem(folder, "cancel") == (
+        f"{where}: the templates extend or include one another in a loop "
+        "(rendering for TH-50-agri); a letter extends _layout.html or _layout.txt"
+    )
+
+
+def test_a_huge_repetition_is_refused_at_once(folder: Path) -> None:
+    where = _edit(
+        folder, "reminder/subject.txt", "{{ thai.short_date }}", "{{ 'x' * 10**10 }}", mark="10**10"
+    )
+    started = time.monotonic()
+    message = _problem(folder, "reminder")
+    assert time.monotonic() - started < 5
+    assert message.startswith(f"{where}: not allowed in a template: ")
+    assert "too long" in message
+
+
+def test_a_long_error_text_is_cut(folder: Path) -> None:
+    _edit(
+        folder,
+        "invitation/body.txt",
+        "{% block body %}\n",
+        "{% block body %}\n{{ invitee[invitee.organisation * 20] }}",
+    )
+    message = _problem(folder)
+    assert "… (" in message and "characters)" in message and len(message) < 400
