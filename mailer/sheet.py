@@ -9,10 +9,11 @@ from pathlib import Path
 
 import jinja2
 
+from mailer.compose.letters import environment, render_problem
 from mailer.errors import MailerError, TemplateProblem
 from mailer.exports import sheet
 from mailer.report import status
-from mailer.thai import thai_digits, thai_when
+from mailer.thai import thai_when
 from mailer.workspace import Workspace
 
 
@@ -21,23 +22,26 @@ def write_sheet(ws: Workspace, path: Path) -> int:
     provinces = [
         {"name": name, "people": list(people)} for name, people in groupby(rows, key=lambda r: r[1])
     ]
-    env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(ws.settings.templates_dir),
-        autoescape=True,
-        undefined=jinja2.StrictUndefined,
-    )
-    env.filters["thai_digits"] = thai_digits
+    templates = ws.settings.templates_dir
     event = ws.campaign.event
+    name = "sheet/attendance.html"
+    try:  # sandboxed like every template (mailer.compose.letters.environment)
+        template = environment(templates, ws.campaign.timezone, autoescape=True).get_template(name)
+    except jinja2.TemplateNotFound as exc:
+        raise TemplateProblem(f"{templates / name}: missing; restore it from mailer") from exc
+    except jinja2.TemplateSyntaxError as exc:
+        raise TemplateProblem(f"{exc.filename or templates / name}, line {exc.lineno}: "
+                              f"{exc.message}") from exc  # fmt: skip
     try:
-        page = env.get_template("sheet/attendance.html").render(
+        page = template.render(
             title=event.title,
             when=thai_when(event.start, event.end, ws.campaign.timezone),
             venue=event.venue,
             provinces=provinces,
             total=len(rows),
         )
-    except jinja2.TemplateError as exc:
-        raise TemplateProblem(f"templates/sheet/attendance.html: {exc}") from exc
+    except Exception as exc:  # any error of the template's making: file, line, what
+        raise render_problem(exc, templates, str(templates / name), "the sheet") from exc
     try:
         path.write_text(page, encoding="utf-8")
     except OSError as exc:

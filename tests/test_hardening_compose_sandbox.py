@@ -163,3 +163,21 @@ def test_a_long_error_text_is_cut(folder: Path) -> None:
     )
     message = _problem(folder)
     assert "… (" in message and "characters)" in message and len(message) < 400
+
+
+def test_the_attendance_sheet_template_is_sandboxed_too(
+    folder: Path, tmp_path: Path, make_ws
+) -> None:
+    """#8: `mailer sheet` compiles templates/sheet/attendance.html in the same sandbox."""
+    from mailer.contacts import import_contacts
+    from mailer.sheet import write_sheet
+
+    marker = tmp_path / "escaped"
+    where = _edit(folder, "sheet/attendance.html", "<h1>", ESCAPE % marker + "\n<h1>")
+    ws = make_ws(MAILER_TEMPLATES=str(folder))
+    import_contacts(ws.engine, CONTACTS)
+    with pytest.raises(TemplateProblem) as caught:
+        write_sheet(ws, tmp_path / "sheet.html")
+    assert str(caught.value).startswith(f"{where}: not allowed in a template")
+    assert not marker.exists()
+    assert not (tmp_path / "sheet.html").exists()

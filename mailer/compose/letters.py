@@ -75,7 +75,9 @@ class _Sandbox(ImmutableSandboxedEnvironment):
         return operator.pow(left, right)
 
 
-def _environment(folder: Path, zone: ZoneInfo, autoescape: bool) -> jinja2.Environment:
+def environment(folder: Path, zone: ZoneInfo, autoescape: bool) -> jinja2.Environment:
+    """A sandboxed environment over the template folder, with the Thai filters: every
+    template of mailer (letters, the attendance sheet) is compiled by one of these."""
     env = _Sandbox(
         loader=jinja2.FileSystemLoader(folder),
         autoescape=autoescape,
@@ -106,8 +108,8 @@ class LetterRenderer:
                 f"{self.folder}: no such template folder; create it with "
                 f"{', '.join(PARTS)} (copy templates/invitation/ as a start)"
             )
-        text_env = _environment(templates_dir, zone, autoescape=False)
-        html_env = _environment(templates_dir, zone, autoescape=True)
+        text_env = environment(templates_dir, zone, autoescape=False)
+        html_env = environment(templates_dir, zone, autoescape=True)
         self._templates: dict[str, jinja2.Template] = {}
         for part in PARTS:
             env = html_env if part.endswith(".html") else text_env
@@ -130,7 +132,7 @@ class LetterRenderer:
             try:
                 rendered[part] = template.render(context)
             except Exception as exc:  # any error of a template's making: file, line, what
-                raise self._problem(part, exc, who) from exc
+                raise render_problem(exc, self.folder.parent, str(self.folder / part), who) from exc
         subject = " ".join(rendered["subject.txt"].split())
         if not subject:
             raise TemplateProblem(f"{self.folder / 'subject.txt'}: renders an empty subject")
@@ -140,29 +142,30 @@ class LetterRenderer:
         text += "\n"
         return Letter(subject=subject, text=text, html=rendered["body.html"])
 
-    def _problem(self, part: str, exc: Exception, who: str) -> TemplateProblem:
-        where = _template_line(exc.__traceback__, self.folder.parent) or str(self.folder / part)
-        if isinstance(exc, jinja2.UndefinedError):
-            return TemplateProblem(
-                f"{where}: {_cut(exc.message or str(exc))} (rendering for {who}); "
-                "check the name against the template guide in README.md"
-            )
-        if isinstance(exc, SecurityError):
-            return TemplateProblem(
-                f"{where}: not allowed in a template: {_cut(str(exc))} (rendering for {who}); "
-                "templates run sandboxed: use the values and filters of the template guide "
-                "in README.md"
-            )
-        if isinstance(exc, RecursionError):
-            return TemplateProblem(
-                f"{where}: the templates extend or include one another in a loop "
-                f"(rendering for {who}); a letter extends _layout.html or _layout.txt"
-            )
-        if isinstance(exc, jinja2.TemplateError):
-            return TemplateProblem(f"{where}: {_cut(str(exc))} (rendering for {who})")
+
+def render_problem(exc: Exception, templates_dir: Path, where: str, who: str) -> TemplateProblem:
+    """Any error a template made while rendering, as a `TemplateProblem` naming the
+    innermost template file and line (`where` when no template frame is found)."""
+    where = _template_line(exc.__traceback__, templates_dir) or where
+    if isinstance(exc, jinja2.UndefinedError):
         return TemplateProblem(
-            f"{where}: {type(exc).__name__}: {_cut(str(exc))} (rendering for {who})"
+            f"{where}: {_cut(exc.message or str(exc))} (rendering for {who}); "
+            "check the name against the template guide in README.md"
         )
+    if isinstance(exc, SecurityError):
+        return TemplateProblem(
+            f"{where}: not allowed in a template: {_cut(str(exc))} (rendering for {who}); "
+            "templates run sandboxed: use the values and filters of the template guide "
+            "in README.md"
+        )
+    if isinstance(exc, RecursionError):
+        return TemplateProblem(
+            f"{where}: the templates extend or include one another in a loop "
+            f"(rendering for {who}); a letter extends _layout.html or _layout.txt"
+        )
+    if isinstance(exc, jinja2.TemplateError):
+        return TemplateProblem(f"{where}: {_cut(str(exc))} (rendering for {who})")
+    return TemplateProblem(f"{where}: {type(exc).__name__}: {_cut(str(exc))} (rendering for {who})")
 
 
 def _template_line(tb: TracebackType | None, folder: Path) -> str | None:
