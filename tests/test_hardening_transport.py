@@ -12,6 +12,7 @@ import pytest
 from mailer.contacts import import_contacts
 from mailer.report import status
 from mailer.sender import send_round
+from mailer.transport import SmtpReply
 from tests import scripted_smtp
 from tests.conftest import CONTACTS
 from tests.scripted_smtp import Script, ScriptedServer
@@ -126,3 +127,33 @@ def test_a_421_to_mail_from_is_retried_in_seconds_as_a_421(make_ws, clock) -> No
     assert all(r.delivery == "sent" for r in rows.values())
     assert len(script.received) == 7
     assert (clock.now - start).total_seconds() < 30, "waited like for a lost connection"
+
+
+BUSY, GONE, OK = "busy@agri.example", "gone@agri.example", "ok@agri.example"
+MESSAGE = b"Subject: sample\r\n\r\nHello\r\n"
+
+
+@pytest.mark.parametrize(
+    ("plans", "temporarily", "permanently"),
+    [
+        ({BUSY: ["452"], OK: ["250"]}, (BUSY,), ()),
+        ({BUSY: ["452"], GONE: ["550"], OK: ["250"]}, (BUSY,), (GONE,)),
+        ({GONE: ["550"], BUSY: ["450"], OK: ["250"]}, (BUSY,), (GONE,)),
+    ],
+    ids=["452+250", "452+550+250", "550+450+250"],
+)
+def test_every_refused_address_is_kept_with_its_reply_and_kind(
+    make_ws, plans: dict[str, list[str]], temporarily: tuple[str, ...], permanently: tuple[str, ...]
+) -> None:
+    script = Script(plans)
+    with ScriptedServer(script) as server, make_ws(SMTP_PORT=str(server.port)).transport() as t:
+        delivered = t.send("coordinator@ega.example", list(plans), MESSAGE)
+    assert delivered.reply.code == 250
+    assert delivered.refused == {
+        a: SmtpReply.of(int(p[0]), scripted_smtp.REPLIES[int(p[0])][4:])
+        for a, p in plans.items()
+        if p != ["250"]
+    }
+    assert delivered.temporarily_refused == temporarily
+    assert delivered.permanently_refused == permanently
+    assert [rcpts for rcpts, _ in script.received] == [(OK,)]
