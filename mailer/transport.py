@@ -14,6 +14,7 @@ and raises `TransportError` (a `MailerError`) when the server cannot be used at 
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import re
 import smtplib
@@ -132,7 +133,10 @@ class SmtpTransport:
                 smtp.starttls(context=ssl_context(s))
                 smtp.ehlo()
             if s.username:
-                smtp.login(s.username, s.password.value)
+                _login(smtp, s.username, s.password.value, where)
+        except TransportError:
+            self._abandon(smtp)
+            raise
         except ssl.SSLCertVerificationError as exc:
             self._abandon(smtp)
             raise TransportError(
@@ -312,6 +316,26 @@ class SmtpTransport:
             except (smtplib.SMTPException, OSError):
                 self._drop()
         return PermanentFailure(reply) if reply.code >= 500 else TemporaryFailure(reply)
+
+
+def _login(smtp: smtplib.SMTP, username: str, password: str, where: str) -> None:
+    """smtplib's login, except that a user name or password beyond ASCII (smtplib sends
+    only ASCII) goes by AUTH PLAIN as UTF-8 (RFC 4616), the one mechanism that says how."""
+    if username.isascii() and password.isascii():
+        smtp.login(username, password)
+        return
+    offered = smtp.esmtp_features.get("auth", "").upper().split()
+    if "PLAIN" not in offered:
+        raise TransportError(
+            f"SMTP_USERNAME or SMTP_PASSWORD has characters beyond ASCII (Thai, say), which "
+            f"only AUTH PLAIN can carry, and {where} offers "
+            f"{'only AUTH ' + ' '.join(offered) if offered else 'no AUTH at all'}. "
+            "Use a password of ASCII letters, digits and signs. Nothing was sent"
+        )
+    token = b"\0" + username.encode("utf-8") + b"\0" + password.encode("utf-8")
+    code, message = smtp.docmd("AUTH", "PLAIN " + base64.b64encode(token).decode("ascii"))
+    if code not in (235, 503):  # 503: already logged in, as smtplib counts it
+        raise smtplib.SMTPAuthenticationError(code, message)
 
 
 def _fits(command: str, reply: SmtpReply) -> bool:
