@@ -278,9 +278,9 @@ class SmtpTransport:
     @staticmethod
     def _exchange(smtp: smtplib.SMTP, commands: list[str]) -> list[SmtpReply]:
         """Send MAIL, RCPT… and DATA; return one reply per command. A command not sent
-        because an earlier one failed gets a 503 placeholder. After a 421 (the server is
-        closing the session) nothing more is sent or read: the later commands get a 421
-        placeholder, and so does a pipelined command whose answer the hang-up cut off."""
+        because an earlier one failed or was answered oddly gets a 503 placeholder. After
+        a 421 (the server is closing the session) nothing more is sent or read (it may
+        have hung up already): the later commands get a 421 placeholder."""
         closing = SmtpReply(421, "not answered: the server closed the session")
         replies: list[SmtpReply] = []
         if smtp.has_extn("pipelining"):
@@ -291,9 +291,10 @@ class SmtpTransport:
                     continue
                 replies.append(SmtpReply.of(*smtp.getreply()))
             return replies
+        stop: SmtpReply | None = None  # the placeholder for every command still to come
         for number, command in enumerate(commands):
-            if replies and replies[-1].code == 421:
-                replies.append(closing)
+            if stop is not None:
+                replies.append(stop)
                 continue
             if number and not replies[0].positive:
                 replies.append(SmtpReply(503, "not sent: MAIL FROM was refused"))
@@ -302,7 +303,12 @@ class SmtpTransport:
                 replies.append(SmtpReply(503, "not sent: every recipient was refused"))
                 continue
             smtp.putcmd(command)
-            replies.append(SmtpReply.of(*smtp.getreply()))
+            reply = SmtpReply.of(*smtp.getreply())
+            replies.append(reply)
+            if reply.code == 421:
+                stop = closing
+            elif not _fits(command, reply):
+                stop = SmtpReply(503, "not sent: the answer before it was odd")
         return replies
 
     def _refused(self, reply: SmtpReply) -> Exception:

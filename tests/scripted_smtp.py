@@ -48,6 +48,7 @@ class Script:
     attempts: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     received: list[tuple[tuple[str, ...], bytes]] = field(default_factory=list)
     mail_commands: int = 0
+    data_commands: int = 0
     logins: list[LoginPassword] = field(default_factory=list)
 
     def next_action(self, address: str) -> str:
@@ -130,8 +131,13 @@ class ScriptedHandler:
 
 
 class _ScriptedSMTP(SMTP):
+    def __init__(self, handler: ScriptedHandler, **kwargs: Any) -> None:
+        super().__init__(handler, **kwargs)
+        self.script = handler.script
+
     async def smtp_DATA(self, arg: str) -> None:
         """`datacmd-say:` answers the DATA command itself (aiosmtpd has no hook there)."""
+        self.script.data_commands += 1
         action = getattr(self.session, "planned", "250")
         if action.startswith("datacmd-say:"):
             await self.push(action[12:])
@@ -162,6 +168,7 @@ class _OneLogin:
 
 class _Controller(Controller):
     def factory(self) -> SMTP:
+        assert isinstance(self.handler, ScriptedHandler)
         return _ScriptedSMTP(self.handler, **self.SMTP_kwargs)
 
 

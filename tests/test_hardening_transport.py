@@ -12,7 +12,7 @@ import pytest
 from mailer.contacts import import_contacts
 from mailer.report import status
 from mailer.sender import send_round
-from mailer.transport import SmtpReply
+from mailer.transport import SmtpReply, TemporaryFailure
 from tests import scripted_smtp
 from tests.conftest import CONTACTS
 from tests.scripted_smtp import Script, ScriptedServer
@@ -157,3 +157,26 @@ def test_every_refused_address_is_kept_with_its_reply_and_kind(
     assert delivered.temporarily_refused == temporarily
     assert delivered.permanently_refused == permanently
     assert [rcpts for rcpts, _ in script.received] == [(OK,)]
+
+
+def test_an_odd_answer_to_one_address_sends_nothing_more(make_ws, pipelining: bool) -> None:
+    script = Script({BUSY: ["rcpt-say:hello"], OK: ["250"]})
+    with ScriptedServer(script) as server, make_ws(SMTP_PORT=str(server.port)).transport() as t:
+        with pytest.raises(TemporaryFailure, match="nothing was handed over") as caught:
+            t.send("coordinator@ega.example", [BUSY, OK], MESSAGE)
+        assert t._smtp is None, "a session out of step is not used again"
+    assert caught.value.reply.text.startswith("the server answered RCPT TO with a line without")
+    assert script.received == []
+    assert script.data_commands == (1 if pipelining else 0)  # one by one, DATA is never sent
+
+
+def test_a_421_to_one_address_hangs_up_instead_of_an_empty_message(make_ws) -> None:
+    script = Script({BUSY: ["421"], OK: ["250"]})
+    with (
+        ScriptedServer(script) as server,
+        make_ws(SMTP_PORT=str(server.port)).transport() as t,
+        pytest.raises(TemporaryFailure) as caught,
+    ):
+        t.send("coordinator@ega.example", [BUSY, OK], MESSAGE)
+    assert str(caught.value.reply) == scripted_smtp.REPLIES[421]
+    assert script.received == [], "the other address got an empty message"
