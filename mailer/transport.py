@@ -37,8 +37,9 @@ class SmtpReply:
 
     @classmethod
     def of(cls, code: int, message: bytes | str) -> SmtpReply:
+        """The server's words on one line, cut (a reply may run to thousands of lines)."""
         text = message.decode("utf-8", "replace") if isinstance(message, bytes) else message
-        return cls(code, " ".join(text.split()))
+        return cls(code, _cut(" ".join(text.split()), 200))
 
     @property
     def positive(self) -> bool:
@@ -352,13 +353,13 @@ def _fits(command: str, reply: SmtpReply) -> bool:
 
 
 def _described(reply: SmtpReply) -> str:
-    """An odd answer as a message may show it: cut, since it comes from the server."""
+    """An odd answer as a message may show it (`SmtpReply.of` has cut it already)."""
     if reply.code < 0:
         return "a line without a reply code"
-    return repr(_cut(str(reply)))
+    return repr(str(reply))
 
 
-def _cut(text: str, limit: int = 60) -> str:
+def _cut(text: str, limit: int) -> str:
     return text if len(text) <= limit else f"{text[:limit]}… ({len(text)} characters)"
 
 

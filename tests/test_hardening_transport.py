@@ -180,3 +180,11 @@ def test_a_421_to_one_address_hangs_up_instead_of_an_empty_message(make_ws) -> N
         t.send("coordinator@ega.example", [BUSY, OK], MESSAGE)
     assert str(caught.value.reply) == scripted_smtp.REPLIES[421]
     assert script.received == [], "the other address got an empty message"
+
+
+def test_a_long_odd_answer_is_cut_in_the_ledger(make_ws) -> None:
+    script = Script({A: ["data-say:299-" + "x" * 900 + "\r\n199 " + "y" * 900]})
+    _report, rows = _run(make_ws, script)
+    reply = rows[A].last_reply or ""
+    assert rows[A].delivery == "uncertain"
+    assert "… (1801 characters)" in reply and len(reply) < 400, reply
