@@ -249,6 +249,8 @@ def send_test(ws: Workspace, address: str, only: Sequence[str] = ()) -> TestSend
     """
     from email_validator import EmailNotValidError, validate_email
 
+    from mailer.transport import Unknown
+
     try:
         address = validate_email(address, check_deliverability=False).normalized
     except EmailNotValidError as exc:
@@ -271,6 +273,12 @@ def send_test(ws: Workspace, address: str, only: Sequence[str] = ()) -> TestSend
             raise TransportError(
                 f"the server did not accept the sample: {failure.reply}"
             ) from failure
+        except Unknown as unknown:
+            raise TransportError(
+                f"the sample to {address} was handed over to {transport.server_id}, but no "
+                f"clear answer came back ({unknown.reply.text}). It may or may not have been "
+                f"delivered: check the mailbox of {address} before sending another sample"
+            ) from unknown
     return TestSend(
         sample.invitee_id, address, message.subject, str(delivered.reply), transport.server_id
     )

@@ -1,16 +1,20 @@
 """SMTP sessions: TLS verified, login from settings, one session reused for many messages.
 
-`send` sorts every outcome into three kinds the sender acts on:
-- a `SmtpReply` (250: delivered to the server),
-- `TemporaryFailure` (4xx, or the connection lost before the message was handed over),
+`send` sorts every outcome into the kinds the sender acts on:
+- `Delivered` (any 2xx to the final dot: the server has it; `refused` names the
+  addresses it turned down, each with its reply),
+- `TemporaryFailure` (a 4xx; or, before the message was handed over, any answer that is
+  not a clear yes or no, or a lost connection: nothing was handed over, try again),
 - `PermanentFailure` (5xx for this message: do not retry),
-- `Unknown` (the connection lost after the final dot, before the reply: maybe delivered),
+- `Unknown` (after the final dot, anything but a 2xx, 4xx or 5xx: garbage, an odd code,
+  half a reply, silence, a lost connection. The server may hold the message),
 and raises `TransportError` (a `MailerError`) when the server cannot be used at all
 (unreachable, certificate, login): the run stops at once instead of burning the list.
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import re
 import smtplib
@@ -33,14 +37,34 @@ class SmtpReply:
 
     @classmethod
     def of(cls, code: int, message: bytes | str) -> SmtpReply:
+        """The server's words on one line, cut (a reply may run to thousands of lines)."""
         text = message.decode("utf-8", "replace") if isinstance(message, bytes) else message
-        return cls(code, " ".join(text.split()))
+        return cls(code, _cut(" ".join(text.split()), 200))
+
+    @property
+    def positive(self) -> bool:
+        return 200 <= self.code <= 299
+
+    @property
+    def negative(self) -> bool:
+        """A clear no: 4xx (for now) or 5xx (for good)."""
+        return 400 <= self.code <= 599
 
 
 @dataclass(frozen=True)
 class Delivered:
     reply: SmtpReply
     refused: dict[str, SmtpReply] = field(default_factory=dict)
+
+    @property
+    def temporarily_refused(self) -> tuple[str, ...]:
+        """The addresses refused with a 4xx: worth trying again, alone."""
+        return tuple(a for a, r in self.refused.items() if r.code < 500)
+
+    @property
+    def permanently_refused(self) -> tuple[str, ...]:
+        """The addresses refused with a 5xx: never try them again."""
+        return tuple(a for a, r in self.refused.items() if r.code >= 500)
 
 
 class TemporaryFailure(Exception):
@@ -110,7 +134,10 @@ class SmtpTransport:
                 smtp.starttls(context=ssl_context(s))
                 smtp.ehlo()
             if s.username:
-                smtp.login(s.username, s.password.value)
+                _login(smtp, s.username, s.password.value, where)
+        except TransportError:
+            self._abandon(smtp)
+            raise
         except ssl.SSLCertVerificationError as exc:
             self._abandon(smtp)
             raise TransportError(
@@ -181,8 +208,11 @@ class SmtpTransport:
         """One SMTP transaction on the open session (see `ready`). With PIPELINING
         (RFC 2920), MAIL, RCPT and DATA go out in one write.
 
-        A connection lost *after* the message's final dot was sent raises `Unknown`: the
-        server may have queued it, so retrying could deliver it twice.
+        Only after the final dot can the server hold the message, so from then on anything
+        but a 2xx, 4xx or 5xx raises `Unknown`: retrying could deliver it twice. Before
+        the dot, an answer that fits no command drops the session (the server may be out
+        of step with us: its next line could be taken for the answer to the next message)
+        and raises `TemporaryFailure`: nothing was handed over.
         """
         smtp = self._smtp
         if smtp is None:
@@ -193,14 +223,23 @@ class SmtpTransport:
         handed_over = False
         try:
             replies = self._exchange(smtp, commands)
+            for command, reply in zip(commands, replies, strict=True):
+                if not _fits(command, reply):
+                    self._drop()
+                    raise TemporaryFailure(
+                        SmtpReply(
+                            0,
+                            f"the server answered {command.partition(':')[0]} with "
+                            f"{_described(reply)}, which is no answer to it; nothing was "
+                            "handed over",
+                        )
+                    )
             mail, rcpts, go = replies[0], replies[1:-1], replies[-1]
             refused = {
-                r: reply
-                for r, reply in zip(recipients, rcpts, strict=False)
-                if reply.code not in (250, 251)
+                r: reply for r, reply in zip(recipients, rcpts, strict=True) if not reply.positive
             }
             problem = None
-            if mail.code != 250:
+            if not mail.positive:
                 problem = mail
             elif any(reply.code == 421 for reply in refused.values()):
                 problem = next(reply for reply in refused.values() if reply.code == 421)
@@ -209,9 +248,8 @@ class SmtpTransport:
             elif go.code != 354:
                 problem = go
             if problem is not None:
-                if go.code == 354:
-                    smtp.send(b".\r\n")  # a pipelined DATA was accepted: end it empty
-                    smtp.getreply()
+                if go.code == 354:  # a pipelined DATA was accepted: hang up rather than
+                    self._drop()  # end it with a bare dot (an empty message to the others)
                 raise self._refused(problem)
             smtp.send(_dot_stuffed(data))
             handed_over = True
@@ -224,28 +262,54 @@ class SmtpTransport:
                 ) from exc
             raise TemporaryFailure(SmtpReply(0, f"connection lost: {exc}")) from exc
         reply = SmtpReply.of(code, message)
-        if code != 250:
+        if reply.negative:
             raise self._refused(reply)
+        if not reply.positive:
+            self._drop()  # out of step, or not an SMTP server: never read it again
+            raise Unknown(
+                SmtpReply(
+                    0,
+                    f"unclear answer after the message was handed over: {_described(reply)} "
+                    "(neither 2xx, 4xx nor 5xx); the server may hold the message",
+                )
+            )
         self._sent_on_session += 1
         return Delivered(reply, refused)
 
     @staticmethod
     def _exchange(smtp: smtplib.SMTP, commands: list[str]) -> list[SmtpReply]:
-        """Send MAIL, RCPT… and DATA; return one reply per command (a command not sent
-        because an earlier one failed gets a 503 placeholder)."""
+        """Send MAIL, RCPT… and DATA; return one reply per command. A command not sent
+        because an earlier one failed or was answered oddly gets a 503 placeholder. After
+        a 421 (the server is closing the session) nothing more is sent or read (it may
+        have hung up already): the later commands get a 421 placeholder."""
+        closing = SmtpReply(421, "not answered: the server closed the session")
+        replies: list[SmtpReply] = []
         if smtp.has_extn("pipelining"):
             smtp.send("".join(f"{c}\r\n" for c in commands).encode("ascii"))
-            return [SmtpReply.of(*smtp.getreply()) for _ in commands]
-        replies: list[SmtpReply] = []
+            for _ in commands:
+                if replies and replies[-1].code == 421:
+                    replies.append(closing)
+                    continue
+                replies.append(SmtpReply.of(*smtp.getreply()))
+            return replies
+        stop: SmtpReply | None = None  # the placeholder for every command still to come
         for number, command in enumerate(commands):
-            if number and replies[0].code != 250:
+            if stop is not None:
+                replies.append(stop)
+                continue
+            if number and not replies[0].positive:
                 replies.append(SmtpReply(503, "not sent: MAIL FROM was refused"))
                 continue
-            if command == "DATA" and all(r.code not in (250, 251) for r in replies[1:]):
+            if command == "DATA" and not any(r.positive for r in replies[1:]):
                 replies.append(SmtpReply(503, "not sent: every recipient was refused"))
                 continue
             smtp.putcmd(command)
-            replies.append(SmtpReply.of(*smtp.getreply()))
+            reply = SmtpReply.of(*smtp.getreply())
+            replies.append(reply)
+            if reply.code == 421:
+                stop = closing
+            elif not _fits(command, reply):
+                stop = SmtpReply(503, "not sent: the answer before it was odd")
         return replies
 
     def _refused(self, reply: SmtpReply) -> Exception:
@@ -259,6 +323,44 @@ class SmtpTransport:
             except (smtplib.SMTPException, OSError):
                 self._drop()
         return PermanentFailure(reply) if reply.code >= 500 else TemporaryFailure(reply)
+
+
+def _login(smtp: smtplib.SMTP, username: str, password: str, where: str) -> None:
+    """smtplib's login, except that a user name or password beyond ASCII (smtplib sends
+    only ASCII) goes by AUTH PLAIN as UTF-8 (RFC 4616), the one mechanism that says how."""
+    if username.isascii() and password.isascii():
+        smtp.login(username, password)
+        return
+    offered = smtp.esmtp_features.get("auth", "").upper().split()
+    if "PLAIN" not in offered:
+        raise TransportError(
+            f"SMTP_USERNAME or SMTP_PASSWORD has characters beyond ASCII (Thai, say), which "
+            f"only AUTH PLAIN can carry, and {where} offers "
+            f"{'only AUTH ' + ' '.join(offered) if offered else 'no AUTH at all'}. "
+            "Use a password of ASCII letters, digits and signs. Nothing was sent"
+        )
+    token = b"\0" + username.encode("utf-8") + b"\0" + password.encode("utf-8")
+    code, message = smtp.docmd("AUTH", "PLAIN " + base64.b64encode(token).decode("ascii"))
+    if code not in (235, 503):  # 503: already logged in, as smtplib counts it
+        raise smtplib.SMTPAuthenticationError(code, message)
+
+
+def _fits(command: str, reply: SmtpReply) -> bool:
+    """Whether `reply` is an answer to `command`: a clear no, or the yes it asks for."""
+    if command == "DATA":
+        return reply.code == 354 or reply.negative
+    return reply.positive or reply.negative
+
+
+def _described(reply: SmtpReply) -> str:
+    """An odd answer as a message may show it (`SmtpReply.of` has cut it already)."""
+    if reply.code < 0:
+        return "a line without a reply code"
+    return repr(str(reply))
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else f"{text[:limit]}… ({len(text)} characters)"
 
 
 def _path(address: str) -> str:
