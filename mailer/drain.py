@@ -51,6 +51,7 @@ class Outcome:
     state: str
     reply: str
     code: int = 0
+    delivery_id: int = 0
 
 
 Progress = Callable[[Outcome], None]
@@ -67,6 +68,9 @@ class DrainStats:
     # Every outcome but `sent` (what the coordinator must look at). The sent ones are only
     # counted: a run of 100,000 messages holds no list of them.
     problems: list[Outcome] = field(default_factory=list)
+    # Deliveries whose latest outcome in this run is retry_wait: "to retry later" counts
+    # these, not every retry_wait outcome (one retried and sent in the same run is sent).
+    waiting: set[int] = field(default_factory=set)
 
     def summary(self) -> dict[str, object]:
         keys = ("sent", "retry", "failed", "uncertain", "recovered_uncertain", "stopped")
@@ -75,10 +79,15 @@ class DrainStats:
         return found
 
     def count(self, outcome: Outcome) -> None:
+        if outcome.delivery_id in self.waiting:  # a retry settled in the same run
+            self.waiting.discard(outcome.delivery_id)
+            self.problems = [p for p in self.problems if p.delivery_id != outcome.delivery_id]
         if outcome.state != S.sent:
             self.problems.append(outcome)
+        if outcome.state == S.retry_wait:
+            self.waiting.add(outcome.delivery_id)
+        self.retry = len(self.waiting)
         self.sent += outcome.state == S.sent
-        self.retry += outcome.state == S.retry_wait
         self.failed += outcome.state == S.failed
         self.uncertain += outcome.state == S.uncertain
 
@@ -155,7 +164,7 @@ class _Run:
         self.flush()
         self.pending = Settled(claim, S.failed, reply, self.ws.clock())
         self.flush()
-        return Outcome(invitee.invitee_id, SKIPPED, reply)
+        return Outcome(invitee.invitee_id, SKIPPED, reply, 0, claim.id)
 
     def send(self, claim: Claim, invitee: InviteeRecord) -> Outcome | None:
         if not self.still_wanted(claim):
@@ -291,7 +300,7 @@ class _Run:
         )
         if state != S.sent:
             self.flush()  # failures are rare: record them at once
-        return Outcome(who, state, reply, code)
+        return Outcome(who, state, reply, code, claim.id)
 
 
 def drain(
@@ -400,7 +409,7 @@ def work_forever(ws: Workspace, poll: float, log: Callable[[str], None]) -> Drai
         for key in ("sent", "retry", "failed", "uncertain", "recovered_uncertain"):
             setattr(total, key, getattr(total, key) + getattr(stats, key))
         if stats.sent or stats.failed or stats.retry:
-            log(f"{stats.sent} sent, {stats.retry} deferred by the server, {stats.failed} failed")
+            log(f"{stats.sent} sent, {stats.retry} to retry later, {stats.failed} failed")
         if stats.stopped and not ws.stopping.is_set():
             log(f"paused: {stats.stopped}")
         ws.stopping.wait(poll)

@@ -59,7 +59,7 @@ def test_import_send_status_end_to_end(env: dict[str, str], tmp_path: Path) -> N
 
     result = run(env, "send", "invitations", "--only", "TH-50", "--devserver")
     assert result.exit_code == 0, result.output
-    assert "This run: 7 sent, 0 deferred by the server, 0 failed" in result.output
+    assert "This run: 7 sent, 0 to retry later, 0 failed" in result.output
     assert f"all mail is in {(tmp_path / 'maildir' / 'new').resolve()}" in result.output
     received = sorted((tmp_path / "maildir" / "new").iterdir())
     assert len(received) == 7

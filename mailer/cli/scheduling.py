@@ -74,7 +74,7 @@ def scheduler_run_now(
     d = report.drain
     out.print(
         f"Round {rule}: {report.enqueued} enqueued; {d.sent} sent, "
-        f"{d.retry} deferred by the server, {d.failed} failed."
+        f"{d.retry} to retry later, {d.failed} failed."
     )
     if d.stopped:
         raise MailerError(d.stopped)

@@ -141,7 +141,7 @@ def _print_send(report: SendReport) -> None:
 
 
 def _this_run(d: DrainStats) -> str:
-    return f"This run: {d.sent} sent, {d.retry} deferred by the server, {d.failed} failed"
+    return f"This run: {d.sent} sent, {d.retry} to retry later, {d.failed} failed"
 
 
 def _print_problems(d: DrainStats) -> None:
@@ -237,7 +237,7 @@ def worker(
         out.print(json.dumps(stats.summary(), ensure_ascii=False), markup=False)
     else:
         out.print(
-            f"Worker done: {stats.sent} sent, {stats.retry} deferred by the server, {stats.failed} "
+            f"Worker done: {stats.sent} sent, {stats.retry} to retry later, {stats.failed} "
             f"failed, {stats.uncertain} uncertain."
         )
     if stats.stopped:
