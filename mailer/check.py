@@ -101,7 +101,7 @@ def _invitees(
     ws: Workspace, contacts_file: Path | None, report: CheckReport
 ) -> list[InviteeRecord]:
     if contacts_file is not None:
-        contacts = read_contacts(contacts_file)
+        contacts = read_contacts(contacts_file, reserved=ws.campaign.own_addresses)
         report.errors.extend(str(p) for p in contacts.errors)
         report.warnings.extend(str(p) for p in contacts.warnings)
         report.notes.append(f"{contacts_file}: {len(contacts.records)} valid invitee row(s)")
