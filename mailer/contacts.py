@@ -16,15 +16,15 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Protocol
 
 from sqlalchemy import Engine
-from sqlmodel import col, select
+from sqlmodel import select
 
 from mailer.addresses import NeedsSmtpUtf8, NotAnAddress, ascii_address
 from mailer.contact_files import read_rows
 from mailer.db import session
 from mailer.errors import ContactsError, cut
+from mailer.invitees import RECORD_COLUMNS, InviteeColumns, InviteeRecord
 from mailer.models import Invitee, split_emails
 from mailer.thai import script_slips
 
@@ -71,74 +71,18 @@ def _column_limits() -> dict[str, int]:
 
 
 LIMITS = _column_limits()
+__all__ = [  # the invitee values are also reached from here, as before
+    "COLUMNS",
+    "RECORD_COLUMNS",
+    "ImportReport",
+    "InviteeColumns",
+    "InviteeRecord",
+    "RowProblem",
+    "import_contacts",
+    "read_contacts",
+]
 _PROVINCE_FROM_ID = re.compile(r"^(TH-\d{2})-")
 SALUTATION_PREFIX = "เรียน"
-
-
-# What an `InviteeRecord` is made of, for reading plain rows where ORM objects cost too much.
-RECORD_COLUMNS = (
-    col(Invitee.invitee_id),
-    col(Invitee.organisation),
-    col(Invitee.salutation),
-    col(Invitee.emails),
-    col(Invitee.province),
-    col(Invitee.province_code),
-    col(Invitee.agency),
-    col(Invitee.phone),
-)
-
-
-class InviteeColumns(Protocol):
-    """An `Invitee`, or a row of `RECORD_COLUMNS`."""
-
-    @property
-    def invitee_id(self) -> str: ...
-    @property
-    def organisation(self) -> str: ...
-    @property
-    def salutation(self) -> str: ...
-    @property
-    def emails(self) -> str: ...
-    @property
-    def province(self) -> str: ...
-    @property
-    def province_code(self) -> str: ...
-    @property
-    def agency(self) -> str: ...
-    @property
-    def phone(self) -> str: ...
-
-
-@dataclass(frozen=True)
-class InviteeRecord:
-    """One invited office as plain values (what templates and the composer receive)."""
-
-    invitee_id: str
-    organisation: str
-    salutation: str
-    email: tuple[str, ...]
-    province: str = ""
-    province_code: str = ""
-    agency: str = ""
-    phone: str = ""
-
-    @property
-    def primary_email(self) -> str:
-        return self.email[0]
-
-    @classmethod
-    def from_row(cls, row: InviteeColumns) -> InviteeRecord:
-        """From an `Invitee`, or a plain row of its columns (`RECORD_COLUMNS`)."""
-        return cls(
-            invitee_id=row.invitee_id,
-            organisation=row.organisation,
-            salutation=row.salutation,
-            email=tuple(split_emails(row.emails)),
-            province=row.province,
-            province_code=row.province_code,
-            agency=row.agency,
-            phone=row.phone,
-        )
 
 
 @dataclass(frozen=True)
