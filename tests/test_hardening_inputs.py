@@ -321,3 +321,32 @@ def test_skip_invalid_counts_bad_rows_not_problems(env, tmp_path: Path) -> None:
     result = run(env, "import", str(path))
     assert result.exit_code == 1
     assert "3 problem(s) in 1 row(s), nothing was imported" in result.output
+
+
+def test_check_names_stored_addresses_an_earlier_import_let_through(env, tmp_path: Path) -> None:
+    """Rows imported before these checks existed are named by `mailer check`."""
+    assert run(env, "import", str(_csv(tmp_path, GOOD))).exit_code == 0
+    engine = open_database(env["DATABASE_URL"])
+    try:
+        with session(engine) as db:
+            for invitee_id, emails in [
+                ("TH-50-ind", "สมชาย@ind.example"),
+                ("TH-50-tour", "saraban@ไทย.ไทย"),
+                ("TH-50-prov", COORDINATOR),
+            ]:
+                row = db.exec(select(Invitee).where(Invitee.invitee_id == "TH-50-agri")).one()
+                db.add(Invitee(**{**row.model_dump(), "invitee_id": invitee_id, "emails": emails}))
+            db.commit()
+    finally:
+        engine.dispose()
+    result = run(env, "check")
+    assert result.exit_code == 1, result.output
+    assert "database: TH-50-ind: 'สมชาย@ind.example' has letters before the @" in result.output
+    assert (
+        "database: TH-50-tour: 'saraban@ไทย.ไทย' is stored with an international domain; run "
+        "`mailer import` again to store it as saraban@xn--o3cw4h.xn--o3cw4h" in result.output
+    )
+    assert (
+        f"database: TH-50-prov is invited at {COORDINATOR}, the campaign's own address"
+        in result.output
+    )
