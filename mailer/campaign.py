@@ -32,6 +32,7 @@ AUDIENCES = (
 _ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 DAYS_BEFORE = (0, 3650)  # inclusive: up to ten years ahead
 CATCH_UP_HOURS = (1, 8760)  # inclusive: an hour to a year
+YEARS = (1970, 9998)  # dates outside these overflow on the way to UTC and back
 
 
 @dataclass(frozen=True)
@@ -209,6 +210,12 @@ class _Reader:
         if value is None and not required:
             return None
         if isinstance(value, datetime):
+            if not YEARS[0] <= value.year <= YEARS[1]:
+                self.problems.append(
+                    f"{where}.{key} = {value.isoformat(' ', 'minutes')} must be between the years "
+                    f"{YEARS[0]} and {YEARS[1]}"
+                )
+                return None
             return value.replace(tzinfo=self.zone) if value.tzinfo is None else value
         shown = "missing" if value is None else f"{_shown(value)}, not a date and time"
         self.problems.append(f"{where}.{key} is {shown}; write e.g. {key} = 2016-11-22T13:00:00")

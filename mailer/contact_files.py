@@ -11,16 +11,19 @@ from __future__ import annotations
 import csv
 import io
 import zipfile
-from collections.abc import Iterator
+import zlib
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from mailer.errors import ContactsError
 
 MAX_ROWS = 100_000  # 532 offices are invited; 100,000 rows is not an invitee list
 MAX_FILE_BYTES = 64 * 1024 * 1024  # a CSV, or all of a workbook's members uncompressed
-MAX_COLUMNS = 100
+MAX_COLUMNS = 100  # of a workbook, only these are read (a cell in column XFD pads nothing)
 WORKBOOK_SUFFIXES = {".xlsx", ".xlsm"}
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -136,19 +139,18 @@ def _read_xlsx(path: Path) -> Iterator[SourceRow]:
         raise ContactsError(
             f"{path}: cannot read the workbook ({str(exc)[:200]}); save it again as .xlsx"
         ) from exc
+    sheets: list[Generator[tuple[object, ...], None, None]] = []
     try:
-        sheets = []
         for book in (values_book, formulas_book):
+            if not book.worksheets:
+                raise ContactsError(f"{path}: the workbook has no sheet; put the list on one")
             sheet = book.worksheets[0]
             sheet.reset_dimensions()  # a forged <dimension> must not pad every row
-            sheets.append(sheet.iter_rows(max_col=MAX_COLUMNS + 1, values_only=True))
-        for number, (values, formulas) in enumerate(zip(*sheets, strict=True), start=1):
-            if len(values) > MAX_COLUMNS and values[MAX_COLUMNS] is not None:
-                raise ContactsError(
-                    f"{path}, line {number}: more than {MAX_COLUMNS} columns; "
-                    "an invitee list has eight"
-                )
-            cells = values[:MAX_COLUMNS]
+            sheets.append(sheet.iter_rows(max_col=MAX_COLUMNS, values_only=True))
+        for number, (values, formulas) in enumerate(
+            _unbroken(path, zip(*sheets, strict=True)), start=1
+        ):
+            cells = values
             yield SourceRow(
                 number,
                 tuple("" if v is None else _cell_text(v) for v in cells),
@@ -159,8 +161,24 @@ def _read_xlsx(path: Path) -> Iterator[SourceRow]:
                 ),
             )
     finally:
+        for rows in sheets:  # each holds its sheet open inside the zip until closed
+            rows.close()
         values_book.close()
         formulas_book.close()
+
+
+def _unbroken(path: Path, rows: Iterator[_T]) -> Iterator[_T]:
+    """The rows, with a damaged sheet (bad XML, a bad CRC, a cut-off member) named."""
+    while True:
+        try:
+            row = next(rows)
+        except StopIteration:
+            return
+        except (SyntaxError, zipfile.BadZipFile, zlib.error, EOFError, ValueError, KeyError) as exc:
+            raise ContactsError(
+                f"{path}: cannot read the workbook ({str(exc)[:200]}); save it again as .xlsx"
+            ) from exc
+        yield row
 
 
 def _cell_text(value: object) -> str:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -177,7 +177,7 @@ def read_contacts(path: Path, *, reserved: Mapping[str, str] | None = None) -> I
         )
     for address, users in by_address.items():
         if len(users) > 1:
-            ids = ", ".join(f"{i} (line {n})" for n, i in users)
+            ids = _some(f"{i} (line {n})" for n, i in users)
             report.warnings.append(
                 RowProblem(
                     str(path),
@@ -266,7 +266,7 @@ def _warn_of_addresses_held_elsewhere(
                     RowProblem(
                         report.source,
                         report.lines[record.invitee_id],
-                        f"{address} already belongs to {', '.join(others)} in the database "
+                        f"{address} already belongs to {_some(others)} in the database "
                         "(not in this file). Each office still gets its own invitation; check "
                         "this is a shared (saraban) inbox, or correct the address",
                     )
@@ -392,3 +392,10 @@ def _addresses(field: str, reserved: Mapping[str, str], problems: list[str]) -> 
             continue
         addresses.append(address)
     return addresses
+
+
+def _some(names: Iterable[str], shown: int = 5) -> str:
+    """The first few names, and how many more (a list of 100,000 is not a message)."""
+    names = list(names)
+    more = f" and {len(names) - shown:,} more" if len(names) > shown else ""
+    return ", ".join(names[:shown]) + more

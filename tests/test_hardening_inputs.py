@@ -350,3 +350,49 @@ def test_check_names_stored_addresses_an_earlier_import_let_through(env, tmp_pat
         f"database: TH-50-prov is invited at {COORDINATOR}, the campaign's own address"
         in result.output
     )
+
+
+def test_a_workbook_with_a_broken_sheet_is_named(env, tmp_path: Path) -> None:
+    path = tmp_path / "contacts.xlsx"
+    book = Workbook()
+    book.active.append(list(COLUMNS))
+    book.save(path)
+    with zipfile.ZipFile(path) as source:
+        members = {name: source.read(name) for name in source.namelist()}
+    members["xl/worksheets/sheet1.xml"] = members["xl/worksheets/sheet1.xml"][:-40]
+    with zipfile.ZipFile(path, "w") as broken:
+        for name, data in members.items():
+            broken.writestr(name, data)
+    result = run(env, "import", str(path))
+    assert result.exit_code == 1, result.output
+    assert f"Error: {path}: cannot read the workbook (" in result.output
+    assert "save it again as .xlsx" in result.output
+
+
+def test_an_address_shared_by_very_many_offices_is_not_listed_whole(env, tmp_path: Path) -> None:
+    rows = [_row(invitee_id=f"TH-50-x{n}") for n in range(1, 201)]
+    result = run(env, "import", str(_csv(tmp_path, *rows)))
+    assert result.exit_code == 0, result.output
+    assert (
+        "saraban.th50@agri.example is shared by 200 offices: TH-50-x1 (line 2), "
+        "TH-50-x2 (line 3), TH-50-x3 (line 4), TH-50-x4 (line 5), TH-50-x5 (line 6) and 195 more"
+        in result.output
+    )
+    assert "TH-50-x200" not in result.output
+
+
+def test_a_far_away_cell_does_not_widen_every_row(env, tmp_path: Path) -> None:
+    """Only the first 100 columns of a workbook are read: a cell in column XFD on every row
+    would otherwise make each row 16,384 cells wide."""
+    book = Workbook()
+    book.active.append(list(COLUMNS))
+    for n in range(1, 2001):
+        book.active.append(_row(invitee_id=f"TH-50-x{n}", email=f"x{n}@x.example").split(","))
+        book.active.cell(row=n + 1, column=16_384, value="x")
+    path = tmp_path / "contacts.xlsx"
+    book.save(path)
+    started = time.monotonic()
+    result = run(env, "import", str(path))
+    assert result.exit_code == 0, result.output
+    assert "Imported 2000 invitee(s)" in result.output
+    assert time.monotonic() - started < 10

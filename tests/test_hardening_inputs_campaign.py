@@ -115,3 +115,13 @@ def test_control_characters_in_campaign_texts_are_refused(
     _, result = _check(tmp_path, escaped)
     assert result.exit_code == 1, result.output
     assert f"{key} contains a control character (U+{ord(char):04X}); retype it" in result.output
+
+
+def test_an_event_in_the_year_1_is_refused(tmp_path: Path) -> None:
+    _, result = _check(
+        tmp_path,
+        SHIPPED.replace("start = 2016-11-22T13:00:00", "start = 0001-01-01T00:00:00"),
+    )
+    assert result.exit_code == 1, result.output
+    assert "event.start = 0001-01-01 00:00 must be between the years 1970 and 9998" in result.output
+    assert "Traceback" not in result.output
