@@ -349,8 +349,13 @@ def _validate_row(
         )
         salutation = f"{SALUTATION_PREFIX} {salutation}"
     for name in ("organisation", "salutation", "province"):
-        for slip in script_slips(values.get(name, ""), name):
+        slips = script_slips(values.get(name, ""), name)
+        for slip in slips[:3]:
             report.warnings.append(RowProblem(source, line, slip.describe()))
+        if len(slips) > 3:
+            report.warnings.append(
+                RowProblem(source, line, f"{name}: {len(slips) - 3:,} more such letters")
+            )
     province_code = values.get("province_code", "")
     if not province_code and (match := _PROVINCE_FROM_ID.match(invitee_id)):
         province_code = match.group(1)

@@ -396,3 +396,13 @@ def test_a_far_away_cell_does_not_widen_every_row(env, tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "Imported 2000 invitee(s)" in result.output
     assert time.monotonic() - started < 10
+
+
+def test_a_name_all_in_another_script_gives_a_few_warnings_not_one_per_letter(
+    env, tmp_path: Path
+) -> None:
+    path = _csv(tmp_path, _row(organisation="สำนักงาน" + "ম" * 1500))
+    result = run(env, "import", str(path))
+    assert result.exit_code == 0, result.output
+    assert result.output.count("BENGALI") == 3
+    assert "line 2: organisation: 1,497 more such letters" in result.output
