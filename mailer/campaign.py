@@ -170,7 +170,7 @@ class _Reader:
     def known_keys(self, data: dict[str, Any], where: str, allowed: set[str]) -> None:
         for key in sorted(set(data) - allowed):
             self.problems.append(
-                f"{where}.{key} is not a known key (known: {', '.join(sorted(allowed))})"
+                f"{where}.{cut(key)} is not a known key (known: {', '.join(sorted(allowed))})"
             )
 
     def text(self, data: dict[str, Any], where: str, key: str, example: str) -> str:
@@ -256,9 +256,9 @@ def parse_campaign(data: dict[str, Any], path: Path) -> Campaign:
     problems: list[str] = []
     try:
         zone = ZoneInfo(str(zone_name))
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a name too long
         problems.append(
-            f'campaign.timezone = {zone_name!r} is not a time zone; e.g. "Asia/Bangkok"'
+            f'campaign.timezone = {_shown(zone_name)} is not a time zone; e.g. "Asia/Bangkok"'
         )
         zone = ZoneInfo("Asia/Bangkok")
     r = _Reader(path, zone)

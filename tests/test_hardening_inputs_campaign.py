@@ -125,3 +125,16 @@ def test_an_event_in_the_year_1_is_refused(tmp_path: Path) -> None:
     assert result.exit_code == 1, result.output
     assert "event.start = 0001-01-01 00:00 must be between the years 1970 and 9998" in result.output
     assert "Traceback" not in result.output
+
+
+def test_long_values_in_a_campaign_file_are_cut(tmp_path: Path) -> None:
+    long = "x" * 5000
+    _, result = _check(
+        tmp_path,
+        SHIPPED.replace('timezone = "Asia/Bangkok"', f'timezone = "{long}"\n{long} = 1').replace(
+            'audience = "no_reply"', f'audience = "{long}"'
+        ),
+    )
+    assert result.exit_code == 1, result.output
+    assert len(result.output) < 1500, result.output[:3000]
+    assert result.output.count("… (5,000 characters)") == 3
