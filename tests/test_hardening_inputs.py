@@ -85,6 +85,9 @@ def test_an_idn_domain_is_stored_in_its_ascii_form(env, tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     (stored,) = _stored(env["DATABASE_URL"]).values()
     assert stored.emails == "saraban@xn--o3cw4h.xn--o3cw4h; other@xn--o3cw4h.xn--o3cw4h"
+    result = run(env, "preview", "TH-50-agri")  # and a message can be made for it
+    assert result.exit_code == 0, result.output
+    assert "To: saraban@xn--o3cw4h.xn--o3cw4h, other@xn--o3cw4h.xn--o3cw4h" in result.output
 
 
 @pytest.mark.parametrize("address", [COORDINATOR, "Thannop.Sirithamwilai@EGA.or.th"])
