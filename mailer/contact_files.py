@@ -81,6 +81,11 @@ def _read_csv(path: Path) -> Iterator[SourceRow]:
         raise ContactsError(f"{path}: cannot read the file: {exc.strerror}") from exc
     if raw.startswith(b"PK\x03\x04"):
         raise ContactsError(f"{path}: this is an Excel workbook; name it .xlsx to import it")
+    if raw.startswith(b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"):  # OLE2: Excel 97–2003
+        raise ContactsError(
+            f"{path}: this is an old Excel workbook (.xls); save it as .xlsx "
+            "(Excel Workbook) or 'CSV UTF-8 (Comma delimited)' and import that"
+        )
     text = decode_csv_bytes(raw, str(path))
     first = text.split("\n", 1)[0]
     delimiter = max(",;\t", key=first.count)

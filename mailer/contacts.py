@@ -202,7 +202,7 @@ def import_contacts(
     the stored spelling is kept). An address that belongs to another stored office, not in
     this file, is a warning."""
     report = read_contacts(path, reserved=reserved)
-    if report.errors and not skip_invalid:
+    if report.errors and not (skip_invalid and report.records):
         return report
     now = datetime.now(UTC)
     with session(engine) as db:

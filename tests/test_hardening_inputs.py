@@ -409,3 +409,23 @@ def test_a_name_all_in_another_script_gives_a_few_warnings_not_one_per_letter(
     assert result.exit_code == 0, result.output
     assert result.output.count("BENGALI") == 3
     assert "line 2: organisation: 1,497 more such letters" in result.output
+
+
+def test_skip_invalid_with_no_valid_row_imports_nothing_and_says_so(env, tmp_path: Path) -> None:
+    path = _csv(tmp_path, _row(email="not-an-address"), _row(organisation=""))
+    result = run(env, "import", str(path), "--skip-invalid")
+    assert result.exit_code == 1, result.output
+    assert f"Error: {path}: no row is valid (2 problem(s) in 2 row(s)), nothing was imported" in (
+        result.output
+    )
+    assert "Imported" not in result.output
+
+
+def test_an_old_xls_workbook_is_named(env, tmp_path: Path) -> None:
+    path = tmp_path / "contacts.xls"
+    path.write_bytes(b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + bytes(range(256)) * 8)
+    result = run(env, "import", str(path))
+    assert result.exit_code == 1, result.output
+    assert f"Error: {path}: this is an old Excel workbook (.xls); save it as .xlsx" in (
+        result.output
+    )

@@ -47,11 +47,16 @@ def import_(
         )
     report = import_contacts(ws.engine, path, skip_invalid=skip_invalid, reserved=reserved)
     _print_import(report)
+    counted = f"{len(report.errors)} problem(s) in {report.bad_rows} row(s)"
+    if report.errors and not report.written and skip_invalid:
+        raise MailerError(
+            f"{path}: no row is valid ({counted}), nothing was imported. Fix the rows above "
+            "and import again"
+        )
     if report.errors and not report.written:
         raise MailerError(
-            f"{path}: {len(report.errors)} problem(s) in {report.bad_rows} row(s), nothing was "
-            "imported. Fix the rows above and import again, or use --skip-invalid to import "
-            "the valid rows only"
+            f"{path}: {counted}, nothing was imported. Fix the rows above and import again, "
+            "or use --skip-invalid to import the valid rows only"
         )
 
 
