@@ -116,6 +116,16 @@ def _invitees(
         )
     else:
         report.notes.append(f"database: {len(invitees)} invitee(s)")
+    spellings: dict[str, list[str]] = {}
+    for invitee in invitees:
+        spellings.setdefault(invitee.invitee_id.lower(), []).append(invitee.invitee_id)
+    for ids in spellings.values():
+        if len(ids) > 1:
+            report.warnings.append(
+                f"database: {', '.join(ids)} differ only by case: an earlier import made "
+                "one office twice, so it gets two invitations. Keep one (`mailer import` now "
+                "matches ids whatever their case)"
+            )
     usable = []
     for invitee in invitees:
         problems = list(_stored_address_problems(invitee, ws.campaign.own_addresses))

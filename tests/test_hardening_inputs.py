@@ -429,3 +429,18 @@ def test_an_old_xls_workbook_is_named(env, tmp_path: Path) -> None:
     assert f"Error: {path}: this is an old Excel workbook (.xls); save it as .xlsx" in (
         result.output
     )
+
+
+def test_check_names_offices_stored_twice_under_ids_differing_by_case(env, tmp_path: Path) -> None:
+    assert run(env, "import", str(_csv(tmp_path, GOOD))).exit_code == 0
+    engine = open_database(env["DATABASE_URL"])
+    try:
+        with session(engine) as db:  # what an import before the fix did
+            row = db.exec(select(Invitee)).one()
+            db.add(Invitee(**{**row.model_dump(), "invitee_id": "th-50-agri"}))
+            db.commit()
+    finally:
+        engine.dispose()
+    result = run(env, "check")
+    assert "! database: TH-50-agri, th-50-agri differ only by case" in result.output
+    assert "so it gets two invitations" in result.output
