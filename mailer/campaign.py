@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import tomllib
+import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
@@ -15,9 +16,8 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from email_validator import EmailNotValidError, validate_email
-
-from mailer.errors import CampaignError
+from mailer.addresses import AddressProblem, ascii_address
+from mailer.errors import CampaignError, cut
 
 KINDS = ("invitation", "reminder")
 AUDIENCES = (
@@ -30,6 +30,9 @@ AUDIENCES = (
     "needs_review",
 )
 _ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+DAYS_BEFORE = (0, 3650)  # inclusive: up to ten years ahead
+CATCH_UP_HOURS = (1, 8760)  # inclusive: an hour to a year
+YEARS = (1970, 9998)  # dates outside these overflow on the way to UTC and back
 
 
 @dataclass(frozen=True)
@@ -108,6 +111,18 @@ class Campaign:
     def uid_domain(self) -> str:
         return self.coordinator.email.rpartition("@")[2]
 
+    @property
+    def own_addresses(self) -> dict[str, str]:
+        """The campaign's own addresses (lower case) → the keys that give them; no office
+        may be invited at one of them."""
+        own: dict[str, list[str]] = {}
+        for key, address in (
+            ("coordinator.email", self.coordinator.email),
+            ("sender.email", self.sender.email),
+        ):
+            own.setdefault(address.lower(), []).append(key)
+        return {address: ", ".join(keys) for address, keys in own.items()}
+
     def rule(self, rule_id: str) -> Rule:
         for rule in self.rules:
             if rule.id == rule_id:
@@ -155,7 +170,7 @@ class _Reader:
     def known_keys(self, data: dict[str, Any], where: str, allowed: set[str]) -> None:
         for key in sorted(set(data) - allowed):
             self.problems.append(
-                f"{where}.{key} is not a known key (known: {', '.join(sorted(allowed))})"
+                f"{where}.{cut(key)} is not a known key (known: {', '.join(sorted(allowed))})"
             )
 
     def text(self, data: dict[str, Any], where: str, key: str, example: str) -> str:
@@ -165,18 +180,29 @@ class _Reader:
                 f'{where}.{key} must be a non-empty text, e.g. {key} = "{example}"'
             )
             return ""
-        if "\r" in value or ("\n" in value and key not in {"background"}):
+        if "\r" in value or "\n" in value:
             self.problems.append(f"{where}.{key} must be on one line")
+        else:
+            self.no_control_characters(value, f"{where}.{key}")
         return value.strip()
+
+    def no_control_characters(self, value: str, key: str, allowed: str = "") -> None:
+        """Texts reach headers and the calendar: a NUL or ESC must not."""
+        for char in value:
+            if char not in allowed and unicodedata.category(char) in {"Cc", "Zl", "Zp"}:
+                self.problems.append(
+                    f"{key} contains a control character (U+{ord(char):04X}); retype it"
+                )
+                return
 
     def email(self, data: dict[str, Any], where: str, key: str) -> str:
         value = self.text(data, where, key, "name@agency.example")
         if not value:
             return ""
         try:
-            return validate_email(value, check_deliverability=False).normalized
-        except EmailNotValidError as exc:
-            self.problems.append(f"{where}.{key} = {value!r} is not an email address: {exc}")
+            return ascii_address(value)
+        except AddressProblem as exc:
+            self.problems.append(f"{where}.{key} = {cut(value)!r} {exc}; use an ASCII address")
             return value
 
     def moment(self, data: dict[str, Any], where: str, key: str, required: bool) -> datetime | None:
@@ -184,15 +210,23 @@ class _Reader:
         if value is None and not required:
             return None
         if isinstance(value, datetime):
+            if not YEARS[0] <= value.year <= YEARS[1]:
+                self.problems.append(
+                    f"{where}.{key} = {value.isoformat(' ', 'minutes')} must be between the years "
+                    f"{YEARS[0]} and {YEARS[1]}"
+                )
+                return None
             return value.replace(tzinfo=self.zone) if value.tzinfo is None else value
-        shown = "missing" if value is None else f"{value!r}, not a date and time"
+        shown = "missing" if value is None else f"{_shown(value)}, not a date and time"
         self.problems.append(f"{where}.{key} is {shown}; write e.g. {key} = 2016-11-22T13:00:00")
         return None
 
     def choice(self, data: dict[str, Any], where: str, key: str, options: tuple[str, ...]) -> str:
         value = data.get(key)
         if value not in options:
-            self.problems.append(f"{where}.{key} = {value!r} is not one of: {', '.join(options)}")
+            self.problems.append(
+                f"{where}.{key} = {_shown(value)} is not one of: {', '.join(options)}"
+            )
             return options[0]
         return str(value)
 
@@ -204,7 +238,8 @@ def load_campaign(path: Path) -> Campaign:
     except OSError as exc:
         raise CampaignError(path, [f"cannot read the file: {exc.strerror}"]) from exc
     try:
-        data = tomllib.loads(raw.decode("utf-8"))
+        # A BOM (Notepad writes one) is not TOML, but it is not a mistake either.
+        data = tomllib.loads(raw.decode("utf-8").removeprefix("\ufeff"))
     except UnicodeDecodeError as exc:
         raise CampaignError(
             path, [f"not UTF-8 at byte {exc.start}; save the file as UTF-8"]
@@ -221,9 +256,9 @@ def parse_campaign(data: dict[str, Any], path: Path) -> Campaign:
     problems: list[str] = []
     try:
         zone = ZoneInfo(str(zone_name))
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a name too long
         problems.append(
-            f'campaign.timezone = {zone_name!r} is not a time zone; e.g. "Asia/Bangkok"'
+            f'campaign.timezone = {_shown(zone_name)} is not a time zone; e.g. "Asia/Bangkok"'
         )
         zone = ZoneInfo("Asia/Bangkok")
     r = _Reader(path, zone)
@@ -248,6 +283,7 @@ def parse_campaign(data: dict[str, Any], path: Path) -> Campaign:
     if not isinstance(background, str):
         r.problems.append("event.background must be text (paragraphs separated by blank lines)")
         background = ""
+    r.no_control_characters(background, "event.background", allowed="\n\r\t")
     paragraphs = tuple(
         " ".join(part.split()) for part in re.split(r"\n\s*\n", background) if part.strip()
     )
@@ -316,8 +352,8 @@ def _read_rules(r: _Reader, raw: Any, event: Event) -> list[Rule]:
         catch_up = _optional(r, item, where, "catch_up_hours", int, "12")
         if at is not None and (days_before is not None or time_of_day is not None):
             r.problems.append(f"{where}: give either at, or days_before (+ time), not both")
-        if days_before is not None and days_before < 0:
-            r.problems.append(f"{where}: days_before must be 0 or more")
+        days_before = _within(r, where, "days_before", days_before, DAYS_BEFORE)
+        catch_up = _within(r, where, "catch_up_hours", catch_up, CATCH_UP_HOURS)
         rule = Rule(
             id=rule_id,
             kind=r.choice(item, where, "kind", KINDS),
@@ -330,7 +366,11 @@ def _read_rules(r: _Reader, raw: Any, event: Event) -> list[Rule]:
         )
         if rule.template and not re.match(r"^[a-z0-9_-]+$", rule.template):
             r.problems.append(f"{where}: template must be a folder name under templates/")
-        due = rule.due_at(event, r.zone)
+        try:
+            due = rule.due_at(event, r.zone)
+        except OverflowError:
+            r.problems.append(f"{where}: it would be due before the year 1; check days_before")
+            due = None
         if due is not None and due >= event.start:
             r.problems.append(
                 f"{where}: it is due {due:%Y-%m-%d %H:%M}, not before the event starts"
@@ -349,10 +389,26 @@ def _optional(
     value = item[key]
     if kind is int and (isinstance(value, bool) or not isinstance(value, int)):
         r.problems.append(
-            f"{where}: {key} = {value!r} must be a whole number, e.g. {key} = {example}"
+            f"{where}: {key} = {_shown(value)} must be a whole number, e.g. {key} = {example}"
         )
         return None
     if kind is time and not isinstance(value, time):
-        r.problems.append(f"{where}: {key} = {value!r} must be a time, e.g. {key} = {example}")
+        r.problems.append(
+            f"{where}: {key} = {_shown(value)} must be a time, e.g. {key} = {example}"
+        )
         return None
     return value
+
+
+def _within(r: _Reader, where: str, key: str, value: int | None, bounds: tuple[int, int]) -> Any:
+    """`value` if it is inside `bounds` (inclusive); else a problem, and `None`."""
+    low, high = bounds
+    if value is None or low <= value <= high:
+        return value
+    r.problems.append(f"{where}: {key} = {cut(str(value), 30)} must be between {low} and {high}")
+    return None
+
+
+def _shown(value: object) -> str:
+    """A value from the file as a problem shows it (cut if long)."""
+    return repr(cut(value)) if isinstance(value, str) else cut(repr(value))

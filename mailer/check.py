@@ -3,13 +3,15 @@ and letters of an unexpected script inside Thai text (e.g. Bengali in "ออด
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mailer.addresses import AddressProblem, ascii_address
 from mailer.changes import Change, pending_change
 from mailer.compose import OutgoingMail
 from mailer.contacts import InviteeRecord, read_contacts
-from mailer.errors import MailerError
+from mailer.errors import MailerError, cut
 from mailer.sender import select_invitees
 from mailer.thai import script_slips
 from mailer.workspace import Workspace
@@ -101,7 +103,7 @@ def _invitees(
     ws: Workspace, contacts_file: Path | None, report: CheckReport
 ) -> list[InviteeRecord]:
     if contacts_file is not None:
-        contacts = read_contacts(contacts_file)
+        contacts = read_contacts(contacts_file, reserved=ws.campaign.own_addresses)
         report.errors.extend(str(p) for p in contacts.errors)
         report.warnings.extend(str(p) for p in contacts.warnings)
         report.notes.append(f"{contacts_file}: {len(contacts.records)} valid invitee row(s)")
@@ -114,4 +116,43 @@ def _invitees(
         )
     else:
         report.notes.append(f"database: {len(invitees)} invitee(s)")
-    return invitees
+    spellings: dict[str, list[str]] = {}
+    for invitee in invitees:
+        spellings.setdefault(invitee.invitee_id.lower(), []).append(invitee.invitee_id)
+    for ids in spellings.values():
+        if len(ids) > 1:
+            report.warnings.append(
+                f"database: {', '.join(ids)} differ only by case: an earlier import made "
+                "one office twice, so it gets two invitations. Keep one (`mailer import` now "
+                "matches ids whatever their case)"
+            )
+    usable = []
+    for invitee in invitees:
+        problems = list(_stored_address_problems(invitee, ws.campaign.own_addresses))
+        report.errors.extend(problems)
+        if not problems:  # the others are named, not rendered: no message could be made
+            usable.append(invitee)
+    return usable
+
+
+def _stored_address_problems(invitee: InviteeRecord, own: Mapping[str, str]) -> Iterator[str]:
+    """Addresses an earlier import let through that `mailer import` now refuses."""
+    fix = "correct it in the list and run `mailer import` again"
+    for address in invitee.email:
+        if (keys := own.get(address.lower())) is not None:
+            yield (
+                f"database: {invitee.invitee_id} is invited at {cut(address)}, the "
+                f"campaign's own address ({keys}); {fix}"
+            )
+            continue
+        try:
+            ascii_form = ascii_address(address)
+        except AddressProblem as exc:
+            yield f"database: {invitee.invitee_id}: {cut(address)!r} {exc}; {fix}"
+            continue
+        if ascii_form != address:
+            yield (
+                f"database: {invitee.invitee_id}: {cut(address)!r} is stored with an "
+                f"international domain; run `mailer import` again to store it as "
+                f"{cut(ascii_form)}"
+            )

@@ -1,30 +1,30 @@
 """Import and validate the invitee list (`contacts.csv` or `.xlsx`).
 
 Every row is checked before anything is written; either the whole file is imported or
-nothing is (unless `skip_invalid`). Re-importing updates rows by `invitee_id` and never
-duplicates an invitee. CSV may be UTF-8, UTF-8 with BOM, or windows-874/TIS-620 (what
-Thai Excel writes).
+nothing is (unless `skip_invalid`). Re-importing updates rows by `invitee_id` (compared
+without regard to case, the stored spelling kept) and never duplicates an invitee. Every
+field fits its database column on SQLite and PostgreSQL alike (the lengths come from
+`mailer.models.Invitee`). Reading the file, bounded, is `mailer.contact_files`.
 """
 
 from __future__ import annotations
 
-import csv
-import io
 import re
 import unicodedata
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Protocol
 
-from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import Engine
-from sqlmodel import col, select
+from sqlmodel import select
 
+from mailer.addresses import NeedsSmtpUtf8, NotAnAddress, ascii_address
+from mailer.contact_files import read_rows
 from mailer.db import session
-from mailer.errors import ContactsError
+from mailer.errors import ContactsError, cut
+from mailer.invitees import RECORD_COLUMNS, InviteeColumns, InviteeRecord
 from mailer.models import Invitee, split_emails
 from mailer.thai import script_slips
 
@@ -56,75 +56,33 @@ _ALIASES = {
     "tel": "phone",
     "โทรศัพท์": "phone",
 }
-_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")  # its length is the column's (below)
+MAX_TEXT = 2_000  # a field stored as TEXT: no office name or address list comes near it
+
+
+def _column_limits() -> dict[str, int]:
+    """The most characters each field may hold: its column's length, else `MAX_TEXT`."""
+    table = Invitee.metadata.tables[str(Invitee.__tablename__)]
+    limits = {}
+    for name in COLUMNS:
+        length = getattr(table.columns["emails" if name == "email" else name].type, "length", None)
+        limits[name] = length if isinstance(length, int) else MAX_TEXT
+    return limits
+
+
+LIMITS = _column_limits()
+__all__ = [  # the invitee values are also reached from here, as before
+    "COLUMNS",
+    "RECORD_COLUMNS",
+    "ImportReport",
+    "InviteeColumns",
+    "InviteeRecord",
+    "RowProblem",
+    "import_contacts",
+    "read_contacts",
+]
 _PROVINCE_FROM_ID = re.compile(r"^(TH-\d{2})-")
 SALUTATION_PREFIX = "เรียน"
-
-
-# What an `InviteeRecord` is made of, for reading plain rows where ORM objects cost too much.
-RECORD_COLUMNS = (
-    col(Invitee.invitee_id),
-    col(Invitee.organisation),
-    col(Invitee.salutation),
-    col(Invitee.emails),
-    col(Invitee.province),
-    col(Invitee.province_code),
-    col(Invitee.agency),
-    col(Invitee.phone),
-)
-
-
-class InviteeColumns(Protocol):
-    """An `Invitee`, or a row of `RECORD_COLUMNS`."""
-
-    @property
-    def invitee_id(self) -> str: ...
-    @property
-    def organisation(self) -> str: ...
-    @property
-    def salutation(self) -> str: ...
-    @property
-    def emails(self) -> str: ...
-    @property
-    def province(self) -> str: ...
-    @property
-    def province_code(self) -> str: ...
-    @property
-    def agency(self) -> str: ...
-    @property
-    def phone(self) -> str: ...
-
-
-@dataclass(frozen=True)
-class InviteeRecord:
-    """One invited office as plain values (what templates and the composer receive)."""
-
-    invitee_id: str
-    organisation: str
-    salutation: str
-    email: tuple[str, ...]
-    province: str = ""
-    province_code: str = ""
-    agency: str = ""
-    phone: str = ""
-
-    @property
-    def primary_email(self) -> str:
-        return self.email[0]
-
-    @classmethod
-    def from_row(cls, row: InviteeColumns) -> InviteeRecord:
-        """From an `Invitee`, or a plain row of its columns (`RECORD_COLUMNS`)."""
-        return cls(
-            invitee_id=row.invitee_id,
-            organisation=row.organisation,
-            salutation=row.salutation,
-            email=tuple(split_emails(row.emails)),
-            province=row.province,
-            province_code=row.province_code,
-            agency=row.agency,
-            phone=row.phone,
-        )
 
 
 @dataclass(frozen=True)
@@ -143,27 +101,37 @@ class ImportReport:
     records: list[InviteeRecord] = field(default_factory=list)
     errors: list[RowProblem] = field(default_factory=list)
     warnings: list[RowProblem] = field(default_factory=list)
+    rows: int = 0  # non-blank rows below the header, valid or not
+    lines: dict[str, int] = field(default_factory=dict)  # invitee_id → its line in the file
     created: int = 0
     updated: int = 0
     unchanged: int = 0
     not_in_file: int = 0
     written: bool = False
 
+    @property
+    def bad_rows(self) -> int:
+        """Rows with at least one error (a row may have several)."""
+        return len({problem.line for problem in self.errors})
 
-def read_contacts(path: Path) -> ImportReport:
-    """Read and validate every row; writes nothing."""
+
+def read_contacts(path: Path, *, reserved: Mapping[str, str] | None = None) -> ImportReport:
+    """Read and validate every row; writes nothing.
+
+    `reserved` maps the campaign's own addresses (lower case) to the keys that name them
+    (`Campaign.own_addresses`); an office given one of them is an error."""
     report = ImportReport(source=str(path))
-    rows = _read_xlsx(path) if path.suffix.lower() in {".xlsx", ".xlsm"} else _read_csv(path)
-    seen_ids: dict[str, int] = {}
+    seen_ids: dict[str, tuple[int, str]] = {}
     by_address: dict[str, list[tuple[int, str]]] = defaultdict(list)
-    header_seen = False
-    for line, values in rows:
-        if not header_seen:
+    columns: list[str] | None = None
+    for row in read_rows(path):
+        line, values = row.line, row.values
+        if columns is None:
             columns = _header(path, values)
-            header_seen = True
             continue
-        if not any(v.strip() for v in values):
+        if not any(v.strip() for v in values) and not row.formulas:
             continue  # blank line
+        report.rows += 1
         if len(values) > len(columns) and any(v.strip() for v in values[len(columns) :]):
             report.errors.append(
                 RowProblem(
@@ -177,28 +145,39 @@ def read_contacts(path: Path) -> ImportReport:
         data = {
             name: (values[i] if i < len(values) else "") for i, name in enumerate(columns) if name
         }
-        record = _validate_row(str(path), line, data, report)
+        formulas = {columns[i]: f for i, f in row.formulas if i < len(columns) and columns[i]}
+        record = _validate_row(str(path), line, data, formulas, reserved or {}, report)
         if record is None:
             continue
-        if record.invitee_id in seen_ids:
+        key = record.invitee_id.lower()
+        if key in seen_ids:
+            first_line, first_id = seen_ids[key]
+            spelled = f" (as {first_id!r})" if first_id != record.invitee_id else ""
             report.errors.append(
                 RowProblem(
                     str(path),
                     line,
-                    f"invitee_id {record.invitee_id!r} is already used on line "
-                    f"{seen_ids[record.invitee_id]}; each office needs its own id",
+                    f"invitee_id {record.invitee_id!r} is already used on line {first_line}"
+                    f"{spelled}; ids are compared without regard to case, and each office "
+                    "needs its own id",
                 )
             )
             continue
-        seen_ids[record.invitee_id] = line
+        seen_ids[key] = (line, record.invitee_id)
+        report.lines[record.invitee_id] = line
         for address in record.email:
             by_address[address.lower()].append((line, record.invitee_id))
         report.records.append(record)
-    if not header_seen:
+    if columns is None:
         raise ContactsError(f"{path}: the file is empty; the first line must name the columns")
+    if report.rows == 0:
+        raise ContactsError(
+            f"{path}: no invitee rows after the header; add one row per office below it "
+            "and import again"
+        )
     for address, users in by_address.items():
         if len(users) > 1:
-            ids = ", ".join(f"{i} (line {n})" for n, i in users)
+            ids = _some(f"{i} (line {n})" for n, i in users)
             report.warnings.append(
                 RowProblem(
                     str(path),
@@ -210,17 +189,35 @@ def read_contacts(path: Path) -> ImportReport:
     return report
 
 
-def import_contacts(engine: Engine, path: Path, *, skip_invalid: bool = False) -> ImportReport:
-    """Validate the file, then write it in one transaction (or nothing, on errors)."""
-    report = read_contacts(path)
-    if report.errors and not skip_invalid:
+def import_contacts(
+    engine: Engine,
+    path: Path,
+    *,
+    skip_invalid: bool = False,
+    reserved: Mapping[str, str] | None = None,
+) -> ImportReport:
+    """Validate the file, then write it in one transaction (or nothing, on errors).
+
+    An id matches a stored office whatever its case (`th-50-agri` updates `TH-50-agri`, and
+    the stored spelling is kept). An address that belongs to another stored office, not in
+    this file, is a warning."""
+    report = read_contacts(path, reserved=reserved)
+    if report.errors and not (skip_invalid and report.records):
         return report
     now = datetime.now(UTC)
     with session(engine) as db:
-        existing = {row.invitee_id: row for row in db.exec(select(Invitee)).all()}
-        file_ids = set()
+        stored = db.exec(select(Invitee)).all()
+        exact = {row.invitee_id: row for row in stored}
+        folded: dict[str, Invitee] = {}
+        for invitee in stored:
+            folded.setdefault(invitee.invitee_id.lower(), invitee)
+        matched: set[str] = set()
         for record in report.records:
-            file_ids.add(record.invitee_id)
+            found = exact.get(record.invitee_id) or folded.get(record.invitee_id.lower())
+            if found is not None:
+                matched.add(found.invitee_id)
+        _warn_of_addresses_held_elsewhere(report, stored, matched)
+        for record in report.records:
             values = {
                 "organisation": record.organisation,
                 "salutation": record.salutation,
@@ -230,7 +227,7 @@ def import_contacts(engine: Engine, path: Path, *, skip_invalid: bool = False) -
                 "emails": "; ".join(record.email),
                 "phone": record.phone,
             }
-            row = existing.get(record.invitee_id)
+            row = exact.get(record.invitee_id) or folded.get(record.invitee_id.lower())
             if row is None:
                 db.add(
                     Invitee(invitee_id=record.invitee_id, created_at=now, updated_at=now, **values)
@@ -244,23 +241,55 @@ def import_contacts(engine: Engine, path: Path, *, skip_invalid: bool = False) -
                 report.updated += 1
             else:
                 report.unchanged += 1
-        report.not_in_file = len(set(existing) - file_ids)
+        report.not_in_file = len(set(exact) - matched)
         db.commit()
     report.written = True
     return report
 
 
-def _header(path: Path, values: list[str]) -> list[str]:
-    columns = []
-    for raw in values:
+def _warn_of_addresses_held_elsewhere(
+    report: ImportReport, stored: Sequence[Invitee], matched: set[str]
+) -> None:
+    """An address of a stored office that this file does not list is worth a look."""
+    holders: dict[str, list[str]] = defaultdict(list)
+    for row in stored:
+        if row.invitee_id not in matched:
+            for address in split_emails(row.emails):
+                holders[address.lower()].append(row.invitee_id)
+    if not holders:
+        return
+    for record in report.records:
+        for address in record.email:
+            others = holders.get(address.lower())
+            if others:
+                report.warnings.append(
+                    RowProblem(
+                        report.source,
+                        report.lines[record.invitee_id],
+                        f"{address} already belongs to {_some(others)} in the database "
+                        "(not in this file). Each office still gets its own invitation; check "
+                        "this is a shared (saraban) inbox, or correct the address",
+                    )
+                )
+
+
+def _header(path: Path, values: tuple[str, ...]) -> list[str]:
+    columns: list[str] = []
+    for number, raw in enumerate(values, start=1):
         name = raw.strip().lstrip("\ufeff").strip().lower().replace(" ", "_")
         name = _ALIASES.get(name, name)
+        if name in COLUMNS and name in columns:
+            raise ContactsError(
+                f"{path}, line 1: the column {name} appears twice (columns "
+                f"{columns.index(name) + 1} and {number}); keep one"
+            )
         columns.append(name if name in COLUMNS else "")
     missing = [c for c in REQUIRED if c not in columns]
     if missing:
         found = ", ".join(v.strip() for v in values if v.strip()) or "nothing"
         raise ContactsError(
-            f"{path}, line 1: the header has no column {', '.join(missing)} (found: {found}). "
+            f"{path}, line 1: the header has no column {', '.join(missing)} "
+            f"(found: {cut(found, 200)}). "
             f"The first line must name the columns: {', '.join(COLUMNS)}"
         )
     return columns
@@ -271,35 +300,41 @@ def _clean(value: str) -> str:
 
 
 def _validate_row(
-    source: str, line: int, data: dict[str, str], report: ImportReport
+    source: str,
+    line: int,
+    data: dict[str, str],
+    formulas: dict[str, str],
+    reserved: Mapping[str, str],
+    report: ImportReport,
 ) -> InviteeRecord | None:
     problems: list[str] = []
     values = {k: _clean(v) for k, v in data.items()}
-    for name, value in values.items():
-        if any(c in value for c in "\r\n\x0b\x0c\x85\u2028\u2029"):
+    for name, value in list(values.items()):
+        if len(value) > LIMITS[name]:
+            problems.append(
+                f"{name} is {len(value):,} characters long; at most {LIMITS[name]:,} fit: "
+                f"{cut(value)!r}"
+            )
+            values[name] = ""  # reported once, not again below
+        elif any(c in value for c in "\r\n\x0b\x0c\x85\u2028\u2029"):
             problems.append(f"{name} contains a line break; put it on one line")
         elif any(unicodedata.category(c) == "Cc" for c in value):
             problems.append(f"{name} contains a control character; retype it")
+    for name, formula in formulas.items():
+        problems.append(
+            f"{name} is a formula ({cut(formula)}) with no saved value; open the file in "
+            "Excel and save it again, or paste the column as values"
+        )
     for name in REQUIRED:
-        if not values.get(name):
+        if name not in formulas and not _clean(data.get(name, "")):
             problems.append(f"{name} is empty; every office needs one")
     invitee_id = values.get("invitee_id", "")
     if invitee_id and not _ID.match(invitee_id):
         problems.append(
-            f"invitee_id {invitee_id!r} may only hold ASCII letters, digits, '.', '_' and '-' "
-            "(e.g. TH-50-agri)"
+            f"invitee_id {cut(invitee_id)!r} may only hold ASCII letters, digits, '.', '_' "
+            "and '-' (e.g. TH-50-agri)"
         )
-    addresses: list[str] = []
-    for raw in re.split(r"[;,]", values.get("email", "")):
-        raw = raw.strip()
-        if not raw:
-            continue
-        try:
-            addresses.append(validate_email(raw, check_deliverability=False).normalized)
-        except EmailNotValidError as exc:
-            problems.append(
-                f"{raw!r} is not an email address ({exc}). Fix the address or remove the row"
-            )
+    addresses = _addresses(values.get("email", ""), reserved, problems)
     if values.get("email") and not addresses and not problems:
         problems.append("email holds no address")
     if problems:
@@ -309,13 +344,18 @@ def _validate_row(
     if not salutation.startswith(SALUTATION_PREFIX):
         report.warnings.append(
             RowProblem(
-                source, line, f"salutation {salutation!r} does not start with เรียน; added it"
+                source, line, f"salutation {cut(salutation)!r} does not start with เรียน; added it"
             )
         )
         salutation = f"{SALUTATION_PREFIX} {salutation}"
     for name in ("organisation", "salutation", "province"):
-        for slip in script_slips(values.get(name, ""), name):
+        slips = script_slips(values.get(name, ""), name)
+        for slip in slips[:3]:
             report.warnings.append(RowProblem(source, line, slip.describe()))
+        if len(slips) > 3:
+            report.warnings.append(
+                RowProblem(source, line, f"{name}: {len(slips) - 3:,} more such letters")
+            )
     province_code = values.get("province_code", "")
     if not province_code and (match := _PROVINCE_FROM_ID.match(invitee_id)):
         province_code = match.group(1)
@@ -331,63 +371,36 @@ def _validate_row(
     )
 
 
-def decode_csv_bytes(raw: bytes, source: str) -> str:
-    """UTF-8 (with or without BOM), else windows-874 (a superset of TIS-620)."""
-    if raw.startswith(b"\xef\xbb\xbf"):
-        raw = raw[3:]
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError as utf8_error:
+def _addresses(field: str, reserved: Mapping[str, str], problems: list[str]) -> list[str]:
+    """The addresses of one `email` field in their ASCII form; problems are appended."""
+    addresses: list[str] = []
+    for raw in re.split(r"[;,]", field):
+        raw = raw.strip()
+        if not raw:
+            continue
         try:
-            return raw.decode("cp874")
-        except UnicodeDecodeError:
-            raise ContactsError(
-                f"{source}: byte {utf8_error.start} is neither UTF-8 nor windows-874/TIS-620. "
-                "Save the file from Excel as 'CSV UTF-8 (Comma delimited)' and import it again"
-            ) from utf8_error
+            address = ascii_address(raw)
+        except NeedsSmtpUtf8 as exc:
+            problems.append(
+                f"{cut(raw)!r} {exc}; ask the office for an ASCII address, or remove the row"
+            )
+            continue
+        except NotAnAddress as exc:
+            problems.append(f"{cut(raw)!r} {exc}. Fix the address or remove the row")
+            continue
+        if (keys := reserved.get(address.lower())) is not None:
+            problems.append(
+                f"{cut(raw)} is the campaign's own address ({keys}): a calendar cannot invite "
+                "its own organizer, and the office's answers would never reach it. Give the "
+                "office its own address"
+            )
+            continue
+        addresses.append(address)
+    return addresses
 
 
-def _read_csv(path: Path) -> Iterator[tuple[int, list[str]]]:
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise ContactsError(f"{path}: cannot read the file: {exc.strerror}") from exc
-    if raw.startswith(b"PK\x03\x04"):
-        raise ContactsError(f"{path}: this is an Excel workbook; name it .xlsx to import it")
-    text = decode_csv_bytes(raw, str(path))
-    first = text.split("\n", 1)[0]
-    delimiter = max(",;\t", key=first.count)
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
-    line = 1
-    try:
-        for values in reader:
-            yield line, values
-            line = reader.line_num + 1
-    except csv.Error as exc:
-        raise ContactsError(
-            f"{path}, line {reader.line_num}: {exc}; check the quotes on this line"
-        ) from exc
-
-
-def _read_xlsx(path: Path) -> Iterator[tuple[int, list[str]]]:
-    from openpyxl import load_workbook
-    from openpyxl.utils.exceptions import InvalidFileException
-
-    try:
-        book = load_workbook(path, read_only=True, data_only=True)
-    except (OSError, InvalidFileException, KeyError, ValueError) as exc:
-        raise ContactsError(
-            f"{path}: cannot read the workbook ({exc}); save it again as .xlsx"
-        ) from exc
-    try:
-        sheet = book.worksheets[0]
-        for number, row in enumerate(sheet.iter_rows(values_only=True), start=1):
-            yield number, ["" if v is None else _cell_text(v) for v in row]
-    finally:
-        book.close()
-
-
-def _cell_text(value: object) -> str:
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return str(value)
+def _some(names: Iterable[str], shown: int = 5) -> str:
+    """The first few names, and how many more (a list of 100,000 is not a message)."""
+    names = list(names)
+    more = f" and {len(names) - shown:,} more" if len(names) > shown else ""
+    return ", ".join(names[:shown]) + more

@@ -44,3 +44,11 @@ class TransportError(MailerError):
 
 class LedgerError(MailerError):
     """A ledger operation was refused (e.g. a different SMTP server than before)."""
+
+
+def cut(value: str, limit: int = 60) -> str:
+    """A value from data as a message may show it: whole if short, else its first `limit`
+    characters and its length, so a hostile field is never printed back whole."""
+    if len(value) <= limit:
+        return value
+    return f"{value[:limit]}… ({len(value):,} characters)"

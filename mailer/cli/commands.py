@@ -13,7 +13,7 @@ from mailer.check import run_check
 from mailer.cli.app import app, err, flag, out, workspace
 from mailer.contacts import ImportReport, import_contacts
 from mailer.devserver import DevServer
-from mailer.errors import MailerError
+from mailer.errors import CampaignError, MailerError
 
 # --- import ------------------------------------------------------------------------------
 
@@ -32,12 +32,31 @@ def import_(
 
     Example: mailer import contacts.csv
     """
-    report = import_contacts(workspace(ctx).engine, path, skip_invalid=skip_invalid)
+    ws = workspace(ctx)
+    try:
+        reserved = ws.campaign.own_addresses
+    except CampaignError as exc:  # the list can still be imported; say what went unchecked
+        reserved = None
+        flag(
+            err,
+            "!",
+            "yellow",
+            f"{exc.path}: the campaign file has {len(exc.problems)} problem(s), so the "
+            "addresses were not checked against the campaign's coordinator and sender. "
+            "Fix it and run `mailer check`",
+        )
+    report = import_contacts(ws.engine, path, skip_invalid=skip_invalid, reserved=reserved)
     _print_import(report)
+    counted = f"{len(report.errors)} problem(s) in {report.bad_rows} row(s)"
+    if report.errors and not report.written and skip_invalid:
+        raise MailerError(
+            f"{path}: no row is valid ({counted}), nothing was imported. Fix the rows above "
+            "and import again"
+        )
     if report.errors and not report.written:
         raise MailerError(
-            f"{path}: {len(report.errors)} problem(s), nothing was imported. Fix the rows above "
-            "and import again, or use --skip-invalid to import the valid rows only"
+            f"{path}: {counted}, nothing was imported. Fix the rows above and import again, "
+            "or use --skip-invalid to import the valid rows only"
         )
 
 
@@ -47,7 +66,7 @@ def _print_import(report: ImportReport) -> None:
     for problem in report.warnings:
         flag(err, "!", "yellow", str(problem))
     if report.written:
-        skipped = f", {len(report.errors)} bad row(s) skipped" if report.errors else ""
+        skipped = f", {report.bad_rows} bad row(s) skipped" if report.errors else ""
         kept = (
             f"; {report.not_in_file} invitee(s) not in this file were kept"
             if report.not_in_file
