@@ -175,6 +175,26 @@ def test_an_auto_reply_header_does_not_hide_an_answer(sent) -> None:  # type: ig
     assert found["TH-50-rd"].status == "declined"  # a calendar reply is read before
 
 
+def test_a_from_that_failed_dmarc_is_no_tie_but_our_thread_still_is(sent) -> None:  # type: ignore[no-untyped-def]
+    verdict = (
+        "mx.google.com; dkim=none; spf=softfail smtp.mailfrom=evil.example; "
+        "dmarc=fail (p=NONE sp=NONE dis=NONE) header.from=agri.example"
+    )
+    spoofed = _calendar(
+        AGRI, UID.format("TH-50-agri"), "DECLINED", headers={"Authentication-Results": verdict}
+    )
+    threaded = EmailMessage()
+    threaded["From"] = "saraban.th50@ind.example"
+    threaded["Authentication-Results"] = verdict.replace("agri.example", "ind.example")
+    threaded["In-Reply-To"] = _message_id("TH-50-ind")
+    threaded.set_content("ยินดีเข้าร่วมครับ")
+    sync(sent, "eml:x", [("1", spoofed), ("2", threaded.as_bytes())])
+    found = attendance(sent)
+    assert found["TH-50-agri"].status == "needs_review"
+    assert "agri.example failed DMARC" in found["TH-50-agri"].evidence
+    assert found["TH-50-ind"].status == "accepted"  # a Message-ID we sent is no From line
+
+
 # --- #13 An answer to an older SEQUENCE is shown ------------------------------------------
 
 
@@ -274,3 +294,23 @@ def test_a_folder_named_like_a_message_is_named_not_a_traceback(sent, tmp_path: 
     assert result.exit_code == 1, result.output
     assert f"Error: {inbox / 'x.eml'} is a folder, not a message file" in result.output
     assert "Traceback" not in result.output
+
+
+def test_the_cli_says_what_did_not_count_and_review_shows_why(sent, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    forged = _calendar("attacker@evil.example", UID.format("TH-50-agri"), "DECLINED")
+    (inbox / "forged.eml").write_bytes(forged)
+    env = {
+        "DATABASE_URL": sent.settings.database_url,
+        "MAILER_CAMPAIGN": str(CAMPAIGN),
+        "MAILER_TEMPLATES": str(TEMPLATES),
+    }
+    runner = CliRunner()
+    result = runner.invoke(app, ["replies", "sync", "--eml-dir", str(inbox)], env=env)
+    assert result.exit_code == 0, result.output
+    assert "1 new of 1 message(s)" in result.output and "needs_review 1" in result.output
+    assert "1 name an office but do not count by themselves" in result.output
+    result = runner.invoke(app, ["replies", "review"], env=env)
+    assert "TH-50-agri [calendar_reply] Declined: สัมมนา" in result.output
+    assert "not counted: from attacker@evil.example, not an address of TH-50-agri" in result.output

@@ -7,7 +7,8 @@ it is tied to the office:
 
 - a calendar reply or free-text answer: a reply in our thread (In-Reply-To/References name
   a Message-ID we sent that office — a Message-ID quoted in a body does not count), or from
-  one of the office's addresses as sender or as the ATTENDEE who answers;
+  one of the office's addresses as sender or as the ATTENDEE who answers — unless the
+  receiving server reports that the sender's domain failed DMARC (a forged From);
 - a bounce: it names an address we sent to (a delivery sent or uncertain), and when it
   carries one of our Message-IDs, that message went to the same office.
 
@@ -114,8 +115,11 @@ def match(c: Classification, ws: Workspace, directory: Directory) -> Match:
             why = uid_note or f"its calendar UID names {uid_office}"
             return Match(thread, "thread", f"not counted: in {thread}'s thread, but {why}")
         return Match(thread, "thread", tied=True)
+    forged = f"the receiving server says {_cut(c.dmarc_failed)} failed DMARC (a forged From?)"
     if uid_office:
         if directory.belongs(c.sender, uid_office) or directory.belongs(c.attendee, uid_office):
+            if c.dmarc_failed:
+                return Match(uid_office, "uid", f"not counted: {forged}")
             return Match(uid_office, "uid", tied=True)
         who = f"from {_cut(c.sender) or 'no sender'}"
         if c.attendee and c.attendee != c.sender:
@@ -126,6 +130,8 @@ def match(c: Classification, ws: Workspace, directory: Directory) -> Match:
         )  # fmt: skip
     offices = directory.addresses.get(c.sender, [])
     if len(offices) == 1:
+        if c.dmarc_failed:
+            return Match(offices[0], "sender", f"not counted: {forged}")
         return Match(offices[0], "sender", tied=True)
     if len(offices) > 1:
         return Match(None, None, f"{_cut(c.sender)} is shared by {', '.join(offices)}")

@@ -46,6 +46,7 @@ class SyncReport:
     new: int = 0
     outcomes: dict[str, int] = field(default_factory=dict)
     unmatched: int = 0
+    not_counted: int = 0  # named an office but not tied to it (DESIGN.md §9): in review
 
 
 def sync(ws: Workspace, source: str, messages: Iterable[tuple[str, bytes]]) -> SyncReport:
@@ -88,6 +89,8 @@ def sync(ws: Workspace, source: str, messages: Iterable[tuple[str, bytes]]) -> S
         report.new += 1
         report.outcomes[outcome] = report.outcomes.get(outcome, 0) + 1
         report.unmatched += found.invitee_id is None and c.kind != "auto_reply"
+        shown_only = not counts or (stale and outcome in DECISIVE)
+        report.not_counted += found.invitee_id is not None and shown_only
     return report
 
 
