@@ -10,11 +10,13 @@ from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 from typer.testing import CliRunner
 
 from mailer.cli import app
 from mailer.contacts import import_contacts
 from mailer.replies import sources
+from mailer.replies.matching import I
 from mailer.replies.tracking import attendance, review, sync
 from tests.conftest import CAMPAIGN, CONTACTS, TEMPLATES
 from tests.test_replies import COORDINATOR, _dsn, _reply
@@ -28,24 +30,28 @@ def _message_id(invitee_id: str, kind: str = "invitation") -> str:
     return f"<egov-seminar-2559.{invitee_id}.{kind}.{token}@ega.or.th>"
 
 
-@pytest.fixture
-def sent(make_ws):  # type: ignore[no-untyped-def]
+def _sent(ws):  # type: ignore[no-untyped-def]
     """The TH-50 offices were sent their invitation (SEQUENCE 0) to their contact addresses;
     TH-50-prov's invitation is still queued."""
-    ws = make_ws()
     import_contacts(ws.engine, CONTACTS)
-    offices = ["agri", "prov", "ind", "dbd", "sso", "rd", "mots"]
-    rows = []
+    offices = [f"TH-50-{a}" for a in ("agri", "prov", "ind", "dbd", "sso", "rd", "mots")]
     with ws.engine.connect() as conn:
-        for agency in offices:
-            (emails,) = conn.exec_driver_sql(
-                "SELECT emails FROM invitee WHERE invitee_id = ?", (f"TH-50-{agency}",)
-            ).one()
-            rows.append((f"TH-50-{agency}", emails))
+        rows = [(i, e) for i, e in conn.execute(select(I.invitee_id, I.emails)) if i in offices]
     ws.ledger().enqueue(rows, "invitation", 0, _message_id)
     with ws.engine.begin() as conn:
         conn.exec_driver_sql("UPDATE delivery SET state = 'sent' WHERE invitee_id <> 'TH-50-prov'")
     return ws
+
+
+@pytest.fixture
+def sent(make_ws):  # type: ignore[no-untyped-def]
+    return _sent(make_ws())
+
+
+@pytest.fixture
+def sent_anywhere(make_ws, database_url: str):  # type: ignore[no-untyped-def]
+    """`sent`, on SQLite and on PostgreSQL."""
+    return _sent(make_ws(DATABASE_URL=database_url))
 
 
 def _calendar(
@@ -81,7 +87,8 @@ def _queue(ws) -> dict[str | None, list[str]]:  # type: ignore[no-untyped-def]
 # --- #6 Only the office answers for the office ---------------------------------------------
 
 
-def test_a_forged_calendar_reply_with_a_guessed_uid_does_not_count(sent, clock) -> None:  # type: ignore[no-untyped-def]
+def test_a_forged_calendar_reply_with_a_guessed_uid_does_not_count(sent_anywhere, clock) -> None:  # type: ignore[no-untyped-def]
+    sent = sent_anywhere
     sync(sent, "eml:x", [("real", _calendar(AGRI, UID.format("TH-50-agri"), "ACCEPTED"))])
     clock.advance(minutes=5)
     forged = _calendar("attacker@evil.example", UID.format("TH-50-agri"), "DECLINED")
@@ -207,7 +214,8 @@ def _update(ws, *offices: str) -> None:  # type: ignore[no-untyped-def]
         conn.exec_driver_sql("UPDATE delivery SET state = 'sent' WHERE kind = 'update:1'")
 
 
-def test_an_answer_to_the_earlier_version_is_shown_but_does_not_count(sent, clock) -> None:  # type: ignore[no-untyped-def]
+def test_an_answer_to_the_earlier_version_is_shown_but_does_not_count(sent_anywhere, clock) -> None:  # type: ignore[no-untyped-def]
+    sent = sent_anywhere
     _update(sent, "TH-50-agri")
     sync(sent, "eml:x", [("old", _calendar(AGRI, UID.format("TH-50-agri"), "DECLINED"))])
     found = attendance(sent)["TH-50-agri"]

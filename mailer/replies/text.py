@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import html
 import re
-import unicodedata
 from email.header import decode_header
 from email.message import Message
 
@@ -184,13 +183,13 @@ def thread_header(message: Message, name: str) -> str:
 
 
 def one_line(text: str, limit: int = MAX_EVIDENCE) -> str:
-    """`text` as one printable line: control and format characters (CR, LF, ESC, bidi
-    overrides, line separators) become spaces, runs of spaces one; cut to `limit`
-    characters with "… (N characters)"."""
-    cleaned = "".join(
-        " " if unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp") else c for c in text[: limit * 8]
-    )
-    flat = " ".join(cleaned.split())
+    """`text` as one printable line: what is not printable (CR, LF, ESC, bidi overrides,
+    line separators, unassigned code points) becomes a space, runs of spaces one; cut to
+    `limit` characters with "… (N characters)"."""
+    shown = text[: limit * 8]
+    if not shown.isprintable():
+        shown = "".join(c if c.isprintable() else " " for c in shown)
+    flat = " ".join(shown.split())
     if len(flat) <= limit:
         return flat
     return f"{flat[:limit]}… ({len(text):,} characters)"

@@ -174,7 +174,7 @@ def attendance(ws: Workspace) -> dict[str, Attendance]:
         details = chosen["representative"] if chosen["status"] in DECISIVE else {}
         result[invitee_id] = Attendance(
             invitee_id, str(chosen["status"]), str(chosen["source"]), chosen["at"],  # type: ignore[arg-type]
-            details, str(chosen["evidence"]), history,  # type: ignore[arg-type]
+            details, one_line(str(chosen["evidence"]), 600), history,  # type: ignore[arg-type]
         )  # fmt: skip
     return result
 
@@ -235,4 +235,4 @@ def review(ws: Workspace) -> Iterator[ReviewItem]:
         if settled is not None and settled >= row.fetched_at:
             continue
         subject = one_line(header_text(headers(row.raw), "Subject"), MAX_LINE)
-        yield ReviewItem(row.id, row.invitee_id, row.kind, row.evidence, subject)
+        yield ReviewItem(row.id, row.invitee_id, row.kind, one_line(row.evidence, 600), subject)
