@@ -143,7 +143,7 @@ def attendance(ws: Workspace) -> dict[str, Attendance]:
         ):  # fmt: skip
             events.setdefault(row.invitee_id, []).append(
                 {"source": f"reply {row.id}", "status": row.outcome, "kind": row.kind,
-                 "stale": bool(row.stale), "evidence": row.evidence,
+                 "stale": bool(row.stale), "evidence": one_line(row.evidence, 600),
                  "representative": json.loads(row.representative or "{}"), "at": row.fetched_at}
             )  # fmt: skip
         for decided in conn.execute(
@@ -174,7 +174,7 @@ def attendance(ws: Workspace) -> dict[str, Attendance]:
         details = chosen["representative"] if chosen["status"] in DECISIVE else {}
         result[invitee_id] = Attendance(
             invitee_id, str(chosen["status"]), str(chosen["source"]), chosen["at"],  # type: ignore[arg-type]
-            details, one_line(str(chosen["evidence"]), 600), history,  # type: ignore[arg-type]
+            details, str(chosen["evidence"]), history,  # type: ignore[arg-type]
         )  # fmt: skip
     return result
 
