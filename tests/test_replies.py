@@ -119,14 +119,16 @@ def test_sync_classifies_matches_and_derives_attendance(invited, tmp_path: Path)
         "position": "นักวิเคราะห์นโยบายและแผนชำนาญการ",
         "phone": "0812345678",
     }
-    assert found["TH-50-dbd"].status == "accepted"  # matched by UID from an unknown address
+    # Named by its UID from an unknown address: not the office's answer by itself (DESIGN §9).
+    assert found["TH-50-dbd"].status == "needs_review"
+    assert "not counted: from deputy@gmail.example" in found["TH-50-dbd"].evidence
     assert found["TH-50-sso"].status == "bounced"
     assert found["TH-50-rd"].status == "needs_review"
     assert "TH-50-mots" not in found
     again = sync(ws, "maildir:test", sources.maildir(box))
     assert (again.seen, again.new) == (7, 0)
     queue = list(review(ws))
-    assert {item.invitee_id for item in queue} == {"TH-50-rd", None}
+    assert {item.invitee_id for item in queue} == {"TH-50-rd", "TH-50-dbd", None}
     by_id = {i.invitee_id: i for i in status(ws).invitees}
     assert by_id["TH-50-mots"].attendance == "no_reply"
     assert by_id["TH-50-ind"].representative["name"] == "นางสาวสมหญิง ใจดี"  # type: ignore[index]

@@ -48,6 +48,12 @@ def replies_sync(
         out.print(
             f"{report.unmatched} could not be matched to an office: see `mailer replies review`."
         )
+    if report.not_counted:
+        out.print(
+            f"{report.not_counted} name an office but do not count by themselves (not from its "
+            "addresses nor in our thread, or an answer to an earlier version): see "
+            "`mailer replies review`."
+        )
 
 
 @replies_app.command("review")

@@ -42,8 +42,11 @@ def mbox(path: Path) -> Iterator[tuple[str, bytes]]:
         raise MailerError(f"{path} is not an mbox file (it does not start with a 'From ' line)")
     box = mailbox.mbox(path, create=False)
     try:
-        for message in box:
-            raw = message.as_bytes()
+        for key in box.iterkeys():
+            try:
+                raw = box.get_message(key).as_bytes()  # as stored by earlier syncs: same keys
+            except RecursionError:  # nested too deep to parse: kept as it is in the file
+                raw = box.get_bytes(key)
             yield f"mbox:{_digest(raw)}", raw
     finally:
         box.close()
@@ -52,8 +55,19 @@ def mbox(path: Path) -> Iterator[tuple[str, bytes]]:
 def eml_dir(path: Path) -> Iterator[tuple[str, bytes]]:
     if not path.is_dir():
         raise MailerError(f"{path}: no such folder of .eml files")
-    for file in sorted(path.glob("*.eml")):
-        raw = file.read_bytes()
+    files = sorted(path.glob("*.eml"))
+    for file in files:  # all checked before the first is read
+        if file.is_dir():
+            raise MailerError(
+                f"{file} is a folder, not a message file; move it out of {path} or rename it"
+            )
+        if not file.is_file():
+            raise MailerError(f"{file} is not a readable file; remove it from {path}")
+    for file in files:
+        try:
+            raw = file.read_bytes()
+        except OSError as exc:
+            raise MailerError(f"cannot read {file}: {exc.strerror or exc}") from exc
         yield f"eml:{file.name}:{_digest(raw)[:16]}", raw
 
 

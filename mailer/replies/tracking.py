@@ -1,30 +1,32 @@
 """From the coordinator's mailbox to each office's attendance.
 
 `sync` stores every new message raw (a re-sync of the same source adds nothing), classifies
-it, and matches it to an office: by thread (In-Reply-To/References → the ledger's
-Message-IDs), by calendar UID, by a bounce's failed address, then by the sender's address.
-`attendance` derives each office's status from its replies and the coordinator's marks,
-with the history kept: a mark always wins over an automatic reading, and a calendar reply
-to an older SEQUENCE is kept but never overrides.
+it, and matches it to an office (`matching.py`): by thread (In-Reply-To/References → the
+ledger's Message-IDs), by calendar UID, by a bounce's failed address, then by the sender's
+address — and counts it only when it is tied to that office (DESIGN.md §9); otherwise it
+goes to review with the reason. `attendance` derives each office's status from its replies
+and the coordinator's marks, with the history kept: a mark always wins over an automatic
+reading, and a calendar reply to an older SEQUENCE is kept and shown but never overrides.
 """
 
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import or_, select
 from sqlalchemy.exc import IntegrityError
 
 from mailer.errors import MailerError
 from mailer.models import AttendanceMark, InboundMessage, Invitee
-from mailer.outbox import D
-from mailer.replies.classify import Classification, classify, parse
-from mailer.replies.text import header_text
+from mailer.replies.classify import Classification, Unreadable, classify, headers
+from mailer.replies.matching import Directory, Match, match
+from mailer.replies.text import MAX_LINE, header_text, one_line
 from mailer.workspace import Workspace
+
+__all__ = ["Directory", "Match", "attendance", "mark", "match", "review", "sync"]
 
 MESSAGES = InboundMessage.__table__  # type: ignore[attr-defined]
 M = MESSAGES.c
@@ -44,80 +46,7 @@ class SyncReport:
     new: int = 0
     outcomes: dict[str, int] = field(default_factory=dict)
     unmatched: int = 0
-
-
-def _offices_by_address(ws: Workspace) -> dict[str, list[str]]:
-    found: dict[str, list[str]] = {}
-    with ws.ledger().reads.connect() as conn:
-        for invitee_id, emails in conn.execute(select(I.invitee_id, I.emails)):
-            for address in emails.split(";"):
-                if address.strip():
-                    found.setdefault(address.strip().lower(), []).append(invitee_id)
-    return found
-
-
-def _by_message_id(ws: Workspace) -> dict[str, str]:
-    ledger = ws.ledger()
-    with ledger.reads.connect() as conn:
-        rows = conn.execute(
-            select(D.message_id, D.invitee_id).where(D.campaign_id == ledger.campaign_id)
-        )
-        return {message_id: invitee_id for message_id, invitee_id in rows}
-
-
-@dataclass(frozen=True)
-class Directory:
-    """What matching looks things up in, read once per sync."""
-
-    threads: dict[str, str]  # our Message-ID → invitee_id
-    addresses: dict[str, list[str]]  # address → invitee_ids
-    ids: frozenset[str]
-    sequences: dict[str, int]  # the latest SEQUENCE each office was sent
-
-    @classmethod
-    def read(cls, ws: Workspace) -> Directory:
-        addresses = _offices_by_address(ws)
-        ids = frozenset(i for found in addresses.values() for i in found)
-        ledger = ws.ledger()
-        with ledger.reads.connect() as conn:
-            rows = conn.execute(
-                select(D.invitee_id, func.max(D.sequence))
-                .where(
-                    D.campaign_id == ledger.campaign_id,
-                    D.state.in_(["sent", "uncertain"]),
-                )
-                .group_by(D.invitee_id)
-            )
-            sequences = {invitee_id: int(top) for invitee_id, top in rows}
-        return cls(_by_message_id(ws), addresses, ids, sequences)
-
-
-@dataclass(frozen=True)
-class Match:
-    invitee_id: str | None
-    matched_by: str | None
-    note: str = ""
-
-
-def match(c: Classification, ws: Workspace, directory: Directory) -> Match:
-    for message_id in c.thread_ids:
-        if message_id in directory.threads:
-            return Match(directory.threads[message_id], "thread")
-    if c.uid:
-        campaign = ws.campaign
-        pattern = rf"^(test-)?{re.escape(campaign.id)}-(.+)@{re.escape(campaign.uid_domain)}$"
-        found = re.match(pattern, c.uid, flags=re.IGNORECASE)
-        if found and found.group(1):
-            return Match(None, None, "answers a --test-to sample, not an office's invitation")
-        if found and found.group(2) in directory.ids:
-            return Match(found.group(2), "uid")
-    for address in [*c.failed_recipients, c.sender]:
-        offices = directory.addresses.get(address, [])
-        if len(offices) == 1:
-            return Match(offices[0], "sender" if address == c.sender else "bounce")
-        if len(offices) > 1:
-            return Match(None, None, f"{address} is shared by {', '.join(offices)}")
-    return Match(None, None, "no thread, calendar UID or known address names an office")
+    not_counted: int = 0  # named an office but not tied to it (DESIGN.md §9): in review
 
 
 def sync(ws: Workspace, source: str, messages: Iterable[tuple[str, bytes]]) -> SyncReport:
@@ -130,23 +59,28 @@ def sync(ws: Workspace, source: str, messages: Iterable[tuple[str, bytes]]) -> S
         report.seen += 1
         if key in known:
             continue
-        try:
-            c = classify(raw)
-        except Exception as exc:
-            c = Classification("unknown", "needs_review", f"could not be read: {exc!r}")
+        c = _read(raw)
         found = match(c, ws, directory)
-        evidence = c.evidence + (f" ({found.note})" if found.note else "")
-        outcome = c.outcome if found.invitee_id or c.kind == "auto_reply" else "needs_review"
+        counts = found.tied or c.outcome == "auto_reply"
+        outcome = c.outcome if counts else "needs_review"
         latest = directory.sequences.get(found.invitee_id or "", 0)
         stale = c.sequence is not None and c.sequence < latest  # answers an older version
+        evidence = one_line(c.evidence, 200)
+        if stale:
+            evidence = (
+                f"answered the earlier version (SEQUENCE {c.sequence}; the office was since "
+                f"sent SEQUENCE {latest}), so it does not count: {evidence}"
+            )
+        if found.note:
+            evidence += f" ({found.note})"
         try:
             with ws.engine.begin() as tx:
                 tx.execute(
                     MESSAGES.insert().values(
-                        source=source, source_key=key, message_id=c.message_id or None, raw=raw,
-                        fetched_at=ws.clock(), kind=c.kind, outcome=outcome,
+                        source=source, source_key=key, message_id=c.message_id[:998] or None,
+                        raw=raw, fetched_at=ws.clock(), kind=c.kind, outcome=outcome,
                         invitee_id=found.invitee_id, matched_by=found.matched_by,
-                        sequence=c.sequence, stale=stale, evidence=evidence,
+                        sequence=c.sequence, stale=stale, evidence=one_line(evidence, 600),
                         representative=json.dumps(c.representative, ensure_ascii=False),
                     )
                 )  # fmt: skip
@@ -155,7 +89,21 @@ def sync(ws: Workspace, source: str, messages: Iterable[tuple[str, bytes]]) -> S
         report.new += 1
         report.outcomes[outcome] = report.outcomes.get(outcome, 0) + 1
         report.unmatched += found.invitee_id is None and c.kind != "auto_reply"
+        shown_only = not counts or (stale and outcome in DECISIVE)
+        report.not_counted += found.invitee_id is not None and shown_only
     return report
+
+
+def _read(raw: bytes) -> Classification:
+    """The classification, or why the message could not be read (it is kept raw)."""
+    try:
+        return classify(raw)
+    except Unreadable as exc:
+        evidence = f"not read: {exc}; the raw message is kept for you to open"
+        return Classification("unreadable", "needs_review", evidence)
+    except Exception as exc:  # one unreadable message never stops a sync
+        evidence = f"could not be read: {type(exc).__name__}: {one_line(str(exc), 120)}"
+        return Classification("unknown", "needs_review", evidence)
 
 
 def highest_uid(ws: Workspace, source: str, validity: int) -> int:
@@ -180,7 +128,11 @@ class Attendance:
 
 
 def attendance(ws: Workspace) -> dict[str, Attendance]:
-    """Each office's status, derived from its replies and the coordinator's marks."""
+    """Each office's status, derived from its replies and the coordinator's marks.
+
+    A mark wins; then the latest answer that counts (a bounce never hides an answer); then
+    the latest message that needs review. An office whose only answers are to an earlier
+    SEQUENCE stays `no_reply` (the update asked it again), with that answer as evidence."""
     ledger = ws.ledger()
     events: dict[str, list[dict[str, object]]] = {}
     with ledger.reads.connect() as conn:
@@ -191,7 +143,7 @@ def attendance(ws: Workspace) -> dict[str, Attendance]:
         ):  # fmt: skip
             events.setdefault(row.invitee_id, []).append(
                 {"source": f"reply {row.id}", "status": row.outcome, "kind": row.kind,
-                 "stale": row.stale, "evidence": row.evidence,
+                 "stale": bool(row.stale), "evidence": one_line(row.evidence, 600),
                  "representative": json.loads(row.representative or "{}"), "at": row.fetched_at}
             )  # fmt: skip
         for decided in conn.execute(
@@ -212,12 +164,17 @@ def attendance(ws: Workspace) -> dict[str, Attendance]:
         answered = [e for e in live if e["status"] != "bounced"]
         live = answered or live  # a bounce (a Cc address, a reminder) never hides an answer
         unsure = [e for e in history if e["status"] == "needs_review"]
+        earlier = [e for e in history if e["stale"] and e["status"] in DECISIVE]
         chosen = marks[-1] if marks else live[-1] if live else unsure[-1] if unsure else None
+        if chosen is None and earlier:  # shown, but it does not count
+            chosen = {**earlier[-1], "status": "no_reply", "representative": {}}
         if chosen is None:
             continue
+        # Details only from what counts: an unverified message names no representative.
+        details = chosen["representative"] if chosen["status"] in DECISIVE else {}
         result[invitee_id] = Attendance(
             invitee_id, str(chosen["status"]), str(chosen["source"]), chosen["at"],  # type: ignore[arg-type]
-            chosen["representative"], str(chosen["evidence"]), history,  # type: ignore[arg-type]
+            details, str(chosen["evidence"]), history,  # type: ignore[arg-type]
         )  # fmt: skip
     return result
 
@@ -250,16 +207,32 @@ class ReviewItem:
 
 
 def review(ws: Workspace) -> Iterator[ReviewItem]:
-    """Messages that need a human: unsure, or not matched to any office, and not since
-    settled by a mark for that office."""
-    marks = {k: a.at for k, a in attendance(ws).items() if a.source == "mark"}
+    """Messages that need a human: unsure, not tied to the office they name, or not matched
+    to any office, and not since settled by a mark for that office; and answers to an
+    earlier SEQUENCE, until a mark or an answer to the current version settles them."""
+    marked: dict[str, datetime] = {}
+    answered: dict[str, datetime] = {}
+    for invitee_id, found in attendance(ws).items():
+        for e in found.history:
+            at: datetime = e["at"]  # type: ignore[assignment]
+            if e["source"] == "mark":
+                marked[invitee_id] = max(at, marked.get(invitee_id, at))
+            elif not e["stale"] and e["status"] in DECISIVE:
+                answered[invitee_id] = max(at, answered.get(invitee_id, at))
     with ws.ledger().reads.connect() as conn:
         rows = conn.execute(
-            select(M.id, M.invitee_id, M.kind, M.evidence, M.raw, M.fetched_at)
-            .where(M.outcome == "needs_review").order_by(M.id)
+            select(M.id, M.invitee_id, M.kind, M.outcome, M.evidence, M.raw, M.fetched_at)
+            .where(or_(M.outcome == "needs_review", M.stale.is_(True)))
+            .order_by(M.id)
         ).all()  # fmt: skip
     for row in rows:
-        settled = row.invitee_id in marks and marks[row.invitee_id] >= row.fetched_at
-        if not settled:
-            subject = header_text(parse(row.raw), "Subject")
-            yield ReviewItem(row.id, row.invitee_id, row.kind, row.evidence, subject)
+        if row.outcome != "needs_review" and row.outcome not in DECISIVE:
+            continue
+        settled = marked.get(row.invitee_id)
+        if row.outcome != "needs_review" and row.invitee_id in answered:
+            later = answered[row.invitee_id]
+            settled = max(later, settled) if settled else later
+        if settled is not None and settled >= row.fetched_at:
+            continue
+        subject = one_line(header_text(headers(row.raw), "Subject"), MAX_LINE)
+        yield ReviewItem(row.id, row.invitee_id, row.kind, one_line(row.evidence, 600), subject)

@@ -1,0 +1,200 @@
+"""Which office a message is about, and whether it may answer for that office.
+
+DESIGN.md §9, "Only the office answers for the office": calendar UIDs are guessable and a
+From or ATTENDEE line costs nothing to write, so a message *names* an office in several ways
+(our thread, a calendar UID, a failed address, the sender) but *counts* by itself only when
+it is tied to the office:
+
+- a calendar reply or free-text answer: a reply in our thread (In-Reply-To/References name
+  a Message-ID we sent that office — a Message-ID quoted in a body does not count), or from
+  one of the office's addresses as sender or as the ATTENDEE who answers — unless the
+  receiving server reports that the sender's domain failed DMARC (a forged From);
+- a bounce: it names an address we sent to (a delivery sent or uncertain), and when it
+  carries one of our Message-IDs, that message went to the same office.
+
+Anything else names the office but goes to review with the reason (`Match.tied` False).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from sqlalchemy import func, select
+
+from mailer.campaign import Campaign
+from mailer.models import Invitee
+from mailer.outbox import D
+from mailer.replies.classify import Classification
+from mailer.replies.text import one_line
+from mailer.workspace import Workspace
+
+INVITEES = Invitee.__table__  # type: ignore[attr-defined]
+I = INVITEES.c  # noqa: E741
+_SENT = ("sent", "uncertain")
+
+
+def _split(addresses: str) -> list[str]:
+    return [a.strip().lower() for a in re.split(r"[;,]", addresses or "") if a.strip()]
+
+
+@dataclass(frozen=True)
+class Directory:
+    """What matching looks things up in, read once per sync."""
+
+    threads: dict[str, str]  # our Message-ID → invitee_id
+    addresses: dict[str, list[str]]  # address (contacts, or one we sent to) → invitee_ids
+    ids: frozenset[str]
+    sequences: dict[str, int]  # the latest SEQUENCE each office was sent
+    sent_to: dict[str, frozenset[str]]  # address a delivery went to → invitee_ids
+
+    @classmethod
+    def read(cls, ws: Workspace) -> Directory:
+        ledger = ws.ledger()
+        found: dict[str, set[str]] = {}
+        sent: dict[str, set[str]] = {}
+        threads: dict[str, str] = {}
+        sequences: dict[str, int] = {}
+        with ledger.reads.connect() as conn:
+            for invitee_id, emails in conn.execute(select(I.invitee_id, I.emails)):
+                for address in _split(emails):
+                    found.setdefault(address, set()).add(invitee_id)
+            ids = frozenset(i for (i,) in conn.execute(select(I.invitee_id)))
+            for message_id, invitee_id, state, recipients in conn.execute(
+                select(D.message_id, D.invitee_id, D.state, D.recipients).where(
+                    D.campaign_id == ledger.campaign_id
+                )
+            ):
+                threads[message_id] = invitee_id
+                if state in _SENT:
+                    for address in _split(recipients):
+                        sent.setdefault(address, set()).add(invitee_id)
+                        found.setdefault(address, set()).add(invitee_id)
+            for invitee_id, top in conn.execute(
+                select(D.invitee_id, func.max(D.sequence))
+                .where(D.campaign_id == ledger.campaign_id, D.state.in_(_SENT))
+                .group_by(D.invitee_id)
+            ):
+                sequences[invitee_id] = int(top)
+        return cls(
+            threads,
+            {a: sorted(o) for a, o in found.items()},
+            ids,
+            sequences,
+            {a: frozenset(o) for a, o in sent.items()},
+        )
+
+    def belongs(self, address: str, invitee_id: str) -> bool:
+        return bool(address) and invitee_id in self.addresses.get(address, ())
+
+
+@dataclass(frozen=True)
+class Match:
+    invitee_id: str | None  # the office the message names (None: no office, or several)
+    matched_by: str | None  # thread | uid | bounce | sender
+    note: str = ""  # why it does not count, or what it names
+    tied: bool = False  # it may answer for the office by itself
+
+
+def _cut(value: str) -> str:
+    return one_line(value, 60)
+
+
+def match(c: Classification, ws: Workspace, directory: Directory) -> Match:
+    if c.kind == "bounce":
+        return _bounce(c, ws.campaign, directory)
+    thread = next((directory.threads[m] for m in c.thread_ids if m in directory.threads), None)
+    uid_office, uid_note = _uid(c.uid, ws.campaign, directory)
+    if uid_note and not thread:
+        offices = directory.addresses.get(c.sender, [])
+        if len(offices) == 1 and not uid_note.startswith("answers a --test-to"):
+            return Match(offices[0], "sender", f"not counted: {uid_note}")
+        return Match(None, None, uid_note)
+    if thread:
+        if uid_note or (uid_office and uid_office != thread):
+            why = uid_note or f"its calendar UID names {uid_office}"
+            return Match(thread, "thread", f"not counted: in {thread}'s thread, but {why}")
+        return Match(thread, "thread", tied=True)
+    forged = f"the receiving server says {_cut(c.dmarc_failed)} failed DMARC (a forged From?)"
+    if uid_office:
+        if directory.belongs(c.sender, uid_office) or directory.belongs(c.attendee, uid_office):
+            if c.dmarc_failed:
+                return Match(uid_office, "uid", f"not counted: {forged}")
+            return Match(uid_office, "uid", tied=True)
+        who = f"from {_cut(c.sender) or 'no sender'}"
+        if c.attendee and c.attendee != c.sender:
+            who += f" (ATTENDEE {_cut(c.attendee)})"
+        return Match(
+            uid_office, "uid",
+            f"not counted: {who}, not an address of {uid_office}, and not a reply in our thread",
+        )  # fmt: skip
+    offices = directory.addresses.get(c.sender, [])
+    if len(offices) == 1:
+        if c.dmarc_failed:
+            return Match(offices[0], "sender", f"not counted: {forged}")
+        return Match(offices[0], "sender", tied=True)
+    if len(offices) > 1:
+        return Match(None, None, f"{_cut(c.sender)} is shared by {', '.join(offices)}")
+    return Match(None, None, "no thread, calendar UID or known address names an office")
+
+
+def _uid(uid: str | None, campaign: Campaign, directory: Directory) -> tuple[str | None, str]:
+    """The office a calendar UID names, or why it names none of ours."""
+    if not uid:
+        return None, ""
+    pattern = rf"(test-)?{re.escape(campaign.id)}-(.+)@{re.escape(campaign.uid_domain)}"
+    found = re.fullmatch(pattern, uid, flags=re.IGNORECASE)
+    if found is None:
+        return None, f"its calendar UID {_cut(uid)} is not one of this campaign's"
+    if found.group(1):
+        return None, "answers a --test-to sample, not an office's invitation"
+    if found.group(2) in directory.ids:
+        return found.group(2), ""
+    return None, f"its calendar UID names no office we know ({_cut(found.group(2))})"
+
+
+def _looks_ours(message_id: str, campaign: Campaign) -> bool:
+    lowered = message_id.lower()
+    return lowered.startswith(f"<{campaign.id.lower()}.") and lowered.endswith(
+        f"@{campaign.uid_domain.lower()}>"
+    )
+
+
+def _bounce(c: Classification, campaign: Campaign, directory: Directory) -> Match:
+    """A bounce counts when it names an address we sent to and, when it carries one of our
+    Message-IDs, that message went to the same office."""
+    ids = list(dict.fromkeys([*c.thread_ids, *c.quoted_ids]))
+    named = sorted({directory.threads[m] for m in ids if m in directory.threads})
+    strangers = [m for m in ids if m not in directory.threads and _looks_ours(m, campaign)]
+    sent_to = sorted({o for a in c.failed_recipients for o in directory.sent_to.get(a, ())})
+    listed = _cut(", ".join(c.failed_recipients))
+    if len(named) > 1:
+        return Match(None, None, f"not counted: it names the messages of {', '.join(named)}")
+    if named:
+        office = named[0]
+        if not c.failed_recipients or office in sent_to:
+            return Match(office, "thread", tied=True)
+        return Match(
+            office,
+            "thread",
+            f"not counted: it fails {listed}, which we never sent {office}'s message to",
+        )
+    only = sent_to[0] if len(sent_to) == 1 else None
+    if strangers:
+        return Match(
+            only, "bounce" if only else None,
+            f"not counted: it carries a Message-ID shaped like ours that we never sent "
+            f"({_cut(strangers[0])}: a --test-to sample, or forged)",
+        )  # fmt: skip
+    if len(sent_to) > 1:
+        return Match(None, None, f"{listed} was sent to {', '.join(sent_to)}")
+    if only:
+        return Match(only, "bounce", tied=True)
+    known = sorted({o for a in c.failed_recipients for o in directory.addresses.get(a, ())})
+    if len(known) == 1:
+        return Match(
+            known[0], "bounce", f"not counted: it fails {listed}, which we have not sent to"
+        )
+    if not c.failed_recipients:
+        return Match(None, None, "no Message-ID of ours and no failed address")
+    return Match(None, None, f"not counted: it fails {listed}, which we never sent to")
