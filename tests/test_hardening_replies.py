@@ -322,3 +322,15 @@ def test_the_cli_says_what_did_not_count_and_review_shows_why(sent, tmp_path: Pa
     result = runner.invoke(app, ["replies", "review"], env=env)
     assert "TH-50-agri [calendar_reply] Declined: สัมมนา" in result.output
     assert "not counted: from attacker@evil.example, not an address of TH-50-agri" in result.output
+
+
+def test_a_bounce_for_an_address_that_took_a_partly_delivered_message_counts(sent) -> None:  # type: ignore[no-untyped-def]
+    """#3 with #6: TH-50-prov's invitation went to one of its addresses and waits for a retry
+    of another; a later bounce for the address that took it names an address we sent to."""
+    with sent.engine.begin() as conn:
+        conn.exec_driver_sql(
+            "UPDATE delivery SET state = 'retry_wait', delivered_to = 'saraban.th50@prov.example' "
+            "WHERE invitee_id = 'TH-50-prov'"
+        )
+    sync(sent, "eml:x", [("1", _dsn("saraban.th50@prov.example", _message_id("TH-50-prov")))])
+    assert attendance(sent)["TH-50-prov"].status == "bounced"

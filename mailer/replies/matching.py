@@ -24,7 +24,7 @@ from sqlalchemy import func, select
 
 from mailer.campaign import Campaign
 from mailer.models import Invitee
-from mailer.outbox import D
+from mailer.outbox import D, went_out
 from mailer.replies.classify import Classification
 from mailer.replies.text import one_line
 from mailer.workspace import Workspace
@@ -60,19 +60,21 @@ class Directory:
                 for address in _split(emails):
                     found.setdefault(address, set()).add(invitee_id)
             ids = frozenset(i for (i,) in conn.execute(select(I.invitee_id)))
-            for message_id, invitee_id, state, recipients in conn.execute(
-                select(D.message_id, D.invitee_id, D.state, D.recipients).where(
+            for message_id, invitee_id, state, recipients, delivered_to in conn.execute(
+                select(D.message_id, D.invitee_id, D.state, D.recipients, D.delivered_to).where(
                     D.campaign_id == ledger.campaign_id
                 )
             ):
                 threads[message_id] = invitee_id
-                if state in _SENT:
-                    for address in _split(recipients):
-                        sent.setdefault(address, set()).add(invitee_id)
-                        found.setdefault(address, set()).add(invitee_id)
+                # the addresses it went to: the last attempt's (when it may have arrived)
+                # and every address the server took on an earlier attempt (per address)
+                went = _split(recipients) if state in _SENT else []
+                for address in [*went, *_split(delivered_to)]:
+                    sent.setdefault(address, set()).add(invitee_id)
+                    found.setdefault(address, set()).add(invitee_id)
             for invitee_id, top in conn.execute(
                 select(D.invitee_id, func.max(D.sequence))
-                .where(D.campaign_id == ledger.campaign_id, D.state.in_(_SENT))
+                .where(D.campaign_id == ledger.campaign_id, went_out())
                 .group_by(D.invitee_id)
             ):
                 sequences[invitee_id] = int(top)
