@@ -174,7 +174,9 @@ def dovecot(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dovecot]:
     for sub in ("run", "state", "mail"):
         (root / sub).mkdir(parents=True)
     shutil.chown(root / "mail", "dovecot", "dovecot")
-    (root / "users").write_text("coordinator:{PLAIN}s3cret-imap\n", encoding="utf-8")
+    (root / "users").write_text(
+        "coordinator:{PLAIN}s3cret-imap\nthai-password:{PLAIN}รหัสผ่าน-ไทย\n", encoding="utf-8"
+    )
     import trustme
 
     ca = trustme.CA()

@@ -363,3 +363,25 @@ def test_mbox_is_read_and_a_file_that_is_not_one_is_named(invited, tmp_path: Pat
     (tmp_path / "notes.txt").write_text("hello", encoding="utf-8")
     with pytest.raises(MailerError, match=r"notes\.txt is not an mbox file"):
         list(sources.mbox(tmp_path / "notes.txt"))
+
+
+@pytest.mark.parametrize(("password", "works"), [("รหัสผ่าน-ไทย", True), ("รหัสผิด", False)])
+def test_a_thai_imap_login_goes_by_authenticate_plain(
+    invited, dovecot, password: str, works: bool
+) -> None:  # type: ignore[no-untyped-def]
+    """IMAP LOGIN takes ASCII only: a Thai user name or password is sent as UTF-8 by
+    AUTHENTICATE PLAIN (RFC 4616), and a wrong one is a refused login, not a traceback.
+    (Dovecot takes only ASCII user names by default: the password is the Thai part here.)"""
+    from mailer.replies.tracking import highest_uid
+    from mailer.settings import ImapSettings, Secret
+
+    settings = ImapSettings(
+        host="127.0.0.1", port=dovecot.port, security="none", username="thai-password",
+        password=Secret(password),
+    )  # fmt: skip
+    fetch = sources.imap(settings, lambda v: highest_uid(invited, settings.source_id, v))
+    if works:
+        assert sync(invited, settings.source_id, fetch).seen == 0  # logged in: an empty INBOX
+    else:
+        with pytest.raises(MailerError, match="refused the login of IMAP_USERNAME='thai-password'"):
+            list(fetch)

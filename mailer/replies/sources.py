@@ -101,7 +101,10 @@ def imap(settings: ImapSettings, highest_uid: Callable[[int], int]) -> Iterator[
     try:
         if settings.security == "starttls":
             client.starttls(context)
-        client.login(settings.username, settings.password.value)
+        if f"{settings.username}{settings.password.value}".isascii():
+            client.login(settings.username, settings.password.value)
+        else:  # LOGIN's arguments are ASCII only; AUTHENTICATE PLAIN carries UTF-8 (RFC 4616)
+            client.plain_login(settings.username, settings.password.value)
     except ssl.SSLCertVerificationError as exc:
         with contextlib.suppress(OSError):
             client.shutdown()
