@@ -13,6 +13,7 @@ from datetime import datetime
 
 from sqlalchemy import select, update
 
+from mailer.changes import versions
 from mailer.errors import LedgerError
 from mailer.models import DeliveryState
 from mailer.outbox import DELIVERIES, D, Ledger
@@ -102,11 +103,21 @@ def requeue(
         or r.state in states
         or (r.partly_refused and S.failed.value in states)
     ]
+    if _cancelled(ledger):  # after a cancellation only a cancellation may go out again
+        skipped = [
+            f"{r.id} ({r.invitee_id}, {r.kind}): the event was cancelled; nothing but the "
+            "cancellation is sent for it any more"
+            for r in chosen
+            if r.kind != "cancel"
+        ]
+        chosen = [r for r in chosen if r.kind == "cancel"]
+    else:
+        skipped = []
     again = [r.id for r in chosen if r.state in RETRYABLE]
     # Sent to some addresses and refused for good for others: only the refused ones are
     # tried again (after the coordinator fixed them, say); the others never get it twice.
     partly = [r.id for r in chosen if r.partly_refused]
-    skipped = [
+    skipped += [
         f"{r.id} ({r.invitee_id}, {r.kind}) is {r.state}; only failed or uncertain "
         "deliveries can be re-queued (and the refused addresses of a partly delivered one)"
         for r in chosen
@@ -144,6 +155,11 @@ def requeue(
     return Requeued(sorted([*again, *partly]), skipped)
 
 
+def _cancelled(ledger: Ledger) -> bool:
+    found = versions(ledger)
+    return bool(found) and found[-1].reason == "cancel"
+
+
 def resolve(ledger: Ledger, delivery_id: int, *, sent: bool) -> DeliveryRow:
     """Settle an uncertain row: it reached the office (`sent`) or it did not (queued)."""
     found = [r for r in list_deliveries(ledger) if r.id == delivery_id]
@@ -154,6 +170,12 @@ def resolve(ledger: Ledger, delivery_id: int, *, sent: bool) -> DeliveryRow:
         raise LedgerError(
             f"delivery {delivery_id} ({row.invitee_id}) is {row.state}, not uncertain; "
             "only uncertain deliveries are resolved"
+        )
+    if not sent and row.kind != "cancel" and _cancelled(ledger):
+        raise LedgerError(
+            f"delivery {delivery_id} ({row.invitee_id}) is not queued again: the event was "
+            "cancelled, and nothing but the cancellation is sent for it any more. Use --sent "
+            "if you know it arrived, or leave it uncertain"
         )
     now = ledger.clock()
     values: dict[str, object] = (

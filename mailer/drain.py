@@ -18,7 +18,7 @@ from sqlmodel import col
 
 from mailer.audience import audience_ids
 from mailer.campaign import Event
-from mailer.changes import Change, changes_at, event_at
+from mailer.changes import Change, changes_at, event_at, versions
 from mailer.compose import ComposedMessage, OutgoingMail
 from mailer.contacts import RECORD_COLUMNS, InviteeRecord
 from mailer.db import reader
@@ -120,6 +120,8 @@ class _Run:
         self.stats = DrainStats()
         self._changes: dict[int, list[Change]] = {}
         self._events: dict[int, Event] = {}  # a stored version never changes: read once
+        self.current: int | None = None  # the latest announced SEQUENCE (`read_versions`)
+        self.cancelled = False
         self.audiences: dict[str, set[str]] = {}  # re-read for every claimed batch
 
     def extra(self, claim: Claim) -> Mapping[str, object]:
@@ -158,17 +160,45 @@ class _Run:
             self.audiences[rule.audience] = audience_ids(self.ws, rule.audience)
         return claim.invitee_id in self.audiences[rule.audience]
 
-    def drop(self, claim: Claim, invitee: InviteeRecord) -> Outcome:
+    def drop(self, claim: Claim, reply: str) -> Outcome:
         """Settle a message that must not go out any more, without sending it."""
-        reply = "not sent: the office is no longer in this round's audience (it answered)"
         self.flush()
         self.pending = Settled(claim, S.failed, reply, self.ws.clock())
         self.flush()
-        return Outcome(invitee.invitee_id, SKIPPED, reply, 0, claim.id)
+        return Outcome(claim.invitee_id, SKIPPED, reply, 0, claim.id)
+
+    def read_versions(self) -> None:
+        """The event's latest announced version, read again for every claimed batch: a row
+        that went back to the queue (a 4xx while `send update` or `send cancel` ran, a
+        `deliveries retry`) or was queued as the version moved still names its old one."""
+        found = versions(self.ledger)
+        self.current = found[-1].sequence if found else None
+        self.cancelled = bool(found) and found[-1].reason == "cancel"
+
+    def current_claim(self, claim: Claim) -> Claim | str | None:
+        """The claim to compose for the event as it now stands; a reason not to send it
+        (a str); or None when the row is no longer this worker's."""
+        kind, current = claim.kind, self.current
+        if self.cancelled and kind != "cancel":
+            return "not sent: the event was cancelled"
+        if current is None or claim.sequence >= current or kind == "cancel":
+            return claim
+        if kind.startswith("update:"):
+            return f"not sent: superseded by the announcement of SEQUENCE {current}"
+        # An invitation or reminder of an earlier version: it goes out at the current one.
+        return self.ledger.rebase(self.owner, claim, current)
 
     def send(self, claim: Claim, invitee: InviteeRecord) -> Outcome | None:
         if not self.still_wanted(claim):
-            return self.drop(claim, invitee)
+            return self.drop(
+                claim, "not sent: the office is no longer in this round's audience (it answered)"
+            )
+        now = self.current_claim(claim)
+        if now is None:
+            return None  # the lease was lost to another worker
+        if isinstance(now, str):
+            return self.drop(claim, now)
+        claim = now
         for _ in range(3):  # a `send update` in between rebases the row: compose it again
             try:
                 message = self.compose(claim, invitee)
@@ -337,6 +367,7 @@ def _drain(
                 continue
             records = _records(ws.engine, [c.invitee_id for c in claims])
             run.audiences.clear()
+            run.read_versions()
             for claim in claims:
                 if ws.stopping.is_set():
                     run.stats.stopped = STOPPED

@@ -15,6 +15,7 @@ silently re-sent and nothing is silently dropped.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import itertools
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -245,6 +246,24 @@ class Ledger:
         with self.engine.begin() as conn:
             claimed = [Claim(*row) for row in conn.execute(stmt)]
         return sorted(claimed, key=lambda c: c.id)
+
+    def rebase(self, owner: str, claim: Claim, sequence: int) -> Claim | None:
+        """Move a row this worker holds, not yet sent, to event version `sequence` (it goes
+        out telling the current event). None when the row is no longer this worker's."""
+        with self.engine.begin() as conn:
+            changed = conn.execute(
+                update(DELIVERIES)
+                .where(
+                    D.id == claim.id,
+                    D.lease_owner == owner,
+                    D.sequence == claim.sequence,
+                    D.state.in_(_SENDABLE),
+                )
+                .values(sequence=sequence, updated_at=self.clock())
+            ).rowcount
+        if changed:
+            return dataclasses.replace(claim, sequence=sequence)
+        return self.reclaimed(owner, claim)
 
     def reclaimed(self, owner: str, claim: Claim) -> Claim | None:
         """The row of `claim` as it is now, if this worker still holds it and it is still

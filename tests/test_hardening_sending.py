@@ -291,3 +291,129 @@ def test_a_partly_delivered_office_is_flagged_and_its_refused_address_retried_al
         "a@prov.example; b@prov.example",
         "",
     )
+
+
+def _seen(script: Script) -> list[tuple[str, str, int, str]]:
+    """What the server received, in order: (recipient, METHOD, SEQUENCE, local start)."""
+    found = []
+    for rcpts, raw in script.received:
+        calendar = calendar_of(parse(raw))
+        (event,) = calendar.walk("VEVENT")
+        start = event.decoded("DTSTART").astimezone(BANGKOK).strftime("%H:%M")
+        found.append((rcpts[0], str(calendar["METHOD"]), int(event["SEQUENCE"]), start))
+    return found
+
+
+@pytest.mark.parametrize("cancel", [False, True], ids=["update", "cancel"])
+def test_a_message_deferred_while_an_announcement_lands_goes_out_at_the_new_version(
+    make_ws, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cancel: bool
+) -> None:
+    """#1 (review): the invitation is being sent when `send update` / `send cancel` commits;
+    the server defers it (451). Its retry must tell the new version — or, after a
+    cancellation, not go out at all: never a REQUEST at the old time after the change."""
+    from mailer.transport import SmtpTransport
+
+    contacts = tmp_path / "offices.csv"
+    write_synthetic_contacts(contacts, 2)
+    late = "o00001@synthetic.example"
+    script = Script({late: ["data:451", "250"]})
+    with ScriptedServer(script) as server:
+        ws = make_ws(SMTP_PORT=str(server.port))
+        import_contacts(ws.engine, contacts)
+        send_round(ws, "invitation", limit=1)  # SYN-00000 has it
+        mover = make_ws(SMTP_PORT=str(server.port), MAILER_CAMPAIGN=str(_moved(tmp_path)))
+        real, done = SmtpTransport.send, []
+
+        def meanwhile(self, sender, recipients, data):  # type: ignore[no-untyped-def]
+            if not done and tuple(recipients) == (late,):  # in another terminal, right now:
+                done.append(announce(mover.ledger(), mover.campaign, cancel=cancel, dry_run=False))
+            return real(self, sender, recipients, data)
+
+        monkeypatch.setattr(SmtpTransport, "send", meanwhile)
+        send_round(ws, "invitation")  # SYN-00001 deferred, then retried in the same run
+        monkeypatch.setattr(SmtpTransport, "send", real)
+        send_round(mover, "invitation") if not cancel else None  # the rest goes out
+    last = [seen for seen in _seen(script) if seen[0] == late][-1]
+    if cancel:
+        assert last[:3] == (late, "CANCEL", 1)
+        assert _rows(ws)["SYN-00001 invitation"]["state"] == "failed"
+    else:
+        assert last[1:] == ("REQUEST", 1, "15:00")
+    assert all(seq == 1 for rcpt, _, seq, _ in _seen(script)[1:] if rcpt == late)
+
+
+def test_a_failed_invitation_retried_after_an_update_tells_the_new_time(
+    make_ws, tmp_path: Path
+) -> None:
+    """#1 (review): refused with 550, moved and announced (no update: it never arrived),
+    then `deliveries retry`: the invitation it finally gets is the current one."""
+    from mailer.deliveries import requeue
+
+    contacts = tmp_path / "offices.csv"
+    write_synthetic_contacts(contacts, 2)
+    script = Script({"o00001@synthetic.example": ["550", "250"]})
+    with ScriptedServer(script) as server:
+        ws = make_ws(SMTP_PORT=str(server.port))
+        import_contacts(ws.engine, contacts)
+        send_round(ws, "invitation")
+        mover = make_ws(SMTP_PORT=str(server.port), MAILER_CAMPAIGN=str(_moved(tmp_path)))
+        announce(mover.ledger(), mover.campaign, cancel=False, dry_run=False)
+        send_round(mover, "invitation")
+        requeue(mover.ledger(), invitees=["SYN-00001"])
+        send_round(mover, "invitation")
+    got = [seen for seen in _seen(script) if seen[0] == "o00001@synthetic.example"]
+    assert got == [("o00001@synthetic.example", "REQUEST", 1, "15:00")]
+
+
+def test_nothing_but_the_cancellation_goes_out_after_a_cancel(make_ws, tmp_path: Path) -> None:
+    """#1 (review): after `send cancel`, re-queuing a failed invitation sends nothing."""
+    from mailer.deliveries import requeue
+
+    contacts = tmp_path / "offices.csv"
+    write_synthetic_contacts(contacts, 2)
+    script = Script({"o00001@synthetic.example": ["550", "250"]})
+    with ScriptedServer(script) as server:
+        ws = make_ws(SMTP_PORT=str(server.port))
+        import_contacts(ws.engine, contacts)
+        send_round(ws, "invitation")
+        announce(ws.ledger(), ws.campaign, cancel=True, dry_run=False)
+        with ws.transport() as transport:
+            from mailer.drain import drain
+
+            drain(ws, ws.ledger(), transport)
+        requeued = requeue(ws.ledger(), invitees=["SYN-00001"])
+        assert requeued.requeued == [] and "cancelled" in requeued.skipped[0]
+        with ws.transport() as transport:
+            drain(ws, ws.ledger(), transport)
+    assert [m for _, m, _, _ in _seen(script)] == ["REQUEST", "CANCEL"]
+
+
+def test_an_update_superseded_before_it_went_out_is_not_sent_after_the_newer_one(
+    make_ws, tmp_path: Path
+) -> None:
+    """#1 (review): update 1 deferred, the event moves again, update 2 goes out; the
+    retry of update 1 (the old new time) must not arrive last."""
+    from mailer.sender import send_announcement
+
+    contacts = tmp_path / "offices.csv"
+    write_synthetic_contacts(contacts, 1)
+    later = tmp_path / "later.toml"
+    later.write_text(
+        MOVED.replace(
+            "start = 2016-11-22T15:00:00\nend = 2016-11-22T18:30:00",
+            "start = 2016-11-22T17:00:00\nend = 2016-11-22T19:30:00",
+        ),
+        encoding="utf-8",
+    )
+    script = Script({"o00000@synthetic.example": ["250", "451", "250"]})
+    with ScriptedServer(script) as server:
+        ws = make_ws(SMTP_PORT=str(server.port))
+        import_contacts(ws.engine, contacts)
+        send_round(ws, "invitation")
+        first = make_ws(SMTP_PORT=str(server.port), MAILER_CAMPAIGN=str(_moved(tmp_path)))
+        first.sleep = lambda seconds: first.stopping.set()  # type: ignore[method-assign]
+        send_announcement(first, cancel=False)  # deferred; stopped while it waits
+        second = make_ws(SMTP_PORT=str(server.port), MAILER_CAMPAIGN=str(later))
+        send_announcement(second, cancel=False)
+    assert [(seq, start) for _, _, seq, start in _seen(script)] == [(0, "13:00"), (2, "17:00")]
+    assert "superseded" in str(_rows(second)["SYN-00000 update:1"]["last_reply"])
