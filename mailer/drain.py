@@ -233,10 +233,7 @@ class _Run:
             extra=self.extra(claim),
             event=self.event(claim.sequence),
         )
-        try:
-            return ws.composer.compose(mail, ws.clock())
-        except ValueError as problem:  # e.g. an address no header can carry
-            raise MailerError(f"{invitee.invitee_id}: cannot be composed: {problem}") from problem
+        return ws.composer.compose(mail, ws.clock())
 
     def _hand_over(
         self, claim: Claim, message: ComposedMessage, remaining: tuple[str, ...]

@@ -34,6 +34,10 @@ class TemplateProblem(MailerError):
     """A template failed to load or render."""
 
 
+class MessageProblem(MailerError):
+    """One office's message cannot be built (an address no header can carry)."""
+
+
 class DatabaseError(MailerError):
     """The database is missing, locked, or not a mailer database."""
 

@@ -173,17 +173,13 @@ def _queue_and_send(
         already_in_ledger=selected - fresh,
         dry_run=dry_run,
     )
-    # Render one message before touching anything: a template error stops here, cleanly.
+    # Render one letter before touching anything: a template error stops here, cleanly. (Only
+    # the letter: an office whose message cannot be built fails alone, in the drain.)
     sequence = ledger.campaign_state().sequence if not dry_run else 0
     with contextlib.closing(chosen()) as rows:  # close the cursor behind it at once
         sample_id = next(rows)[0]
     sample = next(i for i in select_invitees(ws.engine, [sample_id]) if i.invitee_id == sample_id)
-    ws.composer.compose(
-        OutgoingMail(
-            sample, message_kind.template, "<preflight@invalid>", sequence, message_kind.method
-        ),
-        ws.clock(),
-    )
+    ws.composer.letter(sample, message_kind.template)
     if dry_run:
         report.due = ledger.due_count() + report.enqueued
         report.totals = ledger.counts(kind)

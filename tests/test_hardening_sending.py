@@ -162,8 +162,9 @@ def test_an_address_refused_for_good_is_kept_on_the_row(make_ws, tmp_path: Path)
     assert script.received_by("a@prov.example") == 1
 
 
+@pytest.mark.parametrize("bad", ["SYN-00000", "SYN-00001"], ids=["first", "second"])
 def test_an_office_that_cannot_be_composed_fails_alone(
-    make_ws, smtp_server: Mailhog, tmp_path: Path, database_url: str
+    make_ws, smtp_server: Mailhog, tmp_path: Path, database_url: str, bad: str
 ) -> None:
     """#4: an address no header can carry (put in by an older import) fails that office with
     its reason; every other office is sent, in the same run and on the next one."""
@@ -174,16 +175,30 @@ def test_an_office_that_cannot_be_composed_fails_alone(
     with ws.engine.begin() as conn:
         conn.execute(
             update(Invitee.__table__)  # type: ignore[attr-defined]
-            .where(text("invitee_id = 'SYN-00001'"))
+            .where(text(f"invitee_id = '{bad}'"))
             .values(emails="ผู้รับ@ไทย.example")
         )
     report = send_round(ws, "invitation")
     assert report.drain.sent == 4 and report.drain.failed == 1
     (problem,) = report.drain.problems
-    assert problem.invitee_id == "SYN-00001" and problem.reply.startswith("not sent")
+    assert problem.invitee_id == bad and problem.reply.startswith(f"not sent: {bad}: its message")
     assert len(smtp_server.messages()) == 4
-    assert _rows(ws)["SYN-00001 invitation"]["state"] == "failed"
+    assert _rows(ws)[f"{bad} invitation"]["state"] == "failed"
     assert send_round(ws, "invitation").drain.sent == 0
+    from typer.testing import CliRunner
+
+    from mailer.cli import app
+
+    env = {
+        "DATABASE_URL": database_url,
+        "MAILER_CAMPAIGN": str(CAMPAIGN),
+        "MAILER_TEMPLATES": str(ws.settings.templates_dir),
+    }
+    shown = CliRunner().invoke(app, ["preview", bad], env=env)
+    assert (
+        shown.exit_code == 1 and shown.exception is None or isinstance(shown.exception, SystemExit)
+    )
+    assert f"Error: {bad}: its message cannot be built" in shown.output
 
 
 @pytest.mark.timeout(30)

@@ -27,7 +27,7 @@ from mailer.compose import mime
 from mailer.compose.invites import InviteBuilder, event_uid
 from mailer.compose.letters import Letter, LetterRenderer
 from mailer.contacts import InviteeRecord
-from mailer.errors import TemplateProblem
+from mailer.errors import MessageProblem, TemplateProblem, cut
 from mailer.thai import thai_date, thai_short_date, thai_time_range, thai_when
 
 AUTO_RESPONSE_SUPPRESS = "OOF, AutoReply"  # never "All": it also hides bounces
@@ -117,6 +117,17 @@ class Composer:
         return self.renderer(template).render(context, invitee.invitee_id)
 
     def compose(self, mail: OutgoingMail, now: datetime) -> ComposedMessage:
+        """The whole message. An office whose message cannot be built (an address no header
+        can carry, stored by an older import) raises `MessageProblem` naming it."""
+        try:
+            return self._compose(mail, now)
+        except ValueError as problem:  # email.headerregistry / mime refuse the value
+            raise MessageProblem(
+                f"{mail.invitee.invitee_id}: its message cannot be built ({cut(str(problem))}); "
+                "fix its addresses in the invitee list and import it again"
+            ) from problem
+
+    def _compose(self, mail: OutgoingMail, now: datetime) -> ComposedMessage:
         campaign = self.campaign
         invitee = mail.invitee
         coordinator = campaign.coordinator.email.lower()
