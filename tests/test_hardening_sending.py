@@ -195,9 +195,7 @@ def test_an_office_that_cannot_be_composed_fails_alone(
         "MAILER_TEMPLATES": str(ws.settings.templates_dir),
     }
     shown = CliRunner().invoke(app, ["preview", bad], env=env)
-    assert (
-        shown.exit_code == 1 and shown.exception is None or isinstance(shown.exception, SystemExit)
-    )
+    assert shown.exit_code == 1 and isinstance(shown.exception, SystemExit), shown.output
     assert f"Error: {bad}: its message cannot be built" in shown.output
 
 
