@@ -76,7 +76,13 @@ def _read_csv(path: Path) -> Iterator[SourceRow]:
                 f"{path}: the file is {_megabytes(size)}, at most "
                 f"{MAX_FILE_BYTES // (1024 * 1024)} MB is read; check that this is the right file"
             )
-        raw = path.read_bytes()
+        with path.open("rb") as handle:  # a FIFO or /dev/zero reports no size: read a bounded
+            raw = handle.read(MAX_FILE_BYTES + 1)  # amount, whatever stat() said
+        if len(raw) > MAX_FILE_BYTES:
+            raise ContactsError(
+                f"{path}: more than {MAX_FILE_BYTES // (1024 * 1024)} MB; at most that is "
+                "read; check that this is the right file"
+            )
     except OSError as exc:
         raise ContactsError(f"{path}: cannot read the file: {exc.strerror}") from exc
     if raw.startswith(b"PK\x03\x04"):

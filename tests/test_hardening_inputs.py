@@ -444,3 +444,12 @@ def test_check_names_offices_stored_twice_under_ids_differing_by_case(env, tmp_p
     result = run(env, "check")
     assert "! database: TH-50-agri, th-50-agri differ only by case" in result.output
     assert "so it gets two invitations" in result.output
+
+
+@pytest.mark.timeout(60)
+def test_a_file_that_reports_no_size_is_read_within_the_bound(env) -> None:  # type: ignore[no-untyped-def]
+    """Review: /dev/zero (like a FIFO) says it is 0 bytes long; reading it all grew until
+    the machine ran out of memory."""
+    result = run(env, "import", "/dev/zero")
+    assert result.exit_code == 1
+    assert "Error: /dev/zero: more than 64 MB" in result.output
