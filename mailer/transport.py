@@ -253,7 +253,7 @@ class SmtpTransport:
                 raise self._refused(problem)
             smtp.send(_dot_stuffed(data))
             handed_over = True
-            code, message = smtp.getreply()
+            code, message = _strict_reply(smtp)
         except (smtplib.SMTPServerDisconnected, smtplib.SMTPResponseException, OSError) as exc:
             self._drop()
             if handed_over:
@@ -325,6 +325,45 @@ class SmtpTransport:
         return PermanentFailure(reply) if reply.code >= 500 else TemporaryFailure(reply)
 
 
+_REPLY_LINE = re.compile(rb"([0-9]{3})([ -])(.*)", re.DOTALL)
+_MAX_LINE = 8192  # as smtplib's own limit
+_MAX_LINES = 100
+
+
+def _strict_reply(smtp: smtplib.SMTP) -> tuple[int, bytes]:
+    """The answer to the final dot, read as RFC 5321 §4.2 writes it: every line "NNN-text"
+    and the last "NNN text", all with one code. smtplib's `getreply` keeps the last line's
+    code and reads "2500 …" as 250, so "550-… / 250 …" would count as delivered; here any
+    such reply is code -1 (unclear: the delivery becomes uncertain)."""
+    if smtp.file is None:
+        if smtp.sock is None:
+            raise smtplib.SMTPServerDisconnected("not connected")
+        smtp.file = smtp.sock.makefile("rb")
+    lines: list[bytes] = []
+    codes: set[bytes] = set()
+    while len(lines) < _MAX_LINES:
+        try:
+            line = smtp.file.readline(_MAX_LINE + 1)
+        except OSError as exc:
+            smtp.close()
+            raise smtplib.SMTPServerDisconnected(f"Connection unexpectedly closed: {exc}") from exc
+        if not line:
+            smtp.close()
+            raise smtplib.SMTPServerDisconnected("Connection unexpectedly closed")
+        if len(line) > _MAX_LINE:
+            smtp.close()
+            raise smtplib.SMTPResponseException(500, b"Line too long.")
+        found = _REPLY_LINE.fullmatch(line.rstrip(b"\r\n"))
+        if found is None:  # not a reply line
+            return -1, b"\n".join([*lines, line.strip()])
+        codes.add(found.group(1))
+        lines.append(found.group(3).strip())
+        if found.group(2) == b" ":
+            text = b"\n".join(lines)
+            return (int(codes.pop()), text) if len(codes) == 1 else (-1, text)
+    return -1, b"\n".join(lines)  # a reply that does not end
+
+
 def _login(smtp: smtplib.SMTP, username: str, password: str, where: str) -> None:
     """smtplib's login, except that a user name or password beyond ASCII (smtplib sends
     only ASCII) goes by AUTH PLAIN as UTF-8 (RFC 4616), the one mechanism that says how."""
@@ -355,7 +394,8 @@ def _fits(command: str, reply: SmtpReply) -> bool:
 def _described(reply: SmtpReply) -> str:
     """An odd answer as a message may show it (`SmtpReply.of` has cut it already)."""
     if reply.code < 0:
-        return "a line without a reply code"
+        shown = f": {reply.text!r}" if reply.text else ""
+        return f"a line without a reply code, or lines with two codes{shown}"
     return repr(str(reply))
 
 

@@ -59,6 +59,9 @@ def test_any_2xx_after_the_dot_is_sent(make_ws, answer: str) -> None:
         ("data-say:600 odd", {}),
         ("data-say:25", {}),  # a two-digit code
         ("data-say:250-first line of two", {}),  # then silence: a cut multi-line reply
+        ("data-say:550-5.7.1 rejected\r\n250 2.0.0 queued", {}),  # two codes in one reply
+        ("data-say:250-2.0.0 queued\r\n550 5.7.1 rejected", {}),
+        ("data-say:2500 weird", {}),  # smtplib reads it as 250
         ("data-cut", {}),  # "25", then the connection closes
         ("data-say:250 " + "x" * 9000, {}),  # smtplib: SMTPResponseException(500, "Line too long")
         ("drop-after-data", {}),

@@ -78,7 +78,10 @@ def env(tmp_path: Path) -> dict[str, str]:
     ("plan", "why"),
     [
         ("drop-after-data", "connection lost after the message was handed over"),
-        ("data-cut", "unclear answer after the message was handed over: '25'"),
+        (
+            "data-cut",
+            "unclear answer after the message was handed over: a line without a reply code, or lines with two codes: '25'",
+        ),
         ("data-say:hello", "unclear answer after the message was handed over: a line without"),
         ("stall-after-data", "connection lost after the message was handed over: "),
     ],
