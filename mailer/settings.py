@@ -132,7 +132,9 @@ def _userinfo(url: str) -> tuple[str, str, str] | None:
     return head + user, password, after[len(authority) :]
 
 
-_QUERY_PASSWORD = re.compile(r"(?i)([?&]password=)([^&]*)")
+_QUERY_PASSWORD = re.compile(  # password=, and libpq's sslpassword= (a key's passphrase) …
+    r"(?i)([?&](?:ssl)?(?:password|passphrase|passfile|key|secret|token)[a-z_]*=)([^&]*)"
+)
 
 
 def shown_url(url: str) -> str:

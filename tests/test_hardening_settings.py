@@ -79,6 +79,8 @@ def run(env: dict[str, str], *args: str):  # type: ignore[no-untyped-def]
         # An unescaped @ and / in the password: everything before the last @ is hidden.
         ("postgresql://bob:S3cr3t@Db/Pw@127.0.0.1:1/mailer", "has more than one @; write an @"),
         (f"postgresql://bob@127.0.0.1:1/mailer?password={PASSWORD}", "cannot open the database"),
+        # libpq's other secrets in the query (review): the TLS key's passphrase
+        (f"postgresql://bob@127.0.0.1:1/mailer?sslpassword={PASSWORD}", "cannot open the database"),
     ],
 )
 def test_a_database_password_is_never_shown(tmp_path: Path, url: str, fragment: str) -> None:
