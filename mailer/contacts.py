@@ -363,7 +363,7 @@ def _validate_row(
         invitee_id=invitee_id,
         organisation=values["organisation"],
         salutation=salutation,
-        email=tuple(dict.fromkeys(addresses)),
+        email=_once_each(addresses),
         province=values.get("province", ""),
         province_code=province_code,
         agency=values.get("agency", ""),
@@ -404,3 +404,12 @@ def _some(names: Iterable[str], shown: int = 5) -> str:
     names = list(names)
     more = f" and {len(names) - shown:,} more" if len(names) > shown else ""
     return ", ".join(names[:shown]) + more
+
+
+def _once_each(addresses: list[str]) -> tuple[str, ...]:
+    """Each address once, the first spelling kept: `a@x; A@x` is one mailbox, one RCPT and
+    one ATTENDEE (domains are case-blind, and no mail system here tells local parts apart)."""
+    unique: dict[str, str] = {}
+    for address in addresses:
+        unique.setdefault(address.lower(), address)
+    return tuple(unique.values())

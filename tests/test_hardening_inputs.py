@@ -453,3 +453,14 @@ def test_a_file_that_reports_no_size_is_read_within_the_bound(env) -> None:  # t
     result = run(env, "import", "/dev/zero")
     assert result.exit_code == 1
     assert "Error: /dev/zero: more than 64 MB" in result.output
+
+
+def test_one_address_written_twice_in_another_case_is_one_address(env, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Review: `a@x; A@x` became two recipients, two ATTENDEEs and a warning that the office
+    shares its address with itself."""
+    path = _csv(tmp_path, _row(email="saraban@prov.example; Saraban@Prov.example"))
+    result = run(env, "import", str(path))
+    assert result.exit_code == 0, result.output
+    assert "shared by" not in result.output
+    (office,) = _stored(env["DATABASE_URL"]).values()
+    assert office.emails == "saraban@prov.example"
