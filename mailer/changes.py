@@ -257,9 +257,16 @@ def announce(
     if dry_run:
         return result
     with ledger.engine.begin() as conn:
-        conn.execute(
-            update(CAMPAIGNS).where(C.campaign_id == ledger.campaign_id).values(sequence=sequence)
-        )
+        moved = conn.execute(  # guarded: two announcements at once, one of them wins
+            update(CAMPAIGNS)
+            .where(C.campaign_id == ledger.campaign_id, C.sequence == pending.sequence)
+            .values(sequence=sequence)
+        ).rowcount
+        if moved != 1:
+            raise MailerError(
+                "another `send update` or `send cancel` announced a change at the same moment; "
+                "nothing was sent by this one: see `mailer status`, then run it again if needed"
+            )
         record_version(conn, ledger, sequence, "cancel" if cancel else "update", event)
         unsent = update(DELIVERIES).where(
             D.campaign_id == ledger.campaign_id,

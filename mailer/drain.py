@@ -117,6 +117,9 @@ class _Run:
         server = transport.server_id
         self.pacer = Pacer(ws.settings.limits, lambda since, n: ledger.sent_since(server, since, n))
         self.pending: Settled | None = None
+        # Held longer than one SMTP exchange can take (connect, MAIL…DATA, the message, its
+        # answer: each up to SMTP_TIMEOUT), so no other worker takes a row still in hand.
+        self.lease = max(LEASE, timedelta(seconds=4 * ws.settings.smtp.timeout + 60))
         self.stats = DrainStats()
         self._changes: dict[int, list[Change]] = {}
         self._events: dict[int, Event] = {}  # a stored version never changes: read once
@@ -143,7 +146,7 @@ class _Run:
 
     def flush(self) -> None:
         if self.pending is not None:
-            self.ledger.step(self.owner, self.pending, None, LEASE)
+            self.ledger.step(self.owner, self.pending, None, self.lease)
             self.pending = None
 
     def pause(self, wait: timedelta) -> None:
@@ -209,7 +212,7 @@ class _Run:
                 return self._given_up(claim, "nothing left to send", 0, ())
             self.transport.ready()  # an unreachable server stops the run before anything is marked
             sending = Sending(claim, remaining, self.transport.server_id)
-            leased = self.ledger.step(self.owner, self.pending, sending, LEASE)
+            leased = self.ledger.step(self.owner, self.pending, sending, self.lease)
             self.pending = None  # recorded (a failed step raised and kept it for `flush`)
             if leased:
                 return self._hand_over(claim, message, remaining)
@@ -357,7 +360,7 @@ def _drain(
             if ws.stopping.is_set():  # e.g. SIGTERM while waiting for a retry
                 run.stats.stopped = STOPPED
                 return run.stats
-            claims = ledger.claim(run.owner, CLAIM_BATCH, LEASE)
+            claims = ledger.claim(run.owner, CLAIM_BATCH, run.lease)
             if not claims:
                 if not _wait_for_retries(run):
                     return run.stats

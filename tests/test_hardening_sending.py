@@ -430,3 +430,48 @@ def test_an_update_superseded_before_it_went_out_is_not_sent_after_the_newer_one
         send_announcement(second, cancel=False)
     assert [(seq, start) for _, _, seq, start in _seen(script)] == [(0, "13:00"), (2, "17:00")]
     assert "superseded" in str(_rows(second)["SYN-00000 update:1"]["last_reply"])
+
+
+def test_two_announcements_at_once_one_wins_the_other_says_so(
+    make_ws, smtp_server: Mailhog, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Review: two `send update` that both read SEQUENCE 0 (run at the same moment) gave a
+    raw IntegrityError; the second must be refused cleanly, with nothing enqueued."""
+    from mailer import changes
+
+    contacts = tmp_path / "offices.csv"
+    write_synthetic_contacts(contacts, 3)
+    ws = make_ws(SMTP_PORT=str(smtp_server.port))
+    import_contacts(ws.engine, contacts)
+    send_round(ws, "invitation")
+    mover = make_ws(SMTP_PORT=str(smtp_server.port), MAILER_CAMPAIGN=str(_moved(tmp_path)))
+    seen = changes.pending_change(mover.ledger(), mover.campaign.event, mover.campaign.timezone)
+    assert announce(mover.ledger(), mover.campaign, cancel=False, dry_run=False).enqueued == 3
+    monkeypatch.setattr(changes, "pending_change", lambda *args: seen)  # read before the first
+    with pytest.raises(MailerError, match="announced a change at the same moment"):
+        announce(mover.ledger(), mover.campaign, cancel=True, dry_run=False)
+    kinds = sorted(key.split()[1] for key in _rows(ws))
+    assert kinds == ["invitation"] * 3 + ["update:1"] * 3
+
+
+def test_a_row_in_hand_is_leased_for_longer_than_its_smtp_exchange_can_take(
+    make_ws, smtp_server: Mailhog, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, clock: FakeClock
+) -> None:
+    """Review: with SMTP_TIMEOUT up to an hour, a five-minute lease let another worker's
+    recovery mark a message still in hand `uncertain` (and its real answer was then lost)."""
+    from mailer.transport import SmtpTransport
+
+    contacts = tmp_path / "offices.csv"
+    write_synthetic_contacts(contacts, 1)
+    ws = make_ws(SMTP_PORT=str(smtp_server.port), SMTP_TIMEOUT="600")
+    import_contacts(ws.engine, contacts)
+    real, leases = SmtpTransport.send, []
+
+    def looking(self, sender, recipients, data):  # type: ignore[no-untyped-def]
+        with ws.engine.connect() as conn:
+            leases.append(conn.execute(select(D.lease_until)).scalar_one())
+        return real(self, sender, recipients, data)
+
+    monkeypatch.setattr(SmtpTransport, "send", looking)
+    send_round(ws, "invitation")
+    assert leases and leases[0] - clock() >= timedelta(seconds=4 * 600)
