@@ -181,3 +181,31 @@ def test_the_attendance_sheet_template_is_sandboxed_too(
     assert str(caught.value).startswith(f"{where}: not allowed in a template")
     assert not marker.exists()
     assert not (tmp_path / "sheet.html").exists()
+
+
+@pytest.mark.timeout(60)
+def test_a_list_of_long_texts_repeated_is_refused(folder: Path) -> None:
+    """Review: `["x" * 100000] * 100000` passed the bound (100,000 items), and joining it
+    would build ten thousand million characters."""
+    where = _edit(
+        folder,
+        "reminder/subject.txt",
+        "{{ thai.short_date }}",
+        "{{ (['x' * 100000] * 100000)|join|length }}",
+        mark="join",
+    )
+    message = _problem(folder, "reminder")
+    assert message.startswith(f"{where}: not allowed in a template: ")
+
+
+@pytest.mark.timeout(60)
+def test_a_letter_that_runs_on_and_on_is_stopped(folder: Path) -> None:
+    """Review: a loop writes a letter of 10⁸ characters in pieces, each under every bound."""
+    _edit(
+        folder,
+        "invitation/body.txt",
+        "{% block body %}\n",
+        "{% block body %}\n{% for i in range(100000) %}{{ 'x' * 1000 }}{% endfor %}\n",
+    )
+    message = _problem(folder)
+    assert "renders more than 1,000,000 characters" in message

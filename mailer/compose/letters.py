@@ -63,9 +63,9 @@ class _Sandbox(ImmutableSandboxedEnvironment):
         if operator_ == "*":
             for seq, count in ((left, right), (right, left)):
                 sized = isinstance(seq, str | bytes | list | tuple) and isinstance(count, int)
-                if sized and len(seq) * count > _MAX_LENGTH:
+                if sized and _weight(seq) * count > _MAX_LENGTH:
                     raise SecurityError(
-                        f"a repetition {len(seq) * count:,} items long is too long "
+                        f"a repetition {_weight(seq) * count:,} items long is too long "
                         f"(at most {_MAX_LENGTH:,})"
                     )
             return operator.mul(left, right)
@@ -73,6 +73,15 @@ class _Sandbox(ImmutableSandboxedEnvironment):
         if whole and max(left.bit_length(), 1) * right > _MAX_BITS:
             raise SecurityError(f"a power of {right:,} makes a number too long")
         return operator.pow(left, right)
+
+
+def _weight(seq: str | bytes | list[Any] | tuple[Any, ...]) -> int:
+    """What repeating `seq` once costs: its characters, or for a list the characters of the
+    texts in it (["x" * 100000] * 100000 would be ten thousand million characters once
+    joined)."""
+    if isinstance(seq, str | bytes):
+        return len(seq)
+    return sum(len(item) if isinstance(item, str | bytes | list | tuple) else 1 for item in seq)
 
 
 def environment(folder: Path, zone: ZoneInfo, autoescape: bool) -> jinja2.Environment:
@@ -130,7 +139,9 @@ class LetterRenderer:
         rendered = {}
         for part, template in self._templates.items():
             try:
-                rendered[part] = template.render(context)
+                rendered[part] = _bounded(template, context, self.folder / part)
+            except TemplateProblem:
+                raise
             except Exception as exc:  # any error of a template's making: file, line, what
                 raise render_problem(exc, self.folder.parent, str(self.folder / part), who) from exc
         subject = " ".join(rendered["subject.txt"].split())
@@ -141,6 +152,25 @@ class LetterRenderer:
             text = text.replace("\n\n\n", "\n\n")
         text += "\n"
         return Letter(subject=subject, text=text, html=rendered["body.html"])
+
+
+MAX_PART = 1_000_000  # characters a letter's subject, text or HTML may run to
+
+
+def _bounded(template: jinja2.Template, context: dict[str, Any], path: Path) -> str:
+    """`template.render(context)`, stopped once it runs past `MAX_PART` characters (a loop
+    in a template would otherwise fill the memory with one letter)."""
+    pieces: list[str] = []
+    size = 0
+    for piece in template.generate(context):
+        size += len(piece)
+        if size > MAX_PART:
+            raise TemplateProblem(
+                f"{path}: renders more than {MAX_PART:,} characters; a letter is a few "
+                "thousand — check the template for a loop or a repetition"
+            )
+        pieces.append(piece)
+    return "".join(pieces)
 
 
 def render_problem(exc: Exception, templates_dir: Path, where: str, who: str) -> TemplateProblem:
