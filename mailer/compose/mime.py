@@ -20,6 +20,7 @@ import base64
 import functools
 import hashlib
 import re
+import unicodedata
 from collections.abc import Sequence
 from email import quoprimime
 from email.header import Header
@@ -92,10 +93,17 @@ def _base64_end(data: bytes, start: int, budget: int) -> int | None:
     limit = start + 3 * max((budget - _EW_OVERHEAD) // 4, 1)  # bytes that fit
     if limit >= len(data):
         return len(data)  # the last word may be padded: nothing follows it
-    for end in range(limit, start, -3):
-        if data[end] & 0xC0 != 0x80:  # not a continuation byte: a character starts here
-            return end
-    return None
+    starts = [end for end in range(limit, start, -3) if data[end] & 0xC0 != 0x80]
+    # Between whole graphemes where possible: a word that begins with a Thai vowel or tone
+    # mark shows it alone (as "ที ่") in a reader that does not join neighbouring words.
+    whole = [end for end in starts if not _mark_at(data, end)]
+    return (whole or starts)[0] if starts else None
+
+
+def _mark_at(data: bytes, at: int) -> bool:
+    """Whether the character that starts at byte `at` is a combining mark (Thai ั ิ ี ่ ้ …)."""
+    width = 1 if data[at] < 0x80 else 2 if data[at] < 0xE0 else 3 if data[at] < 0xF0 else 4
+    return unicodedata.category(data[at : at + width].decode("utf-8", "replace")).startswith("M")
 
 
 def _quoted_end(data: bytes, start: int, budget: int) -> int:
