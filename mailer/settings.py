@@ -248,9 +248,8 @@ def _dotenv(path: Path, problems: list[str]) -> tuple[dict[str, str], dict[str, 
         if written[:1] not in ("'", '"') and re.search(r"\s#", written):
             warnings[binding.key] = (
                 f"{path}, line {binding.original.line}: {binding.key} is not quoted, so "
-                f'everything from " #" on is read as a comment ({len(binding.value or "")} '
-                f"character(s) are left). If the # belongs to the value, write it in single "
-                f"quotes: {binding.key}='…'"
+                'everything from " #" on is read as a comment (and dropped). If the # belongs '
+                f"to the value, write it in single quotes: {binding.key}='…'"
             )
     return {k: v for k, v in values.items() if v is not None}, warnings
 

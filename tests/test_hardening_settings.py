@@ -275,10 +275,11 @@ def test_an_unquoted_password_with_a_comment_is_warned_about(
     assert result.exit_code == 0, result.output
     assert (
         f"Warning: {Path('.env')}, line 3: SMTP_PASSWORD is not quoted, so everything from "
-        '" #" on is read as a comment (3 character(s) are left). If the # belongs to the '
-        "value, write it in single quotes: SMTP_PASSWORD='…'"
+        '" #" on is read as a comment (and dropped). If the # belongs to the value, write it '
+        "in single quotes: SMTP_PASSWORD='…'"
     ) in result.output
     assert "abc" not in result.output and "def" not in result.output
+    assert "3 character" not in result.output  # not even the length of what is left
 
     result = run(_env(tmp_path, SMTP_PASSWORD="from-the-environment"), "deliveries")
     assert result.exit_code == 0 and "Warning" not in result.output  # the environment won
