@@ -1,7 +1,7 @@
 """Domain errors. Each message says where, what, and how to fix it.
 
 The CLI turns any `MailerError` into `Error: <message>` and exit code 1, in one place
-(`mailer.cli._Group.invoke`). Anything else is a bug and keeps its traceback.
+(`mailer.cli.app.Group.invoke`). Anything else is a bug and keeps its traceback.
 """
 
 from __future__ import annotations

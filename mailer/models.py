@@ -76,7 +76,7 @@ class CampaignState(SQLModel, table=True):
 
 
 class Delivery(SQLModel, table=True):
-    """The ledger: one row per (campaign, invitee, kind); see DESIGN.md §5."""
+    """The ledger: one row per (campaign, invitee, kind); see docs/design.md §3."""
 
     __tablename__ = "delivery"
     __table_args__ = (

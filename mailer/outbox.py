@@ -1,4 +1,4 @@
-"""The delivery ledger and its state machine (DESIGN.md §5).
+"""The delivery ledger and its state machine (docs/design.md §3).
 
     queued ──claim(lease)──► sending ──250──► sent
        ▲                        │

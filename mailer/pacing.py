@@ -27,18 +27,6 @@ class RateLimits:
         pairs = [(MINUTE, self.per_minute), (HOUR, self.per_hour), (DAY, self.per_day)]
         return [(window, limit) for window, limit in pairs if limit]
 
-    def describe(self) -> str:
-        parts = [
-            f"{limit}/{name}"
-            for name, limit in (
-                ("minute", self.per_minute),
-                ("hour", self.per_hour),
-                ("day", self.per_day),
-            )
-            if limit
-        ]
-        return ", ".join([*parts, f"{self.sessions} session(s)"]) if parts else "no rate limit"
-
 
 # Published limits of common providers (conservative where the provider gives a range).
 PRESETS: dict[str, RateLimits] = {

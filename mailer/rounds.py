@@ -1,6 +1,6 @@
 """Scheduled rounds: when each rule is due, and the idempotent pass that sends what is due.
 
-`due_pass` is the only thing the scheduler's jobs do (DESIGN.md §6): for every rule with a
+`due_pass` is the only thing the scheduler's jobs do (docs/design.md §7): for every rule with a
 time, if it is due and inside its catch-up window it runs the round (enqueue its audience,
 then drain: the ledger makes a second run a no-op); if the window has passed it records the
 round as missed. Either way the result is written to `round_run`, so nothing is lost

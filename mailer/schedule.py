@@ -1,7 +1,7 @@
 """`mailer scheduler run`: APScheduler 3.x in the foreground, one per database.
 
 Every job only calls `tick`, which runs `rounds.due_pass` — the idempotent "send what is
-due, record what was missed" pass (DESIGN.md §6). APScheduler decides *when*: a date job at
+due, record what was missed" pass (docs/design.md §7). APScheduler decides *when*: a date job at
 each rule's due time (re-synced on every tick, so moving the event moves them) and a sweep
 every minute that also catches up after a restart. Jobs are kept in the same database
 (`apscheduler_jobs`), but nothing depends on a job surviving: the ledger and `round_run`

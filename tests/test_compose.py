@@ -1,4 +1,4 @@
-"""The invitation as mail clients and calendars will read it (DESIGN.md §4)."""
+"""The invitation as mail clients and calendars will read it (docs/design.md §5)."""
 
 from __future__ import annotations
 

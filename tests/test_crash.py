@@ -1,5 +1,5 @@
 """A real sender process killed with SIGKILL mid-run, then restarted: nothing lost, nothing
-sent twice silently (DESIGN.md §5)."""
+sent twice silently (docs/design.md §3)."""
 
 from __future__ import annotations
 

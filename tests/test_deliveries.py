@@ -90,7 +90,7 @@ def test_not_sent_queues_it_again(tmp_path: Path) -> None:
 def test_two_workers_send_every_office_exactly_once(
     tmp_path: Path, smtp_server: Mailhog, database_url: str
 ) -> None:
-    """On SQLite, and on PostgreSQL (SKIP LOCKED): the multi-host shape of DESIGN §7."""
+    """On SQLite, and on PostgreSQL (SKIP LOCKED): the multi-host shape of docs/design.md §3."""
     env = {**_env(tmp_path, smtp_server.port), "DATABASE_URL": database_url}
     assert run(env, "import", str(CONTACTS)).exit_code == 0
     result = run(env, "send", "invitations", "--workers", "2")

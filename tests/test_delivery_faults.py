@@ -1,4 +1,4 @@
-"""Every way a real server says no, asserted on the ledger (DESIGN.md §5)."""
+"""Every way a real server says no, asserted on the ledger (docs/design.md §3)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The ledger on real SQLite and real PostgreSQL (DESIGN.md §5)."""
+"""The ledger on real SQLite and real PostgreSQL (docs/design.md §3)."""
 
 from __future__ import annotations
 

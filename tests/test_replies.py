@@ -119,7 +119,7 @@ def test_sync_classifies_matches_and_derives_attendance(invited, tmp_path: Path)
         "position": "นักวิเคราะห์นโยบายและแผนชำนาญการ",
         "phone": "0812345678",
     }
-    # Named by its UID from an unknown address: not the office's answer by itself (DESIGN §9).
+    # Named by its UID from an unknown address: not the office's answer by itself (docs/design.md §6).
     assert found["TH-50-dbd"].status == "needs_review"
     assert "not counted: from deputy@gmail.example" in found["TH-50-dbd"].evidence
     assert found["TH-50-sso"].status == "bounced"

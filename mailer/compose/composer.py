@@ -1,4 +1,4 @@
-"""Letter + invitation → one MIME message, shaped as DESIGN.md §4 says:
+"""Letter + invitation → one MIME message, shaped as docs/design.md §5 says:
 
     multipart/mixed
     ├── multipart/alternative

@@ -120,7 +120,7 @@ class InviteBuilder:
         finds itself on the guest list and shows the buttons)."""
         if method not in METHODS:
             raise ValueError(f"unknown iTIP method {method!r}")
-        # icalendar escapes and folds every line (DESIGN §4); only the Component round trip
+        # icalendar escapes and folds every line (docs/design.md §5); only the Component round trip
         # (building an Event to serialise a few lines) is skipped.
         lines = [
             Contentline.from_parts("DTSTAMP", Parameters(), vDatetime(stamp.astimezone(UTC))),

@@ -1,4 +1,4 @@
-"""MIME written out directly, in the layout of DESIGN.md §4.
+"""MIME written out directly, in the layout of docs/design.md §5.
 
 Why not `EmailMessage`: measured on this machine it costs ~3.5 ms per invitation (the
 standard library folds Thai encoded words one character at a time, and builds and parses a

@@ -1,4 +1,4 @@
-"""What an incoming message is, in DESIGN.md §4's order: bounce → calendar reply →
+"""What an incoming message is, in the order of docs/design.md §5: bounce → calendar reply →
 auto-reply → human reply. Pure: bytes in, a `Classification` out (matching it to an office,
 and whether it may answer for that office, is `matching.py`'s job). Anything unsure is
 `needs_review`, with the evidence — never a guess.

@@ -1,6 +1,6 @@
 """Which office a message is about, and whether it may answer for that office.
 
-DESIGN.md §9, "Only the office answers for the office": calendar UIDs are guessable and a
+docs/design.md §6, "Only the office answers for the office": calendar UIDs are guessable and a
 From or ATTENDEE line costs nothing to write, so a message *names* an office in several ways
 (our thread, a calendar UID, a failed address, the sender) but *counts* by itself only when
 it is tied to the office:

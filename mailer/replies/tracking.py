@@ -3,7 +3,7 @@
 `sync` stores every new message raw (a re-sync of the same source adds nothing), classifies
 it, and matches it to an office (`matching.py`): by thread (In-Reply-To/References → the
 ledger's Message-IDs), by calendar UID, by a bounce's failed address, then by the sender's
-address — and counts it only when it is tied to that office (DESIGN.md §9); otherwise it
+address — and counts it only when it is tied to that office (docs/design.md §6); otherwise it
 goes to review with the reason. `attendance` derives each office's status from its replies
 and the coordinator's marks, with the history kept: a mark always wins over an automatic
 reading, and a calendar reply to an older SEQUENCE is kept and shown but never overrides.
@@ -46,7 +46,7 @@ class SyncReport:
     new: int = 0
     outcomes: dict[str, int] = field(default_factory=dict)
     unmatched: int = 0
-    not_counted: int = 0  # named an office but not tied to it (DESIGN.md §9): in review
+    not_counted: int = 0  # named an office but not tied to it (docs/design.md §6): in review
 
 
 def sync(ws: Workspace, source: str, messages: Iterable[tuple[str, bytes]]) -> SyncReport:
