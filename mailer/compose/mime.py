@@ -93,11 +93,16 @@ def _base64_end(data: bytes, start: int, budget: int) -> int | None:
     limit = start + 3 * max((budget - _EW_OVERHEAD) // 4, 1)  # bytes that fit
     if limit >= len(data):
         return len(data)  # the last word may be padded: nothing follows it
-    starts = [end for end in range(limit, start, -3) if data[end] & 0xC0 != 0x80]
-    # Between whole graphemes where possible: a word that begins with a Thai vowel or tone
-    # mark shows it alone (as "ที ่") in a reader that does not join neighbouring words.
-    whole = [end for end in starts if not _mark_at(data, end)]
-    return (whole or starts)[0] if starts else None
+    # The farthest character boundary, between whole graphemes where possible: a word that
+    # begins with a Thai vowel or tone mark shows it alone (as "ที ่") in a reader that does
+    # not join neighbouring words.
+    first = None
+    for end in range(limit, start, -3):
+        if data[end] & 0xC0 != 0x80:  # not a continuation byte: a character starts here
+            if not _mark_at(data, end):
+                return end
+            first = end if first is None else first
+    return first
 
 
 def _mark_at(data: bytes, at: int) -> bool:
