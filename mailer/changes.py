@@ -17,11 +17,9 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Connection, select, update
 
 from mailer.campaign import Campaign, Event
-from mailer.compose.composer import new_message_id
 from mailer.errors import MailerError
 from mailer.models import DeliveryState, EventVersion
-from mailer.outbox import CAMPAIGNS, DELIVERIES, C, D, Ledger, went_out
-from mailer.thai import thai_when
+from mailer.outbox import CAMPAIGNS, DELIVERIES, C, D, Ledger, new_message_id, went_out
 
 S = DeliveryState
 VERSIONS = EventVersion.__table__  # type: ignore[attr-defined]
@@ -73,6 +71,8 @@ class Snapshot:
         )
 
     def when(self, zone: ZoneInfo) -> str:
+        from mailer.thai import thai_when  # PyThaiNLP: loaded only when a change is shown
+
         return thai_when(datetime.fromisoformat(self.start), datetime.fromisoformat(self.end), zone)
 
 

@@ -12,47 +12,15 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from mailer.errors import MailerError
+from mailer.labels import (
+    AGENCY_ORDER,
+    ATTENDANCE_TH,
+    DELIVERY_TH,
+    KINDS,
+)
 from mailer.report import InviteeStatus, StatusReport
 
 BANGKOK = ZoneInfo("Asia/Bangkok")
-AGENCY_ORDER = ("prov", "agri", "rd", "ind", "mots", "sso", "dbd")
-AGENCY_LABELS = {
-    "prov": "จังหวัด",
-    "agri": "เกษตร",
-    "rd": "สรรพากร",
-    "ind": "อุตสาหกรรม",
-    "mots": "ท่องเที่ยวฯ",
-    "sso": "ประกันสังคม",
-    "dbd": "พัฒนาธุรกิจฯ",
-}
-AGENCY_SHORT = {  # matrix column headings
-    "prov": "สนจ.",
-    "agri": "กษจ.",
-    "rd": "สรพ.",
-    "ind": "สอจ.",
-    "mots": "สกจ.",
-    "sso": "สปจ.",
-    "dbd": "พค.",
-}
-ATTENDANCE_TH = {
-    "no_reply": "ยังไม่ตอบ",
-    "accepted": "เข้าร่วม",
-    "tentative": "ยังไม่แน่นอน",
-    "declined": "ไม่เข้าร่วม",
-    "representative": "ส่งผู้แทน",
-    "bounced": "อีเมลตีกลับ",
-    "needs_review": "รอตรวจสอบ",
-}
-DELIVERY_TH = {
-    "not_enqueued": "ยังไม่ส่ง",
-    "queued": "รอส่ง",
-    "sending": "กำลังส่ง",
-    "sent": "ส่งแล้ว",
-    "retry_wait": "รอส่งซ้ำ",
-    "failed": "ส่งไม่สำเร็จ",
-    "uncertain": "ไม่แน่ใจว่าส่งถึง",
-}
-KINDS = ("all", "call-sheet", "attendees")
 
 
 @dataclass(frozen=True)
@@ -168,17 +136,6 @@ _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 def _inert(value: str) -> str:
     """A CSV cell Excel will not run as a formula (a name typed as "=HYPERLINK(…)")."""
     return f"'{value}" if value.startswith(_FORMULA_STARTS) else value
-
-
-MARKS = {
-    "accepted": ("✓", "green"),
-    "representative": ("◐", "cyan"),
-    "tentative": ("?", "yellow"),
-    "declined": ("✗", "red"),
-    "bounced": ("!", "magenta"),
-    "needs_review": ("‼", "bright_red"),
-    "no_reply": ("·", "bright_black"),
-}
 
 
 @dataclass(frozen=True)

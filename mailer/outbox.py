@@ -17,9 +17,11 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import itertools
+import re
+import secrets
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import (
     ColumnElement,
@@ -37,18 +39,25 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
+from mailer.campaign import Campaign
+from mailer.clock import Clock, utcnow
 from mailer.db import Prepared, reader
 from mailer.errors import LedgerError
 from mailer.models import CampaignState, Delivery, DeliveryState, split_emails
 from mailer.owners import owner_is_dead
 
-Clock = Callable[[], datetime]
 DELIVERIES: Table = Delivery.__table__  # type: ignore[attr-defined]
 CAMPAIGNS: Table = CampaignState.__table__  # type: ignore[attr-defined]
 D = DELIVERIES.c
 C = CAMPAIGNS.c
 S = DeliveryState
 _SENDABLE = (S.queued.value, S.retry_wait.value)
+
+
+def new_message_id(campaign: Campaign, invitee_id: str, kind: str) -> str:
+    """Made once, at enqueue, and kept forever in the ledger."""
+    left = re.sub(r"[^A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]", "-", f"{campaign.id}.{invitee_id}.{kind}")
+    return f"<{left}.{secrets.token_hex(6)}@{campaign.uid_domain}>"
 
 
 def went_out() -> ColumnElement[bool]:
@@ -58,10 +67,6 @@ def went_out() -> ColumnElement[bool]:
     return or_(
         D.state.in_([S.sent.value, S.uncertain.value, S.sending.value]), D.delivered_to != ""
     )
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,8 @@ from mailer.changes import PendingChange, pending_change
 from mailer.db import reader, session
 from mailer.errors import MailerError
 from mailer.models import Delivery, DeliveryState, Invitee
-from mailer.replies.tracking import STATUSES, attendance
+from mailer.replies.statuses import STATUSES
+from mailer.replies.tracking import attendance
 from mailer.settings import cut
 from mailer.workspace import Workspace
 

@@ -18,12 +18,12 @@ from sqlmodel import col, select
 from mailer.audience import audience_ids
 from mailer.changes import Announcement, announce, first_version, pending_change
 from mailer.compose import OutgoingMail
-from mailer.compose.composer import new_message_id
 from mailer.contacts import InviteeRecord
 from mailer.db import reader, session
 from mailer.drain import DrainStats, Progress, drain
 from mailer.errors import MailerError, TransportError
 from mailer.models import Invitee, split_emails
+from mailer.outbox import new_message_id
 from mailer.replies.tracking import attendance
 from mailer.transport import PermanentFailure, TemporaryFailure
 from mailer.workers import Workers

@@ -18,8 +18,6 @@ from typing import Literal
 import idna
 from dotenv import dotenv_values
 from dotenv.parser import parse_stream
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
 
 from mailer.errors import SettingsError
 from mailer.pacing import PRESETS, RateLimits
@@ -199,6 +197,9 @@ _DATABASE_EXAMPLE = (
 
 
 def _database_problem(url: str) -> str | None:
+    from sqlalchemy.engine import make_url  # here: `mailer --help` need not load SQLAlchemy
+    from sqlalchemy.exc import ArgumentError
+
     shown = shown_url(url)
     if not url.startswith(("sqlite:", "postgresql:", "postgresql+psycopg:")):
         return f"DATABASE_URL={shown!r} is not supported; {_DATABASE_EXAMPLE}"

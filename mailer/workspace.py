@@ -1,7 +1,8 @@
 """What every command works on, built once at the edge and handed down (STYLE.md §1).
 
-The database, the campaign and the composer are opened lazily, so a command that needs
-none of them (e.g. `mailer devserver`) does not fail on a broken campaign file.
+The database, the campaign and the composer are opened lazily — and their modules imported
+only then — so a command that needs none of them (e.g. `mailer devserver`, `--help`) neither
+fails on a broken campaign file nor pays for importing what it does not use.
 """
 
 from __future__ import annotations
@@ -9,15 +10,18 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from functools import cached_property
+from typing import TYPE_CHECKING
 
-from sqlalchemy import Engine
-
-from mailer.campaign import Campaign, load_campaign
-from mailer.compose import Composer
-from mailer.db import open_database
-from mailer.outbox import Clock, Ledger, utcnow
+from mailer.clock import Clock, utcnow
 from mailer.settings import Settings
-from mailer.transport import SmtpTransport
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+    from mailer.campaign import Campaign
+    from mailer.compose import Composer
+    from mailer.outbox import Ledger
+    from mailer.transport import SmtpTransport
 
 
 class Workspace:
@@ -38,14 +42,20 @@ class Workspace:
 
     @cached_property
     def engine(self) -> Engine:
+        from mailer.db import open_database
+
         return open_database(self.settings.database_url)
 
     @cached_property
     def campaign(self) -> Campaign:
+        from mailer.campaign import load_campaign
+
         return load_campaign(self.settings.campaign_path)
 
     @cached_property
     def composer(self) -> Composer:
+        from mailer.compose import Composer
+
         return Composer(self.campaign, self.settings.templates_dir)
 
     def reload(self) -> None:
@@ -55,9 +65,13 @@ class Workspace:
         self.__dict__.pop("composer", None)
 
     def ledger(self) -> Ledger:
+        from mailer.outbox import Ledger
+
         return Ledger(self.engine, self.campaign.id, self.clock)
 
     def transport(self) -> SmtpTransport:
+        from mailer.transport import SmtpTransport
+
         return SmtpTransport(self.settings.smtp)
 
     def close(self) -> None:

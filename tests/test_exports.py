@@ -14,7 +14,8 @@ from typer.testing import CliRunner
 
 from mailer.cli import app
 from mailer.contacts import import_contacts
-from mailer.exports import ATTENDANCE_TH, export, matrix
+from mailer.exports import export, matrix
+from mailer.labels import ATTENDANCE_TH
 from mailer.replies.tracking import mark
 from mailer.report import Filters, status
 from mailer.sender import send_round

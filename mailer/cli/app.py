@@ -4,8 +4,10 @@ prints the report it returns. Domain errors become `Error: …` and exit code 1 
 
 from __future__ import annotations
 
+import json
 import os
-from typing import Any
+import sys
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
@@ -13,8 +15,9 @@ from rich.text import Text
 from typer.core import TyperGroup
 
 from mailer.errors import MailerError
-from mailer.settings import load_settings
-from mailer.workspace import Workspace
+
+if TYPE_CHECKING:
+    from mailer.workspace import Workspace
 
 out = Console(highlight=False, soft_wrap=True, markup=False)  # data is never markup
 err = Console(stderr=True, highlight=False, soft_wrap=True, markup=False)
@@ -26,6 +29,13 @@ def flag(console: Console, mark: str, style: str, text: str) -> None:
     console.print(Text.assemble((mark, style), " ", text))
 
 
+def emit_json(data: object) -> None:
+    """Machine-readable output, written as it is: indented JSON, UTF-8 Thai as it is, no
+    colours (Rich's JSON printer highlights every token: 1.1 s for `status --json`)."""
+    sys.stdout.write(json.dumps(data, ensure_ascii=False, indent=2) + "\n")
+    sys.stdout.flush()
+
+
 class Group(TyperGroup):
     def invoke(self, ctx: Any) -> Any:
         try:
@@ -34,8 +44,9 @@ class Group(TyperGroup):
             err.print(f"Error: {exc}", markup=False)
             raise typer.Exit(1) from exc
         finally:
-            if isinstance(ctx.obj, Workspace):
-                ctx.obj.close()
+            close = getattr(ctx.obj, "close", None)  # the Workspace, when one was made
+            if close is not None:
+                close()
 
 
 app = typer.Typer(
@@ -54,6 +65,9 @@ app.add_typer(send_app, name="send")
 def _main(ctx: typer.Context) -> None:
     if ctx.resilient_parsing:
         return
+    from mailer.settings import load_settings
+    from mailer.workspace import Workspace
+
     settings = load_settings(os.environ)
     for warning in settings.warnings:
         err.print(f"Warning: {warning}")
@@ -61,6 +75,8 @@ def _main(ctx: typer.Context) -> None:
 
 
 def workspace(ctx: typer.Context) -> Workspace:
+    from mailer.workspace import Workspace
+
     ws = ctx.find_root().obj
     assert isinstance(ws, Workspace)
     return ws

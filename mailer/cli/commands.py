@@ -5,15 +5,15 @@ from __future__ import annotations
 import signal
 import threading
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from mailer.check import run_check
 from mailer.cli.app import app, err, flag, out, workspace
-from mailer.contacts import ImportReport, import_contacts
-from mailer.devserver import DevServer
 from mailer.errors import CampaignError, MailerError
+
+if TYPE_CHECKING:
+    from mailer.contacts import ImportReport
 
 # --- import ------------------------------------------------------------------------------
 
@@ -32,6 +32,8 @@ def import_(
 
     Example: mailer import contacts.csv
     """
+    from mailer.contacts import import_contacts
+
     ws = workspace(ctx)
     try:
         reserved = ws.campaign.own_addresses
@@ -95,6 +97,8 @@ def devserver_cmd(
 
     Example: mailer devserver --port 8025 --maildir var/maildir
     """
+    from mailer.devserver import DevServer
+
     folder = maildir or workspace(ctx).settings.maildir
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -148,6 +152,8 @@ def check(
 
     Example: mailer check --contacts contacts.csv
     """
+    from mailer.check import run_check
+
     report = run_check(workspace(ctx), contacts)
     for note in report.notes:
         out.print(f"✓ {note}")

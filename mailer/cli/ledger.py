@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict
 from typing import Annotated
 
 import typer
 from rich.table import Table
 
-from mailer.cli.app import Group, app, err, flag, out, workspace
-from mailer.deliveries import list_deliveries, requeue, resolve
+from mailer.cli.app import Group, app, emit_json, err, flag, out, workspace
 from mailer.errors import MailerError
 
 deliveries_app = typer.Typer(
@@ -33,12 +31,14 @@ def deliveries(
     """
     if ctx.invoked_subcommand is not None:
         return
+    from mailer.deliveries import list_deliveries
+
     rows = list_deliveries(workspace(ctx).ledger(), state or ())
     if as_json:
         data = [
             {**asdict(r), "sent_at": r.sent_at.isoformat() if r.sent_at else None} for r in rows
         ]
-        out.print_json(json.dumps(data, ensure_ascii=False))
+        emit_json(data)
         return
     table = Table("id", "invitee", "kind", "state", "attempts", "last reply")
     for r in rows:
@@ -71,6 +71,8 @@ def deliveries_retry(
         raise MailerError("name the deliveries to retry: ids, invitee ids, or --state failed")
     numbers = [int(i) for i in ids or () if _is_number(i)]
     invitees = [i for i in ids or () if not _is_number(i)]
+    from mailer.deliveries import requeue
+
     result = requeue(workspace(ctx).ledger(), numbers, invitees, state or ())
     for reason in result.skipped:
         flag(err, "!", "yellow", reason)
@@ -95,5 +97,7 @@ def deliveries_resolve(
     """
     if sent is None:
         raise MailerError("say --sent (it reached the office) or --not-sent (send it again)")
+    from mailer.deliveries import resolve
+
     row = resolve(workspace(ctx).ledger(), delivery_id, sent=sent)
     out.print(f"Delivery {row.id} ({row.invitee_id}) is now {row.state}.")

@@ -9,8 +9,7 @@ import typer
 
 from mailer.cli.app import Group, app, out, workspace
 from mailer.errors import MailerError
-from mailer.replies import sources
-from mailer.replies.tracking import MARKABLE, highest_uid, mark, review, sync
+from mailer.replies.statuses import MARKABLE
 
 replies_app = typer.Typer(cls=Group, no_args_is_help=True, help="Read and sort the replies.")
 app.add_typer(replies_app, name="replies")
@@ -29,6 +28,9 @@ def replies_sync(
 
     Example: mailer replies sync --maildir ~/Maildir/seminar
     """
+    from mailer.replies import sources
+    from mailer.replies.tracking import highest_uid, sync
+
     ws = workspace(ctx)
     chosen = [(k, p) for k, p in (("maildir", maildir), ("mbox", mbox), ("eml-dir", eml_dir)) if p]
     if len(chosen) > 1:
@@ -62,6 +64,8 @@ def replies_review(ctx: typer.Context) -> None:
 
     Example: mailer replies review
     """
+    from mailer.replies.tracking import review
+
     items = list(review(workspace(ctx)))
     for item in items:
         who = item.invitee_id or "(no office)"
@@ -84,6 +88,8 @@ def mark_cmd(
 
     Example: mailer mark TH-50-agri representative --name "นางสาวสมหญิง ใจดี" --phone "08 1234 5678"
     """
+    from mailer.replies.tracking import mark
+
     details = {k: v for k, v in (("name", name), ("position", position), ("phone", phone)) if v}
     mark(workspace(ctx), invitee_id, status, representative=details, note=note)
     out.print(f"{invitee_id} is now {status}.")

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from typing import Annotated
 
 import typer
 from rich.table import Table
 
-from mailer.cli.app import Group, app, out, workspace
+from mailer.cli.app import Group, app, emit_json, out, workspace
 from mailer.errors import MailerError
-from mailer.rounds import plan, run_now
-from mailer.schedule import run_scheduler
 
 scheduler_app = typer.Typer(cls=Group, no_args_is_help=True, help="Scheduled reminder rounds.")
 app.add_typer(scheduler_app, name="scheduler")
@@ -26,6 +23,8 @@ def scheduler_run(ctx: typer.Context) -> None:
 
     Example: mailer scheduler run
     """
+    from mailer.schedule import run_scheduler
+
     run_scheduler(
         workspace(ctx), log=lambda line: out.print(f"{datetime.now():%Y-%m-%d %H:%M:%S} {line}")
     )
@@ -43,9 +42,11 @@ def scheduler_plan(
     """
     ws = workspace(ctx)
     zone = ws.campaign.timezone
+    from mailer.rounds import plan
+
     plans = plan(ws)
     if as_json:
-        out.print_json(json.dumps([p.to_json(zone) for p in plans], ensure_ascii=False))
+        emit_json([p.to_json(zone) for p in plans])
         return
     table = Table("rule", "when (Bangkok)", "ISO", "audience", "reach", "status")
     for p in plans:
@@ -64,6 +65,8 @@ def scheduler_run_now(
 
     Example: mailer scheduler run-now followup-no-reply --dry-run
     """
+    from mailer.rounds import run_now
+
     report = run_now(workspace(ctx), rule, dry_run=dry_run)
     if dry_run:
         out.print(

@@ -7,18 +7,18 @@ import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from mailer.cli.app import app, err, flag, out, send_app, workspace
-from mailer.devserver import DevServer
-from mailer.drain import DrainStats, Outcome, drain_once, work_forever
 from mailer.errors import MailerError
-from mailer.sender import SendReport, send_announcement, send_round, send_test
-from mailer.workers import GO, stop_on_signals
-from mailer.workspace import Workspace
+
+if TYPE_CHECKING:  # the sending modules are imported by the commands that send
+    from mailer.drain import DrainStats, Outcome
+    from mailer.sender import SendReport
+    from mailer.workspace import Workspace
 
 # --- send --------------------------------------------------------------------------------
 
@@ -63,6 +63,9 @@ def send_invitations(
 
     Example: mailer send invitations --only TH-50 --dry-run
     """
+    from mailer.sender import send_round, send_test
+    from mailer.workers import stop_on_signals
+
     ws = workspace(ctx)
     with _maybe_devserver(ws, devserver and not dry_run):
         if test_to:
@@ -92,6 +95,8 @@ def _maybe_devserver(ws: Workspace, wanted: bool) -> Iterator[None]:
     if not wanted:
         yield
         return
+    from mailer.devserver import DevServer
+
     smtp = ws.settings.smtp
     with DevServer(smtp.host, smtp.port, ws.settings.maildir) as server:
         err.print(f"Dev mail server on {smtp.host}:{smtp.port}, saving to {server.maildir}")
@@ -157,6 +162,9 @@ def _print_problems(d: DrainStats) -> None:
 
 
 def _announce(ctx: typer.Context, *, cancel: bool, dry_run: bool, new_server: bool) -> None:
+    from mailer.sender import send_announcement
+    from mailer.workers import stop_on_signals
+
     ws = workspace(ctx)
     with _progress() as on_outcome, stop_on_signals(ws):
         result, stats = send_announcement(
@@ -226,6 +234,9 @@ def worker(
 
     Example: mailer worker --forever --poll 30
     """
+    from mailer.drain import drain_once, work_forever
+    from mailer.workers import GO, stop_on_signals
+
     ws = workspace(ctx)
     with stop_on_signals(ws):
         if after_go:  # a helper of `send … --workers N`: get ready, then wait for the round

@@ -3,27 +3,18 @@ and the printable registration sheet."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
 from rich.text import Text
 
-from mailer.cli.app import app, flag, out, workspace
-from mailer.exports import (
-    AGENCY_LABELS,
-    AGENCY_SHORT,
-    ATTENDANCE_TH,
-    KINDS,
-    MARKS,
-    export,
-    matrix,
-)
-from mailer.report import Filters, StatusReport
-from mailer.report import status as status_report
-from mailer.sheet import write_sheet
+from mailer.cli.app import app, emit_json, flag, out, workspace
+from mailer.labels import AGENCY_LABELS, AGENCY_SHORT, ATTENDANCE_TH, KINDS, MARKS
+
+if TYPE_CHECKING:
+    from mailer.report import StatusReport
 
 
 @app.command()
@@ -43,9 +34,12 @@ def status(
 
     Example: mailer status --attendance no_reply
     """
+    from mailer.report import Filters
+    from mailer.report import status as status_report
+
     report = status_report(workspace(ctx), filters=Filters(province, agency, attendance))
     if as_json:
-        out.print_json(json.dumps(report.to_json(), ensure_ascii=False))
+        emit_json(report.to_json())
         return
     _totals(report)
     _matrix(report)
@@ -87,6 +81,8 @@ def _totals(report: StatusReport) -> None:
 
 
 def _matrix(report: StatusReport) -> None:
+    from mailer.exports import matrix
+
     agencies, rows = matrix(report)
     if not rows:
         out.print("No offices to show.")
@@ -129,6 +125,9 @@ def export_cmd(
 
     Example: mailer export call-sheet.xlsx --what call-sheet
     """
+    from mailer.exports import export
+    from mailer.report import status as status_report
+
     written = export(status_report(workspace(ctx)), file, what)
     if not written.rows:
         out.print(f'Wrote {file}: no offices in "{written.title}" yet (only the headings).')
@@ -146,5 +145,7 @@ def sheet_cmd(
 
     Example: mailer sheet attendance.html
     """
+    from mailer.sheet import write_sheet
+
     count = write_sheet(workspace(ctx), file)
     out.print(f"Wrote {file}: {count} attendee(s). Open it in a browser and print (A4).")

@@ -13,8 +13,6 @@ that comes from data is folded to one line and encoded, so no CSV field can add 
 
 from __future__ import annotations
 
-import re
-import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -58,12 +56,6 @@ class ComposedMessage:
     recipients: tuple[str, ...]
     subject: str
     data: bytes
-
-
-def new_message_id(campaign: Campaign, invitee_id: str, kind: str) -> str:
-    """Made once, at enqueue, and kept forever in the ledger."""
-    left = re.sub(r"[^A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]", "-", f"{campaign.id}.{invitee_id}.{kind}")
-    return f"<{left}.{secrets.token_hex(6)}@{campaign.uid_domain}>"
 
 
 class Composer:

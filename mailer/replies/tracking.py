@@ -23,6 +23,7 @@ from mailer.errors import MailerError
 from mailer.models import AttendanceMark, InboundMessage, Invitee
 from mailer.replies.classify import Classification, Unreadable, classify, headers
 from mailer.replies.matching import Directory, Match, match
+from mailer.replies.statuses import DECISIVE, MARKABLE
 from mailer.replies.text import MAX_LINE, header_text, one_line
 from mailer.workspace import Workspace
 
@@ -34,9 +35,6 @@ MARKS = AttendanceMark.__table__  # type: ignore[attr-defined]
 K = MARKS.c
 INVITEES = Invitee.__table__  # type: ignore[attr-defined]
 I = INVITEES.c  # noqa: E741
-DECISIVE = ("accepted", "declined", "tentative", "representative", "bounced")
-STATUSES = ("no_reply", *DECISIVE, "needs_review")
-MARKABLE = ("accepted", "declined", "tentative", "representative")
 
 
 @dataclass
