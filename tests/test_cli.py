@@ -169,3 +169,21 @@ def test_test_to_sends_one_sample(env: dict[str, str], smtp_server: Mailhog) -> 
     assert len(smtp_server.messages()) == 1
     status = json.loads(run(env, "status", "--json").output)
     assert status["totals"]["not_enqueued"] == 532
+
+
+def test_help_wraps_descriptions_as_one_paragraph(env: dict[str, str]) -> None:
+    """A docstring's line breaks are not kept in `mailer --help` (the worker's description
+    was broken after "or more", with the rest of the row empty)."""
+    result = run({**env, "COLUMNS": "100"}, "--help")
+    assert result.exit_code == 0
+    rows = [line[2:].rstrip("│ ") for line in result.output.splitlines() if line.startswith("│ ")]
+    described = [(row[:12].strip(), row[12:].rstrip()) for row in rows if len(row) > 12]
+    continued = 0
+    for (_, text), (name, following) in zip(described, described[1:], strict=False):
+        if name or not following:
+            continue  # the next row is another command's
+        continued += 1
+        first_word = following.split()[0]
+        # a line was only broken there because the next word would not have fitted
+        assert len(text) + 1 + len(first_word) > 100 - 4 - 12, (text, following)
+    assert continued >= 3  # the long descriptions (mark, worker, status, …) were wrapped

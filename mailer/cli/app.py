@@ -51,13 +51,18 @@ class Group(TyperGroup):
 
 app = typer.Typer(
     cls=Group,
+    # Help read as Markdown: a docstring's paragraphs are wrapped to the terminal (Rich
+    # markup kept each line break, shown as a hard break in the list of commands).
+    rich_markup_mode="markdown",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
     help="Thai seminar invitations with real calendar invites, a delivery ledger, "
     "reminders and reply tracking. Settings come from the environment and .env.",
 )
-send_app = typer.Typer(cls=Group, no_args_is_help=True, help="Send a round of messages.")
+send_app = typer.Typer(
+    cls=Group, rich_markup_mode="markdown", no_args_is_help=True, help="Send a round of messages."
+)
 app.add_typer(send_app, name="send")
 
 

@@ -11,8 +11,11 @@ from rich.table import Table
 from mailer.cli.app import Group, app, emit_json, err, flag, out, workspace
 from mailer.errors import MailerError
 
-deliveries_app = typer.Typer(
-    cls=Group, invoke_without_command=True, help="The delivery ledger: list, retry, resolve."
+deliveries_app = typer.Typer(  # help as in app.py
+    cls=Group,
+    rich_markup_mode="markdown",
+    invoke_without_command=True,
+    help="The delivery ledger: list, retry, resolve.",
 )
 app.add_typer(deliveries_app, name="deliveries")
 

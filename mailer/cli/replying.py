@@ -11,7 +11,9 @@ from mailer.cli.app import Group, app, out, workspace
 from mailer.errors import MailerError
 from mailer.replies.statuses import MARKABLE
 
-replies_app = typer.Typer(cls=Group, no_args_is_help=True, help="Read and sort the replies.")
+replies_app = typer.Typer(
+    cls=Group, rich_markup_mode="markdown", no_args_is_help=True, help="Read and sort the replies."
+)
 app.add_typer(replies_app, name="replies")
 
 

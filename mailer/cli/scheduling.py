@@ -11,7 +11,9 @@ from rich.table import Table
 from mailer.cli.app import Group, app, emit_json, out, workspace
 from mailer.errors import MailerError
 
-scheduler_app = typer.Typer(cls=Group, no_args_is_help=True, help="Scheduled reminder rounds.")
+scheduler_app = typer.Typer(
+    cls=Group, rich_markup_mode="markdown", no_args_is_help=True, help="Scheduled reminder rounds."
+)
 app.add_typer(scheduler_app, name="scheduler")
 
 
