@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 from pathlib import Path
@@ -179,7 +180,7 @@ def test_help_wraps_descriptions_as_one_paragraph(env: dict[str, str]) -> None:
     rows = [line[2:].rstrip("│ ") for line in result.output.splitlines() if line.startswith("│ ")]
     described = [(row[:12].strip(), row[12:].rstrip()) for row in rows if len(row) > 12]
     continued = 0
-    for (_, text), (name, following) in zip(described, described[1:], strict=False):
+    for (_, text), (name, following) in itertools.pairwise(described):
         if name or not following:
             continue  # the next row is another command's
         continued += 1
