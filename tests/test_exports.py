@@ -52,6 +52,32 @@ def test_the_matrix_is_76_provinces_by_7_agencies(seeded) -> None:  # type: igno
     assert sum(1 for s in cell.values() if s == "no_reply") == 532 - 4
 
 
+@pytest.mark.parametrize(("columns", "blocks"), [("100", 2), ("80", 1)])
+def test_the_matrix_reads_right_in_thai_at_a_terminals_width(
+    seeded, columns: str, blocks: int
+) -> None:  # type: ignore[no-untyped-def]
+    """One Home #4: headings whole ("สนจ.", not "ส…"), and every row as wide as a terminal
+    counts it (wcwidth: Thai vowels above and below and tone marks take no column), so the
+    marks of one agency stand in one column; two blocks where they fit, else one."""
+    import wcwidth
+
+    from mailer.labels import AGENCY_SHORT
+
+    env = {"DATABASE_URL": seeded.settings.database_url, "MAILER_CAMPAIGN": str(CAMPAIGN),
+           "MAILER_TEMPLATES": str(TEMPLATES), "COLUMNS": columns}  # fmt: skip
+    result = CliRunner().invoke(app, ["status"], env=env)
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    top = next(n for n, line in enumerate(lines) if line.startswith("จังหวัด"))
+    body = lines[top : top + 1 + -(-76 // blocks)]
+    assert body[0].split() == (["จังหวัด", *AGENCY_SHORT.values()]) * blocks
+    assert "…" not in "".join(body)
+    widths = {wcwidth.wcswidth(line) for line in body}
+    assert len(widths) == 1 and widths.pop() <= int(columns), body[:3]
+    provinces = [w for line in body[1:] for w in line.split() if not set(w) <= set("·✓✗?!‼◐")]
+    assert len(provinces) == 76
+
+
 def test_status_on_screen_and_its_filters(seeded) -> None:  # type: ignore[no-untyped-def]
     env = {"DATABASE_URL": seeded.settings.database_url, "MAILER_CAMPAIGN": str(CAMPAIGN),
            "MAILER_TEMPLATES": str(TEMPLATES), "COLUMNS": "120"}  # fmt: skip

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
+from rich.cells import cell_len
 from rich.table import Table
 from rich.text import Text
 
@@ -87,23 +88,37 @@ def _matrix(report: StatusReport) -> None:
     if not rows:
         out.print("No offices to show.")
         return
-    half = (len(rows) + 1) // 2  # two blocks side by side: 76 provinces in 38 lines
-    table = Table(box=None, pad_edge=False, show_edge=False, padding=(0, 1))
-    for _ in range(2 if len(rows) > 1 else 1):
-        table.add_column("จังหวัด", no_wrap=True, max_width=14)
-        for agency in agencies:
-            table.add_column(AGENCY_SHORT.get(agency, agency[:4]), justify="center", no_wrap=True)
-    for n in range(half):
+    # Widths as a terminal counts them (Thai vowels above and below and tone marks take no
+    # column: Rich's cell_len, as wcwidth): headings whole, rows straight, two blocks side by
+    # side (76 provinces in 38 lines) when the terminal is wide enough, else one.
+    names = [row.province or row.code for row in rows]
+    name_width = min(max(cell_len(name) for name in [*names, "จังหวัด"]), 16)
+    headings = [AGENCY_SHORT.get(agency, agency[:4]) for agency in agencies]
+    block = name_width + 1 + sum(cell_len(heading) + 1 for heading in headings)
+    blocks = 2 if len(rows) > 1 and out.width >= 2 * block + 2 else 1
+    lines = -(-len(rows) // blocks)
+    table = Table(box=None, pad_edge=False, show_edge=False, padding=(0, 1, 0, 0))
+    for number in range(blocks):
+        if number:
+            table.add_column("", width=1)  # a gap between the blocks
+        table.add_column("จังหวัด", no_wrap=True, min_width=name_width, max_width=name_width)
+        for heading in headings:
+            width = cell_len(heading)
+            table.add_column(heading, justify="center", no_wrap=True, min_width=width)
+    for n in range(lines):
         cells: list[Text | str] = []
-        for row in (rows[n], rows[n + half] if n + half < len(rows) else None):
-            if row is None:
+        for number in range(blocks):
+            if number:
+                cells.append("")
+            at = n + number * lines
+            if at >= len(rows):
                 cells += [""] * (len(agencies) + 1)
                 continue
-            cells.append(row.province or row.code)
-            for status in row.cells:
+            cells.append(names[at])
+            for status in rows[at].cells:
                 mark, style = MARKS.get(status, (" ", ""))
                 cells.append(Text(mark, style=style))
-        table.add_row(*cells[: len(table.columns)])
+        table.add_row(*cells)
     out.print(table)
     legend = Text("  ")
     for status, (mark, style) in MARKS.items():
