@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from mailer.addresses import AddressProblem, ascii_address
 from mailer.errors import CampaignError, cut
+from mailer.kinds import CANCEL, INVITATION, LedgerKind, reminder
 
 KINDS = ("invitation", "reminder")
 AUDIENCES = (
@@ -84,7 +85,7 @@ class Rule:
 
     @property
     def ledger_kind(self) -> str:
-        return "invitation" if self.kind == "invitation" else f"reminder:{self.id}"
+        return str(INVITATION if self.kind == "invitation" else reminder(self.id))
 
 
 @dataclass(frozen=True)
@@ -133,9 +134,13 @@ class Campaign:
     def message_kind(self, kind: str) -> MessageKind:
         """`invitation` and `reminder:<rule id>` come from the rules; `update:<sequence>`
         and `cancel` are built in (templates/update/, templates/cancel/)."""
-        if kind.startswith("update:"):
+        try:
+            parsed = LedgerKind.parse(kind)
+        except ValueError:
+            parsed = None
+        if parsed is not None and parsed.name == "update":
             return MessageKind("update")
-        if kind == "cancel":
+        if parsed == CANCEL:
             return MessageKind("cancel", method="CANCEL")
         for rule in self.rules:
             if rule.ledger_kind == kind:

@@ -16,10 +16,13 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import Connection, select, update
 
+from mailer import kinds
 from mailer.campaign import Campaign, Event
 from mailer.errors import MailerError
+from mailer.identity import new_message_id
+from mailer.kinds import CANCEL, UPDATE_PREFIX
 from mailer.models import DeliveryState, EventVersion
-from mailer.outbox import CAMPAIGNS, DELIVERIES, C, D, Ledger, new_message_id, went_out
+from mailer.outbox import CAMPAIGNS, DELIVERIES, C, D, Ledger, went_out
 
 S = DeliveryState
 VERSIONS = EventVersion.__table__  # type: ignore[attr-defined]
@@ -249,7 +252,7 @@ def announce(
             f"the same{what}); edit the event in the campaign file first"
         )
     sequence = pending.sequence + 1
-    kind = "cancel" if cancel else f"update:{sequence}"
+    kind = str(CANCEL if cancel else kinds.update(sequence))
     skip = frozenset() if cancel else declined  # a cancellation reaches every calendar
     with ledger.reads.connect() as conn:
         offices = len(_received(conn, ledger, skip))
@@ -273,7 +276,7 @@ def announce(
             D.state.in_([S.queued.value, S.retry_wait.value]),
         )
         if not cancel:  # an update leaves earlier updates alone; a cancellation stops them
-            unsent = unsent.where(~D.kind.startswith("update:"))
+            unsent = unsent.where(~D.kind.startswith(UPDATE_PREFIX))
         if cancel:
             stopped = conn.execute(
                 unsent.values(

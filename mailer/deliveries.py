@@ -15,6 +15,7 @@ from sqlalchemy import select, update
 
 from mailer.changes import versions
 from mailer.errors import LedgerError
+from mailer.kinds import CANCEL
 from mailer.models import DeliveryState
 from mailer.outbox import DELIVERIES, D, Ledger
 from mailer.settings import cut
@@ -108,9 +109,9 @@ def requeue(
             f"{r.id} ({r.invitee_id}, {r.kind}): the event was cancelled; nothing but the "
             "cancellation is sent for it any more"
             for r in chosen
-            if r.kind != "cancel"
+            if r.kind != str(CANCEL)
         ]
-        chosen = [r for r in chosen if r.kind == "cancel"]
+        chosen = [r for r in chosen if r.kind == str(CANCEL)]
     else:
         skipped = []
     again = [r.id for r in chosen if r.state in RETRYABLE]
@@ -171,7 +172,7 @@ def resolve(ledger: Ledger, delivery_id: int, *, sent: bool) -> DeliveryRow:
             f"delivery {delivery_id} ({row.invitee_id}) is {row.state}, not uncertain; "
             "only uncertain deliveries are resolved"
         )
-    if not sent and row.kind != "cancel" and _cancelled(ledger):
+    if not sent and row.kind != str(CANCEL) and _cancelled(ledger):
         raise LedgerError(
             f"delivery {delivery_id} ({row.invitee_id}) is not queued again: the event was "
             "cancelled, and nothing but the cancellation is sent for it any more. Use --sent "

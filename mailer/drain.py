@@ -23,6 +23,7 @@ from mailer.compose import ComposedMessage, OutgoingMail
 from mailer.contacts import RECORD_COLUMNS, InviteeRecord
 from mailer.db import reader
 from mailer.errors import MailerError
+from mailer.kinds import CANCEL, LedgerKind
 from mailer.models import DeliveryState, Invitee, split_emails
 from mailer.outbox import Claim, Ledger, Sending, Settled, refused_entries
 from mailer.owners import new_owner
@@ -129,7 +130,7 @@ class _Run:
 
     def extra(self, claim: Claim) -> Mapping[str, object]:
         """What an update's template needs besides the usual: the list of changes."""
-        if not claim.kind.startswith("update:"):
+        if LedgerKind.parse(claim.kind).name != "update":
             return {}
         if claim.sequence not in self._changes:
             self._changes[claim.sequence] = changes_at(
@@ -156,9 +157,10 @@ class _Run:
 
     def still_wanted(self, claim: Claim) -> bool:
         """A reminder queued before the office declined (or bounced) is no longer for it."""
-        if not claim.kind.startswith("reminder:"):
+        kind = LedgerKind.parse(claim.kind)
+        if kind.name != "reminder":
             return True
-        rule = self.ws.campaign.rule(claim.kind.partition(":")[2])
+        rule = self.ws.campaign.rule(kind.rule)
         if rule.audience not in self.audiences:
             self.audiences[rule.audience] = audience_ids(self.ws, rule.audience)
         return claim.invitee_id in self.audiences[rule.audience]
@@ -181,12 +183,12 @@ class _Run:
     def current_claim(self, claim: Claim) -> Claim | str | None:
         """The claim to compose for the event as it now stands; a reason not to send it
         (a str); or None when the row is no longer this worker's."""
-        kind, current = claim.kind, self.current
-        if self.cancelled and kind != "cancel":
+        kind, current = LedgerKind.parse(claim.kind), self.current
+        if self.cancelled and kind != CANCEL:
             return "not sent: the event was cancelled"
-        if current is None or claim.sequence >= current or kind == "cancel":
+        if current is None or claim.sequence >= current or kind == CANCEL:
             return claim
-        if kind.startswith("update:"):
+        if kind.name == "update":
             return f"not sent: superseded by the announcement of SEQUENCE {current}"
         # An invitation or reminder of an earlier version: it goes out at the current one.
         return self.ledger.rebase(self.owner, claim, current)

@@ -17,8 +17,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import itertools
-import re
-import secrets
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -39,7 +37,6 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from mailer.campaign import Campaign
 from mailer.clock import Clock, utcnow
 from mailer.db import Prepared, reader
 from mailer.errors import LedgerError
@@ -52,12 +49,6 @@ D = DELIVERIES.c
 C = CAMPAIGNS.c
 S = DeliveryState
 _SENDABLE = (S.queued.value, S.retry_wait.value)
-
-
-def new_message_id(campaign: Campaign, invitee_id: str, kind: str) -> str:
-    """Made once, at enqueue, and kept forever in the ledger."""
-    left = re.sub(r"[^A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]", "-", f"{campaign.id}.{invitee_id}.{kind}")
-    return f"<{left}.{secrets.token_hex(6)}@{campaign.uid_domain}>"
 
 
 def went_out() -> ColumnElement[bool]:

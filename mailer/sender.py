@@ -22,8 +22,9 @@ from mailer.contacts import InviteeRecord
 from mailer.db import reader, session
 from mailer.drain import DrainStats, Progress, drain
 from mailer.errors import MailerError, TransportError
+from mailer.identity import TEST, new_message_id
+from mailer.kinds import LedgerKind
 from mailer.models import Invitee, split_emails
-from mailer.outbox import new_message_id
 from mailer.replies.tracking import attendance
 from mailer.transport import PermanentFailure, TemporaryFailure
 from mailer.workers import Workers
@@ -142,8 +143,9 @@ def _queue_and_send(
     message_kind = campaign.message_kind(kind)
     ledger = ws.ledger()
     members: set[str] | None = None
-    if kind.startswith("reminder:"):
-        members = audience_ids(ws, campaign.rule(kind.partition(":")[2]).audience)
+    parsed = LedgerKind.parse(kind)
+    if parsed.name == "reminder":
+        members = audience_ids(ws, campaign.rule(parsed.rule).audience)
 
     def chosen() -> Generator[tuple[str, str], None, None]:
         for invitee_id, recipients in iter_recipients(ws.engine, only):
@@ -258,7 +260,7 @@ def send_test(ws: Workspace, address: str, only: Sequence[str] = ()) -> TestSend
         )
     sample = replace(invitees[0], email=(address,))
     rule = ws.campaign.invitation_rule
-    message_id = new_message_id(ws.campaign, f"test-{sample.invitee_id}", "invitation")
+    message_id = new_message_id(ws.campaign, f"{TEST}{sample.invitee_id}", "invitation")
     message = ws.composer.compose(
         OutgoingMail(sample, rule.template, message_id, 0, test=True), ws.clock()
     )

@@ -16,7 +16,7 @@ from mailer.changes import pending_change, versions
 from mailer.compose import Composer, OutgoingMail
 from mailer.contacts import InviteeRecord, import_contacts
 from mailer.errors import MailerError
-from mailer.outbox import new_message_id
+from mailer.identity import new_message_id
 from mailer.report import status
 from mailer.sender import send_announcement, send_round
 from tests.conftest import CAMPAIGN, CONTACTS, TEMPLATES, Mailhog

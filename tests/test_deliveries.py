@@ -159,7 +159,7 @@ def test_a_long_running_worker_sends_what_becomes_due_and_stops_cleanly(
         time.sleep(1.5)
         assert worker.poll() is None and smtp_server.messages() == []  # nothing queued yet
         # another host enqueues a round; the waiting worker picks it up on its next pass
-        from mailer.outbox import new_message_id
+        from mailer.identity import new_message_id
         from mailer.settings import load_settings
         from mailer.workspace import Workspace
 

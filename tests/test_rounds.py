@@ -304,7 +304,7 @@ def test_killing_the_scheduler_mid_round_then_restarting_sends_no_duplicates(
 
 
 def test_the_due_pass_also_sends_what_is_left_due(make_ws, smtp_server: Mailhog) -> None:
-    from mailer.outbox import new_message_id
+    from mailer.identity import new_message_id
 
     ws = _invited(make_ws, smtp_server)
     ws.ledger().enqueue(  # e.g. a retry now due, or the rest of a round stopped by a daily cap
@@ -326,7 +326,7 @@ def test_a_queued_reminder_is_not_sent_to_an_office_that_answered_meanwhile(
     report = send_round(ws, "reminder:followup-no-reply", dry_run=True)
     assert report.enqueued == 7
     ledger = ws.ledger()
-    from mailer.outbox import new_message_id
+    from mailer.identity import new_message_id
 
     ledger.enqueue(
         [(f"TH-50-{a}", f"saraban.th50@{a}.example") for a in ("agri", "prov")], "reminder:followup-no-reply", 0,

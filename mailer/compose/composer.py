@@ -22,10 +22,11 @@ from typing import Any
 
 from mailer.campaign import Campaign, Event
 from mailer.compose import mime
-from mailer.compose.invites import InviteBuilder, event_uid
+from mailer.compose.invites import InviteBuilder
 from mailer.compose.letters import Letter, LetterRenderer
 from mailer.contacts import InviteeRecord
 from mailer.errors import MessageProblem, TemplateProblem, cut
+from mailer.identity import event_uid
 from mailer.thai import thai_date, thai_short_date, thai_time_range, thai_when
 
 AUTO_RESPONSE_SUPPRESS = "OOF, AutoReply"  # never "All": it also hides bounces
@@ -131,10 +132,10 @@ class Composer:
             )
         event = mail.event or campaign.event
         letter = self.letter(invitee, mail.template, mail.extra, event)
-        uid = event_uid(campaign, invitee.invitee_id)
+        uid = event_uid(campaign, invitee.invitee_id, test=mail.test)
         subject = letter.subject
         if mail.test:
-            uid, subject = f"test-{uid}", f"[ทดสอบ] {subject}"
+            subject = f"[ทดสอบ] {subject}"
         ics = self.invites.build(
             invitee, event=event, uid=uid, method=mail.method, sequence=mail.sequence, stamp=now
         )

@@ -33,11 +33,6 @@ def display_name(name: str) -> str:
     return name.replace("\\", "/")
 
 
-def event_uid(campaign: Campaign, invitee_id: str) -> str:
-    """Stable, ASCII, per invitee: a reply from any address still names the office."""
-    return f"{campaign.id}-{invitee_id}@{campaign.uid_domain}"
-
-
 def _vtimezone(key: str) -> Timezone:
     """The generated VTIMEZONE, without the COMMENT icalendar puts directly in it (RFC 5545
     allows COMMENT only inside STANDARD/DAYLIGHT; strict parsers reject it there)."""

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from sqlalchemy import func, select
 
 from mailer.campaign import Campaign
+from mailer.identity import looks_ours, read_uid
 from mailer.models import Invitee
 from mailer.outbox import D, went_out
 from mailer.replies.classify import Classification
@@ -144,22 +145,14 @@ def _uid(uid: str | None, campaign: Campaign, directory: Directory) -> tuple[str
     """The office a calendar UID names, or why it names none of ours."""
     if not uid:
         return None, ""
-    pattern = rf"(test-)?{re.escape(campaign.id)}-(.+)@{re.escape(campaign.uid_domain)}"
-    found = re.fullmatch(pattern, uid, flags=re.IGNORECASE)
+    found = read_uid(campaign, uid)
     if found is None:
         return None, f"its calendar UID {_cut(uid)} is not one of this campaign's"
-    if found.group(1):
+    if found.test:
         return None, "answers a --test-to sample, not an office's invitation"
-    if found.group(2) in directory.ids:
-        return found.group(2), ""
-    return None, f"its calendar UID names no office we know ({_cut(found.group(2))})"
-
-
-def _looks_ours(message_id: str, campaign: Campaign) -> bool:
-    lowered = message_id.lower()
-    return lowered.startswith(f"<{campaign.id.lower()}.") and lowered.endswith(
-        f"@{campaign.uid_domain.lower()}>"
-    )
+    if found.invitee_id in directory.ids:
+        return found.invitee_id, ""
+    return None, f"its calendar UID names no office we know ({_cut(found.invitee_id)})"
 
 
 def _bounce(c: Classification, campaign: Campaign, directory: Directory) -> Match:
@@ -167,7 +160,7 @@ def _bounce(c: Classification, campaign: Campaign, directory: Directory) -> Matc
     Message-IDs, that message went to the same office."""
     ids = list(dict.fromkeys([*c.thread_ids, *c.quoted_ids]))
     named = sorted({directory.threads[m] for m in ids if m in directory.threads})
-    strangers = [m for m in ids if m not in directory.threads and _looks_ours(m, campaign)]
+    strangers = [m for m in ids if m not in directory.threads and looks_ours(campaign, m)]
     sent_to = sorted({o for a in c.failed_recipients for o in directory.sent_to.get(a, ())})
     listed = _cut(", ".join(c.failed_recipients))
     if len(named) > 1:

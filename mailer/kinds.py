@@ -1,0 +1,47 @@
+"""What a ledger row is, as a value read once: `invitation`, `reminder:<rule id>`,
+`update:<sequence>` or `cancel` — the text stored in the `kind` column."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+Name = Literal["invitation", "reminder", "update", "cancel"]
+UPDATE_PREFIX = "update:"  # for the ledger queries that pick out updates
+
+
+@dataclass(frozen=True)
+class LedgerKind:
+    name: Name
+    rule: str = ""  # a reminder's rule id
+    sequence: int = 0  # an update's SEQUENCE
+
+    @classmethod
+    def parse(cls, text: str) -> LedgerKind:
+        head, colon, tail = text.partition(":")
+        if not colon and head in ("invitation", "cancel"):
+            return cls(head)  # type: ignore[arg-type]
+        if colon and head == "reminder" and tail:
+            return cls("reminder", rule=tail)
+        if colon and head == "update" and tail.isdecimal():
+            return cls("update", sequence=int(tail))
+        raise ValueError(f"{text!r} is not a kind of ledger row")
+
+    def __str__(self) -> str:
+        if self.name == "reminder":
+            return f"reminder:{self.rule}"
+        if self.name == "update":
+            return f"{UPDATE_PREFIX}{self.sequence}"
+        return self.name
+
+
+INVITATION = LedgerKind("invitation")
+CANCEL = LedgerKind("cancel")
+
+
+def reminder(rule_id: str) -> LedgerKind:
+    return LedgerKind("reminder", rule=rule_id)
+
+
+def update(sequence: int) -> LedgerKind:
+    return LedgerKind("update", sequence=sequence)
