@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
-from mailer.outbox import D, went_out
+from mailer.ledger_reads import D, went_out
 from mailer.replies.tracking import attendance
 from mailer.workspace import Workspace
 

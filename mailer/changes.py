@@ -14,15 +14,16 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Connection, select, update
+from sqlalchemy import Connection, select
 
 from mailer import kinds
 from mailer.campaign import Campaign, Event
 from mailer.errors import MailerError
 from mailer.identity import new_message_id
-from mailer.kinds import CANCEL, UPDATE_PREFIX
+from mailer.kinds import CANCEL
+from mailer.ledger_reads import D, went_out
 from mailer.models import DeliveryState, EventVersion
-from mailer.outbox import CAMPAIGNS, DELIVERIES, C, D, Ledger, went_out
+from mailer.outbox import Ledger
 
 S = DeliveryState
 VERSIONS = EventVersion.__table__  # type: ignore[attr-defined]
@@ -260,34 +261,17 @@ def announce(
     if dry_run:
         return result
     with ledger.engine.begin() as conn:
-        moved = conn.execute(  # guarded: two announcements at once, one of them wins
-            update(CAMPAIGNS)
-            .where(C.campaign_id == ledger.campaign_id, C.sequence == pending.sequence)
-            .values(sequence=sequence)
-        ).rowcount
-        if moved != 1:
+        if not ledger.advance_sequence(conn, pending.sequence, sequence):
             raise MailerError(
                 "another `send update` or `send cancel` announced a change at the same moment; "
                 "nothing was sent by this one: see `mailer status`, then run it again if needed"
             )
         record_version(conn, ledger, sequence, "cancel" if cancel else "update", event)
-        unsent = update(DELIVERIES).where(
-            D.campaign_id == ledger.campaign_id,
-            D.state.in_([S.queued.value, S.retry_wait.value]),
-        )
-        if not cancel:  # an update leaves earlier updates alone; a cancellation stops them
-            unsent = unsent.where(~D.kind.startswith(UPDATE_PREFIX))
-        if cancel:
-            stopped = conn.execute(
-                unsent.values(
-                    state=S.failed.value,
-                    last_reply="not sent: the event was cancelled",
-                    updated_at=ledger.clock(),
-                )
-            ).rowcount
+        stopped = 0
+        if cancel:  # nothing still queued goes out; the cancellation reaches every calendar
+            stopped = ledger.cancel_unsent(conn)
         else:  # invitations and reminders not yet out will carry the new version
-            stopped = 0
-            conn.execute(unsent.values(sequence=sequence))
+            ledger.rebase_unsent(conn, sequence)
         added = ledger.enqueue(
             _received(conn, ledger, skip),
             kind,

@@ -11,13 +11,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 
 from mailer.changes import versions
 from mailer.errors import LedgerError
 from mailer.kinds import CANCEL
+from mailer.ledger_reads import D
 from mailer.models import DeliveryState
-from mailer.outbox import DELIVERIES, D, Ledger
+from mailer.outbox import Ledger
 from mailer.settings import cut
 
 S = DeliveryState
@@ -124,35 +125,7 @@ def requeue(
         for r in chosen
         if r.id not in again and r.id not in partly
     ]
-    if partly:
-        with ledger.engine.begin() as conn:
-            conn.execute(
-                update(DELIVERIES)
-                .where(D.id.in_(partly), D.state == S.sent.value, D.refused != "")
-                .values(
-                    state=S.queued.value,
-                    refused="",
-                    attempts=0,
-                    next_attempt_at=ledger.clock(),
-                    lease_owner=None,
-                    lease_until=None,
-                    updated_at=ledger.clock(),
-                )
-            )
-    if again:
-        with ledger.engine.begin() as conn:
-            conn.execute(
-                update(DELIVERIES)
-                .where(D.id.in_(again), D.state.in_(RETRYABLE))
-                .values(
-                    state=S.queued.value,
-                    attempts=0,
-                    next_attempt_at=ledger.clock(),
-                    lease_owner=None,
-                    lease_until=None,
-                    updated_at=ledger.clock(),
-                )
-            )
+    ledger.requeue(again, partly)
     return Requeued(sorted([*again, *partly]), skipped)
 
 
@@ -178,20 +151,5 @@ def resolve(ledger: Ledger, delivery_id: int, *, sent: bool) -> DeliveryRow:
             "cancelled, and nothing but the cancellation is sent for it any more. Use --sent "
             "if you know it arrived, or leave it uncertain"
         )
-    now = ledger.clock()
-    values: dict[str, object] = (
-        {
-            "state": S.sent.value,
-            "sent_at": now,
-            "last_reply": f"resolved as sent: {row.last_reply}",
-        }
-        if sent
-        else {"state": S.queued.value, "attempts": 0, "next_attempt_at": now}
-    )
-    with ledger.engine.begin() as conn:
-        conn.execute(
-            update(DELIVERIES)
-            .where(D.id == delivery_id, D.state == S.uncertain.value)
-            .values(updated_at=now, **values)
-        )
+    ledger.resolve(delivery_id, sent=sent, reply=f"resolved as sent: {row.last_reply}")
     return next(r for r in list_deliveries(ledger) if r.id == delivery_id)

@@ -17,17 +17,14 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import itertools
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import (
-    ColumnElement,
     Connection,
     Engine,
     Select,
-    Table,
-    func,
     literal,
     or_,
     select,
@@ -40,24 +37,18 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from mailer.clock import Clock, utcnow
 from mailer.db import Prepared, reader
 from mailer.errors import LedgerError
-from mailer.models import CampaignState, Delivery, DeliveryState, split_emails
+from mailer.kinds import UPDATE_PREFIX
+from mailer.ledger_reads import (  # the table handles live with the reading half
+    _SENDABLE,
+    CAMPAIGNS,
+    DELIVERIES,
+    C,
+    D,
+    LedgerReads,
+    S,
+)
+from mailer.models import CampaignState, split_emails
 from mailer.owners import owner_is_dead
-
-DELIVERIES: Table = Delivery.__table__  # type: ignore[attr-defined]
-CAMPAIGNS: Table = CampaignState.__table__  # type: ignore[attr-defined]
-D = DELIVERIES.c
-C = CAMPAIGNS.c
-S = DeliveryState
-_SENDABLE = (S.queued.value, S.retry_wait.value)
-
-
-def went_out() -> ColumnElement[bool]:
-    """A delivery that may have reached the office: sent, uncertain or being sent now, or
-    accepted by the server for at least one of its addresses (partly delivered). The one
-    test of "this office has it" (update and reminder audiences, reply matching)."""
-    return or_(
-        D.state.in_([S.sent.value, S.uncertain.value, S.sending.value]), D.delivered_to != ""
-    )
 
 
 @dataclass(frozen=True)
@@ -125,7 +116,11 @@ _SENDING = (
 )
 
 
-class Ledger:
+class Ledger(LedgerReads):
+    """The delivery ledger and the one writer of its rows: every change of a delivery's state
+    is a method here (enqueue, claim, the step, release, recover, rebase, re-queue, resolve,
+    and what an announcement does to the rows not yet sent)."""
+
     def __init__(self, engine: Engine, campaign_id: str, clock: Clock = utcnow) -> None:
         self.engine = engine
         self.reads = reader(engine)
@@ -137,13 +132,6 @@ class Ledger:
         self._steps: Connection | None = None  # open while `stepping`
 
     # --- enqueue -------------------------------------------------------------------------
-
-    def existing(self, kind: str) -> set[str]:
-        with self.reads.connect() as conn:
-            rows = conn.execute(
-                select(D.invitee_id).where(D.campaign_id == self.campaign_id, D.kind == kind)
-            )
-            return {r[0] for r in rows}
 
     def enqueue(
         self,
@@ -408,45 +396,79 @@ class Ledger:
                 )
         return int(uncertain)
 
-    # --- reading -------------------------------------------------------------------------
+    # --- the coordinator's decisions and announcements -------------------------------------
 
-    def sent_since(self, server: str, since: datetime, limit: int) -> datetime | None:
-        """The time of the `limit`-th most recent send through `server` after `since`
-        (any campaign, any worker), or None if there were fewer. Feeds the rate limits."""
-        query = (
-            select(D.sent_at)
-            .where(D.server == server, D.sent_at >= since)
-            .order_by(D.sent_at.desc())
-            .offset(limit - 1)
-            .limit(1)
-        )
-        with self.reads.connect() as conn:
-            return conn.execute(query).scalar()
-
-    def next_retry_at(self) -> datetime | None:
-        query = select(func.min(D.next_attempt_at)).where(
-            D.campaign_id == self.campaign_id, D.state == S.retry_wait.value
-        )
-        with self.reads.connect() as conn:
-            return conn.execute(query).scalar()
-
-    def counts(self, kind: str | None = None) -> dict[str, int]:
-        query = select(D.state, func.count()).where(D.campaign_id == self.campaign_id)
-        if kind is not None:
-            query = query.where(D.kind == kind)
-        with self.reads.connect() as conn:
-            found: dict[str, int] = {s: n for s, n in conn.execute(query.group_by(D.state))}
-        return {state.value: int(found.get(state.value, 0)) for state in S}
-
-    def due_count(self) -> int:
+    def requeue(self, failed: Sequence[int], partly: Sequence[int]) -> None:
+        """Queue again (same Message-ID): `failed` or uncertain rows whole, and the addresses
+        refused for good of `partly` delivered rows alone (the others never get it twice)."""
         now = self.clock()
-        query = select(func.count()).where(
-            D.campaign_id == self.campaign_id,
-            D.state.in_(_SENDABLE),
-            D.next_attempt_at <= now,
+        again = {"state": S.queued.value, "attempts": 0, "next_attempt_at": now,
+                 "lease_owner": None, "lease_until": None, "updated_at": now}  # fmt: skip
+        with self.engine.begin() as conn:
+            if partly:
+                conn.execute(
+                    update(DELIVERIES)
+                    .where(D.id.in_(partly), D.state == S.sent.value, D.refused != "")
+                    .values(refused="", **again)
+                )
+            if failed:
+                conn.execute(
+                    update(DELIVERIES)
+                    .where(D.id.in_(failed), D.state.in_([S.failed.value, S.uncertain.value]))
+                    .values(**again)
+                )
+
+    def resolve(self, delivery_id: int, *, sent: bool, reply: str) -> None:
+        """Settle an uncertain row as the coordinator found it: sent, or to be sent."""
+        now = self.clock()
+        values: dict[str, object] = (
+            {"state": S.sent.value, "sent_at": now, "last_reply": reply}
+            if sent
+            else {"state": S.queued.value, "attempts": 0, "next_attempt_at": now}
         )
-        with self.reads.connect() as conn:
-            return int(conn.execute(query).scalar_one())
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(DELIVERIES)
+                .where(D.id == delivery_id, D.state == S.uncertain.value)
+                .values(updated_at=now, **values)
+            )
+
+    def advance_sequence(self, conn: Connection, before: int, after: int) -> bool:
+        """Move the campaign's SEQUENCE from `before` to `after` in `conn`'s transaction;
+        False when another announcement moved it first (one of two at once wins)."""
+        moved = conn.execute(
+            update(CAMPAIGNS)
+            .where(C.campaign_id == self.campaign_id, C.sequence == before)
+            .values(sequence=after)
+        ).rowcount
+        return bool(moved == 1)
+
+    def rebase_unsent(self, conn: Connection, sequence: int) -> None:
+        """An update: invitations and reminders not yet out will tell version `sequence`
+        (earlier updates are left alone: a worker settles them as superseded)."""
+        conn.execute(
+            update(DELIVERIES)
+            .where(
+                D.campaign_id == self.campaign_id,
+                D.state.in_(_SENDABLE),
+                ~D.kind.startswith(UPDATE_PREFIX),
+            )
+            .values(sequence=sequence, updated_at=self.clock())
+        )
+
+    def cancel_unsent(self, conn: Connection) -> int:
+        """A cancellation: nothing still queued goes out (recorded as not sent, and why)."""
+        return int(
+            conn.execute(
+                update(DELIVERIES)
+                .where(D.campaign_id == self.campaign_id, D.state.in_(_SENDABLE))
+                .values(
+                    state=S.failed.value,
+                    last_reply="not sent: the event was cancelled",
+                    updated_at=self.clock(),
+                )
+            ).rowcount
+        )
 
     # --- campaign state and the server guard ---------------------------------------------
 

@@ -21,8 +21,8 @@ from mailer.changes import announce
 from mailer.contacts import import_contacts
 from mailer.drain import Outcome
 from mailer.errors import MailerError
+from mailer.ledger_reads import D
 from mailer.models import Invitee
-from mailer.outbox import D
 from mailer.sender import send_round
 from tests.conftest import CAMPAIGN, FakeClock, Mailhog
 from tests.helpers import calendar_of, parse, text_of, write_synthetic_contacts

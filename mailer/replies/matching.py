@@ -24,8 +24,8 @@ from sqlalchemy import func, select
 
 from mailer.campaign import Campaign
 from mailer.identity import looks_ours, read_uid
+from mailer.ledger_reads import D, went_out
 from mailer.models import Invitee
-from mailer.outbox import D, went_out
 from mailer.replies.classify import Classification
 from mailer.replies.text import one_line
 from mailer.workspace import Workspace

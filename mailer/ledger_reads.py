@@ -1,0 +1,82 @@
+"""The reading half of the delivery ledger (`mailer.outbox.Ledger` is the writing half and
+inherits these): what is queued, what is due, counts per state, the rate limits' look-back,
+and the one test of "this office has it" (`went_out`). Nothing here changes a row."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import ColumnElement, Engine, Table, func, or_, select
+
+from mailer.clock import Clock
+from mailer.models import CampaignState, Delivery, DeliveryState
+
+DELIVERIES: Table = Delivery.__table__  # type: ignore[attr-defined]
+CAMPAIGNS: Table = CampaignState.__table__  # type: ignore[attr-defined]
+D = DELIVERIES.c
+C = CAMPAIGNS.c
+S = DeliveryState
+_SENDABLE = (S.queued.value, S.retry_wait.value)
+
+
+def went_out() -> ColumnElement[bool]:
+    """A delivery that may have reached the office: sent, uncertain or being sent now, or
+    accepted by the server for at least one of its addresses (partly delivered). The one
+    test of "this office has it" (update and reminder audiences, reply matching)."""
+    return or_(
+        D.state.in_([S.sent.value, S.uncertain.value, S.sending.value]), D.delivered_to != ""
+    )
+
+
+class LedgerReads:
+    engine: Engine
+    reads: Engine  # the same engine, read-only (no writer lock on SQLite)
+    campaign_id: str
+    clock: Clock
+
+    def existing(self, kind: str) -> set[str]:
+        with self.reads.connect() as conn:
+            rows = conn.execute(
+                select(D.invitee_id).where(D.campaign_id == self.campaign_id, D.kind == kind)
+            )
+            return {r[0] for r in rows}
+
+    # --- reading -------------------------------------------------------------------------
+
+    def sent_since(self, server: str, since: datetime, limit: int) -> datetime | None:
+        """The time of the `limit`-th most recent send through `server` after `since`
+        (any campaign, any worker), or None if there were fewer. Feeds the rate limits."""
+        query = (
+            select(D.sent_at)
+            .where(D.server == server, D.sent_at >= since)
+            .order_by(D.sent_at.desc())
+            .offset(limit - 1)
+            .limit(1)
+        )
+        with self.reads.connect() as conn:
+            return conn.execute(query).scalar()
+
+    def next_retry_at(self) -> datetime | None:
+        query = select(func.min(D.next_attempt_at)).where(
+            D.campaign_id == self.campaign_id, D.state == S.retry_wait.value
+        )
+        with self.reads.connect() as conn:
+            return conn.execute(query).scalar()
+
+    def counts(self, kind: str | None = None) -> dict[str, int]:
+        query = select(D.state, func.count()).where(D.campaign_id == self.campaign_id)
+        if kind is not None:
+            query = query.where(D.kind == kind)
+        with self.reads.connect() as conn:
+            found: dict[str, int] = {s: n for s, n in conn.execute(query.group_by(D.state))}
+        return {state.value: int(found.get(state.value, 0)) for state in S}
+
+    def due_count(self) -> int:
+        now = self.clock()
+        query = select(func.count()).where(
+            D.campaign_id == self.campaign_id,
+            D.state.in_(_SENDABLE),
+            D.next_attempt_at <= now,
+        )
+        with self.reads.connect() as conn:
+            return int(conn.execute(query).scalar_one())
