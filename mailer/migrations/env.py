@@ -1,8 +1,9 @@
 """Alembic environment: run by `mailer.db.migrate` with a live connection."""
 
 from alembic import context
+from sqlmodel import SQLModel
 
-from mailer.models import SQLModel
+import mailer.models  # noqa: F401 - the tables register themselves with SQLModel.metadata
 
 connection = context.config.attributes["connection"]
 context.configure(
