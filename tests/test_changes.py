@@ -50,6 +50,7 @@ def _by_office(messages: list[bytes]) -> dict[str, list[bytes]]:
     return found
 
 
+@pytest.mark.slow
 def test_invite_move_update_cancel(make_ws, smtp_server: Mailhog, tmp_path: Path) -> None:
     ws = make_ws(SMTP_PORT=str(smtp_server.port))
     import_contacts(ws.engine, CONTACTS)
@@ -119,6 +120,7 @@ def test_invite_move_update_cancel(make_ws, smtp_server: Mailhog, tmp_path: Path
     assert report.to_json()["event"]["sequence"] == 2
 
 
+@pytest.mark.slow
 def test_nothing_sent_yet_means_nothing_to_update(make_ws, smtp_server: Mailhog) -> None:
     ws = make_ws(SMTP_PORT=str(smtp_server.port))
     import_contacts(ws.engine, CONTACTS)
@@ -126,6 +128,7 @@ def test_nothing_sent_yet_means_nothing_to_update(make_ws, smtp_server: Mailhog)
         send_announcement(ws, cancel=False)
 
 
+@pytest.mark.slow
 def test_dry_run_writes_nothing(make_ws, smtp_server: Mailhog, tmp_path: Path) -> None:
     ws = make_ws(SMTP_PORT=str(smtp_server.port))
     import_contacts(ws.engine, CONTACTS)
@@ -137,6 +140,7 @@ def test_dry_run_writes_nothing(make_ws, smtp_server: Mailhog, tmp_path: Path) -
     assert [v.reason for v in versions(moved.ledger())] == ["invitation"]
 
 
+@pytest.mark.slow
 def test_an_update_skips_offices_that_declined(
     make_ws, smtp_server: Mailhog, tmp_path: Path
 ) -> None:
@@ -154,6 +158,7 @@ def test_an_update_skips_offices_that_declined(
     assert stats.sent == 7  # a cancellation reaches every calendar that holds the invitation
 
 
+@pytest.mark.slow
 def test_a_cancellation_stops_what_was_still_queued(make_ws, smtp_server: Mailhog) -> None:
     ws = make_ws(SMTP_PORT=str(smtp_server.port))
     import_contacts(ws.engine, CONTACTS)
@@ -193,6 +198,7 @@ def test_golden_update_and_cancel(name: str, method: str, sequence: int) -> None
     assert parsed.vevent.uid.value == "egov-seminar-2559-TH-50-agri@ega.or.th"
 
 
+@pytest.mark.slow
 def test_a_cancellation_also_stops_updates_not_yet_sent(
     make_ws, smtp_server: Mailhog, tmp_path: Path
 ) -> None:

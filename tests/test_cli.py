@@ -53,6 +53,7 @@ def test_the_readme_opens_with_the_two_commands() -> None:
     assert "make test" in (ROOT / ".ci" / "run").read_text(encoding="utf-8")
 
 
+@pytest.mark.slow
 def test_import_send_status_end_to_end(env: dict[str, str], tmp_path: Path) -> None:
     result = run(env, "import", str(CONTACTS))
     assert result.exit_code == 0, result.output
@@ -132,6 +133,7 @@ def test_preview_writes_eml_and_html(env: dict[str, str], tmp_path: Path) -> Non
     assert result.exit_code == 1 and "Error: no invitee 'TH-99-x'" in result.output
 
 
+@pytest.mark.slow
 def test_check_passes_on_the_shipped_files(env: dict[str, str]) -> None:
     result = run(env, "check", "--contacts", str(CONTACTS))
     assert result.exit_code == 0, result.output
@@ -139,6 +141,7 @@ def test_check_passes_on_the_shipped_files(env: dict[str, str]) -> None:
     assert "All checks passed." in result.output
 
 
+@pytest.mark.slow
 def test_check_catches_the_bengali_letters_of_the_seed_letter(
     env: dict[str, str], tmp_path: Path
 ) -> None:
@@ -161,6 +164,7 @@ def test_devserver_refuses_a_busy_port(env: dict[str, str], smtp_server: Mailhog
     assert f"cannot listen on 127.0.0.1:{smtp_server.port}" in result.output
 
 
+@pytest.mark.slow
 def test_test_to_sends_one_sample(env: dict[str, str], smtp_server: Mailhog) -> None:
     env = {**env, "SMTP_PORT": str(smtp_server.port)}
     run(env, "import", str(CONTACTS))

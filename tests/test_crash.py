@@ -41,6 +41,7 @@ def _imported(tmp_path: Path, smtp_server: Mailhog) -> dict[str, str]:
 
 
 @pytest.mark.parametrize("workers", [1, 2])
+@pytest.mark.slow
 def test_sigkill_mid_run_then_restart(tmp_path: Path, smtp_server: Mailhog, workers: int) -> None:
     env = _imported(tmp_path, smtp_server)
     database = env["DATABASE_URL"]
@@ -88,6 +89,7 @@ def test_sigkill_mid_run_then_restart(tmp_path: Path, smtp_server: Mailhog, work
         assert b"uncertain" in errors or b"uncertain" in out
 
 
+@pytest.mark.slow
 def test_helpers_stop_after_the_message_in_hand_when_the_command_fails(
     tmp_path: Path, smtp_server: Mailhog
 ) -> None:
@@ -131,6 +133,7 @@ def test_helpers_stop_after_the_message_in_hand_when_the_command_fails(
         ws.close()
 
 
+@pytest.mark.slow
 def test_sigterm_stops_the_command_and_its_helpers_between_messages(
     tmp_path: Path, smtp_server: Mailhog
 ) -> None:

@@ -6,6 +6,7 @@ import json
 from collections import Counter
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from mailer.cli import app
@@ -39,6 +40,7 @@ def _rows(env: dict[str, str], *args: str) -> list[dict[str, object]]:
     return json.loads(result.output)  # type: ignore[no-any-return]
 
 
+@pytest.mark.slow
 def test_list_retry_and_resolve(tmp_path: Path) -> None:
     script = Script({A: ["550", "250"], "saraban.th50@prov.example": ["drop-after-data", "250"]})
     with ScriptedServer(script) as server:
@@ -73,6 +75,7 @@ def test_list_retry_and_resolve(tmp_path: Path) -> None:
         assert result.exit_code == 0 and "7 deliveries" in result.output
 
 
+@pytest.mark.slow
 def test_not_sent_queues_it_again(tmp_path: Path) -> None:
     script = Script({A: ["drop-at-rcpt"]})
     with ScriptedServer(script) as server:
@@ -87,6 +90,7 @@ def test_not_sent_queues_it_again(tmp_path: Path) -> None:
         assert script.received_by(A) == 2  # the coordinator decided it had not arrived
 
 
+@pytest.mark.slow
 def test_two_workers_send_every_office_exactly_once(
     tmp_path: Path, smtp_server: Mailhog, database_url: str
 ) -> None:
@@ -104,6 +108,7 @@ def test_two_workers_send_every_office_exactly_once(
     assert {r["state"] for r in rows} == {"sent"} and len({r["server"] for r in rows}) == 1
 
 
+@pytest.mark.slow
 def test_workers_started_for_a_round_that_cannot_be_queued_send_nothing(
     tmp_path: Path, smtp_server: Mailhog
 ) -> None:
@@ -137,6 +142,7 @@ def test_more_workers_than_the_provider_allows_is_refused(tmp_path: Path) -> Non
     assert "--workers 4 would open more SMTP sessions than the 3 allowed" in result.output
 
 
+@pytest.mark.slow
 def test_a_long_running_worker_sends_what_becomes_due_and_stops_cleanly(
     tmp_path: Path, smtp_server: Mailhog
 ) -> None:
@@ -180,6 +186,7 @@ def test_a_long_running_worker_sends_what_becomes_due_and_stops_cleanly(
     assert "2 sent" in out.decode()
 
 
+@pytest.mark.slow
 def test_a_helper_that_cannot_start_is_reported_with_the_work_done(
     tmp_path: Path, smtp_server: Mailhog
 ) -> None:
@@ -207,6 +214,7 @@ def test_a_helper_that_cannot_start_is_reported_with_the_work_done(
     assert "notes.db is not a SQLite database" in report.drain.stopped
 
 
+@pytest.mark.slow
 def test_failures_are_listed_whichever_process_met_them(tmp_path: Path) -> None:
     """With --workers, every office refused is named in the report, not only those this
     process sent (the helpers report theirs). A slow server gives the helper its share."""

@@ -40,6 +40,7 @@ def _run(make_ws, script: Script, *, only=("TH-50",), refuse_auth=False, **env):
 
 
 @pytest.mark.parametrize("code", [421, 450, 451, 452, 454])
+@pytest.mark.slow
 def test_a_temporary_refusal_is_retried_and_delivered_once(
     make_ws, clock: FakeClock, code: int
 ) -> None:
@@ -54,6 +55,7 @@ def test_a_temporary_refusal_is_retried_and_delivered_once(
 
 
 @pytest.mark.parametrize("code", [432, 450, 451, 452, 454])
+@pytest.mark.slow
 def test_throttling_codes_slow_the_rest_of_the_run(make_ws, clock: FakeClock, code: int) -> None:
     script = Script({A: [str(code), "250"]})
     _run(make_ws, script)
@@ -61,6 +63,7 @@ def test_throttling_codes_slow_the_rest_of_the_run(make_ws, clock: FakeClock, co
     assert len([s for s in clock.sleeps if s >= 0.5]) >= 6
 
 
+@pytest.mark.slow
 def test_421_at_data_closes_the_session_and_retries(make_ws) -> None:
     script = Script({A: ["data:421", "250"]})
     report, rows = _run(make_ws, script)
@@ -68,6 +71,7 @@ def test_421_at_data_closes_the_session_and_retries(make_ws) -> None:
     assert report.drain.sent == 7
 
 
+@pytest.mark.slow
 def test_a_permanent_refusal_fails_that_office_only(make_ws) -> None:
     script = Script({A: ["550"], B: ["data:552"]})
     report, rows = _run(make_ws, script)
@@ -79,12 +83,14 @@ def test_a_permanent_refusal_fails_that_office_only(make_ws) -> None:
     assert script.attempts[A] == 1, "a 5xx is never retried"
 
 
+@pytest.mark.slow
 def test_a_connection_dropped_before_the_message_is_retried(make_ws) -> None:
     script = Script({A: ["drop-at-rcpt", "250"]})
     _report, rows = _run(make_ws, script)
     assert rows[A].delivery == "sent" and script.received_by(A) == 1
 
 
+@pytest.mark.slow
 def test_a_connection_dropped_after_the_message_is_uncertain_not_resent(make_ws) -> None:
     script = Script({A: ["drop-after-data", "250"]})
     report, rows = _run(make_ws, script)
@@ -94,6 +100,7 @@ def test_a_connection_dropped_after_the_message_is_uncertain_not_resent(make_ws)
     assert report.drain.sent == 6 and report.drain.uncertain == 1
 
 
+@pytest.mark.slow
 def test_a_server_that_stalls_after_the_message_leaves_it_uncertain(make_ws) -> None:
     script = Script({A: ["stall-after-data"]}, stall=3.0)
     _report, rows = _run(make_ws, script, SMTP_TIMEOUT="1")
@@ -101,6 +108,7 @@ def test_a_server_that_stalls_after_the_message_leaves_it_uncertain(make_ws) -> 
     assert sum(1 for r in rows.values() if r.delivery == "sent") == 6
 
 
+@pytest.mark.slow
 def test_retries_grow_apart_then_stop_after_the_maximum_attempts(make_ws, clock: FakeClock) -> None:
     script = Script({A: ["451"]})
     with ScriptedServer(script) as server:
@@ -121,6 +129,7 @@ def test_retries_grow_apart_then_stop_after_the_maximum_attempts(make_ws, clock:
     assert runs > 1
 
 
+@pytest.mark.slow
 def test_a_refused_login_stops_the_run_before_anything_is_marked(make_ws) -> None:
     with pytest.raises(
         TransportError, match=r"refused the login of SMTP_USERNAME='coordinator'.*535"
@@ -130,6 +139,7 @@ def test_a_refused_login_stops_the_run_before_anything_is_marked(make_ws) -> Non
         )
 
 
+@pytest.mark.slow
 def test_many_failures_in_a_row_pause_the_run(make_ws) -> None:
     everyone = {
         f"saraban.th50@{a}.example": ["550"]
@@ -145,6 +155,7 @@ def test_many_failures_in_a_row_pause_the_run(make_ws) -> None:
     assert states == ["failed"] * 3 + ["queued"] * 4
 
 
+@pytest.mark.slow
 def test_a_per_minute_limit_paces_the_run(make_ws, clock: FakeClock) -> None:
     script = Script()
     start = clock.now
@@ -153,6 +164,7 @@ def test_a_per_minute_limit_paces_the_run(make_ws, clock: FakeClock) -> None:
     assert clock.now - start >= __import__("datetime").timedelta(minutes=2)  # 7 messages at 3/min
 
 
+@pytest.mark.slow
 def test_a_daily_cap_spreads_the_batch_across_days(make_ws, clock: FakeClock) -> None:
     script = Script()
     report, rows = _run(make_ws, script, MAILER_RATE_PER_DAY="5")

@@ -42,6 +42,7 @@ def seeded(make_ws, smtp_server: Mailhog):  # type: ignore[no-untyped-def]
     return ws
 
 
+@pytest.mark.slow
 def test_the_matrix_is_76_provinces_by_7_agencies(seeded) -> None:  # type: ignore[no-untyped-def]
     agencies, rows = matrix(status(seeded))
     assert agencies == ["prov", "agri", "rd", "ind", "mots", "sso", "dbd"]
@@ -53,6 +54,7 @@ def test_the_matrix_is_76_provinces_by_7_agencies(seeded) -> None:  # type: igno
 
 
 @pytest.mark.parametrize(("columns", "blocks"), [("100", 2), ("80", 1)])
+@pytest.mark.slow
 def test_the_matrix_reads_right_in_thai_at_a_terminals_width(
     seeded, columns: str, blocks: int
 ) -> None:  # type: ignore[no-untyped-def]
@@ -78,6 +80,7 @@ def test_the_matrix_reads_right_in_thai_at_a_terminals_width(
     assert len(provinces) == 76
 
 
+@pytest.mark.slow
 def test_status_on_screen_and_its_filters(seeded) -> None:  # type: ignore[no-untyped-def]
     env = {"DATABASE_URL": seeded.settings.database_url, "MAILER_CAMPAIGN": str(CAMPAIGN),
            "MAILER_TEMPLATES": str(TEMPLATES), "COLUMNS": "120"}  # fmt: skip
@@ -101,6 +104,7 @@ def test_status_on_screen_and_its_filters(seeded) -> None:  # type: ignore[no-un
 
 
 @pytest.mark.parametrize("what", ["all", "call-sheet", "attendees"])
+@pytest.mark.slow
 def test_exports_read_back_cell_by_cell(seeded, tmp_path: Path, what: str) -> None:  # type: ignore[no-untyped-def]
     report = status(seeded)
     by_id = {i.invitee_id: i for i in report.invitees}
@@ -172,6 +176,7 @@ def chromium() -> str:
     return found
 
 
+@pytest.mark.slow
 def test_the_attendance_sheet_renders_in_chromium(seeded, tmp_path: Path, chromium: str) -> None:  # type: ignore[no-untyped-def]
     env = {
         "DATABASE_URL": seeded.settings.database_url,
@@ -195,6 +200,7 @@ def test_the_attendance_sheet_renders_in_chromium(seeded, tmp_path: Path, chromi
     assert pdf.read_bytes().startswith(b"%PDF") and pdf.stat().st_size > 5000
 
 
+@pytest.mark.slow
 def test_data_can_never_become_a_spreadsheet_formula(seeded, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     with seeded.engine.begin() as conn:
         conn.exec_driver_sql(
@@ -214,6 +220,7 @@ def test_data_can_never_become_a_spreadsheet_formula(seeded, tmp_path: Path) -> 
     assert row[2].startswith("'=HYPERLINK")
 
 
+@pytest.mark.slow
 def test_odd_bytes_in_evidence_and_colliding_ids(seeded, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     from mailer.contacts import import_contacts
 

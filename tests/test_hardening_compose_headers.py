@@ -120,6 +120,7 @@ def _campaign(tmp_path: Path, sender: str, coordinator: str) -> Path:
     ],
     ids=["shipped-campaign", "mixed-names"],
 )
+@pytest.mark.slow
 def test_gmime_reads_every_subject_and_name_whole(
     tmp_path: Path, sender: str, coordinator: str
 ) -> None:

@@ -92,6 +92,7 @@ def _html(composer: Composer, kind: str, office: InviteeRecord) -> str:
 
 
 @pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.slow
 def test_every_letter_fits_a_phone_and_keeps_a_column_on_a_wide_screen(
     browser: Any, composer: Composer, kind: str, tmp_path: Path
 ) -> None:

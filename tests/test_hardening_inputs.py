@@ -195,6 +195,7 @@ def _bomb(path: Path, megabytes: int) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_a_zip_bomb_workbook_is_refused_before_it_is_opened(env, tmp_path: Path) -> None:
     path = _bomb(tmp_path / "contacts.xlsx", megabytes=80)
     assert path.stat().st_size < 400_000
@@ -242,6 +243,7 @@ def test_too_many_rows_are_refused_early(env, tmp_path: Path) -> None:
     assert f"Error: {path}: more than 100,000 rows" in result.output
 
 
+@pytest.mark.slow
 def test_a_workbook_with_too_many_rows_is_refused(env, tmp_path: Path) -> None:
     book = Workbook()
     book.active.append(list(COLUMNS))
@@ -256,6 +258,7 @@ def test_a_workbook_with_too_many_rows_is_refused(env, tmp_path: Path) -> None:
 # --- lengths the database holds: the same answer on SQLite and PostgreSQL ----------------
 
 
+@pytest.mark.slow
 def test_fields_longer_than_their_columns_are_refused_on_both_databases(
     database_url: str, tmp_path: Path
 ) -> None:
@@ -384,6 +387,7 @@ def test_an_address_shared_by_very_many_offices_is_not_listed_whole(env, tmp_pat
     assert "TH-50-x200" not in result.output
 
 
+@pytest.mark.slow
 def test_a_far_away_cell_does_not_widen_every_row(env, tmp_path: Path) -> None:
     """Only the first 100 columns of a workbook are read: a cell in column XFD on every row
     would otherwise make each row 16,384 cells wide."""
@@ -421,6 +425,7 @@ def test_skip_invalid_with_no_valid_row_imports_nothing_and_says_so(env, tmp_pat
     assert "Imported" not in result.output
 
 
+@pytest.mark.slow
 def test_an_old_xls_workbook_is_named(env, tmp_path: Path) -> None:
     path = tmp_path / "contacts.xls"
     path.write_bytes(b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + bytes(range(256)) * 8)

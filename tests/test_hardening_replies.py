@@ -87,6 +87,7 @@ def _queue(ws) -> dict[str | None, list[str]]:  # type: ignore[no-untyped-def]
 # --- #6 Only the office answers for the office ---------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_forged_calendar_reply_with_a_guessed_uid_does_not_count(sent_anywhere, clock) -> None:  # type: ignore[no-untyped-def]
     sent = sent_anywhere
     sync(sent, "eml:x", [("real", _calendar(AGRI, UID.format("TH-50-agri"), "ACCEPTED"))])
@@ -155,6 +156,7 @@ def test_a_real_bounce_still_counts(sent) -> None:  # type: ignore[no-untyped-de
     assert (found["TH-50-sso"].status, found["TH-50-rd"].status) == ("bounced", "bounced")
 
 
+@pytest.mark.slow
 def test_our_message_id_quoted_in_a_body_is_not_a_thread(sent) -> None:  # type: ignore[no-untyped-def]
     pasted = _reply(
         "stranger@else.example", f"ยินดีเข้าร่วม\n\nMessage-ID: {_message_id('TH-50-agri')}"
@@ -214,6 +216,7 @@ def _update(ws, *offices: str) -> None:  # type: ignore[no-untyped-def]
         conn.exec_driver_sql("UPDATE delivery SET state = 'sent' WHERE kind = 'update:1'")
 
 
+@pytest.mark.slow
 def test_an_answer_to_the_earlier_version_is_shown_but_does_not_count(sent_anywhere, clock) -> None:  # type: ignore[no-untyped-def]
     sent = sent_anywhere
     _update(sent, "TH-50-agri")
@@ -271,6 +274,7 @@ def _nested(depth: int) -> bytes:
     return b"".join(parts)
 
 
+@pytest.mark.slow
 def test_a_deeply_nested_message_is_kept_marked_and_reviewable(sent, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     box = mailbox.mbox(tmp_path / "in.mbox")
     box.add(_reply(AGRI, "ยินดีเข้าร่วม", _message_id("TH-50-agri")))
@@ -289,6 +293,7 @@ def test_a_deeply_nested_message_is_kept_marked_and_reviewable(sent, tmp_path: P
     assert (again.seen, again.new) == (2, 0)
 
 
+@pytest.mark.slow
 def test_a_folder_named_like_a_message_is_named_not_a_traceback(sent, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     inbox = tmp_path / "inbox"
     (inbox / "x.eml").mkdir(parents=True)

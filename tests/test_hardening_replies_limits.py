@@ -76,6 +76,7 @@ def test_hostile_headers_are_read_in_bounded_work(headers: dict[str, str]) -> No
     assert len(result.sender) <= 254 and len(result.subject) <= text.MAX_LINE + 40
 
 
+@pytest.mark.slow
 def test_the_examined_text_is_capped() -> None:
     long_body = "ยินดีเข้าร่วม\n" + "x" * (2 * MEGABYTE)
     assert len(text.new_text(long_body)) <= text.MAX_NEW_TEXT

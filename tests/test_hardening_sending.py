@@ -51,6 +51,7 @@ def _rows(ws) -> dict[str, dict[str, object]]:  # type: ignore[no-untyped-def]
     return {f"{r.invitee_id} {r.kind}": dict(r._mapping) for r in found}
 
 
+@pytest.mark.slow
 def test_an_update_during_a_running_send_reaches_every_calendar_at_the_new_time(
     make_ws, smtp_server: Mailhog, tmp_path: Path, database_url: str
 ) -> None:
@@ -163,6 +164,7 @@ def test_an_address_refused_for_good_is_kept_on_the_row(make_ws, tmp_path: Path)
 
 
 @pytest.mark.parametrize("bad", ["SYN-00000", "SYN-00001"], ids=["first", "second"])
+@pytest.mark.slow
 def test_an_office_that_cannot_be_composed_fails_alone(
     make_ws, smtp_server: Mailhog, tmp_path: Path, database_url: str, bad: str
 ) -> None:
@@ -223,6 +225,7 @@ def test_a_stop_while_waiting_for_a_retry_ends_the_run_at_once(
     assert waits and max(waits) <= timedelta(minutes=2).total_seconds()
 
 
+@pytest.mark.slow
 def test_the_rest_of_the_invitations_wait_for_the_update_of_an_edited_event(
     make_ws, smtp_server: Mailhog, tmp_path: Path
 ) -> None:
@@ -246,6 +249,7 @@ def test_the_rest_of_the_invitations_wait_for_the_update_of_an_edited_event(
     assert hours == [13, 13, 15, 15, 15, 15, 15]
 
 
+@pytest.mark.slow
 def test_a_deferred_address_refused_for_good_on_its_retry_leaves_the_office_sent(
     make_ws, tmp_path: Path, clock: FakeClock
 ) -> None:
@@ -318,6 +322,7 @@ def _seen(script: Script) -> list[tuple[str, str, int, str]]:
 
 
 @pytest.mark.parametrize("cancel", [False, True], ids=["update", "cancel"])
+@pytest.mark.slow
 def test_a_message_deferred_while_an_announcement_lands_goes_out_at_the_new_version(
     make_ws, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cancel: bool
 ) -> None:
@@ -401,6 +406,7 @@ def test_nothing_but_the_cancellation_goes_out_after_a_cancel(make_ws, tmp_path:
     assert [m for _, m, _, _ in _seen(script)] == ["REQUEST", "CANCEL"]
 
 
+@pytest.mark.slow
 def test_an_update_superseded_before_it_went_out_is_not_sent_after_the_newer_one(
     make_ws, tmp_path: Path
 ) -> None:

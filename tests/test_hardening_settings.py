@@ -83,6 +83,7 @@ def run(env: dict[str, str], *args: str):  # type: ignore[no-untyped-def]
         (f"postgresql://bob@127.0.0.1:1/mailer?sslpassword={PASSWORD}", "cannot open the database"),
     ],
 )
+@pytest.mark.slow
 def test_a_database_password_is_never_shown(tmp_path: Path, url: str, fragment: str) -> None:
     shown = _refused(_process(tmp_path, _env(tmp_path, DATABASE_URL=url), "deliveries"), fragment)
     for secret in (PASSWORD, "S3cr3t", "Db/Pw"):
@@ -107,6 +108,7 @@ def database_without_rights(postgres_url: str) -> Iterator[str]:
 
 
 @pytest.mark.postgres
+@pytest.mark.slow
 def test_a_database_that_cannot_be_used_does_not_show_the_password(
     tmp_path: Path, database_without_rights: str
 ) -> None:
@@ -195,6 +197,7 @@ def test_a_timeout_in_range_is_taken(tmp_path: Path) -> None:
     ],
 )
 @pytest.mark.parametrize("setting", ["SMTP_HOST", "IMAP_HOST"])
+@pytest.mark.slow
 def test_a_host_must_be_a_host_name_or_an_ip_address(
     tmp_path: Path, setting: str, host: str, why: str
 ) -> None:
@@ -229,6 +232,7 @@ def test_good_hosts_are_taken_and_a_thai_name_becomes_its_ascii_form(tmp_path: P
         ("postgresql://bob@[::1", "DATABASE_URL='postgresql://bob@[::1' is not a database URL"),
     ],
 )
+@pytest.mark.slow
 def test_a_database_url_that_cannot_work_is_an_error(
     tmp_path: Path, url: str, fragment: str
 ) -> None:
@@ -285,6 +289,7 @@ def test_an_unquoted_password_with_a_comment_is_warned_about(
     assert result.exit_code == 0 and "Warning" not in result.output  # the environment won
 
 
+@pytest.mark.slow
 def test_a_dotenv_that_is_not_utf8_is_an_error(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

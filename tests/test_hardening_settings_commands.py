@@ -48,6 +48,7 @@ def _refused(result, *fragments: str) -> None:  # type: ignore[no-untyped-def]
         assert fragment in result.output, result.output
 
 
+@pytest.mark.slow
 def test_an_unknown_state_is_an_error(env: dict[str, str]) -> None:
     _refused(
         run(env, "deliveries", "--state", "bogus"),
@@ -62,6 +63,7 @@ def test_an_unknown_state_is_an_error(env: dict[str, str]) -> None:
     assert sorted(_states(env)) == ["failed", *["sent"] * 6]
 
 
+@pytest.mark.slow
 def test_retrying_a_delivery_or_invitee_that_is_not_in_the_ledger_is_an_error(
     env: dict[str, str],
 ) -> None:
@@ -80,6 +82,7 @@ def test_retrying_a_delivery_or_invitee_that_is_not_in_the_ledger_is_an_error(
     assert result.exit_code == 0 and "Queued 1 delivery(ies) again" in result.output
 
 
+@pytest.mark.slow
 def test_an_unknown_province_agency_or_attendance_is_an_error(env: dict[str, str]) -> None:
     _refused(
         run(env, "status", "--province", "TH-99"),
@@ -113,6 +116,7 @@ def test_a_filter_before_anything_is_imported_says_to_import(tmp_path: Path) -> 
     )
 
 
+@pytest.mark.slow
 def test_a_preview_file_that_cannot_be_written_is_an_error(
     env: dict[str, str], tmp_path: Path
 ) -> None:
@@ -128,6 +132,7 @@ def test_a_preview_file_that_cannot_be_written_is_an_error(
     )
 
 
+@pytest.mark.slow
 def test_an_unknown_invitee_to_preview_is_cut_in_the_message(env: dict[str, str]) -> None:
     _refused(
         run(env, "preview", "X" * 200),

@@ -120,6 +120,7 @@ def letters() -> list[tuple[str, str, str, str]]:
     return out
 
 
+@pytest.mark.slow
 def test_no_letter_adds_to_mixed_charset_beyond_thai(
     letters: list[tuple[str, str, str, str]],
 ) -> None:

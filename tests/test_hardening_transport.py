@@ -40,6 +40,7 @@ def _run(make_ws, script: Script, **env):  # type: ignore[no-untyped-def]
 
 
 @pytest.mark.parametrize("answer", ["251 2.1.5 will forward", "252 2.0.0 accepted", "299 ok"])
+@pytest.mark.slow
 def test_any_2xx_after_the_dot_is_sent(make_ws, answer: str) -> None:
     script = Script({A: [f"data-say:{answer}", "250"]})
     problems, rows = _run(make_ws, script)
@@ -69,6 +70,7 @@ def test_any_2xx_after_the_dot_is_sent(make_ws, answer: str) -> None:
     ],
     ids=lambda value: value[:30] if isinstance(value, str) else "",
 )
+@pytest.mark.slow
 def test_an_unclear_answer_after_the_dot_is_uncertain_and_not_resent(
     make_ws, plan: str, env: dict[str, str]
 ) -> None:
@@ -82,6 +84,7 @@ def test_an_unclear_answer_after_the_dot_is_uncertain_and_not_resent(
     assert others == ["sent"] * 6  # the session is dropped, the next message reconnects
 
 
+@pytest.mark.slow
 def test_a_clear_4xx_after_the_dot_is_retried(make_ws) -> None:
     script = Script({A: ["data:451", "250"]})
     problems, rows = _run(make_ws, script)
@@ -89,6 +92,7 @@ def test_a_clear_4xx_after_the_dot_is_retried(make_ws) -> None:
     assert rows[A].delivery == "sent" and script.received_by(A) == 1
 
 
+@pytest.mark.slow
 def test_a_clear_5xx_after_the_dot_fails(make_ws) -> None:
     script = Script({A: ["data:552", "250"]})
     _problems, rows = _run(make_ws, script)
@@ -108,6 +112,7 @@ def test_a_clear_5xx_after_the_dot_fails(make_ws) -> None:
         "datacmd-say:600 odd",
     ],
 )
+@pytest.mark.slow
 def test_an_odd_answer_before_the_dot_is_only_tried_again(make_ws, plan: str) -> None:
     script = Script({A: [plan, "250"]})
     problems, rows = _run(make_ws, script)
@@ -118,6 +123,7 @@ def test_an_odd_answer_before_the_dot_is_only_tried_again(make_ws, plan: str) ->
 
 
 @pytest.mark.parametrize("answer", ["hello", "199 odd", "600 odd", "354 odd"])
+@pytest.mark.slow
 def test_an_odd_answer_to_mail_from_is_only_tried_again(make_ws, answer: str) -> None:
     script = Script(mail={2: f"say:{answer}"})
     problems, rows = _run(make_ws, script)
@@ -126,6 +132,7 @@ def test_an_odd_answer_to_mail_from_is_only_tried_again(make_ws, answer: str) ->
     assert sorted(rcpts for rcpts, _ in script.received) == sorted((a,) for a in rows)
 
 
+@pytest.mark.slow
 def test_a_421_to_mail_from_is_retried_in_seconds_as_a_421(make_ws, clock) -> None:  # type: ignore[no-untyped-def]
     script = Script(mail={2: "say-close:421 4.7.0 Too many sessions, closing"})
     start = clock.now
@@ -191,6 +198,7 @@ def test_a_421_to_one_address_hangs_up_instead_of_an_empty_message(make_ws) -> N
     assert script.received == [], "the other address got an empty message"
 
 
+@pytest.mark.slow
 def test_a_long_odd_answer_is_cut_in_the_ledger(make_ws) -> None:
     script = Script({A: ["data-say:299-" + "x" * 900 + "\r\n199 " + "y" * 900]})
     _problems, rows = _run(make_ws, script)

@@ -86,6 +86,7 @@ def env(tmp_path: Path) -> dict[str, str]:
         ("stall-after-data", "connection lost after the message was handed over: "),
     ],
 )
+@pytest.mark.slow
 def test_test_to_without_a_clear_answer_says_check_the_mailbox(
     env: dict[str, str], plan: str, why: str
 ) -> None:

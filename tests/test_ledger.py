@@ -49,6 +49,7 @@ def _enqueue(ledger: Ledger, ids: list[str], kind: str = "invitation") -> int:
 IDS = ["TH-50-agri", "TH-50-prov", "TH-51-agri"]
 
 
+@pytest.mark.slow
 def test_enqueue_is_idempotent(ledger: Ledger) -> None:
     assert _enqueue(ledger, IDS) == 3
     assert _enqueue(ledger, IDS) == 0
@@ -57,6 +58,7 @@ def test_enqueue_is_idempotent(ledger: Ledger) -> None:
     assert _enqueue(ledger, IDS, kind="reminder:r1") == 3  # another kind is another row
 
 
+@pytest.mark.slow
 def test_a_claim_is_a_lease_that_others_cannot_take(ledger: Ledger, clock: FakeClock) -> None:
     _enqueue(ledger, IDS)
     first, second = new_owner(), new_owner()
@@ -73,6 +75,7 @@ def test_a_claim_is_a_lease_that_others_cannot_take(ledger: Ledger, clock: FakeC
     }
 
 
+@pytest.mark.slow
 def test_the_state_machine(ledger: Ledger, clock: FakeClock) -> None:
     _enqueue(ledger, IDS)
     owner = new_owner()
@@ -93,6 +96,7 @@ def test_the_state_machine(ledger: Ledger, clock: FakeClock) -> None:
     assert again.invitee_id == b.invitee_id and again.attempts == 1
 
 
+@pytest.mark.slow
 def test_claims_take_due_retries_first_then_the_oldest_queued(
     ledger: Ledger, clock: FakeClock
 ) -> None:
@@ -122,6 +126,7 @@ def test_claims_take_due_retries_first_then_the_oldest_queued(
     ]
 
 
+@pytest.mark.slow
 def test_a_due_retry_goes_before_older_queued_rows(ledger: Ledger, clock: FakeClock) -> None:
     _enqueue(ledger, IDS, kind="reminder:r1")
     _enqueue(ledger, IDS[:1])
@@ -135,6 +140,7 @@ def test_a_due_retry_goes_before_older_queued_rows(ledger: Ledger, clock: FakeCl
     assert [c.kind for c in ledger.claim(owner, 1, LEASE)] == ["invitation"]
 
 
+@pytest.mark.slow
 def test_a_worker_that_lost_its_lease_cannot_mark_the_row(ledger: Ledger, clock: FakeClock) -> None:
     _enqueue(ledger, IDS[:1])
     slow, fast = new_owner(), new_owner()
@@ -145,6 +151,7 @@ def test_a_worker_that_lost_its_lease_cannot_mark_the_row(ledger: Ledger, clock:
     assert _sending(ledger, taken, fast)
 
 
+@pytest.mark.slow
 def test_release_gives_back_unsent_claims_only(ledger: Ledger) -> None:
     _enqueue(ledger, IDS)
     owner = new_owner()
@@ -154,6 +161,7 @@ def test_release_gives_back_unsent_claims_only(ledger: Ledger) -> None:
     assert [c.invitee_id for c in ledger.claim(new_owner(), 10, LEASE)] == IDS[1:]
 
 
+@pytest.mark.slow
 def test_rows_left_sending_by_a_dead_process_become_uncertain(
     ledger: Ledger, database_url: str
 ) -> None:
@@ -176,6 +184,7 @@ def test_rows_left_sending_by_a_dead_process_become_uncertain(
     assert ledger.recover() == 0
 
 
+@pytest.mark.slow
 def test_a_live_workers_sending_row_is_left_alone(ledger: Ledger) -> None:
     _enqueue(ledger, IDS[:1])
     owner = new_owner()
@@ -184,6 +193,7 @@ def test_a_live_workers_sending_row_is_left_alone(ledger: Ledger) -> None:
     assert ledger.recover() == 0
 
 
+@pytest.mark.slow
 def test_the_server_guard(ledger: Ledger) -> None:
     ledger.guard_server("127.0.0.1:8025", allow_new=False)
     ledger.guard_server("127.0.0.1:8025", allow_new=False)
@@ -256,6 +266,7 @@ def test_the_sqlite_writer_lock_is_handed_over_only_after_the_commit(
     assert seen == [False, False]  # after the commit, and after the rollback
 
 
+@pytest.mark.slow
 def test_migrations_run_once_and_reopen_cleanly(database_url: str) -> None:
     open_database(database_url).dispose()
     engine = open_database(database_url)
@@ -272,6 +283,7 @@ def test_the_schema_head_is_the_newest_migration() -> None:
     assert ScriptDirectory.from_config(_alembic_config()).get_current_head() == SCHEMA_HEAD
 
 
+@pytest.mark.slow
 def test_a_database_of_an_older_schema_is_upgraded_when_opened(database_url: str) -> None:
     engine = open_database(database_url)
     with engine.begin() as conn:  # back to how 0004 left it
@@ -289,6 +301,7 @@ def test_a_database_of_an_older_schema_is_upgraded_when_opened(database_url: str
     engine.dispose()
 
 
+@pytest.mark.slow
 def test_a_database_written_by_a_newer_mailer_is_refused(database_url: str) -> None:
     engine = open_database(database_url)
     with engine.begin() as conn:

@@ -89,6 +89,7 @@ def _mailbox(tmp_path: Path, messages: list[bytes]) -> Path:
     return tmp_path / "coordinator"
 
 
+@pytest.mark.slow
 def test_sync_classifies_matches_and_derives_attendance(invited, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     ws = invited
     ids = _our_ids(ws)
@@ -134,6 +135,7 @@ def test_sync_classifies_matches_and_derives_attendance(invited, tmp_path: Path)
     assert by_id["TH-50-ind"].representative["name"] == "นางสาวสมหญิง ใจดี"  # type: ignore[index]
 
 
+@pytest.mark.slow
 def test_a_mark_wins_over_later_automatic_readings(invited, clock) -> None:  # type: ignore[no-untyped-def]
     ws = invited
     ids = _our_ids(ws)
@@ -185,6 +187,7 @@ def test_auto_replies_and_counter_proposals(invited) -> None:  # type: ignore[no
     assert (result.kind, result.outcome) == ("calendar_reply", "needs_review")
 
 
+@pytest.mark.slow
 def test_our_own_invitation_parses_as_calendar_and_the_cli_flow(
     invited, tmp_path: Path, smtp_server: Mailhog
 ) -> None:  # type: ignore[no-untyped-def]
@@ -225,6 +228,7 @@ def test_our_own_invitation_parses_as_calendar_and_the_cli_flow(
     assert result.exit_code == 1 and "is not one of accepted, declined" in result.output
 
 
+@pytest.mark.slow
 def test_imap_sync_is_read_only_and_incremental(invited, dovecot) -> None:  # type: ignore[no-untyped-def]
     from imapclient import IMAPClient
 
@@ -271,6 +275,7 @@ def test_imap_sync_is_read_only_and_incremental(invited, dovecot) -> None:  # ty
 
 
 @pytest.mark.parametrize("security", ["ssl", "starttls"])
+@pytest.mark.slow
 def test_imap_tls_is_verified_against_the_ca(invited, dovecot, security: str) -> None:  # type: ignore[no-untyped-def]
     from mailer.replies.tracking import highest_uid
     from mailer.settings import ImapSettings, Secret
@@ -354,6 +359,7 @@ def test_representatives_that_are_not(text: str, outcome: str) -> None:
     assert classify(_reply("a@b.example", text)).outcome == outcome
 
 
+@pytest.mark.slow
 def test_mbox_is_read_and_a_file_that_is_not_one_is_named(invited, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     box = mailbox.mbox(tmp_path / "replies.mbox")
     box.add(_reply("saraban.th50@agri.example", "ยินดีเข้าร่วม", _our_ids(invited)["TH-50-agri"]))
@@ -366,6 +372,7 @@ def test_mbox_is_read_and_a_file_that_is_not_one_is_named(invited, tmp_path: Pat
 
 
 @pytest.mark.parametrize(("password", "works"), [("รหัสผ่าน-ไทย", True), ("รหัสผิด", False)])
+@pytest.mark.slow
 def test_a_thai_imap_login_goes_by_authenticate_plain(
     invited, dovecot, password: str, works: bool
 ) -> None:  # type: ignore[no-untyped-def]

@@ -65,6 +65,7 @@ def test_each_message_is_classified_as_expected(case: dict) -> None:  # type: ig
         assert result.representative.get("phone") == re.sub(r"[\s-]", "", wanted["phone"])
 
 
+@pytest.mark.slow
 def test_the_whole_corpus_becomes_attendance(ledger_as_sent, clock, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     ws = ledger_as_sent
     folder = tmp_path / "inbox"

@@ -42,6 +42,7 @@ def _reminders(smtp_server: Mailhog) -> list[bytes]:
     return [raw for raw in smtp_server.messages() if dict(raw_headers(raw)).get("Auto-Submitted")]
 
 
+@pytest.mark.slow
 def test_the_plan_shows_every_rule(make_ws, smtp_server: Mailhog) -> None:
     ws = _invited(make_ws, smtp_server)
     by_rule = {p.rule_id: p for p in plan(ws)}
@@ -53,6 +54,7 @@ def test_the_plan_shows_every_rule(make_ws, smtp_server: Mailhog) -> None:
     assert by_rule["reminder-day-before"].due_at == datetime(2016, 11, 21, 2, 0, tzinfo=UTC)
 
 
+@pytest.mark.slow
 def test_a_round_fires_at_its_time_to_exactly_its_audience_once(
     make_ws, smtp_server: Mailhog, clock: FakeClock
 ) -> None:
@@ -82,6 +84,7 @@ def test_a_round_fires_at_its_time_to_exactly_its_audience_once(
     assert {p.rule_id: p.status for p in plan(ws)}["followup-no-reply"] == "done"
 
 
+@pytest.mark.slow
 def test_a_restart_inside_the_window_catches_up_once(
     make_ws, smtp_server: Mailhog, clock: FakeClock
 ) -> None:
@@ -117,6 +120,7 @@ def test_moving_the_event_moves_the_relative_rounds(
     assert followup.due_at == BANGKOK_FOLLOWUP + timedelta(days=7)
 
 
+@pytest.mark.slow
 def test_after_a_cancellation_rounds_stop(make_ws, smtp_server: Mailhog, clock: FakeClock) -> None:
     ws = _invited(make_ws, smtp_server)
     send_announcement(ws, cancel=True)
@@ -125,6 +129,7 @@ def test_after_a_cancellation_rounds_stop(make_ws, smtp_server: Mailhog, clock: 
     assert event.status == "cancelled" and _reminders(smtp_server) == []
 
 
+@pytest.mark.slow
 def test_run_now_by_hand_and_an_unknown_rule(make_ws, smtp_server: Mailhog) -> None:
     ws = _invited(make_ws, smtp_server)
     assert run_now(ws, "reminder-day-before", dry_run=True).enqueued == 7
@@ -135,6 +140,7 @@ def test_run_now_by_hand_and_an_unknown_rule(make_ws, smtp_server: Mailhog) -> N
         run_now(ws, "nope")
 
 
+@pytest.mark.slow
 def test_two_schedulers_never_hold_one_database(make_ws, database_url: str) -> None:
     first = SchedulerLock(make_ws(DATABASE_URL=database_url))
     second = SchedulerLock(make_ws(DATABASE_URL=database_url))
@@ -150,6 +156,7 @@ def test_two_schedulers_never_hold_one_database(make_ws, database_url: str) -> N
     second.release()
 
 
+@pytest.mark.slow
 def test_the_scheduler_process_runs_a_due_round_and_stops_cleanly(
     tmp_path: Path, smtp_server: Mailhog
 ) -> None:
@@ -239,6 +246,7 @@ def test_audiences_follow_the_answers(make_ws, smtp_server: Mailhog) -> None:
     assert audience_ids(ws, "tentative") == set()
 
 
+@pytest.mark.slow
 def test_killing_the_scheduler_mid_round_then_restarting_sends_no_duplicates(
     tmp_path: Path, smtp_server: Mailhog
 ) -> None:

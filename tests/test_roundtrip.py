@@ -11,6 +11,7 @@ import unicodedata
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from markupsafe import escape
@@ -48,6 +49,7 @@ def _csv(name: str) -> str:
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(name=NAME)
+@pytest.mark.slow
 def test_any_name_survives_and_cannot_inject_headers(name: str) -> None:
     name = unicodedata.normalize("NFC", name).strip()
     if not name:
@@ -83,6 +85,7 @@ def test_any_name_survives_and_cannot_inject_headers(name: str) -> None:
 
 @given(st.sampled_from(["\r\n", "\n", "\r", "\u2028", "\x0b"]), NAME, NAME)
 @settings(max_examples=20, deadline=None)
+@pytest.mark.slow
 def test_line_breaks_in_names_are_refused_at_import(brk: str, left: str, right: str) -> None:
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "contacts.csv"
@@ -125,5 +128,6 @@ def test_any_subject_is_encoded_within_rfc2047_limits(text: str) -> None:
     data=st.binary(max_size=200)
     | st.lists(st.sampled_from([b".", b"\r\n", b"a", b"\n"])).map(b"".join)
 )
+@pytest.mark.slow
 def test_the_dot_check_agrees_with_a_plain_search(data: bytes) -> None:
     assert _starts_a_line_with_dot(data) == (data.startswith(b".") or b"\n." in data)

@@ -29,6 +29,7 @@ def _ready(make_ws, port: int, **env: str):  # type: ignore[no-untyped-def]
     return ws
 
 
+@pytest.mark.slow
 def test_the_whole_batch_arrives_once_each_and_correct(make_ws, smtp_server: Mailhog) -> None:
     ws = _ready(make_ws, smtp_server.port)
     report = send_round(ws, "invitation")
@@ -98,6 +99,7 @@ def test_test_to_sends_a_sample_and_leaves_the_ledger_alone(make_ws, smtp_server
         assert conn.execute(select(Delivery)).all() == []
 
 
+@pytest.mark.slow
 def test_unreachable_server_stops_before_writing(make_ws) -> None:
     ws = _ready(make_ws, free_port())
     with pytest.raises(
@@ -123,6 +125,7 @@ def test_a_template_error_stops_before_anything_is_written(make_ws, smtp_server,
     assert smtp_server.messages() == []
 
 
+@pytest.mark.slow
 def test_another_server_is_refused_until_confirmed(make_ws, smtp_server: Mailhog, tmp_path) -> None:  # type: ignore[no-untyped-def]
     ws = _ready(make_ws, smtp_server.port)
     send_round(ws, "invitation", only=["TH-50"])
@@ -147,6 +150,7 @@ class _Refuser:
         return "250 OK"
 
 
+@pytest.mark.slow
 def test_a_refusing_server_fails_rows_then_pauses_the_run(make_ws) -> None:
     port = free_port()
     controller = Controller(_Refuser(), hostname="127.0.0.1", port=port)
@@ -191,6 +195,7 @@ def tls_server(tmp_path: Path) -> Iterator[tuple[int, Path, Mailhog]]:
     yield from _tls_server(tmp_path, implicit=False)
 
 
+@pytest.mark.slow
 def test_starttls_is_verified_against_the_ca(make_ws, tls_server) -> None:  # type: ignore[no-untyped-def]
     port, ca_file, box = tls_server
     ws = _ready(make_ws, port, SMTP_SECURITY="starttls", SMTP_CA_FILE=str(ca_file))
@@ -212,6 +217,7 @@ def implicit_tls_server(tmp_path: Path) -> Iterator[tuple[int, Path, Mailhog]]:
     yield from _tls_server(tmp_path, implicit=True)
 
 
+@pytest.mark.slow
 def test_implicit_tls_is_verified_against_the_ca(make_ws, implicit_tls_server) -> None:  # type: ignore[no-untyped-def]
     port, ca_file, box = implicit_tls_server
     ws = _ready(make_ws, port, SMTP_SECURITY="ssl", SMTP_CA_FILE=str(ca_file))
@@ -235,6 +241,7 @@ def test_lines_that_start_with_a_dot_arrive_intact(make_ws, smtp_server: Mailhog
 
 
 @pytest.mark.postgres
+@pytest.mark.slow
 def test_a_lost_database_connection_mid_run_is_replaced(
     make_ws, smtp_server: Mailhog, postgres_url: str
 ) -> None:
