@@ -27,18 +27,9 @@ from mailer.sender import send_round
 from tests.conftest import CAMPAIGN, FakeClock, Mailhog
 from tests.helpers import calendar_of, parse, text_of, write_synthetic_contacts
 from tests.scripted_smtp import Script, ScriptedServer
+from tests.test_changes import MOVED, _moved
 
 BANGKOK = ZoneInfo("Asia/Bangkok")
-MOVED = CAMPAIGN.read_text(encoding="utf-8").replace(
-    "start = 2016-11-22T13:00:00\nend = 2016-11-22T16:30:00",
-    "start = 2016-11-22T15:00:00\nend = 2016-11-22T18:30:00",
-)
-
-
-def _moved(tmp_path: Path) -> Path:
-    path = tmp_path / "moved.toml"
-    path.write_text(MOVED, encoding="utf-8")
-    return path
 
 
 def _rows(ws) -> dict[str, dict[str, object]]:  # type: ignore[no-untyped-def]
@@ -310,6 +301,16 @@ def test_a_partly_delivered_office_is_flagged_and_its_refused_address_retried_al
     )
 
 
+def _second_refused(make_ws, tmp_path: Path, port: int):  # type: ignore[no-untyped-def]
+    """Two offices invited; the server refuses the second (o00001) for good the first time."""
+    contacts = tmp_path / "offices.csv"
+    write_synthetic_contacts(contacts, 2)
+    ws = make_ws(SMTP_PORT=str(port))
+    import_contacts(ws.engine, contacts)
+    send_round(ws, "invitation")
+    return ws
+
+
 def _seen(script: Script) -> list[tuple[str, str, int, str]]:
     """What the server received, in order: (recipient, METHOD, SEQUENCE, local start)."""
     found = []
@@ -367,13 +368,9 @@ def test_a_failed_invitation_retried_after_an_update_tells_the_new_time(
     then `deliveries retry`: the invitation it finally gets is the current one."""
     from mailer.deliveries import requeue
 
-    contacts = tmp_path / "offices.csv"
-    write_synthetic_contacts(contacts, 2)
     script = Script({"o00001@synthetic.example": ["550", "250"]})
     with ScriptedServer(script) as server:
-        ws = make_ws(SMTP_PORT=str(server.port))
-        import_contacts(ws.engine, contacts)
-        send_round(ws, "invitation")
+        _second_refused(make_ws, tmp_path, server.port)
         mover = make_ws(SMTP_PORT=str(server.port), MAILER_CAMPAIGN=str(_moved(tmp_path)))
         announce(mover.ledger(), mover.campaign, cancel=False, dry_run=False)
         send_round(mover, "invitation")
@@ -387,13 +384,9 @@ def test_nothing_but_the_cancellation_goes_out_after_a_cancel(make_ws, tmp_path:
     """#1 (review): after `send cancel`, re-queuing a failed invitation sends nothing."""
     from mailer.deliveries import requeue
 
-    contacts = tmp_path / "offices.csv"
-    write_synthetic_contacts(contacts, 2)
     script = Script({"o00001@synthetic.example": ["550", "250"]})
     with ScriptedServer(script) as server:
-        ws = make_ws(SMTP_PORT=str(server.port))
-        import_contacts(ws.engine, contacts)
-        send_round(ws, "invitation")
+        ws = _second_refused(make_ws, tmp_path, server.port)
         announce(ws.ledger(), ws.campaign, cancel=True, dry_run=False)
         with ws.transport() as transport:
             from mailer.drain import drain
