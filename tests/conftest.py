@@ -202,6 +202,18 @@ def dovecot(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dovecot]:
         shutil.rmtree(root, ignore_errors=True)
 
 
+def cli_env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    """The environment a command line test runs `mailer` in: its own SQLite file and
+    Maildir, the shipped campaign and templates, and `extra` on top."""
+    return {
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'mailer.db'}",
+        "MAILER_CAMPAIGN": str(CAMPAIGN),
+        "MAILER_TEMPLATES": str(TEMPLATES),
+        "MAILER_MAILDIR": str(tmp_path / "maildir"),
+        **extra,
+    }
+
+
 def make_settings(tmp_path: Path, **env: str) -> Settings:
     values = {
         "DATABASE_URL": f"sqlite:///{tmp_path / 'mailer.db'}",

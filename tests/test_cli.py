@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from mailer.cli import app
-from tests.conftest import CAMPAIGN, CONTACTS, TEMPLATES, Mailhog, free_port
+from tests.conftest import CAMPAIGN, CONTACTS, Mailhog, cli_env, free_port
 from tests.helpers import parse, tree
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -19,13 +19,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 @pytest.fixture
 def env(tmp_path: Path) -> dict[str, str]:
-    return {
-        "DATABASE_URL": f"sqlite:///{tmp_path / 'mailer.db'}",
-        "MAILER_CAMPAIGN": str(CAMPAIGN),
-        "MAILER_TEMPLATES": str(TEMPLATES),
-        "MAILER_MAILDIR": str(tmp_path / "maildir"),
-        "SMTP_PORT": str(free_port()),
-    }
+    return cli_env(tmp_path, SMTP_PORT=str(free_port()))
 
 
 def run(env: dict[str, str], *args: str):  # type: ignore[no-untyped-def]

@@ -23,20 +23,13 @@ from mailer.cli import app
 from mailer.db import open_database
 from mailer.errors import DatabaseError, SettingsError
 from mailer.settings import hide_secrets, shown_url
-from tests.conftest import CAMPAIGN, TEMPLATES, make_settings
+from tests.conftest import CAMPAIGN, TEMPLATES, cli_env, make_settings
 
 PASSWORD = "S3cr3tDbPw"
 
 
 def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
-    return {
-        "DATABASE_URL": f"sqlite:///{tmp_path / 'mailer.db'}",
-        "MAILER_CAMPAIGN": str(CAMPAIGN),
-        "MAILER_TEMPLATES": str(TEMPLATES),
-        "MAILER_MAILDIR": str(tmp_path / "maildir"),
-        "SMTP_PORT": "1",
-        **extra,
-    }
+    return cli_env(tmp_path, SMTP_PORT="1", **extra)
 
 
 def _process(folder: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:

@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from mailer.cli import app
 from mailer.errors import TransportError
-from tests.conftest import CAMPAIGN, CONTACTS, TEMPLATES
+from tests.conftest import CONTACTS, cli_env
 from tests.scripted_smtp import Script, ScriptedServer
 
 MESSAGE = b"Subject: sample\r\n\r\nHello\r\n"
@@ -65,13 +65,7 @@ def test_a_thai_password_without_auth_plain_is_not_supported(make_ws) -> None:
 
 @pytest.fixture
 def env(tmp_path: Path) -> dict[str, str]:
-    return {
-        "DATABASE_URL": f"sqlite:///{tmp_path / 'mailer.db'}",
-        "MAILER_CAMPAIGN": str(CAMPAIGN),
-        "MAILER_TEMPLATES": str(TEMPLATES),
-        "MAILER_MAILDIR": str(tmp_path / "maildir"),
-        "SMTP_TIMEOUT": "1",
-    }
+    return cli_env(tmp_path, SMTP_TIMEOUT="1")
 
 
 @pytest.mark.parametrize(
