@@ -325,7 +325,7 @@ class SmtpTransport:
         return PermanentFailure(reply) if reply.code >= 500 else TemporaryFailure(reply)
 
 
-_REPLY_LINE = re.compile(rb"([0-9]{3})([ -])(.*)", re.DOTALL)
+_REPLY_LINE = re.compile(rb"([0-9]{3})(?:([ -])(.*))?", re.DOTALL)  # "250" alone is whole
 _MAX_LINE = 8192  # as smtplib's own limit
 _MAX_LINES = 100
 
@@ -357,8 +357,8 @@ def _strict_reply(smtp: smtplib.SMTP) -> tuple[int, bytes]:
         if found is None:  # not a reply line
             return -1, b"\n".join([*lines, line.strip()])
         codes.add(found.group(1))
-        lines.append(found.group(3).strip())
-        if found.group(2) == b" ":
+        lines.append((found.group(3) or b"").strip())
+        if found.group(2) != b"-":  # "NNN text" or a bare "NNN": the last line
             text = b"\n".join(lines)
             return (int(codes.pop()), text) if len(codes) == 1 else (-1, text)
     return -1, b"\n".join(lines)  # a reply that does not end

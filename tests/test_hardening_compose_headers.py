@@ -187,12 +187,19 @@ def test_no_encoded_word_begins_with_a_thai_vowel_or_tone_mark() -> None:
 
     from mailer.compose import mime
 
-    for n in range(200):
-        name = f"สำนักงานทดสอบที่ {n} ผู้ว่าราชการจังหวัดเชียงใหม่ ฝ่ายบริหารงานทั่วไป"
+    names = [f"สำนักงานทดสอบที่ {n} ผู้ว่าราชการจังหวัดเชียงใหม่ ฝ่ายบริหารงานทั่วไป" for n in range(200)]
+    # review: ำ and the leading vowels เ แ โ ใ ไ belong to their grapheme too
+    names += [
+        "ก" * k + "ขอเชิญสำนักงานจังหวัดเข้าร่วมสัมมนาเรื่องการกำหนดมาตรฐานใหม่แห่งไทย" for k in range(30)
+    ]
+    for name in names:
         for line in (
             mime.addresses("To", [(name, "o@x.example")]),
             mime.unstructured("Subject", name),
         ):
             for word in re.findall(rb"=\?utf-8\?b\?([A-Za-z0-9+/=]*)\?=", line):
-                first = base64.b64decode(word).decode("utf-8")[0]
-                assert not unicodedata.category(first).startswith("M"), (name, line)
+                text = base64.b64decode(word).decode("utf-8")
+                assert not unicodedata.category(text[0]).startswith("M"), (name, line)
+                assert text[0] != "ำ", (name, line)
+            for word in re.findall(rb"=\?utf-8\?b\?([A-Za-z0-9+/=]*)\?=\r\n", line):
+                assert base64.b64decode(word).decode("utf-8")[-1] not in "เแโใไ", (name, line)

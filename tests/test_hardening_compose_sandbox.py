@@ -209,3 +209,16 @@ def test_a_letter_that_runs_on_and_on_is_stopped(folder: Path) -> None:
     )
     message = _problem(folder)
     assert "renders more than 1,000,000 characters" in message
+
+
+@pytest.mark.timeout(60)
+def test_a_repeated_list_of_lists_of_long_texts_is_refused(folder: Path) -> None:
+    """Second review: nesting hid the weight (`[[s]] * 90000` printed 8·10⁹ characters)."""
+    where = _edit(
+        folder,
+        "reminder/subject.txt",
+        "{{ thai.short_date }}",
+        "{{ ([['x' * 90000]] * 90000)|string|length }}",
+        mark="90000",
+    )
+    assert _problem(folder, "reminder").startswith(f"{where}: not allowed in a template: ")

@@ -39,7 +39,10 @@ def _run(make_ws, script: Script, **env):  # type: ignore[no-untyped-def]
     return [o for o in outcomes if o.state != "sent"], rows
 
 
-@pytest.mark.parametrize("answer", ["251 2.1.5 will forward", "252 2.0.0 accepted", "299 ok"])
+@pytest.mark.parametrize(
+    "answer",
+    ["251 2.1.5 will forward", "252 2.0.0 accepted", "299 ok", "250"],
+)
 @pytest.mark.slow
 def test_any_2xx_after_the_dot_is_sent(make_ws, answer: str) -> None:
     script = Script({A: [f"data-say:{answer}", "250"]})

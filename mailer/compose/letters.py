@@ -80,9 +80,24 @@ def _weight(seq: str | bytes | list[Any] | tuple[Any, ...]) -> int:
     """What repeating `seq` once costs: its characters, or for a list the characters of the
     texts in it (["x" * 100000] * 100000 would be ten thousand million characters once
     joined)."""
-    if isinstance(seq, str | bytes):
-        return len(seq)
-    return sum(len(item) if isinstance(item, str | bytes | list | tuple) else 1 for item in seq)
+    return _weighed(seq, depth=0)
+
+
+def _weighed(value: Any, depth: int) -> int:
+    """Characters a value builds once printed, nested lists included (`[[s]] * 90000` built
+    8·10⁹); past 4 levels a list counts as too heavy to repeat at all."""
+    if isinstance(value, str | bytes):
+        return len(value)
+    if isinstance(value, list | tuple | dict | set):
+        if depth >= 4:
+            return _MAX_LENGTH + 1
+        total = 0
+        for item in value:
+            total += _weighed(item, depth + 1) + 1
+            if total > _MAX_LENGTH:
+                return total  # heavy enough to refuse: no need to weigh the rest
+        return total
+    return 1
 
 
 def environment(folder: Path, zone: ZoneInfo, autoescape: bool) -> jinja2.Environment:

@@ -105,10 +105,22 @@ def _base64_end(data: bytes, start: int, budget: int) -> int | None:
     return first
 
 
+_SPACING_MARKS = frozenset("\u0e33\u0eb3")  # ำ (and Lao's): Lo, but they end a grapheme
+_LEADING_VOWELS = frozenset("\u0e40\u0e41\u0e42\u0e43\u0e44")  # เ แ โ ใ ไ: lead a grapheme
+
+
 def _mark_at(data: bytes, at: int) -> bool:
-    """Whether the character that starts at byte `at` is a combining mark (Thai ั ิ ี ่ ้ …)."""
+    """Whether a cut before byte `at` would split a grapheme: the character there is a
+    combining mark (Thai ั ิ ี ่ ้ …) or ำ, or the one before it is a leading vowel (เ แ โ ใ ไ,
+    written before the consonant they belong to)."""
     width = 1 if data[at] < 0x80 else 2 if data[at] < 0xE0 else 3 if data[at] < 0xF0 else 4
-    return unicodedata.category(data[at : at + width].decode("utf-8", "replace")).startswith("M")
+    char = data[at : at + width].decode("utf-8", "replace")
+    before = data[max(at - 3, 0) : at].decode("utf-8", "replace")[-1:]
+    return (
+        unicodedata.category(char).startswith("M")
+        or char in _SPACING_MARKS
+        or before in _LEADING_VOWELS
+    )
 
 
 def _quoted_end(data: bytes, start: int, budget: int) -> int:
