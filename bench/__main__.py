@@ -172,7 +172,7 @@ def _sample_size(env: dict[str, str]) -> int:
         "from pathlib import Path\n"
         "from mailer.campaign import load_campaign\n"
         "from mailer.compose import Composer, OutgoingMail\n"
-        "from mailer.contacts import InviteeRecord\n"
+        "from mailer.invitees.importing import InviteeRecord\n"
         "c = Composer(load_campaign(Path('schedules/egov-seminar-2559.toml')), Path('templates'))\n"
         "i = InviteeRecord('B-1', 'สำนักงานทดสอบ', 'เรียน สำนักงานทดสอบ', ('o@bench.example',))\n"
         "print(len(c.compose(OutgoingMail(i, 'invitation', '<b@x>', 0), datetime.now(UTC)).data))\n"

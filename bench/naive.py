@@ -16,7 +16,7 @@ from icalendar import Calendar, Event, vCalAddress
 
 from mailer.campaign import load_campaign
 from mailer.compose import Composer
-from mailer.contacts import InviteeRecord
+from mailer.invitees.importing import InviteeRecord
 
 
 def main(contacts: Path, port: int, limit: int) -> None:

@@ -21,11 +21,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from mailer.contacts import import_contacts
+from mailer.invitees.importing import import_contacts
 from mailer.replies import sources
 from mailer.replies.classify import classify
-from mailer.replies.tracking import sync
-from mailer.sender import select_invitees
+from mailer.replies.sync import sync
+from mailer.rounds.send import select_invitees
 from mailer.settings import load_settings
 from mailer.workspace import Workspace
 

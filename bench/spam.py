@@ -38,9 +38,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from mailer.campaign import Campaign, load_campaign
-from mailer.changes import Snapshot, diff
 from mailer.compose import Composer, OutgoingMail
-from mailer.contacts import read_contacts
+from mailer.invitees.importing import read_contacts
+from mailer.versions import Snapshot, diff
 
 ROOT = Path(__file__).resolve().parent.parent
 # Modules that would ask DNS, fetch maps from the web, need redis, or judge the sending host.

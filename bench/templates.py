@@ -19,9 +19,9 @@ from unittest import mock
 import jinja2
 
 from mailer.campaign import load_campaign
-from mailer.changes import Change
 from mailer.compose import Composer, letters
-from mailer.contacts import InviteeRecord
+from mailer.invitees.importing import InviteeRecord
+from mailer.versions import Change
 
 ROOT = Path(__file__).resolve().parent.parent
 KINDS = ("invitation", "followup", "reminder", "update", "cancel")

@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from mailer.addresses import AddressProblem, ascii_address
 from mailer.errors import CampaignError, cut
+from mailer.invitees.addresses import AddressProblem, ascii_address
 from mailer.kinds import CANCEL, INVITATION, LedgerKind, reminder
 
 KINDS = ("invitation", "reminder")

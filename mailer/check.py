@@ -7,13 +7,13 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mailer.addresses import AddressProblem, ascii_address
-from mailer.changes import Change, pending_change
 from mailer.compose import OutgoingMail
-from mailer.contacts import InviteeRecord, read_contacts
 from mailer.errors import MailerError, cut
-from mailer.sender import select_invitees
+from mailer.invitees.addresses import AddressProblem, ascii_address
+from mailer.invitees.importing import InviteeRecord, read_contacts
+from mailer.rounds.send import select_invitees
 from mailer.thai import script_slips
+from mailer.versions import Change, pending_change
 from mailer.workspace import Workspace
 
 

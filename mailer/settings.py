@@ -19,8 +19,8 @@ import idna
 from dotenv import dotenv_values
 from dotenv.parser import parse_stream
 
+from mailer.delivery.pacing import PRESETS, RateLimits
 from mailer.errors import SettingsError
-from mailer.pacing import PRESETS, RateLimits
 
 Security = Literal["none", "starttls", "ssl"]
 _SECURITIES: tuple[Security, ...] = ("none", "starttls", "ssl")
@@ -213,6 +213,11 @@ def _database_problem(url: str) -> str | None:
         )
     if url.partition("?")[0].count("@") > 1:  # else a piece of the password is the host
         return f"DATABASE_URL={shown!r} has more than one @; write an @ in the password as %40"
+    if "@" in url.partition("?")[2] or "@" in url.partition("#")[2]:  # a ? or # in the password
+        return (
+            f"DATABASE_URL={shown!r} has an @ after a ? or #; write a ? in the password as %3F "
+            "and a # as %23"
+        )
     if parsed.get_backend_name() != "sqlite":
         return None
     if not parsed.database or parsed.database == ":memory:":

@@ -20,8 +20,8 @@ if TYPE_CHECKING:
 
     from mailer.campaign import Campaign
     from mailer.compose import Composer
-    from mailer.outbox import Ledger
-    from mailer.transport import SmtpTransport
+    from mailer.delivery.ledger import Ledger
+    from mailer.delivery.transport import SmtpTransport
 
 
 class Workspace:
@@ -65,12 +65,12 @@ class Workspace:
         self.__dict__.pop("composer", None)
 
     def ledger(self) -> Ledger:
-        from mailer.outbox import Ledger
+        from mailer.delivery.ledger import Ledger
 
         return Ledger(self.engine, self.campaign.id, self.clock)
 
     def transport(self) -> SmtpTransport:
-        from mailer.transport import SmtpTransport
+        from mailer.delivery.transport import SmtpTransport
 
         return SmtpTransport(self.settings.smtp)
 

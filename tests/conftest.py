@@ -16,7 +16,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from mailer.devserver import DevServer
+from mailer.delivery.devserver import DevServer
 from mailer.settings import Settings, load_settings
 from mailer.workspace import Workspace
 

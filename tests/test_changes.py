@@ -12,13 +12,13 @@ import pytest
 import vobject
 
 from mailer.campaign import load_campaign
-from mailer.changes import pending_change, versions
 from mailer.compose import Composer, OutgoingMail
-from mailer.contacts import InviteeRecord, import_contacts
 from mailer.errors import MailerError
 from mailer.identity import new_message_id
-from mailer.report import status
-from mailer.sender import send_announcement, send_round
+from mailer.invitees.importing import InviteeRecord, import_contacts
+from mailer.rounds.send import send_announcement, send_round
+from mailer.versions import pending_change, versions
+from mailer.views.report import status
 from tests.conftest import CAMPAIGN, CONTACTS, TEMPLATES, Mailhog
 from tests.helpers import calendar_of, decoded, parse, part, raw_headers, text_of
 
@@ -144,7 +144,7 @@ def test_dry_run_writes_nothing(make_ws, smtp_server: Mailhog, tmp_path: Path) -
 def test_an_update_skips_offices_that_declined(
     make_ws, smtp_server: Mailhog, tmp_path: Path
 ) -> None:
-    from mailer.replies.tracking import mark
+    from mailer.replies.attendance import mark
 
     ws = make_ws(SMTP_PORT=str(smtp_server.port))
     import_contacts(ws.engine, CONTACTS)
@@ -202,7 +202,7 @@ def test_golden_update_and_cancel(name: str, method: str, sequence: int) -> None
 def test_a_cancellation_also_stops_updates_not_yet_sent(
     make_ws, smtp_server: Mailhog, tmp_path: Path
 ) -> None:
-    from mailer.changes import announce
+    from mailer.rounds.announce import announce
 
     ws = make_ws(SMTP_PORT=str(smtp_server.port))
     import_contacts(ws.engine, CONTACTS)

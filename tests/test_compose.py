@@ -12,8 +12,8 @@ from icalendar import Calendar
 
 from mailer.campaign import load_campaign
 from mailer.compose import Composer, OutgoingMail
-from mailer.contacts import InviteeRecord
 from mailer.errors import TemplateProblem
+from mailer.invitees.importing import InviteeRecord
 from tests.conftest import CAMPAIGN, TEMPLATES
 from tests.helpers import (
     EXPECTED_TREE,

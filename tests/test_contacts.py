@@ -11,9 +11,9 @@ import pytest
 from openpyxl import Workbook
 from sqlmodel import select
 
-from mailer.contacts import COLUMNS, import_contacts, read_contacts
 from mailer.db import session
 from mailer.errors import ContactsError
+from mailer.invitees.importing import COLUMNS, import_contacts, read_contacts
 from mailer.models import Invitee
 from tests.conftest import CONTACTS
 

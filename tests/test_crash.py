@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from mailer.db import open_database
-from mailer.outbox import Ledger
+from mailer.delivery.ledger import Ledger
 from tests.conftest import CAMPAIGN, TEMPLATES, Mailhog
 from tests.helpers import raw_headers, write_synthetic_contacts
 
@@ -96,8 +96,8 @@ def test_helpers_stop_after_the_message_in_hand_when_the_command_fails(
     """`send --workers 2` fails in this process while its helper is sending: the helper is
     asked to stop, finishes and records the message in hand, and nothing is left
     `sending`, uncertain or sent twice. The next run sends the rest."""
-    from mailer.drain import Outcome
-    from mailer.sender import send_round
+    from mailer.delivery.drain import Outcome
+    from mailer.rounds.send import send_round
     from mailer.workspace import Workspace
     from tests.conftest import make_settings
 

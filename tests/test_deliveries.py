@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from mailer.cli import app
 from mailer.db import open_database
-from mailer.outbox import Ledger
+from mailer.delivery.ledger import Ledger
 from mailer.settings import load_settings
 from tests.conftest import CAMPAIGN, CONTACTS, TEMPLATES, Mailhog
 from tests.helpers import raw_headers
@@ -194,8 +194,8 @@ def test_a_helper_that_cannot_start_is_reported_with_the_work_done(
     helper that failed and why, instead of losing the report in the error."""
     import os
 
-    from mailer.contacts import import_contacts
-    from mailer.sender import send_round
+    from mailer.invitees.importing import import_contacts
+    from mailer.rounds.send import send_round
     from mailer.workspace import Workspace
 
     env = _env(tmp_path, smtp_server.port)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from mailer.contacts import import_contacts
 from mailer.errors import TransportError
-from mailer.report import status
-from mailer.sender import send_round
+from mailer.invitees.importing import import_contacts
+from mailer.rounds.send import send_round
+from mailer.views.report import status
 from tests import scripted_smtp
 from tests.conftest import CONTACTS, FakeClock
 from tests.scripted_smtp import Script, ScriptedServer

@@ -13,12 +13,12 @@ from openpyxl import load_workbook
 from typer.testing import CliRunner
 
 from mailer.cli import app
-from mailer.contacts import import_contacts
-from mailer.exports import export, matrix
+from mailer.invitees.importing import import_contacts
 from mailer.labels import ATTENDANCE_TH
-from mailer.replies.tracking import mark
-from mailer.report import Filters, status
-from mailer.sender import send_round
+from mailer.replies.attendance import mark
+from mailer.rounds.send import send_round
+from mailer.views.exports import export, matrix
+from mailer.views.report import Filters, status
 from tests.conftest import CAMPAIGN, CONTACTS, IN_CI, TEMPLATES, Mailhog
 
 SEEDED = {
@@ -222,7 +222,7 @@ def test_data_can_never_become_a_spreadsheet_formula(seeded, tmp_path: Path) -> 
 
 @pytest.mark.slow
 def test_odd_bytes_in_evidence_and_colliding_ids(seeded, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    from mailer.contacts import import_contacts
+    from mailer.invitees.importing import import_contacts
 
     mark(seeded, "TH-50-rd", "accepted", representative={}, note="bell \x07 and escape \x1b[31m")
     export(status(seeded), tmp_path / "odd.xlsx", "all")  # openpyxl refuses control characters

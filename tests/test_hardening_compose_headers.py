@@ -20,10 +20,10 @@ from pathlib import Path
 import pytest
 
 from mailer.campaign import load_campaign
-from mailer.changes import Change
 from mailer.compose import Composer, OutgoingMail
 from mailer.compose.mime import one_line
-from mailer.contacts import InviteeRecord
+from mailer.invitees.importing import InviteeRecord
+from mailer.versions import Change
 from tests.conftest import CAMPAIGN, IN_CI, TEMPLATES
 from tests.helpers import decoded, raw_headers
 

@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 
 from mailer.campaign import load_campaign
-from mailer.changes import Change
 from mailer.compose import Composer, OutgoingMail
-from mailer.contacts import InviteeRecord
+from mailer.invitees.importing import InviteeRecord
+from mailer.versions import Change
 from tests.conftest import CAMPAIGN, IN_CI, TEMPLATES
 from tests.helpers import parse, text_of
 

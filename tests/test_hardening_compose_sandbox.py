@@ -120,12 +120,12 @@ def test_an_undefined_name_names_the_line(folder: Path) -> None:
         folder, "update/body.html", "{{ change.label }}", "{{ change.lable }}", mark="lable"
     )
     composer = Composer(load_campaign(CAMPAIGN), folder)
-    from mailer.changes import Change
+    from mailer.versions import Change
 
     with pytest.raises(TemplateProblem) as caught:
         composer.letter(CHIANG_MAI_AGRI, "update", {"changes": [Change("when", "ก", "ข", "ค")]})
     assert str(caught.value) == (
-        f"{where}: 'mailer.changes.Change object' has no attribute 'lable' "
+        f"{where}: 'mailer.versions.Change object' has no attribute 'lable' "
         "(rendering for TH-50-agri); check the name against the template guide in README.md"
     )
 
@@ -169,8 +169,8 @@ def test_the_attendance_sheet_template_is_sandboxed_too(
     folder: Path, tmp_path: Path, make_ws
 ) -> None:
     """#8: `mailer sheet` compiles templates/sheet/attendance.html in the same sandbox."""
-    from mailer.contacts import import_contacts
-    from mailer.sheet import write_sheet
+    from mailer.invitees.importing import import_contacts
+    from mailer.views.sheet import write_sheet
 
     marker = tmp_path / "escaped"
     where = _edit(folder, "sheet/attendance.html", "<h1>", ESCAPE % marker + "\n<h1>")

@@ -13,8 +13,8 @@ from sqlmodel import select
 from typer.testing import CliRunner
 
 from mailer.cli import app
-from mailer.contacts import COLUMNS
 from mailer.db import open_database, session
+from mailer.invitees.importing import COLUMNS
 from mailer.models import Invitee
 from tests.conftest import CAMPAIGN, TEMPLATES, free_port
 

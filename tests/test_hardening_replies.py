@@ -14,10 +14,11 @@ from sqlalchemy import select
 from typer.testing import CliRunner
 
 from mailer.cli import app
-from mailer.contacts import import_contacts
+from mailer.invitees.importing import import_contacts
 from mailer.replies import sources
+from mailer.replies.attendance import attendance, review
 from mailer.replies.matching import I
-from mailer.replies.tracking import attendance, review, sync
+from mailer.replies.sync import sync
 from tests.conftest import CAMPAIGN, CONTACTS, TEMPLATES
 from tests.test_replies import COORDINATOR, _dsn, _reply
 

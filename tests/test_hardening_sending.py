@@ -16,14 +16,14 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import select, text, update
 
-from mailer.audience import audience_ids
-from mailer.changes import announce
-from mailer.contacts import import_contacts
-from mailer.drain import Outcome
+from mailer.delivery.drain import Outcome
+from mailer.delivery.reads import D
 from mailer.errors import MailerError
-from mailer.ledger_reads import D
+from mailer.invitees.importing import import_contacts
 from mailer.models import Invitee
-from mailer.sender import send_round
+from mailer.rounds.announce import announce
+from mailer.rounds.audience import audience_ids
+from mailer.rounds.send import send_round
 from tests.conftest import CAMPAIGN, FakeClock, Mailhog
 from tests.helpers import calendar_of, parse, text_of, write_synthetic_contacts
 from tests.scripted_smtp import Script, ScriptedServer
@@ -266,8 +266,8 @@ def test_a_partly_delivered_office_is_flagged_and_its_refused_address_retried_al
     from typer.testing import CliRunner
 
     from mailer.cli import app
-    from mailer.deliveries import requeue
-    from mailer.report import status
+    from mailer.delivery.admin import requeue
+    from mailer.views.report import status
 
     script = Script({"b@prov.example": ["550", "250"]})
     with ScriptedServer(script) as server:
@@ -330,7 +330,7 @@ def test_a_message_deferred_while_an_announcement_lands_goes_out_at_the_new_vers
     """#1 (review): the invitation is being sent when `send update` / `send cancel` commits;
     the server defers it (451). Its retry must tell the new version — or, after a
     cancellation, not go out at all: never a REQUEST at the old time after the change."""
-    from mailer.transport import SmtpTransport
+    from mailer.delivery.transport import SmtpTransport
 
     contacts = tmp_path / "offices.csv"
     write_synthetic_contacts(contacts, 2)
@@ -366,7 +366,7 @@ def test_a_failed_invitation_retried_after_an_update_tells_the_new_time(
 ) -> None:
     """#1 (review): refused with 550, moved and announced (no update: it never arrived),
     then `deliveries retry`: the invitation it finally gets is the current one."""
-    from mailer.deliveries import requeue
+    from mailer.delivery.admin import requeue
 
     script = Script({"o00001@synthetic.example": ["550", "250"]})
     with ScriptedServer(script) as server:
@@ -382,14 +382,14 @@ def test_a_failed_invitation_retried_after_an_update_tells_the_new_time(
 
 def test_nothing_but_the_cancellation_goes_out_after_a_cancel(make_ws, tmp_path: Path) -> None:
     """#1 (review): after `send cancel`, re-queuing a failed invitation sends nothing."""
-    from mailer.deliveries import requeue
+    from mailer.delivery.admin import requeue
 
     script = Script({"o00001@synthetic.example": ["550", "250"]})
     with ScriptedServer(script) as server:
         ws = _second_refused(make_ws, tmp_path, server.port)
         announce(ws.ledger(), ws.campaign, cancel=True, dry_run=False)
         with ws.transport() as transport:
-            from mailer.drain import drain
+            from mailer.delivery.drain import drain
 
             drain(ws, ws.ledger(), transport)
         requeued = requeue(ws.ledger(), invitees=["SYN-00001"])
@@ -405,7 +405,7 @@ def test_an_update_superseded_before_it_went_out_is_not_sent_after_the_newer_one
 ) -> None:
     """#1 (review): update 1 deferred, the event moves again, update 2 goes out; the
     retry of update 1 (the old new time) must not arrive last."""
-    from mailer.sender import send_announcement
+    from mailer.rounds.send import send_announcement
 
     contacts = tmp_path / "offices.csv"
     write_synthetic_contacts(contacts, 1)
@@ -436,7 +436,8 @@ def test_two_announcements_at_once_one_wins_the_other_says_so(
 ) -> None:
     """Review: two `send update` that both read SEQUENCE 0 (run at the same moment) gave a
     raw IntegrityError; the second must be refused cleanly, with nothing enqueued."""
-    from mailer import changes
+    from mailer.rounds import announce as announcing
+    from mailer.versions import pending_change
 
     contacts = tmp_path / "offices.csv"
     write_synthetic_contacts(contacts, 3)
@@ -444,9 +445,9 @@ def test_two_announcements_at_once_one_wins_the_other_says_so(
     import_contacts(ws.engine, contacts)
     send_round(ws, "invitation")
     mover = make_ws(SMTP_PORT=str(smtp_server.port), MAILER_CAMPAIGN=str(_moved(tmp_path)))
-    seen = changes.pending_change(mover.ledger(), mover.campaign.event, mover.campaign.timezone)
+    seen = pending_change(mover.ledger(), mover.campaign.event, mover.campaign.timezone)
     assert announce(mover.ledger(), mover.campaign, cancel=False, dry_run=False).enqueued == 3
-    monkeypatch.setattr(changes, "pending_change", lambda *args: seen)  # read before the first
+    monkeypatch.setattr(announcing, "pending_change", lambda *args: seen)  # read before the first
     with pytest.raises(MailerError, match="announced a change at the same moment"):
         announce(mover.ledger(), mover.campaign, cancel=True, dry_run=False)
     kinds = sorted(key.split()[1] for key in _rows(ws))
@@ -458,7 +459,7 @@ def test_a_row_in_hand_is_leased_for_longer_than_its_smtp_exchange_can_take(
 ) -> None:
     """Review: with SMTP_TIMEOUT up to an hour, a five-minute lease let another worker's
     recovery mark a message still in hand `uncertain` (and its real answer was then lost)."""
-    from mailer.transport import SmtpTransport
+    from mailer.delivery.transport import SmtpTransport
 
     contacts = tmp_path / "offices.csv"
     write_synthetic_contacts(contacts, 1)

@@ -25,9 +25,9 @@ from pathlib import Path
 import pytest
 
 from mailer.campaign import load_campaign
-from mailer.changes import Change, Snapshot, diff
 from mailer.compose import Composer
-from mailer.contacts import read_contacts
+from mailer.invitees.importing import read_contacts
+from mailer.versions import Change, Snapshot, diff
 from tests.conftest import CAMPAIGN, ROOT, TEMPLATES
 
 KINDS = ("invitation", "followup", "reminder", "update", "cancel")

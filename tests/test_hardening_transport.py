@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import pytest
 
-from mailer.contacts import import_contacts
-from mailer.drain import Outcome
-from mailer.report import status
-from mailer.sender import send_round
-from mailer.transport import SmtpReply, TemporaryFailure
+from mailer.delivery.drain import Outcome
+from mailer.delivery.transport import SmtpReply, TemporaryFailure
+from mailer.invitees.importing import import_contacts
+from mailer.rounds.send import send_round
+from mailer.views.report import status
 from tests import scripted_smtp
 from tests.conftest import CONTACTS
 from tests.scripted_smtp import Script, ScriptedServer

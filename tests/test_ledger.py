@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, text
 
-from mailer.contacts import import_contacts
 from mailer.db import SCHEMA_HEAD, _alembic_config, open_database
+from mailer.delivery.ledger import Claim, Ledger, Sending, Settled
+from mailer.delivery.owners import new_owner
 from mailer.errors import DatabaseError, LedgerError
-from mailer.outbox import Claim, Ledger, Sending, Settled
-from mailer.owners import new_owner
+from mailer.invitees.importing import import_contacts
 from tests.conftest import CONTACTS, FakeClock
 
 LEASE = timedelta(minutes=5)
@@ -169,8 +169,8 @@ def test_rows_left_sending_by_a_dead_process_become_uncertain(
     # A real process claims and marks one row as sending, then dies without recording.
     script = (
         "import sys; from datetime import timedelta\n"
-        "from mailer.db import open_database\nfrom mailer.outbox import Ledger, Sending\n"
-        "from mailer.owners import new_owner\n"
+        "from mailer.db import open_database\nfrom mailer.delivery.ledger import Ledger, Sending\n"
+        "from mailer.delivery.owners import new_owner\n"
         "ledger = Ledger(open_database(sys.argv[1]), 'egov-seminar-2559')\n"
         "owner = new_owner(); (claim,) = ledger.claim(owner, 1, timedelta(minutes=5))\n"
         "ledger.step(owner, None, Sending(claim, ('x@x.example',), 's'), timedelta(minutes=5))\n"

@@ -11,13 +11,14 @@ import pytest
 from typer.testing import CliRunner
 
 from mailer.cli import app
-from mailer.contacts import import_contacts
 from mailer.errors import MailerError
+from mailer.invitees.importing import import_contacts
 from mailer.replies import sources
+from mailer.replies.attendance import attendance, mark, review
 from mailer.replies.classify import classify
-from mailer.replies.tracking import attendance, mark, review, sync
-from mailer.report import status
-from mailer.sender import send_round
+from mailer.replies.sync import sync
+from mailer.rounds.send import send_round
+from mailer.views.report import status
 from tests.conftest import CAMPAIGN, CONTACTS, TEMPLATES, Mailhog
 from tests.helpers import calendar_of, parse
 
@@ -232,7 +233,7 @@ def test_our_own_invitation_parses_as_calendar_and_the_cli_flow(
 def test_imap_sync_is_read_only_and_incremental(invited, dovecot) -> None:  # type: ignore[no-untyped-def]
     from imapclient import IMAPClient
 
-    from mailer.replies.tracking import highest_uid
+    from mailer.replies.sync import highest_uid
     from mailer.settings import ImapSettings, Secret
 
     ws = invited
@@ -277,7 +278,7 @@ def test_imap_sync_is_read_only_and_incremental(invited, dovecot) -> None:  # ty
 @pytest.mark.parametrize("security", ["ssl", "starttls"])
 @pytest.mark.slow
 def test_imap_tls_is_verified_against_the_ca(invited, dovecot, security: str) -> None:  # type: ignore[no-untyped-def]
-    from mailer.replies.tracking import highest_uid
+    from mailer.replies.sync import highest_uid
     from mailer.settings import ImapSettings, Secret
 
     ws = invited
@@ -379,7 +380,7 @@ def test_a_thai_imap_login_goes_by_authenticate_plain(
     """IMAP LOGIN takes ASCII only: a Thai user name or password is sent as UTF-8 by
     AUTHENTICATE PLAIN (RFC 4616), and a wrong one is a refused login, not a traceback.
     (Dovecot takes only ASCII user names by default: the password is the Thai part here.)"""
-    from mailer.replies.tracking import highest_uid
+    from mailer.replies.sync import highest_uid
     from mailer.settings import ImapSettings, Secret
 
     settings = ImapSettings(

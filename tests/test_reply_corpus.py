@@ -11,11 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from mailer.contacts import import_contacts
+from mailer.invitees.importing import import_contacts
 from mailer.replies import sources
+from mailer.replies.attendance import attendance
 from mailer.replies.classify import classify
-from mailer.replies.tracking import attendance, sync
-from mailer.sender import select_invitees
+from mailer.replies.sync import sync
+from mailer.rounds.send import select_invitees
 from tests.conftest import CONTACTS
 
 CORPUS = Path(__file__).parent / "fixtures" / "replies"

@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from mailer.contacts import import_contacts
 from mailer.errors import MailerError
-from mailer.rounds import due_pass, plan, run_now
-from mailer.schedule import SchedulerLock
-from mailer.sender import send_announcement, send_round
+from mailer.invitees.importing import import_contacts
+from mailer.rounds.due import due_pass, plan, run_now
+from mailer.rounds.scheduler import SchedulerLock
+from mailer.rounds.send import send_announcement, send_round
 from tests.conftest import CAMPAIGN, CONTACTS, TEMPLATES, FakeClock, Mailhog
 from tests.helpers import (
     calendar_of,
@@ -230,8 +230,8 @@ def test_the_scheduler_refuses_to_start_on_a_missing_template(tmp_path: Path) ->
 
 
 def test_audiences_follow_the_answers(make_ws, smtp_server: Mailhog) -> None:
-    from mailer.audience import audience_ids
-    from mailer.replies.tracking import mark
+    from mailer.replies.attendance import mark
+    from mailer.rounds.audience import audience_ids
 
     ws = _invited(make_ws, smtp_server)
     mark(ws, "TH-50-agri", "accepted", representative={}, note="")
@@ -327,8 +327,8 @@ def test_the_due_pass_also_sends_what_is_left_due(make_ws, smtp_server: Mailhog)
 def test_a_queued_reminder_is_not_sent_to_an_office_that_answered_meanwhile(
     make_ws, smtp_server: Mailhog
 ) -> None:
-    from mailer.drain import drain
-    from mailer.replies.tracking import mark
+    from mailer.delivery.drain import drain
+    from mailer.replies.attendance import mark
 
     ws = _invited(make_ws, smtp_server)
     report = send_round(ws, "reminder:followup-no-reply", dry_run=True)

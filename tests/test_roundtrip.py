@@ -18,10 +18,10 @@ from markupsafe import escape
 
 from mailer.campaign import load_campaign
 from mailer.compose import Composer, OutgoingMail
-from mailer.contacts import COLUMNS, InviteeRecord, import_contacts
 from mailer.db import open_database
-from mailer.sender import select_invitees
-from mailer.transport import _starts_a_line_with_dot
+from mailer.delivery.transport import _starts_a_line_with_dot
+from mailer.invitees.importing import COLUMNS, InviteeRecord, import_contacts
+from mailer.rounds.send import select_invitees
 from tests.conftest import CAMPAIGN, TEMPLATES
 from tests.helpers import calendar_of, decoded, parse, raw_headers, text_of
 

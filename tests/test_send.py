@@ -12,12 +12,12 @@ import trustme
 from aiosmtpd.controller import Controller
 from sqlalchemy import select
 
-from mailer.contacts import import_contacts
-from mailer.devserver import DevServer, MaildirHandler
+from mailer.delivery.devserver import DevServer, MaildirHandler
 from mailer.errors import LedgerError, MailerError, TemplateProblem, TransportError
+from mailer.invitees.importing import import_contacts
 from mailer.models import Delivery
-from mailer.report import status
-from mailer.sender import send_round, send_test
+from mailer.rounds.send import send_round, send_test
+from mailer.views.report import status
 from tests.conftest import CONTACTS, Mailhog, free_port
 from tests.helpers import EXPECTED_TREE, calendar_of, decoded, parse, raw_headers, text_of, tree
 

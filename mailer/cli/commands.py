@@ -13,7 +13,7 @@ from mailer.cli.app import app, err, flag, out, workspace
 from mailer.errors import CampaignError, MailerError
 
 if TYPE_CHECKING:
-    from mailer.contacts import ImportReport
+    from mailer.invitees.importing import ImportReport
 
 # --- import ------------------------------------------------------------------------------
 
@@ -32,7 +32,7 @@ def import_(
 
     Example: mailer import contacts.csv
     """
-    from mailer.contacts import import_contacts
+    from mailer.invitees.importing import import_contacts
 
     ws = workspace(ctx)
     try:
@@ -97,7 +97,7 @@ def devserver_cmd(
 
     Example: mailer devserver --port 8025 --maildir var/maildir
     """
-    from mailer.devserver import DevServer
+    from mailer.delivery.devserver import DevServer
 
     folder = maildir or workspace(ctx).settings.maildir
     stop = threading.Event()
@@ -126,7 +126,7 @@ def preview(
 
     Example: mailer preview TH-50-agri --eml preview.eml --html preview.html
     """
-    from mailer.preview import preview_invitation, save
+    from mailer.views.preview import preview_invitation, save
 
     result = preview_invitation(workspace(ctx), invitee_id)
     out.print(f"To: {', '.join(result.message.recipients)}")

@@ -34,7 +34,7 @@ def deliveries(
     """
     if ctx.invoked_subcommand is not None:
         return
-    from mailer.deliveries import list_deliveries
+    from mailer.delivery.admin import list_deliveries
 
     rows = list_deliveries(workspace(ctx).ledger(), state or ())
     if as_json:
@@ -74,7 +74,7 @@ def deliveries_retry(
         raise MailerError("name the deliveries to retry: ids, invitee ids, or --state failed")
     numbers = [int(i) for i in ids or () if _is_number(i)]
     invitees = [i for i in ids or () if not _is_number(i)]
-    from mailer.deliveries import requeue
+    from mailer.delivery.admin import requeue
 
     result = requeue(workspace(ctx).ledger(), numbers, invitees, state or ())
     for reason in result.skipped:
@@ -100,7 +100,7 @@ def deliveries_resolve(
     """
     if sent is None:
         raise MailerError("say --sent (it reached the office) or --not-sent (send it again)")
-    from mailer.deliveries import resolve
+    from mailer.delivery.admin import resolve
 
     row = resolve(workspace(ctx).ledger(), delivery_id, sent=sent)
     out.print(f"Delivery {row.id} ({row.invitee_id}) is now {row.state}.")

@@ -31,7 +31,7 @@ def replies_sync(
     Example: mailer replies sync --maildir ~/Maildir/seminar
     """
     from mailer.replies import sources
-    from mailer.replies.tracking import highest_uid, sync
+    from mailer.replies.sync import highest_uid, sync
 
     ws = workspace(ctx)
     chosen = [(k, p) for k, p in (("maildir", maildir), ("mbox", mbox), ("eml-dir", eml_dir)) if p]
@@ -66,7 +66,7 @@ def replies_review(ctx: typer.Context) -> None:
 
     Example: mailer replies review
     """
-    from mailer.replies.tracking import review
+    from mailer.replies.attendance import review
 
     items = list(review(workspace(ctx)))
     for item in items:
@@ -90,7 +90,7 @@ def mark_cmd(
 
     Example: mailer mark TH-50-agri representative --name "นางสาวสมหญิง ใจดี" --phone "08 1234 5678"
     """
-    from mailer.replies.tracking import mark
+    from mailer.replies.attendance import mark
 
     details = {k: v for k, v in (("name", name), ("position", position), ("phone", phone)) if v}
     mark(workspace(ctx), invitee_id, status, representative=details, note=note)

@@ -25,7 +25,7 @@ def scheduler_run(ctx: typer.Context) -> None:
 
     Example: mailer scheduler run
     """
-    from mailer.schedule import run_scheduler
+    from mailer.rounds.scheduler import run_scheduler
 
     run_scheduler(
         workspace(ctx), log=lambda line: out.print(f"{datetime.now():%Y-%m-%d %H:%M:%S} {line}")
@@ -44,7 +44,7 @@ def scheduler_plan(
     """
     ws = workspace(ctx)
     zone = ws.campaign.timezone
-    from mailer.rounds import plan
+    from mailer.rounds.due import plan
 
     plans = plan(ws)
     if as_json:
@@ -67,7 +67,7 @@ def scheduler_run_now(
 
     Example: mailer scheduler run-now followup-no-reply --dry-run
     """
-    from mailer.rounds import run_now
+    from mailer.rounds.due import run_now
 
     report = run_now(workspace(ctx), rule, dry_run=dry_run)
     if dry_run:

@@ -16,8 +16,8 @@ from mailer.cli.app import app, err, flag, out, send_app, workspace
 from mailer.errors import MailerError
 
 if TYPE_CHECKING:  # the sending modules are imported by the commands that send
-    from mailer.drain import DrainStats, Outcome
-    from mailer.sender import SendReport
+    from mailer.delivery.drain import DrainStats, Outcome
+    from mailer.rounds.send import SendReport
     from mailer.workspace import Workspace
 
 # --- send --------------------------------------------------------------------------------
@@ -63,8 +63,8 @@ def send_invitations(
 
     Example: mailer send invitations --only TH-50 --dry-run
     """
-    from mailer.sender import send_round, send_test
-    from mailer.workers import stop_on_signals
+    from mailer.delivery.workers import stop_on_signals
+    from mailer.rounds.send import send_round, send_test
 
     ws = workspace(ctx)
     with _maybe_devserver(ws, devserver and not dry_run):
@@ -95,7 +95,7 @@ def _maybe_devserver(ws: Workspace, wanted: bool) -> Iterator[None]:
     if not wanted:
         yield
         return
-    from mailer.devserver import DevServer
+    from mailer.delivery.devserver import DevServer
 
     smtp = ws.settings.smtp
     with DevServer(smtp.host, smtp.port, ws.settings.maildir) as server:
@@ -162,8 +162,8 @@ def _print_problems(d: DrainStats) -> None:
 
 
 def _announce(ctx: typer.Context, *, cancel: bool, dry_run: bool, new_server: bool) -> None:
-    from mailer.sender import send_announcement
-    from mailer.workers import stop_on_signals
+    from mailer.delivery.workers import stop_on_signals
+    from mailer.rounds.send import send_announcement
 
     ws = workspace(ctx)
     with _progress() as on_outcome, stop_on_signals(ws):
@@ -234,8 +234,8 @@ def worker(
 
     Example: mailer worker --forever --poll 30
     """
-    from mailer.drain import drain_once, work_forever
-    from mailer.workers import GO, stop_on_signals
+    from mailer.delivery.drain import drain_once, work_forever
+    from mailer.delivery.workers import GO, stop_on_signals
 
     ws = workspace(ctx)
     with stop_on_signals(ws):

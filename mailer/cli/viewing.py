@@ -15,7 +15,7 @@ from mailer.cli.app import app, emit_json, flag, out, workspace
 from mailer.labels import AGENCY_LABELS, AGENCY_SHORT, ATTENDANCE_TH, KINDS, MARKS
 
 if TYPE_CHECKING:
-    from mailer.report import StatusReport
+    from mailer.views.report import StatusReport
 
 
 @app.command()
@@ -35,8 +35,8 @@ def status(
 
     Example: mailer status --attendance no_reply
     """
-    from mailer.report import Filters
-    from mailer.report import status as status_report
+    from mailer.views.report import Filters
+    from mailer.views.report import status as status_report
 
     report = status_report(workspace(ctx), filters=Filters(province, agency, attendance))
     if as_json:
@@ -82,7 +82,7 @@ def _totals(report: StatusReport) -> None:
 
 
 def _matrix(report: StatusReport) -> None:
-    from mailer.exports import matrix
+    from mailer.views.exports import matrix
 
     agencies, rows = matrix(report)
     if not rows:
@@ -140,8 +140,8 @@ def export_cmd(
 
     Example: mailer export call-sheet.xlsx --what call-sheet
     """
-    from mailer.exports import export
-    from mailer.report import status as status_report
+    from mailer.views.exports import export
+    from mailer.views.report import status as status_report
 
     written = export(status_report(workspace(ctx)), file, what)
     if not written.rows:
@@ -160,7 +160,7 @@ def sheet_cmd(
 
     Example: mailer sheet attendance.html
     """
-    from mailer.sheet import write_sheet
+    from mailer.views.sheet import write_sheet
 
     count = write_sheet(workspace(ctx), file)
     out.print(f"Wrote {file}: {count} attendee(s). Open it in a browser and print (A4).")

@@ -24,9 +24,9 @@ from mailer.campaign import Campaign, Event
 from mailer.compose import mime
 from mailer.compose.invites import InviteBuilder
 from mailer.compose.letters import Letter, LetterRenderer
-from mailer.contacts import InviteeRecord
 from mailer.errors import MessageProblem, TemplateProblem, cut
 from mailer.identity import event_uid
+from mailer.invitees.importing import InviteeRecord
 from mailer.thai import thai_date, thai_short_date, thai_time_range, thai_when
 
 AUTO_RESPONSE_SUPPRESS = "OOF, AutoReply"  # never "All": it also hides bounces
@@ -44,7 +44,7 @@ class OutgoingMail:
     automatic: bool = False
     test: bool = False  # a sample (--test-to): its own UID, a marked subject
     extra: Mapping[str, object] = field(default_factory=dict)  # e.g. an update's changes
-    # The event version to tell: the ledger row's (`mailer.changes.event_at`) when sending;
+    # The event version to tell: the ledger row's (`mailer.versions.event_at`) when sending;
     # None only for what is not sent from the ledger (preview, check, a --test-to sample),
     # which shows the campaign file's event.
     event: Event | None = None

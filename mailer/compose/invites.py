@@ -4,7 +4,7 @@ ATTENDEE (and nobody else).
 Built with icalendar, which does all escaping and line folding. The VTIMEZONE is built
 once per campaign (`InviteBuilder.__init__`) and shared by every message; the lines around
 the per-invitee ones once per event version, method and SEQUENCE. The event is always the
-version the ledger row names (`mailer.changes.event_at`), never whatever the campaign file
+version the ledger row names (`mailer.versions.event_at`), never whatever the campaign file
 says now. Calendar dates are Gregorian; the Buddhist Era appears only in the Thai prose.
 """
 
@@ -19,7 +19,7 @@ from icalendar.parser.content_line import Contentline
 
 from mailer import campaign as campaigns
 from mailer.campaign import Campaign
-from mailer.contacts import InviteeRecord
+from mailer.invitees.importing import InviteeRecord
 from mailer.thai import thai_when
 
 PRODID = "-//EGA Thailand//mailer//TH"

@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from sqlalchemy import func, select
 
 from mailer.campaign import Campaign
+from mailer.delivery.reads import D, went_out
 from mailer.identity import looks_ours, read_uid
-from mailer.ledger_reads import D, went_out
 from mailer.models import Invitee
 from mailer.replies.classify import Classification
 from mailer.replies.text import one_line

@@ -7,13 +7,13 @@ from typing import Any
 
 from sqlmodel import col, select
 
-from mailer.changes import PendingChange, pending_change
 from mailer.db import reader, session
 from mailer.errors import MailerError
 from mailer.models import Delivery, DeliveryState, Invitee
+from mailer.replies.attendance import attendance
 from mailer.replies.statuses import STATUSES
-from mailer.replies.tracking import attendance
 from mailer.settings import cut
+from mailer.versions import PendingChange, pending_change
 from mailer.workspace import Workspace
 
 NOT_ENQUEUED = "not_enqueued"

@@ -15,19 +15,20 @@ from typing import Any
 from sqlalchemy import Engine, or_, true
 from sqlmodel import col, select
 
-from mailer.audience import audience_ids
-from mailer.changes import Announcement, announce, first_version, pending_change
 from mailer.compose import OutgoingMail
-from mailer.contacts import InviteeRecord
 from mailer.db import reader, session
-from mailer.drain import DrainStats, Progress, drain
+from mailer.delivery.drain import DrainStats, Progress, drain
+from mailer.delivery.transport import PermanentFailure, TemporaryFailure
+from mailer.delivery.workers import Workers
 from mailer.errors import MailerError, TransportError
 from mailer.identity import TEST, new_message_id
+from mailer.invitees.importing import InviteeRecord
 from mailer.kinds import LedgerKind
 from mailer.models import Invitee, split_emails
-from mailer.replies.tracking import attendance
-from mailer.transport import PermanentFailure, TemporaryFailure
-from mailer.workers import Workers
+from mailer.replies.attendance import attendance
+from mailer.rounds.announce import Announcement, announce
+from mailer.rounds.audience import audience_ids
+from mailer.versions import first_version, pending_change
 from mailer.workspace import Workspace
 
 
@@ -247,7 +248,7 @@ def send_test(ws: Workspace, address: str, only: Sequence[str] = ()) -> TestSend
     """
     from email_validator import EmailNotValidError, validate_email
 
-    from mailer.transport import Unknown
+    from mailer.delivery.transport import Unknown
 
     try:
         address = validate_email(address, check_deliverability=False).normalized

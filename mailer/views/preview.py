@@ -7,7 +7,7 @@ from pathlib import Path
 
 from mailer.compose import ComposedMessage, Letter, OutgoingMail
 from mailer.errors import MailerError
-from mailer.sender import select_invitees
+from mailer.rounds.send import select_invitees
 from mailer.settings import cut
 from mailer.workspace import Workspace
 

@@ -1,4 +1,4 @@
-"""The reading half of the delivery ledger (`mailer.outbox.Ledger` is the writing half and
+"""The reading half of the delivery ledger (`mailer.delivery.ledger.Ledger` is the writing half and
 inherits these): what is queued, what is due, counts per state, the rate limits' look-back,
 and the one test of "this office has it" (`went_out`). Nothing here changes a row."""
 

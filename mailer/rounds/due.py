@@ -17,13 +17,13 @@ from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from mailer.audience import audience_ids
 from mailer.campaign import Rule
-from mailer.changes import pending_change
-from mailer.drain import DrainStats, drain
+from mailer.delivery.drain import DrainStats, drain
 from mailer.models import RoundRun
-from mailer.sender import SendReport, iter_invitees, send_round
+from mailer.rounds.audience import audience_ids
+from mailer.rounds.send import SendReport, iter_invitees, send_round
 from mailer.thai import thai_date, thai_time
+from mailer.versions import pending_change
 from mailer.workspace import Workspace
 
 RUNS = RoundRun.__table__  # type: ignore[attr-defined]

@@ -2,7 +2,7 @@
 
 A round only ever goes to offices that were invited (their invitation was sent, or is
 uncertain), and never to one whose address bounced (a permanent bounce read from the
-mailbox, or a 5xx from our SMTP server). Then by attendance (see `replies.tracking`):
+mailbox, or a 5xx from our SMTP server). Then by attendance (see `mailer.replies.attendance`):
 `all` every invited office; `no_reply` those with no answer yet; `not_declined` all but
 those who declined; `accepted`, `representative`, `tentative`, `needs_review` those whose
 attendance is exactly that.
@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
-from mailer.ledger_reads import D, went_out
-from mailer.replies.tracking import attendance
+from mailer.delivery.reads import D, went_out
+from mailer.replies.attendance import attendance
 from mailer.workspace import Workspace
 
 

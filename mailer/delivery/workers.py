@@ -14,10 +14,10 @@ import time
 from collections.abc import Iterator, Mapping
 from typing import IO
 
-from mailer.drain import DrainStats, Outcome, Progress, drain
+from mailer.delivery.drain import DrainStats, Outcome, Progress, drain
+from mailer.delivery.ledger import Ledger
+from mailer.delivery.transport import SmtpTransport
 from mailer.models import DeliveryState
-from mailer.outbox import Ledger
-from mailer.transport import SmtpTransport
 from mailer.workspace import Workspace
 
 S = DeliveryState

@@ -36,9 +36,8 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from mailer.clock import Clock, utcnow
 from mailer.db import Prepared, reader
-from mailer.errors import LedgerError
-from mailer.kinds import UPDATE_PREFIX
-from mailer.ledger_reads import (  # the table handles live with the reading half
+from mailer.delivery.owners import owner_is_dead
+from mailer.delivery.reads import (  # the table handles live with the reading half
     _SENDABLE,
     CAMPAIGNS,
     DELIVERIES,
@@ -47,8 +46,9 @@ from mailer.ledger_reads import (  # the table handles live with the reading hal
     LedgerReads,
     S,
 )
+from mailer.errors import LedgerError
+from mailer.kinds import UPDATE_PREFIX
 from mailer.models import CampaignState, split_emails
-from mailer.owners import owner_is_dead
 
 
 @dataclass(frozen=True)

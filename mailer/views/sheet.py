@@ -11,9 +11,9 @@ import jinja2
 
 from mailer.compose.letters import environment, render_problem
 from mailer.errors import MailerError, TemplateProblem
-from mailer.exports import sheet
-from mailer.report import status
 from mailer.thai import thai_when
+from mailer.views.exports import sheet
+from mailer.views.report import status
 from mailer.workspace import Workspace
 
 

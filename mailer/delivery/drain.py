@@ -16,25 +16,25 @@ from datetime import timedelta
 from sqlalchemy import Engine, select
 from sqlmodel import col
 
-from mailer.audience import audience_ids
 from mailer.campaign import Event
-from mailer.changes import Change, changes_at, event_at, versions
 from mailer.compose import ComposedMessage, OutgoingMail
-from mailer.contacts import RECORD_COLUMNS, InviteeRecord
 from mailer.db import reader
-from mailer.errors import MailerError
-from mailer.kinds import CANCEL, LedgerKind
-from mailer.models import DeliveryState, Invitee, split_emails
-from mailer.outbox import Claim, Ledger, Sending, Settled, refused_entries
-from mailer.owners import new_owner
-from mailer.pacing import SLOW_DOWN_CODES, DailyCapReached, Pacer
-from mailer.transport import (
+from mailer.delivery.ledger import Claim, Ledger, Sending, Settled, refused_entries
+from mailer.delivery.owners import new_owner
+from mailer.delivery.pacing import SLOW_DOWN_CODES, DailyCapReached, Pacer
+from mailer.delivery.transport import (
     Delivered,
     PermanentFailure,
     SmtpTransport,
     TemporaryFailure,
     Unknown,
 )
+from mailer.errors import MailerError
+from mailer.invitees.importing import RECORD_COLUMNS, InviteeRecord
+from mailer.kinds import CANCEL, LedgerKind
+from mailer.models import DeliveryState, Invitee, split_emails
+from mailer.rounds.audience import audience_ids
+from mailer.versions import Change, changes_at, event_at, versions
 from mailer.workspace import Workspace
 
 S = DeliveryState
@@ -435,7 +435,7 @@ def drain_once(ws: Workspace) -> DrainStats:
 
 def work_forever(ws: Workspace, poll: float, log: Callable[[str], None]) -> DrainStats:
     """`mailer worker --forever`: drain, wait `poll` seconds, again — until `ws.stopping`
-    is set (see `mailer.workers.stop_on_signals`)."""
+    is set (see `mailer.delivery.workers.stop_on_signals`)."""
     total = DrainStats()
     while not ws.stopping.is_set():
         stats = drain_once(ws)

@@ -4,7 +4,7 @@ Every row is checked before anything is written; either the whole file is import
 nothing is (unless `skip_invalid`). Re-importing updates rows by `invitee_id` (compared
 without regard to case, the stored spelling kept) and never duplicates an invitee. Every
 field fits its database column on SQLite and PostgreSQL alike (the lengths come from
-`mailer.models.Invitee`). Reading the file, bounded, is `mailer.contact_files`.
+`mailer.models.Invitee`). Reading the file, bounded, is `mailer.invitees.files`.
 """
 
 from __future__ import annotations
@@ -20,11 +20,11 @@ from pathlib import Path
 from sqlalchemy import Engine
 from sqlmodel import select
 
-from mailer.addresses import NeedsSmtpUtf8, NotAnAddress, ascii_address
-from mailer.contact_files import read_rows
 from mailer.db import session
 from mailer.errors import ContactsError, cut
-from mailer.invitees import RECORD_COLUMNS, InviteeColumns, InviteeRecord
+from mailer.invitees.addresses import NeedsSmtpUtf8, NotAnAddress, ascii_address
+from mailer.invitees.files import read_rows
+from mailer.invitees.records import RECORD_COLUMNS, InviteeColumns, InviteeRecord
 from mailer.models import Invitee, split_emails
 from mailer.thai import script_slips
 

@@ -18,7 +18,7 @@ from mailer.labels import (
     DELIVERY_TH,
     KINDS,
 )
-from mailer.report import InviteeStatus, StatusReport
+from mailer.views.report import InviteeStatus, StatusReport
 
 BANGKOK = ZoneInfo("Asia/Bangkok")
 

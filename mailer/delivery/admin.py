@@ -13,13 +13,13 @@ from datetime import datetime
 
 from sqlalchemy import select
 
-from mailer.changes import versions
+from mailer.delivery.ledger import Ledger
+from mailer.delivery.reads import D
 from mailer.errors import LedgerError
 from mailer.kinds import CANCEL
-from mailer.ledger_reads import D
 from mailer.models import DeliveryState
-from mailer.outbox import Ledger
 from mailer.settings import cut
+from mailer.versions import versions
 
 S = DeliveryState
 STATES = tuple(s.value for s in DeliveryState)

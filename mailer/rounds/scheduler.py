@@ -25,7 +25,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection, make_url
 
 from mailer.errors import MailerError
-from mailer.rounds import due_pass
+from mailer.rounds.due import due_pass
 from mailer.workspace import Workspace
 
 Log = Callable[[str], None]
