@@ -176,6 +176,7 @@ class ScriptedServer:
     def __init__(
         self,
         script: Script,
+        *,
         refuse_auth: bool = False,
         login: tuple[str, str] | None = None,
         without_auth: Iterable[str] = (),

@@ -59,7 +59,9 @@ def test_invite_move_update_cancel(make_ws, smtp_server: Mailhog, tmp_path: Path
 
     moved = make_ws(SMTP_PORT=str(smtp_server.port), MAILER_CAMPAIGN=str(_moved(tmp_path)))
     pending = pending_change(moved.ledger(), moved.campaign.event, moved.campaign.timezone)
-    assert pending is not None and pending.significant and pending.sequence == 0
+    assert pending is not None
+    assert pending.significant
+    assert pending.sequence == 0
     assert pending.describe() == (
         "วันและเวลา: วันอังคารที่ ๒๒ พฤศจิกายน ๒๕๕๙ เวลา ๑๓.๐๐ – ๑๖.๓๐ น. → "
         "วันอังคารที่ ๒๒ พฤศจิกายน ๒๕๕๙ เวลา ๑๕.๐๐ – ๑๘.๓๐ น."
@@ -68,7 +70,8 @@ def test_invite_move_update_cancel(make_ws, smtp_server: Mailhog, tmp_path: Path
     assert (result.kind, result.sequence, result.offices, stats.sent) == ("update:1", 1, 532, 532)
     updates = _step(smtp_server.messages(), 1)
     per_office = _by_office(updates)
-    assert len(per_office) == 532 and {len(v) for v in per_office.values()} == {1}
+    assert len(per_office) == 532
+    assert {len(v) for v in per_office.values()} == {1}
     first_invite = {to: raws[0] for to, raws in _by_office(invitations).items()}
     for to, (raw,) in per_office.items():
         message = parse(raw)
@@ -76,7 +79,8 @@ def test_invite_move_update_cancel(make_ws, smtp_server: Mailhog, tmp_path: Path
         (event,) = calendar.walk("VEVENT")
         (original,) = calendar_of(parse(first_invite[to])).walk("VEVENT")
         assert event["UID"] == original["UID"]
-        assert event["SEQUENCE"] == 1 and calendar["METHOD"] == "REQUEST"
+        assert event["SEQUENCE"] == 1
+        assert calendar["METHOD"] == "REQUEST"
         assert datetime(2016, 11, 22, 8, 0, tzinfo=UTC) == event.DTSTART
         assert event["ATTENDEE"].params["PARTSTAT"] == "NEEDS-ACTION"
         assert event["ATTENDEE"].params["RSVP"] == "TRUE"
@@ -95,19 +99,22 @@ def test_invite_move_update_cancel(make_ws, smtp_server: Mailhog, tmp_path: Path
     assert (result.kind, result.sequence, stats.sent) == ("cancel", 2, 532)
     assert len(smtp_server.messages()) == 3 * 532
     cancels = _by_office(_step(smtp_server.messages(), 2))
-    assert len(cancels) == 532 and {len(v) for v in cancels.values()} == {1}
+    assert len(cancels) == 532
+    assert {len(v) for v in cancels.values()} == {1}
     for to, (raw,) in cancels.items():
         message = parse(raw)
         assert part(message, "text/calendar").get_param("method") == "CANCEL"
         calendar = calendar_of(message)
         (event,) = calendar.walk("VEVENT")
-        assert calendar["METHOD"] == "CANCEL" and event["STATUS"] == "CANCELLED"
+        assert calendar["METHOD"] == "CANCEL"
+        assert event["STATUS"] == "CANCELLED"
         assert event["SEQUENCE"] == 2
         assert not event.walk("VALARM")
         (original,) = calendar_of(parse(first_invite[to])).walk("VEVENT")
         assert event["UID"] == original["UID"]
         parsed = vobject.readOne(part(message, "text/calendar").get_payload(decode=True).decode())
-        assert parsed.method.value == "CANCEL" and parsed.vevent.sequence.value == "2"
+        assert parsed.method.value == "CANCEL"
+        assert parsed.vevent.sequence.value == "2"
         assert parsed.vevent.uid.value == str(original["UID"])
 
     with pytest.raises(MailerError, match="already cancelled"):
@@ -116,7 +123,8 @@ def test_invite_move_update_cancel(make_ws, smtp_server: Mailhog, tmp_path: Path
         send_round(moved, "invitation")
     assert [v.reason for v in versions(moved.ledger())] == ["invitation", "update", "cancel"]
     report = status(moved)
-    assert report.event is not None and report.event.cancelled
+    assert report.event is not None
+    assert report.event.cancelled
     assert report.to_json()["event"]["sequence"] == 2
 
 
@@ -171,7 +179,8 @@ def test_a_cancellation_stops_what_was_still_queued(make_ws, smtp_server: Mailho
     result, stats = send_announcement(ws, cancel=True)
     assert (result.enqueued, result.stopped_queued, stats.sent) == (7, 1, 7)
     row = next(i for i in status(ws).invitees if i.invitee_id == "TH-51-agri")
-    assert row.delivery == "failed" and row.last_reply == "not sent: the event was cancelled"
+    assert row.delivery == "failed"
+    assert row.last_reply == "not sent: the event was cancelled"
     assert Counter(len(v) for v in _by_office(smtp_server.messages()).values()) == Counter({2: 7})
 
 
@@ -194,7 +203,8 @@ def test_golden_update_and_cancel(name: str, method: str, sequence: int) -> None
         path.write_bytes(ics)
     assert ics == path.read_bytes()
     parsed = vobject.readOne(ics.decode())
-    assert parsed.method.value == method and parsed.vevent.sequence.value == str(sequence)
+    assert parsed.method.value == method
+    assert parsed.vevent.sequence.value == str(sequence)
     assert parsed.vevent.uid.value == "egov-seminar-2559-TH-50-agri@ega.or.th"
 
 
@@ -224,4 +234,5 @@ def test_the_scheduler_rereads_the_campaign_file(make_ws, tmp_path: Path) -> Non
     path.write_text(MOVED, encoding="utf-8")
     assert ws.campaign.event.start.hour == 13  # cached for the life of a command
     ws.reload()
-    assert ws.campaign.event.start.hour == 15 and ws.composer.campaign.event.start.hour == 15
+    assert ws.campaign.event.start.hour == 15
+    assert ws.composer.campaign.event.start.hour == 15

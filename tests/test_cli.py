@@ -43,7 +43,8 @@ def test_every_command_is_in_the_readme() -> None:
 def test_the_readme_opens_with_the_two_commands() -> None:
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     head = readme[:1500]
-    assert "make run" in head and "make test" in head
+    assert "make run" in head
+    assert "make test" in head
     assert "make test" in (ROOT / ".ci" / "run").read_text(encoding="utf-8")
 
 
@@ -51,7 +52,8 @@ def test_the_readme_opens_with_the_two_commands() -> None:
 def test_import_send_status_end_to_end(env: dict[str, str], tmp_path: Path) -> None:
     result = run(env, "import", str(CONTACTS))
     assert result.exit_code == 0, result.output
-    assert "Imported 532 invitee(s) from" in result.output and "532 new" in result.output
+    assert "Imported 532 invitee(s) from" in result.output
+    assert "532 new" in result.output
 
     result = run(env, "send", "invitations", "--only", "TH-50", "--devserver")
     assert result.exit_code == 0, result.output
@@ -64,12 +66,15 @@ def test_import_send_status_end_to_end(env: dict[str, str], tmp_path: Path) -> N
     result = run(env, "status", "--json")
     assert result.exit_code == 0, result.output
     data = json.loads(result.output)
-    assert data["totals"]["sent"] == 7 and data["totals"]["not_enqueued"] == 525
+    assert data["totals"]["sent"] == 7
+    assert data["totals"]["not_enqueued"] == 525
     first = next(i for i in data["invitees"] if i["invitee_id"] == "TH-50-agri")
     assert (first["email"], first["delivery"]) == ("saraban.th50@agri.example", "sent")
 
     result = run(env, "status")
-    assert result.exit_code == 0 and "sent" in result.output and "532" in result.output
+    assert result.exit_code == 0
+    assert "sent" in result.output
+    assert "532" in result.output
 
 
 def test_dry_run_says_what_would_happen(env: dict[str, str]) -> None:
@@ -89,7 +94,8 @@ def test_a_bad_contacts_file_exits_1_with_the_line(env: dict[str, str], tmp_path
     result = run(env, "import", str(bad))
     assert result.exit_code == 1
     assert f"{bad}, line 2: 'saraban@@nan.example' is not an email address" in result.output
-    assert "Error: " in result.output and "nothing was imported" in result.output
+    assert "Error: " in result.output
+    assert "nothing was imported" in result.output
 
 
 def test_unreachable_server_exits_1_and_names_the_fix(env: dict[str, str]) -> None:
@@ -106,7 +112,8 @@ def test_bad_settings_are_all_listed(env: dict[str, str]) -> None:
     result = run({**env, "SMTP_PORT": "x", "SMTP_SECURITY": "tls"}, "status")
     assert result.exit_code == 1
     assert "Error: the settings have 2 problem(s):" in result.output
-    assert "SMTP_PORT='x'" in result.output and "SMTP_SECURITY='tls'" in result.output
+    assert "SMTP_PORT='x'" in result.output
+    assert "SMTP_SECURITY='tls'" in result.output
 
 
 def test_a_bad_flag_exits_2(env: dict[str, str]) -> None:
@@ -124,7 +131,8 @@ def test_preview_writes_eml_and_html(env: dict[str, str], tmp_path: Path) -> Non
     assert len(tree(parse(eml.read_bytes()))) == 6
     assert html.read_text(encoding="utf-8").startswith("<!DOCTYPE html>")
     result = run(env, "preview", "TH-99-x")
-    assert result.exit_code == 1 and "Error: no invitee 'TH-99-x'" in result.output
+    assert result.exit_code == 1
+    assert "Error: no invitee 'TH-99-x'" in result.output
 
 
 @pytest.mark.slow

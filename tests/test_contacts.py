@@ -34,7 +34,8 @@ def _rows(engine) -> dict[str, Invitee]:  # type: ignore[no-untyped-def]
 
 def test_the_shipped_list_is_76_provinces_by_7_agencies() -> None:
     report = read_contacts(CONTACTS)
-    assert report.errors == [] and report.warnings == []
+    assert report.errors == []
+    assert report.warnings == []
     records = report.records
     assert len(records) == 532
     assert len({r.province_code for r in records}) == 76
@@ -139,7 +140,8 @@ def test_skip_invalid_imports_the_good_rows(make_ws, tmp_path: Path) -> None:
     path = _write(tmp_path, f"{HEADER}\n{GOOD}\n{bad}\n")
     ws = make_ws()
     report = import_contacts(ws.engine, path, skip_invalid=True)
-    assert report.written and len(report.errors) == 1
+    assert report.written
+    assert len(report.errors) == 1
     assert set(_rows(ws.engine)) == {"TH-50-agri"}
 
 
@@ -156,7 +158,8 @@ def test_quotes_and_commas_in_names_are_kept(tmp_path: Path) -> None:
 def test_a_shared_saraban_inbox_is_a_warning_not_an_error(tmp_path: Path) -> None:
     other = GOOD.replace("TH-50-agri", "TH-50-ind").replace(",agri,", ",ind,")
     report = read_contacts(_write(tmp_path, f"{HEADER}\n{GOOD}\n{other}\n"))
-    assert report.errors == [] and len(report.records) == 2
+    assert report.errors == []
+    assert len(report.records) == 2
     (warning,) = report.warnings
     assert (
         "saraban.th50@agri.example is shared by 2 offices: TH-50-agri (line 2), TH-50-ind (line 3)"

@@ -128,7 +128,8 @@ def test_helpers_stop_after_the_message_in_hand_when_the_command_fails(
         received = Counter(
             v for raw in smtp_server.messages() for k, v in raw_headers(raw) if k == "Delivered-To"
         )
-        assert len(received) == COUNT and set(received.values()) == {1}
+        assert len(received) == COUNT
+        assert set(received.values()) == {1}
     finally:
         ws.close()
 
@@ -160,8 +161,10 @@ def test_sigterm_stops_the_command_and_its_helpers_between_messages(
     finally:
         engine.dispose()
     assert counts["sending"] == counts["uncertain"] == 0, counts
-    assert counts["queued"] > 0 and counts["sent"] + counts["queued"] == COUNT
+    assert counts["queued"] > 0
+    assert counts["sent"] + counts["queued"] == COUNT
     received = Counter(
         v for raw in smtp_server.messages() for k, v in raw_headers(raw) if k == "Delivered-To"
     )
-    assert sum(received.values()) == counts["sent"] and set(received.values()) == {1}
+    assert sum(received.values()) == counts["sent"]
+    assert set(received.values()) == {1}

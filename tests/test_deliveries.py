@@ -63,16 +63,20 @@ def test_list_retry_and_resolve(tmp_path: Path) -> None:
         assert script.received_by(A) == 1
 
         result = run(env, "deliveries", "resolve", str(uncertain[0]["id"]))
-        assert result.exit_code == 1 and "say --sent" in result.output
+        assert result.exit_code == 1
+        assert "say --sent" in result.output
         result = run(env, "deliveries", "resolve", str(uncertain[0]["id"]), "--sent")
-        assert result.exit_code == 0 and "is now sent" in result.output
+        assert result.exit_code == 0
+        assert "is now sent" in result.output
         result = run(env, "deliveries", "resolve", str(uncertain[0]["id"]), "--not-sent")
-        assert result.exit_code == 1 and "is sent, not uncertain" in result.output
+        assert result.exit_code == 1
+        assert "is sent, not uncertain" in result.output
         assert {r["state"] for r in _rows(env)} == {"sent"}
         assert script.received_by("saraban.th50@prov.example") == 1
 
         result = run(env, "deliveries")
-        assert result.exit_code == 0 and "7 deliveries" in result.output
+        assert result.exit_code == 0
+        assert "7 deliveries" in result.output
 
 
 @pytest.mark.slow
@@ -103,9 +107,11 @@ def test_two_workers_send_every_office_exactly_once(
     delivered = Counter(
         v for raw in smtp_server.messages() for k, v in raw_headers(raw) if k == "Delivered-To"
     )
-    assert len(delivered) == 532 and set(delivered.values()) == {1}
+    assert len(delivered) == 532
+    assert set(delivered.values()) == {1}
     rows = _rows(env)
-    assert {r["state"] for r in rows} == {"sent"} and len({r["server"] for r in rows}) == 1
+    assert {r["state"] for r in rows} == {"sent"}
+    assert len({r["server"] for r in rows}) == 1
 
 
 @pytest.mark.slow
@@ -128,7 +134,8 @@ def test_workers_started_for_a_round_that_cannot_be_queued_send_nothing(
     ledger.enqueue([("TH-50-agri", A)], kind, 0, lambda i: f"<{i}.test@ega.example>")
     result = run(env, "send", "invitations", "--workers", "2")
     assert result.exit_code == 1
-    assert "invitation/body.html" in result.output and "no_such_name" in result.output
+    assert "invitation/body.html" in result.output
+    assert "no_such_name" in result.output
     assert smtp_server.messages() == []
     assert [(r["kind"], r["state"]) for r in _rows(env)] == [(kind, "queued")]
     ledger.engine.dispose()
@@ -163,7 +170,8 @@ def test_a_long_running_worker_sends_what_becomes_due_and_stops_cleanly(
     )
     try:
         time.sleep(1.5)
-        assert worker.poll() is None and smtp_server.messages() == []  # nothing queued yet
+        assert worker.poll() is None
+        assert smtp_server.messages() == []
         # another host enqueues a round; the waiting worker picks it up on its next pass
         from mailer.identity import new_message_id
         from mailer.settings import load_settings
@@ -177,7 +185,8 @@ def test_a_long_running_worker_sends_what_becomes_due_and_stops_cleanly(
         ws.close()
         deadline = time.monotonic() + 30
         while len(smtp_server.messages()) < 2:
-            assert worker.poll() is None and time.monotonic() < deadline
+            assert worker.poll() is None
+            assert time.monotonic() < deadline
             time.sleep(0.1)
     finally:
         worker.send_signal(signal.SIGTERM)
@@ -227,7 +236,8 @@ def test_failures_are_listed_whichever_process_met_them(tmp_path: Path) -> None:
         rows = _rows(env, "--state", "failed")
     assert result.exit_code == 0, result.output
     failed = {str(r["invitee_id"]) for r in rows}
-    assert failed and failed <= set(refused)
+    assert failed
+    assert failed <= set(refused)
     named = {
         line.split(":")[0].split()[-1]
         for line in result.output.splitlines()

@@ -49,7 +49,9 @@ def test_a_temporary_refusal_is_retried_and_delivered_once(
     assert rows[A].delivery == "sent"
     assert script.received_by(A) == 1
     # retried and sent in the same run: nothing left "to retry later", as the ledger says
-    assert report.drain.sent == 7 and report.drain.retry == 0 and not report.drain.problems
+    assert report.drain.sent == 7
+    assert report.drain.retry == 0
+    assert not report.drain.problems
     assert sum(1 for _, _ in script.received) == 7
     assert clock.sleeps, "the run waited for the retry instead of dropping it"
 
@@ -67,7 +69,8 @@ def test_throttling_codes_slow_the_rest_of_the_run(make_ws, clock: FakeClock, co
 def test_421_at_data_closes_the_session_and_retries(make_ws) -> None:
     script = Script({A: ["data:421", "250"]})
     report, rows = _run(make_ws, script)
-    assert rows[A].delivery == "sent" and script.received_by(A) == 1
+    assert rows[A].delivery == "sent"
+    assert script.received_by(A) == 1
     assert report.drain.sent == 7
 
 
@@ -75,11 +78,12 @@ def test_421_at_data_closes_the_session_and_retries(make_ws) -> None:
 def test_a_permanent_refusal_fails_that_office_only(make_ws) -> None:
     script = Script({A: ["550"], B: ["data:552"]})
     report, rows = _run(make_ws, script)
-    assert rows[A].delivery == "failed" and "550 5.1.1 Recipient address rejected" in (
-        rows[A].last_reply or ""
-    )
-    assert rows[B].delivery == "failed" and "552 5.3.4" in (rows[B].last_reply or "")
-    assert report.drain.sent == 5 and report.drain.failed == 2
+    assert rows[A].delivery == "failed"
+    assert "550 5.1.1 Recipient address rejected" in (rows[A].last_reply or "")
+    assert rows[B].delivery == "failed"
+    assert "552 5.3.4" in (rows[B].last_reply or "")
+    assert report.drain.sent == 5
+    assert report.drain.failed == 2
     assert script.attempts[A] == 1, "a 5xx is never retried"
 
 
@@ -87,7 +91,8 @@ def test_a_permanent_refusal_fails_that_office_only(make_ws) -> None:
 def test_a_connection_dropped_before_the_message_is_retried(make_ws) -> None:
     script = Script({A: ["drop-at-rcpt", "250"]})
     _report, rows = _run(make_ws, script)
-    assert rows[A].delivery == "sent" and script.received_by(A) == 1
+    assert rows[A].delivery == "sent"
+    assert script.received_by(A) == 1
 
 
 @pytest.mark.slow
@@ -96,8 +101,10 @@ def test_a_connection_dropped_after_the_message_is_uncertain_not_resent(make_ws)
     report, rows = _run(make_ws, script)
     assert rows[A].delivery == "uncertain"
     assert "after the message was handed over" in (rows[A].last_reply or "")
-    assert script.received_by(A) == 1 and script.attempts[A] == 1
-    assert report.drain.sent == 6 and report.drain.uncertain == 1
+    assert script.received_by(A) == 1
+    assert script.attempts[A] == 1
+    assert report.drain.sent == 6
+    assert report.drain.uncertain == 1
 
 
 @pytest.mark.slow
@@ -125,7 +132,8 @@ def test_retries_grow_apart_then_stop_after_the_maximum_attempts(make_ws, clock:
             runs += 1
     assert row.delivery == "failed"
     assert "gave up after 5 attempts" in (row.last_reply or "")
-    assert script.attempts[A] == 5 and script.received_by(A) == 0
+    assert script.attempts[A] == 5
+    assert script.received_by(A) == 0
     assert runs > 1
 
 
@@ -146,11 +154,9 @@ def test_many_failures_in_a_row_pause_the_run(make_ws) -> None:
         for a in ("agri", "prov", "rd", "ind", "mots", "sso", "dbd")
     }
     report, rows = _run(make_ws, Script(everyone), MAILER_MAX_FAILURES="3")
-    assert (
-        report.drain.failed == 3
-        and report.drain.stopped
-        and "3 failures in a row" in report.drain.stopped
-    )
+    assert report.drain.failed == 3
+    assert report.drain.stopped
+    assert "3 failures in a row" in report.drain.stopped
     states = sorted(r.delivery for r in rows.values())
     assert states == ["failed"] * 3 + ["queued"] * 4
 
@@ -169,5 +175,6 @@ def test_a_daily_cap_spreads_the_batch_across_days(make_ws, clock: FakeClock) ->
     script = Script()
     report, rows = _run(make_ws, script, MAILER_RATE_PER_DAY="5")
     assert report.drain.sent == 5
-    assert report.drain.stopped and "daily cap of 5 messages" in report.drain.stopped
+    assert report.drain.stopped
+    assert "daily cap of 5 messages" in report.drain.stopped
     assert sorted(r.delivery for r in rows.values()) == ["queued"] * 2 + ["sent"] * 5

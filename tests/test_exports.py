@@ -46,10 +46,13 @@ def seeded(make_ws, smtp_server: Mailhog):  # type: ignore[no-untyped-def]
 def test_the_matrix_is_76_provinces_by_7_agencies(seeded) -> None:  # type: ignore[no-untyped-def]
     agencies, rows = matrix(status(seeded))
     assert agencies == ["prov", "agri", "rd", "ind", "mots", "sso", "dbd"]
-    assert len(rows) == 76 and all(len(r.cells) == 7 for r in rows)
+    assert len(rows) == 76
+    assert all(len(r.cells) == 7 for r in rows)
     cell = {(r.code, a): s for r in rows for a, s in zip(agencies, r.cells, strict=True)}
-    assert cell[("TH-50", "agri")] == "accepted" and cell[("TH-50", "prov")] == "declined"
-    assert cell[("TH-11", "ind")] == "representative" and cell[("TH-96", "dbd")] == "tentative"
+    assert cell[("TH-50", "agri")] == "accepted"
+    assert cell[("TH-50", "prov")] == "declined"
+    assert cell[("TH-11", "ind")] == "representative"
+    assert cell[("TH-96", "dbd")] == "tentative"
     assert sum(1 for s in cell.values() if s == "no_reply") == 532 - 4
 
 
@@ -75,7 +78,8 @@ def test_the_matrix_reads_right_in_thai_at_a_terminals_width(
     assert body[0].split() == (["จังหวัด", *AGENCY_SHORT.values()]) * blocks
     assert "…" not in "".join(body)
     widths = {wcwidth.wcswidth(line) for line in body}
-    assert len(widths) == 1 and widths.pop() <= int(columns), body[:3]
+    assert len(widths) == 1, body[:3]
+    assert widths.pop() <= int(columns), body[:3]
     provinces = [w for line in body[1:] for w in line.split() if not set(w) <= set("·✓✗?!‼◐")]
     assert len(provinces) == 76
 
@@ -89,18 +93,19 @@ def test_status_on_screen_and_its_filters(seeded) -> None:  # type: ignore[no-un
     lines = result.output.splitlines()
     chiang_mai = next(line for line in lines if line.startswith("เชียงใหม่"))
     assert chiang_mai.split()[1:3] == ["✗", "✓"]  # สนจ. declined, กษจ. accepted
-    assert "✓ เข้าร่วม" in result.output and "สนจ. จังหวัด" in result.output
+    assert "✓ เข้าร่วม" in result.output
+    assert "สนจ. จังหวัด" in result.output
     assert len([line for line in lines if "·" in line]) <= 40  # fits a terminal: two blocks
     only = status(seeded, filters=Filters(province="เชียงใหม่"))
-    assert [i.invitee_id for i in only.invitees][:2] == ["TH-50-agri", "TH-50-dbd"] and len(
-        only.invitees
-    ) == 7
+    assert [i.invitee_id for i in only.invitees][:2] == ["TH-50-agri", "TH-50-dbd"]
+    assert len(only.invitees) == 7
     assert [
         i.invitee_id for i in status(seeded, filters=Filters(attendance="declined")).invitees
     ] == ["TH-50-prov"]
     assert len(status(seeded, filters=Filters(agency="sso")).invitees) == 76
     result = CliRunner().invoke(app, ["status", "--attendance", "maybe"], env=env)
-    assert result.exit_code == 1 and "is not one of no_reply, accepted" in result.output
+    assert result.exit_code == 1
+    assert "is not one of no_reply, accepted" in result.output
 
 
 @pytest.mark.parametrize("what", ["all", "call-sheet", "attendees"])
@@ -158,12 +163,14 @@ def test_an_empty_campaign_exports_valid_files_and_says_so(make_ws, tmp_path: Pa
         app, ["export", str(tmp_path / "empty.xlsx"), "--what", "attendees"], env=env
     )
     assert result.exit_code == 0, result.output
-    assert "no offices in" in result.output and "only the headings" in result.output
+    assert "no offices in" in result.output
+    assert "only the headings" in result.output
     assert [
         list(r) for r in load_workbook(tmp_path / "empty.xlsx").active.iter_rows(values_only=True)
     ] == [["ลำดับ", "จังหวัด", "หน่วยงาน", "ผู้เข้าร่วม", "ตำแหน่ง", "โทรศัพท์"]]
     result = CliRunner().invoke(app, ["export", str(tmp_path / "x.pdf")], env=env)
-    assert result.exit_code == 1 and "name the file .xlsx (Excel) or .csv" in result.output
+    assert result.exit_code == 1
+    assert "name the file .xlsx (Excel) or .csv" in result.output
 
 
 @pytest.fixture
@@ -185,19 +192,22 @@ def test_the_attendance_sheet_renders_in_chromium(seeded, tmp_path: Path, chromi
     }
     page = tmp_path / "sheet.html"
     result = CliRunner().invoke(app, ["sheet", str(page)], env=env)
-    assert result.exit_code == 0 and "2 attendee(s)" in result.output
+    assert result.exit_code == 0
+    assert "2 attendee(s)" in result.output
     flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
              "--disable-background-networking", "--disable-component-update", "--disable-sync",
              f"--user-data-dir={tmp_path / 'profile'}"]  # fmt: skip
     dom = subprocess.run(
         [chromium, *flags, "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120
     )
-    assert "นางสาวสมหญิง ใจดี" in dom.stdout and "สำนักงานเกษตรจังหวัดเชียงใหม่" in dom.stdout
+    assert "นางสาวสมหญิง ใจดี" in dom.stdout
+    assert "สำนักงานเกษตรจังหวัดเชียงใหม่" in dom.stdout
     assert "รวม ๒ คน" in dom.stdout
     pdf = tmp_path / "sheet.pdf"
     subprocess.run([chromium, *flags, f"--print-to-pdf={pdf}", "--no-pdf-header-footer", page.as_uri()],
                    capture_output=True, timeout=120)  # fmt: skip
-    assert pdf.read_bytes().startswith(b"%PDF") and pdf.stat().st_size > 5000
+    assert pdf.read_bytes().startswith(b"%PDF")
+    assert pdf.stat().st_size > 5000
 
 
 @pytest.mark.slow
@@ -214,7 +224,8 @@ def test_data_can_never_become_a_spreadsheet_formula(seeded, tmp_path: Path) -> 
         for r in load_workbook(tmp_path / "f.xlsx").active.iter_rows()
         if r[0].value == "TH-50-agri"
     )[2]
-    assert cell.data_type == "s" and cell.value.startswith("=HYPERLINK")
+    assert cell.data_type == "s"
+    assert cell.value.startswith("=HYPERLINK")
     with (tmp_path / "f.csv").open(encoding="utf-8-sig", newline="") as handle:
         row = next(r for r in csv.reader(handle) if r[0] == "TH-50-agri")
     assert row[2].startswith("'=HYPERLINK")

@@ -162,7 +162,9 @@ def test_a_long_error_text_is_cut(folder: Path) -> None:
         "{% block body %}\n{{ invitee[invitee.organisation * 20] }}",
     )
     message = _problem(folder)
-    assert "… (" in message and "characters)" in message and len(message) < 400
+    assert "… (" in message
+    assert "characters)" in message
+    assert len(message) < 400
 
 
 def test_the_attendance_sheet_template_is_sandboxed_too(

@@ -32,8 +32,10 @@ def _check(tmp_path: Path, text: str | bytes):  # type: ignore[no-untyped-def]
 
 
 def test_the_replacements_below_hit_the_shipped_file() -> None:
-    assert SHIPPED.count(COORDINATOR_LINE) == 1 and SHIPPED.count(SENDER_LINE) == 1
-    assert SHIPPED.count("days_before = 1\n") == 1 and "catch_up_hours = 6" in SHIPPED
+    assert SHIPPED.count(COORDINATOR_LINE) == 1
+    assert SHIPPED.count(SENDER_LINE) == 1
+    assert SHIPPED.count("days_before = 1\n") == 1
+    assert "catch_up_hours = 6" in SHIPPED
 
 
 @pytest.mark.parametrize(

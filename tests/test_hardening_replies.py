@@ -163,7 +163,8 @@ def test_our_message_id_quoted_in_a_body_is_not_a_thread(sent) -> None:  # type:
         "stranger@else.example", f"ยินดีเข้าร่วม\n\nMessage-ID: {_message_id('TH-50-agri')}"
     )
     report = sync(sent, "eml:x", [("1", pasted)])
-    assert report.unmatched == 1 and "TH-50-agri" not in attendance(sent)
+    assert report.unmatched == 1
+    assert "TH-50-agri" not in attendance(sent)
 
 
 def test_an_auto_reply_header_does_not_hide_an_answer(sent) -> None:  # type: ignore[no-untyped-def]
@@ -259,7 +260,8 @@ def test_evidence_and_subjects_are_one_printable_line(sent) -> None:  # type: ig
     (item,) = list(review(sent))
     for text in (found.evidence, item.evidence, item.subject):
         assert text.isprintable(), text
-    assert "ติดภารกิจ ขออภัย" in found.evidence and "characters)" in found.evidence
+    assert "ติดภารกิจ ขออภัย" in found.evidence
+    assert "characters)" in found.evidence
     assert len(found.evidence) < 700
 
 
@@ -285,7 +287,8 @@ def test_a_deeply_nested_message_is_kept_marked_and_reviewable(sent, tmp_path: P
     report = sync(sent, "mbox:x", sources.mbox(tmp_path / "in.mbox"))
     assert (report.seen, report.new) == (2, 2)
     (item,) = list(review(sent))
-    assert item.kind == "unreadable" and item.subject == "deep"
+    assert item.kind == "unreadable"
+    assert item.subject == "deep"
     assert "nested more than 50 levels deep" in item.evidence
     with sent.engine.connect() as conn:
         raws = [r for (r,) in conn.exec_driver_sql("SELECT raw FROM inbound_message")]
@@ -323,7 +326,8 @@ def test_the_cli_says_what_did_not_count_and_review_shows_why(sent, tmp_path: Pa
     runner = CliRunner()
     result = runner.invoke(app, ["replies", "sync", "--eml-dir", str(inbox)], env=env)
     assert result.exit_code == 0, result.output
-    assert "1 new of 1 message(s)" in result.output and "needs_review 1" in result.output
+    assert "1 new of 1 message(s)" in result.output
+    assert "needs_review 1" in result.output
     assert "1 name an office but do not count by themselves" in result.output
     result = runner.invoke(app, ["replies", "review"], env=env)
     assert "TH-50-agri [calendar_reply] Declined: สัมมนา" in result.output

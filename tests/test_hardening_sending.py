@@ -65,7 +65,8 @@ def test_an_update_during_a_running_send_reaches_every_calendar_at_the_new_time(
             announced.append(result.enqueued)
 
     report = send_round(running, "invitation", progress=update_after_five)
-    assert announced and 5 <= announced[0] <= 6  # the fifth may still be in `sending`
+    assert announced
+    assert 5 <= announced[0] <= 6
     assert report.drain.sent == 30 + announced[0]
     by_office: dict[str, list[tuple[int, str]]] = {}
     for raw in smtp_server.messages():
@@ -81,7 +82,8 @@ def test_an_update_during_a_running_send_reaches_every_calendar_at_the_new_time(
         elif kind == "invitation":  # rebased by the update: the new time, everywhere
             assert (start.hour, told) == (15, {"๑๓.๐๐": False, "๑๕.๐๐": True})
         else:  # the update: its calendar and its letter ("เดิม … เปลี่ยนเป็น …") agree
-            assert start.hour == 15 and "๑๓.๐๐ – ๑๖.๓๐ น. เปลี่ยนเป็น" in letter
+            assert start.hour == 15
+            assert "๑๓.๐๐ – ๑๖.๓๐ น. เปลี่ยนเป็น" in letter
         by_office.setdefault(str(message["To"]), []).append((sequence, kind))
     assert len(by_office) == 30
     for got in by_office.values():
@@ -118,7 +120,8 @@ def test_an_address_deferred_with_452_is_retried_alone(
     assert row["state"] == "sent"
     assert row["delivered_to"] == "a@prov.example; b@prov.example"
     assert row["refused"] == ""
-    assert report.drain.retry == 0 and report.drain.sent == 2  # retried within the run
+    assert report.drain.retry == 0
+    assert report.drain.sent == 2
     assert clock.sleeps, "the run waited for the retry"
 
 
@@ -172,9 +175,11 @@ def test_an_office_that_cannot_be_composed_fails_alone(
             .values(emails="ผู้รับ@ไทย.example")
         )
     report = send_round(ws, "invitation")
-    assert report.drain.sent == 4 and report.drain.failed == 1
+    assert report.drain.sent == 4
+    assert report.drain.failed == 1
     (problem,) = report.drain.problems
-    assert problem.invitee_id == bad and problem.reply.startswith(f"not sent: {bad}: its message")
+    assert problem.invitee_id == bad
+    assert problem.reply.startswith(f"not sent: {bad}: its message")
     assert len(smtp_server.messages()) == 4
     assert _rows(ws)[f"{bad} invitation"]["state"] == "failed"
     assert send_round(ws, "invitation").drain.sent == 0
@@ -188,7 +193,8 @@ def test_an_office_that_cannot_be_composed_fails_alone(
         "MAILER_TEMPLATES": str(ws.settings.templates_dir),
     }
     shown = CliRunner().invoke(app, ["preview", bad], env=env)
-    assert shown.exit_code == 1 and isinstance(shown.exception, SystemExit), shown.output
+    assert shown.exit_code == 1, shown.output
+    assert isinstance(shown.exception, SystemExit), shown.output
     assert f"Error: {bad}: its message cannot be built" in shown.output
 
 
@@ -213,7 +219,8 @@ def test_a_stop_while_waiting_for_a_retry_ends_the_run_at_once(
     assert report.drain.stopped == "stopped on request; the rest stay queued"
     assert script.received_by("c@prov.example") == 0
     assert _rows(ws)["TH-51-prov invitation"]["state"] == "retry_wait"
-    assert waits and max(waits) <= timedelta(minutes=2).total_seconds()
+    assert waits
+    assert max(waits) <= timedelta(minutes=2).total_seconds()
 
 
 @pytest.mark.slow
@@ -275,7 +282,8 @@ def test_a_partly_delivered_office_is_flagged_and_its_refused_address_retried_al
         import_contacts(ws.engine, _two_addresses(tmp_path))
         send_round(ws, "invitation")
         (item,) = [i for i in status(ws).invitees if i.invitee_id == "TH-50-prov"]
-        assert item.partly_delivered and item.delivered_to == "a@prov.example"
+        assert item.partly_delivered
+        assert item.delivered_to == "a@prov.example"
         assert str(item.refused).startswith("b@prov.example: 550")
         env = {
             "DATABASE_URL": ws.settings.database_url,
@@ -284,7 +292,8 @@ def test_a_partly_delivered_office_is_flagged_and_its_refused_address_retried_al
             "SMTP_PORT": str(server.port),
         }
         shown = CliRunner().invoke(app, ["status"], env=env)
-        assert "TH-50-prov" in shown.output and "sent, partly delivered" in shown.output
+        assert "TH-50-prov" in shown.output
+        assert "sent, partly delivered" in shown.output
         listed = CliRunner().invoke(app, ["deliveries", "--json"], env=env)
         (row,) = [r for r in json.loads(listed.output) if r["invitee_id"] == "TH-50-prov"]
         assert (row["state"], row["delivered_to"]) == ("sent", "a@prov.example")
@@ -393,7 +402,8 @@ def test_nothing_but_the_cancellation_goes_out_after_a_cancel(make_ws, tmp_path:
 
             drain(ws, ws.ledger(), transport)
         requeued = requeue(ws.ledger(), invitees=["SYN-00001"])
-        assert requeued.requeued == [] and "cancelled" in requeued.skipped[0]
+        assert requeued.requeued == []
+        assert "cancelled" in requeued.skipped[0]
         with ws.transport() as transport:
             drain(ws, ws.ledger(), transport)
     assert [m for _, m, _, _ in _seen(script)] == ["REQUEST", "CANCEL"]
@@ -474,4 +484,5 @@ def test_a_row_in_hand_is_leased_for_longer_than_its_smtp_exchange_can_take(
 
     monkeypatch.setattr(SmtpTransport, "send", looking)
     send_round(ws, "invitation")
-    assert leases and leases[0] - clock() >= timedelta(seconds=4 * 600)
+    assert leases
+    assert leases[0] - clock() >= timedelta(seconds=4 * 600)

@@ -118,7 +118,8 @@ def test_the_drivers_exception_is_not_chained_into_the_traceback(
     than its message: the driver's exception, which may carry the password, is left out."""
     with pytest.raises(DatabaseError) as caught:
         open_database(database_without_rights.replace("postgresql:", "postgresql+psycopg:"))
-    assert caught.value.__cause__ is None and caught.value.__suppress_context__
+    assert caught.value.__cause__ is None
+    assert caught.value.__suppress_context__
     assert PASSWORD not in "".join(traceback.format_exception(caught.value))
 
 
@@ -148,13 +149,15 @@ def test_no_password_shape_shows_the_password(tmp_path: Path, password: str, sha
     with pytest.raises(SettingsError) as caught:
         make_settings(tmp_path, DATABASE_URL=url)
     assert _MARK not in str(caught.value)
-    assert _MARK not in shown_url(url) and _MARK not in hide_secrets(f"said {secret}", url)
+    assert _MARK not in shown_url(url)
+    assert _MARK not in hide_secrets(f"said {secret}", url)
 
 
 def test_the_settings_never_show_a_database_password(tmp_path: Path) -> None:
     settings = make_settings(tmp_path, DATABASE_URL=f"postgresql://bob:{PASSWORD}@db/mailer")
     assert PASSWORD in settings.database_url  # it is there to be used …
-    assert PASSWORD not in repr(settings) and PASSWORD not in str(settings)  # … not shown
+    assert PASSWORD not in repr(settings)
+    assert PASSWORD not in str(settings)
 
 
 # --- every bad value is an error -----------------------------------------------------------
@@ -196,7 +199,8 @@ def test_a_host_must_be_a_host_name_or_an_ip_address(
 ) -> None:
     result = run(_env(tmp_path, **{setting: host}), "deliveries")
     assert result.exit_code == 1, result.output
-    assert "is not a host name or IP address: " in result.output and why in result.output
+    assert "is not a host name or IP address: " in result.output
+    assert why in result.output
     assert f"e.g. {setting}={setting[:4].lower()}.example.org" in result.output
 
 
@@ -275,11 +279,13 @@ def test_an_unquoted_password_with_a_comment_is_warned_about(
         '" #" on is read as a comment (and dropped). If the # belongs to the value, write it '
         "in single quotes: SMTP_PASSWORD='…'"
     ) in result.output
-    assert "abc" not in result.output and "def" not in result.output
+    assert "abc" not in result.output
+    assert "def" not in result.output
     assert "3 character" not in result.output  # not even the length of what is left
 
     result = run(_env(tmp_path, SMTP_PASSWORD="from-the-environment"), "deliveries")
-    assert result.exit_code == 0 and "Warning" not in result.output  # the environment won
+    assert result.exit_code == 0
+    assert "Warning" not in result.output
 
 
 @pytest.mark.slow

@@ -49,8 +49,10 @@ def test_any_2xx_after_the_dot_is_sent(make_ws, answer: str) -> None:
     problems, rows = _run(make_ws, script)
     assert rows[A].delivery == "sent"
     assert rows[A].last_reply == " ".join(answer.split())
-    assert script.attempts[A] == 1 and script.received_by(A) == 1
-    assert problems == [] and all(r.delivery == "sent" for r in rows.values())
+    assert script.attempts[A] == 1
+    assert script.received_by(A) == 1
+    assert problems == []
+    assert all(r.delivery == "sent" for r in rows.values())
 
 
 @pytest.mark.parametrize(
@@ -81,7 +83,8 @@ def test_an_unclear_answer_after_the_dot_is_uncertain_and_not_resent(
     problems, rows = _run(make_ws, script, **{"SMTP_TIMEOUT": "2", **env})
     assert rows[A].delivery == "uncertain", rows[A].last_reply
     assert "after the message was handed over" in (rows[A].last_reply or "")
-    assert script.attempts[A] == 1 and script.received_by(A) == 1
+    assert script.attempts[A] == 1
+    assert script.received_by(A) == 1
     assert [p.state for p in problems] == ["uncertain"]
     others = [r.delivery for a, r in rows.items() if a != A]
     assert others == ["sent"] * 6  # the session is dropped, the next message reconnects
@@ -92,14 +95,16 @@ def test_a_clear_4xx_after_the_dot_is_retried(make_ws) -> None:
     script = Script({A: ["data:451", "250"]})
     problems, rows = _run(make_ws, script)
     assert [(p.state, p.code) for p in problems] == [("retry_wait", 451)]
-    assert rows[A].delivery == "sent" and script.received_by(A) == 1
+    assert rows[A].delivery == "sent"
+    assert script.received_by(A) == 1
 
 
 @pytest.mark.slow
 def test_a_clear_5xx_after_the_dot_fails(make_ws) -> None:
     script = Script({A: ["data:552", "250"]})
     _problems, rows = _run(make_ws, script)
-    assert rows[A].delivery == "failed" and script.attempts[A] == 1
+    assert rows[A].delivery == "failed"
+    assert script.attempts[A] == 1
 
 
 @pytest.mark.parametrize(
@@ -121,7 +126,8 @@ def test_an_odd_answer_before_the_dot_is_only_tried_again(make_ws, plan: str) ->
     problems, rows = _run(make_ws, script)
     assert [p.state for p in problems] == ["retry_wait"]
     assert "nothing was handed over" in problems[0].reply
-    assert rows[A].delivery == "sent" and script.received_by(A) == 1
+    assert rows[A].delivery == "sent"
+    assert script.received_by(A) == 1
     assert len(script.received) == 7
 
 
@@ -207,4 +213,5 @@ def test_a_long_odd_answer_is_cut_in_the_ledger(make_ws) -> None:
     _problems, rows = _run(make_ws, script)
     reply = rows[A].last_reply or ""
     assert rows[A].delivery == "uncertain"
-    assert "… (1801 characters)" in reply and len(reply) < 400, reply
+    assert "… (1801 characters)" in reply, reply
+    assert len(reply) < 400, reply

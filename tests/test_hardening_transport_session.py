@@ -41,7 +41,8 @@ def test_a_wrong_thai_password_is_a_refused_login(make_ws) -> None:
         with pytest.raises(TransportError) as caught:
             ws.transport().connect()
     message = str(caught.value)
-    assert "refused the login of SMTP_USERNAME='coordinator'" in message and "535" in message
+    assert "refused the login of SMTP_USERNAME='coordinator'" in message
+    assert "535" in message
     assert "ผิด" not in message
 
 

@@ -18,7 +18,8 @@ OFFICE_IDS = st.from_regex(r"[A-Za-z0-9][A-Za-z0-9._-]{0,40}", fullmatch=True)
 @given(OFFICE_IDS, st.booleans())
 def test_a_calendar_uid_names_its_office_back(invitee_id: str, test: bool) -> None:
     found = read_uid(CAMPAIGN_FILE, event_uid(CAMPAIGN_FILE, invitee_id, test=test))
-    assert found is not None and (found.invitee_id, found.test) == (invitee_id, test)
+    assert found is not None
+    assert (found.invitee_id, found.test) == (invitee_id, test)
 
 
 def test_a_uid_of_another_campaign_names_nothing() -> None:

@@ -93,7 +93,8 @@ def test_the_state_machine(ledger: Ledger, clock: FakeClock) -> None:
     assert ledger.claim(owner, 10, LEASE) == []  # the retry is not due yet
     clock.advance(minutes=3)
     (again,) = ledger.claim(owner, 10, LEASE)
-    assert again.invitee_id == b.invitee_id and again.attempts == 1
+    assert again.invitee_id == b.invitee_id
+    assert again.attempts == 1
 
 
 @pytest.mark.slow

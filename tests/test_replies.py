@@ -144,7 +144,8 @@ def test_a_mark_wins_over_later_automatic_readings(invited, clock) -> None:  # t
     clock.advance(minutes=5)
     sync(ws, "eml:x", [("k1", _reply("saraban.th50@agri.example", "ยินดีเข้าร่วม", ids["TH-50-agri"]))])
     answer = attendance(ws)["TH-50-agri"]
-    assert answer.status == "declined" and answer.source == "mark"
+    assert answer.status == "declined"
+    assert answer.source == "mark"
     assert [e["status"] for e in answer.history] == ["declined", "accepted"]
 
 
@@ -204,11 +205,11 @@ def test_our_own_invitation_parses_as_calendar_and_the_cli_flow(
     runner = CliRunner()
     result = runner.invoke(app, ["replies", "sync", "--maildir", str(box)], env=env)
     assert result.exit_code == 0, result.output
-    assert "1 new of 1 message(s)" in result.output and "needs_review 1" in result.output
+    assert "1 new of 1 message(s)" in result.output
+    assert "needs_review 1" in result.output
     result = runner.invoke(app, ["replies", "review"], env=env)
-    assert (
-        "TH-50-agri [human_reply]" in result.output and "1 message(s) need review" in result.output
-    )
+    assert "TH-50-agri [human_reply]" in result.output
+    assert "1 message(s) need review" in result.output
     result = runner.invoke(
         app, ["mark", "TH-50-agri", "representative", "--name", "นายสมชาย ดีใจ"], env=env
     )
@@ -217,16 +218,15 @@ def test_our_own_invitation_parses_as_calendar_and_the_cli_flow(
     assert "0 message(s) need review" in result.output
     data = json.loads(runner.invoke(app, ["status", "--json"], env=env).output)
     agri = next(i for i in data["invitees"] if i["invitee_id"] == "TH-50-agri")
-    assert agri["attendance"] == "representative" and agri["representative"] == {
-        "name": "นายสมชาย ดีใจ"
-    }
+    assert agri["attendance"] == "representative"
+    assert agri["representative"] == {"name": "นายสมชาย ดีใจ"}
     assert data["totals"]["attendance"]["representative"] == 1
     result = runner.invoke(app, ["replies", "sync"], env=env)
-    assert (
-        result.exit_code == 1 and "set IMAP_HOST, IMAP_USERNAME and IMAP_PASSWORD" in result.output
-    )
+    assert result.exit_code == 1
+    assert "set IMAP_HOST, IMAP_USERNAME and IMAP_PASSWORD" in result.output
     result = runner.invoke(app, ["mark", "TH-50-agri", "maybe"], env=env)
-    assert result.exit_code == 1 and "is not one of accepted, declined" in result.output
+    assert result.exit_code == 1
+    assert "is not one of accepted, declined" in result.output
 
 
 @pytest.mark.slow
@@ -262,7 +262,8 @@ def test_imap_sync_is_read_only_and_incremental(invited, dovecot) -> None:  # ty
     )  # fmt: skip
     client.select_folder("INBOX", readonly=True)
     flags = client.get_flags(client.search("ALL"))
-    assert all(b"\\Seen" not in f for f in flags.values()) and len(flags) == 3  # untouched
+    assert all(b"\\Seen" not in f for f in flags.values())
+    assert len(flags) == 3
     client.logout()
     wrong = ImapSettings(
         host="127.0.0.1",

@@ -76,7 +76,8 @@ def test_the_whole_corpus_becomes_attendance(ledger_as_sent, clock, tmp_path: Pa
         (folder / case["file"]).write_bytes((CORPUS / case["file"]).read_bytes())
         clock.advance(minutes=1)
         report = sync(ws, "eml:corpus", sources.eml_dir(folder))
-    assert report is not None and report.seen == len(EXPECTED)
+    assert report is not None
+    assert report.seen == len(EXPECTED)
     with ws.ledger().reads.connect() as conn:
         stored = {
             row.source_key.split(":")[1]: row

@@ -48,8 +48,10 @@ def test_the_plan_shows_every_rule(make_ws, smtp_server: Mailhog) -> None:
     by_rule = {p.rule_id: p for p in plan(ws)}
     assert by_rule["invitation"].status == "by-command"
     followup = by_rule["followup-no-reply"]
-    assert followup.due_at == BANGKOK_FOLLOWUP and followup.status == "waiting"
-    assert followup.reach == 7 and followup.audience == "no_reply"
+    assert followup.due_at == BANGKOK_FOLLOWUP
+    assert followup.status == "waiting"
+    assert followup.reach == 7
+    assert followup.audience == "no_reply"
     assert followup.due_thai(ws.campaign.timezone) == "วันอังคารที่ ๑๕ พฤศจิกายน ๒๕๕๙ เวลา ๐๙.๐๐ น."
     assert by_rule["reminder-day-before"].due_at == datetime(2016, 11, 21, 2, 0, tzinfo=UTC)
 
@@ -91,7 +93,8 @@ def test_a_restart_inside_the_window_catches_up_once(
     ws = _invited(make_ws, smtp_server)
     clock.now = BANGKOK_FOLLOWUP + timedelta(hours=20)  # down at 09:00, back at 05:00 next day
     (event,) = due_pass(ws)
-    assert event.status == "done" and len(_reminders(smtp_server)) == 7
+    assert event.status == "done"
+    assert len(_reminders(smtp_server)) == 7
     assert due_pass(ws) == []
 
 
@@ -101,9 +104,11 @@ def test_a_restart_after_the_window_records_it_as_missed(
     ws = _invited(make_ws, smtp_server)
     clock.now = BANGKOK_FOLLOWUP + timedelta(hours=25)  # the window is 24 hours
     (event,) = due_pass(ws)
-    assert event.status == "missed" and _reminders(smtp_server) == []
+    assert event.status == "missed"
+    assert _reminders(smtp_server) == []
     followup = {p.rule_id: p for p in plan(ws)}["followup-no-reply"]
-    assert followup.status == "missed" and "catch-up window" in followup.note
+    assert followup.status == "missed"
+    assert "catch-up window" in followup.note
     assert due_pass(ws) == []
 
 
@@ -126,7 +131,8 @@ def test_after_a_cancellation_rounds_stop(make_ws, smtp_server: Mailhog, clock: 
     send_announcement(ws, cancel=True)
     clock.now = BANGKOK_FOLLOWUP + timedelta(minutes=1)
     (event,) = due_pass(ws)
-    assert event.status == "cancelled" and _reminders(smtp_server) == []
+    assert event.status == "cancelled"
+    assert _reminders(smtp_server) == []
 
 
 @pytest.mark.slow
@@ -196,7 +202,8 @@ def test_the_scheduler_process_runs_a_due_round_and_stops_cleanly(
         out, err = scheduler.communicate(timeout=60)
     assert scheduler.returncode == 0, err.decode()
     lines = out.decode()
-    assert "round followup-no-reply" in lines and "7 enqueued, 7 sent" in lines
+    assert "round followup-no-reply" in lines
+    assert "7 enqueued, 7 sent" in lines
     assert "scheduler stopped" in lines
     assert len(_reminders(smtp_server)) == 7
     again = subprocess.run(
@@ -270,7 +277,8 @@ def test_killing_the_scheduler_mid_round_then_restarting_sends_no_duplicates(
     )
     deadline = time.monotonic() + 60
     while len(_reminders(smtp_server)) < count // 4:
-        assert first.poll() is None and time.monotonic() < deadline
+        assert first.poll() is None
+        assert time.monotonic() < deadline
         time.sleep(0.05)
     first.kill()  # SIGKILL, mid-round
     first.wait(10)
@@ -320,7 +328,9 @@ def test_the_due_pass_also_sends_what_is_left_due(make_ws, smtp_server: Mailhog)
         lambda i: new_message_id(ws.campaign, i, "invitation"),
     )  # fmt: skip
     (event,) = due_pass(ws)
-    assert event.status == "drained" and event.stats is not None and event.stats.sent == 1
+    assert event.status == "drained"
+    assert event.stats is not None
+    assert event.stats.sent == 1
     assert due_pass(ws) == []
 
 
@@ -343,7 +353,8 @@ def test_a_queued_reminder_is_not_sent_to_an_office_that_answered_meanwhile(
     mark(ws, "TH-50-agri", "declined", representative={}, note="")  # answers before it goes out
     with ws.transport() as transport:
         stats = drain(ws, ledger, transport)
-    assert stats.sent == 1 and stats.failed == 0
+    assert stats.sent == 1
+    assert stats.failed == 0
     assert [(o.invitee_id, o.state) for o in stats.problems] == [("TH-50-agri", "skipped")]
     reminders = _reminders(smtp_server)
     assert [v for raw in reminders for k, v in raw_headers(raw) if k == "Delivered-To"] == [

@@ -115,7 +115,8 @@ def test_any_subject_is_encoded_within_rfc2047_limits(text: str) -> None:
     from mailer.compose import mime
 
     line = mime.unstructured("Subject", text)
-    assert line.isascii() and line.endswith(b"\r\n")
+    assert line.isascii()
+    assert line.endswith(b"\r\n")
     folded = line.decode("ascii")[:-2]
     assert all(len(part) <= 78 for part in folded.split("\r\n"))
     for word in folded.removeprefix("Subject: ").split("\r\n "):

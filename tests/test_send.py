@@ -25,7 +25,8 @@ from tests.helpers import EXPECTED_TREE, calendar_of, decoded, parse, raw_header
 def _ready(make_ws, port: int, **env: str):  # type: ignore[no-untyped-def]
     ws = make_ws(SMTP_PORT=str(port), **env)
     report = import_contacts(ws.engine, CONTACTS)
-    assert report.written and not report.errors
+    assert report.written
+    assert not report.errors
     return ws
 
 
@@ -161,7 +162,8 @@ def test_a_refusing_server_fails_rows_then_pauses_the_run(make_ws) -> None:
     finally:
         controller.stop()
     assert report.drain.failed == 5
-    assert report.drain.stopped is not None and "5 failures in a row" in report.drain.stopped
+    assert report.drain.stopped is not None
+    assert "5 failures in a row" in report.drain.stopped
     totals = status(ws).totals
     assert (totals["failed"], totals["queued"], totals["sending"]) == (5, 527, 0)
     failed = [i for i in status(ws).invitees if i.delivery == "failed"]
@@ -267,6 +269,7 @@ def test_a_lost_database_connection_mid_run_is_replaced(
                 )
 
     report = send_round(ws, "invitation", only=["TH-50"], progress=progress)
-    assert report.drain.sent == 7 and seen == 7
+    assert report.drain.sent == 7
+    assert seen == 7
     assert ws.ledger().counts()["sent"] == 7
     assert len(smtp_server.messages()) == 7

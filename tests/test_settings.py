@@ -86,4 +86,5 @@ def test_env_example_documents_every_setting() -> None:
     names = set(re.findall(r'"((?:SMTP|MAILER|DATABASE)_[A-Z_]+)"', source))
     example = (Path(__file__).resolve().parent.parent / ".env.example").read_text(encoding="utf-8")
     documented = set(re.findall(r"^#?\s*([A-Z_]+)=", example, flags=re.M))
-    assert names and names <= documented, names - documented
+    assert names
+    assert names <= documented, names - documented
