@@ -22,7 +22,7 @@ from sqlmodel import Session
 
 from mailer.errors import DatabaseError
 from mailer.models import UTCDateTime
-from mailer.settings import hide_secrets, shown_url
+from mailer.redact import hide_secrets, shown_url
 
 if TYPE_CHECKING:
     from alembic.config import Config

@@ -1,13 +1,13 @@
 """Typed settings, read once from the environment and `.env` at the edge (the CLI).
 
 Library code never reads `os.environ`: it receives a `Settings`. Every bad or missing
-value is reported at once, each with an example of a good one.
+value is reported at once, each with an example of a good one. What a good host is lives
+in `mailer.hosts`; how a URL is shown without its password, in `mailer.redact`.
 """
 
 from __future__ import annotations
 
 import io
-import ipaddress
 import math
 import re
 from collections.abc import Mapping
@@ -15,12 +15,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-import idna
 from dotenv import dotenv_values
 from dotenv.parser import parse_stream
 
 from mailer.delivery.pacing import PRESETS, RateLimits
 from mailer.errors import SettingsError
+from mailer.hosts import host_problem
+from mailer.hosts import is_loopback_host as is_loopback_host  # also reached from here
+from mailer.redact import cut as cut
+from mailer.redact import hide_secrets as hide_secrets
+from mailer.redact import shown_url as shown_url
 
 Security = Literal["none", "starttls", "ssl"]
 _SECURITIES: tuple[Security, ...] = ("none", "starttls", "ssl")
@@ -57,7 +61,7 @@ class SmtpSettings:
 
     @property
     def server_id(self) -> str:
-        """How the ledger names this server (see the server guard in `outbox`)."""
+        """How the ledger names this server (see `Ledger.guard_server` in `mailer.delivery.ledger`)."""
         return f"{self.host}:{self.port}"
 
     @property
@@ -94,101 +98,6 @@ class Settings:
     rate_preset: str = "none"
     imap: ImapSettings = field(default_factory=ImapSettings)
     warnings: tuple[str, ...] = ()  # worth saying, not worth refusing to run (see `_dotenv`)
-
-
-def is_loopback_host(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def cut(value: str, limit: int = 60) -> str:
-    """A value from outside, short enough to quote in a message."""
-    return value if len(value) <= limit else f"{value[:limit]}… ({len(value)} characters)"
-
-
-def _userinfo(url: str) -> tuple[str, str, str] | None:
-    """(scheme://user, password, what follows it) of a URL that may carry a password, read
-    without parsing it: a URL too broken for SQLAlchemy must still be shown without its
-    password. Everything up to the last "@" counts as the login, so a password with an
-    unescaped "@" or "/" is hidden whole; with no "@", in `scheme://user:x`, a non-numeric
-    x (no port, so perhaps a password) is hidden too."""
-    scheme, colon, rest = url.partition(":")
-    after = rest.lstrip("/")
-    head = f"{scheme}{colon}{rest[: len(rest) - len(after)]}"
-    login, at, host = after.rpartition("@")
-    if at:
-        user, sep, password = login.partition(":")
-        return (head + user, password, at + host) if sep else None
-    authority = re.split(r"[/?#]", after, maxsplit=1)[0]
-    user, _, password = authority.partition(":")
-    if not colon or not password or authority.startswith("[") or password.isdigit():
-        return None
-    return head + user, password, after[len(authority) :]
-
-
-_QUERY_PASSWORD = re.compile(  # password=, and libpq's sslpassword= (a key's passphrase) …
-    r"(?i)([?&](?:ssl)?(?:password|passphrase|passfile|key|secret|token)[a-z_]*=)([^&]*)"
-)
-
-
-def shown_url(url: str) -> str:
-    """`url` fit for a message: its password (also a `?password=` one) as ***, and cut."""
-    parts = _userinfo(url)
-    shown = f"{parts[0]}:***{parts[2]}" if parts else url
-    return cut(_QUERY_PASSWORD.sub(r"\1***", shown), 120)
-
-
-def hide_secrets(message: str, url: str) -> str:
-    """`message` (e.g. a database driver's words) with any password of `url` in it masked."""
-    parts = _userinfo(url)
-    secrets = [parts[1]] if parts else []
-    secrets += [m.group(2) for m in _QUERY_PASSWORD.finditer(url)]
-    for secret in sorted({s for s in secrets if len(s) >= 3}, key=len, reverse=True):
-        message = message.replace(secret, "***")
-    return message
-
-
-_LABEL = re.compile(r"[A-Za-z0-9-]{1,63}")
-
-
-def _host_problem(name: str, host: str, example: str) -> tuple[str, str | None]:
-    """(the host as it will be used, what is wrong with it or None). A host is an IPv4 or
-    IPv6 address, or a name of letters, digits and hyphens in labels of 1–63 characters, 253
-    at most in all. A name in Thai (or any other script) is turned into its ASCII form
-    (xn--…) with IDNA 2008, which is what the DNS holds."""
-    try:
-        ipaddress.ip_address(host)
-        return host, None
-    except ValueError:
-        pass
-    wrong = f"{name}={cut(host)!r} is not a host name or IP address"
-    ascii_host = host
-    if not host.isascii():
-        try:
-            ascii_host = idna.encode(host, uts46=True).decode("ascii")
-        except idna.IDNAError as exc:
-            return host, f"{wrong} ({exc}); e.g. {name}={example}"
-    labels = ascii_host.removesuffix(".").split(".")
-    why = ""
-    if host.startswith("[") and host.endswith("]"):
-        why = "write an IPv6 address without the brackets"
-    elif len(ascii_host.removesuffix(".")) > 253:
-        why = f"it is {len(ascii_host)} characters long, at most 253 are allowed"
-    elif any(not label for label in labels):
-        why = "it has an empty label (two dots in a row, or a dot at the start)"
-    elif long := next((label for label in labels if len(label) > 63), None):
-        why = f"the label {cut(long, 20)!r} is {len(long)} characters long, at most 63 are allowed"
-    elif bad := next((label for label in labels if not _LABEL.fullmatch(label)), None):
-        why = f"the label {cut(bad, 20)!r} has a character other than a letter, digit or hyphen"
-    elif any(label.startswith("-") or label.endswith("-") for label in labels):
-        why = "a label starts or ends with a hyphen"
-    elif labels[-1].isdigit():
-        why = "it looks like an IP address but is not one"
-    return ascii_host, (f"{wrong}: {why}; e.g. {name}={example}" if why else None)
 
 
 _DATABASE_EXAMPLE = (
@@ -260,8 +169,184 @@ def _dotenv(path: Path, problems: list[str]) -> tuple[dict[str, str], dict[str, 
     return {k: v for k, v in values.items() if v is not None}, warnings
 
 
+class _Values:
+    """The raw values (`.env` overlaid by the environment), read by name and type. A value
+    that is wrong is appended to `problems` and its default used, so every problem is found
+    in one reading."""
+
+    def __init__(self, values: Mapping[str, str], problems: list[str]) -> None:
+        self.values = values
+        self.problems = problems
+
+    def raw(self, name: str) -> str:
+        return self.values.get(name, "")
+
+    def text(self, name: str, default: str) -> str:
+        raw = self.raw(name)
+        return raw.strip() if raw.strip() else default
+
+    def integer(self, name: str, default: int, low: int, high: int, example: str) -> int:
+        raw = self.raw(name).strip()
+        if not raw:
+            return default
+        try:
+            number = int(raw)
+        except ValueError:
+            self.problems.append(
+                f"{name}={cut(raw)!r} is not a whole number; for example {name}={example}"
+            )
+            return default
+        if not low <= number <= high:
+            self.problems.append(
+                f"{name}={number} must be between {low} and {high}; e.g. {name}={example}"
+            )
+            return default
+        return number
+
+    def seconds(self, name: str, default: float, high: float, example: str) -> float:
+        raw = self.raw(name).strip()
+        if not raw:
+            return default
+        try:
+            result = float(raw)
+        except ValueError:
+            result = math.nan
+        if not 0 < result <= high:  # also refuses nan and inf
+            self.problems.append(
+                f"{name}={cut(raw)!r} is not a number of seconds greater than 0 and at most "
+                f"{high:g}; e.g. {name}={example}"
+            )
+            return default
+        return result
+
+    def limit(self, name: str, default: int | None, example: str) -> int | None:
+        """A rate limit: empty keeps `default` (the preset's), 0 means none."""
+        value = self.integer(name, -1, 0, 10_000_000, example)
+        return default if value == -1 else (value or None)
+
+    def security(self, name: str, default: Security, example: str = "") -> Security:
+        raw = self.text(name, default).lower()
+        for security in _SECURITIES:
+            if raw == security:
+                return security
+        self.problems.append(
+            f"{name}={cut(raw)!r} must be one of none, starttls, ssl"
+            + (f"; e.g. {name}={example}" if example else "")
+        )
+        return default
+
+    def host(self, name: str, default: str, example: str) -> str:
+        host, problem = host_problem(name, self.text(name, default), example)
+        if problem:
+            self.problems.append(problem)
+        return host
+
+
+def _database_url(v: _Values) -> str:
+    url = v.text("DATABASE_URL", DEFAULT_DATABASE_URL)
+    if problem := _database_problem(url):
+        v.problems.append(problem)
+    return url.replace("postgresql://", "postgresql+psycopg://", 1)
+
+
+def _smtp(v: _Values) -> SmtpSettings:
+    host = v.host("SMTP_HOST", "127.0.0.1", "smtp.example.org")
+    port = v.integer("SMTP_PORT", 8025, 1, 65535, "587")
+    security = v.security("SMTP_SECURITY", "none", "starttls")
+    username = v.text("SMTP_USERNAME", "")
+    password = v.raw("SMTP_PASSWORD")
+    if username and not password:
+        v.problems.append("SMTP_USERNAME is set but SMTP_PASSWORD is empty; set both or neither")
+    if password and not username:
+        v.problems.append("SMTP_PASSWORD is set but SMTP_USERNAME is empty; set both or neither")
+    if username and security == "none" and not is_loopback_host(host):
+        v.problems.append(
+            f"SMTP_SECURITY=none would send the SMTP password unencrypted to {host}; "
+            "use SMTP_SECURITY=starttls (port 587) or ssl (port 465)"
+        )
+    ca_raw = v.text("SMTP_CA_FILE", "")
+    ca_file = Path(ca_raw) if ca_raw else None
+    if ca_file is not None and not ca_file.is_file():
+        v.problems.append(
+            f"SMTP_CA_FILE={ca_raw!r} does not exist; give the PEM file of the CA that signed "
+            "the server's certificate, or leave it empty to use the system's CAs"
+        )
+    return SmtpSettings(
+        host=host,
+        port=port,
+        security=security,
+        username=username,
+        password=Secret(password),
+        timeout=v.seconds("SMTP_TIMEOUT", 30.0, 3600, "30"),
+        ca_file=ca_file,
+        reconnect_every=v.integer("SMTP_RECONNECT_EVERY", 100, 1, 100_000, "100"),
+    )
+
+
+def _paths(v: _Values) -> tuple[Path, Path]:
+    """The campaign file and the templates folder, which must exist."""
+    campaign_path = Path(v.text("MAILER_CAMPAIGN", DEFAULT_CAMPAIGN))
+    if not campaign_path.is_file():
+        v.problems.append(
+            f"MAILER_CAMPAIGN={str(campaign_path)!r}: no such file; "
+            f"e.g. MAILER_CAMPAIGN={DEFAULT_CAMPAIGN}"
+        )
+    templates_dir = Path(v.text("MAILER_TEMPLATES", "templates"))
+    if not templates_dir.is_dir():
+        v.problems.append(
+            f"MAILER_TEMPLATES={str(templates_dir)!r}: no such folder; "
+            "e.g. MAILER_TEMPLATES=templates"
+        )
+    return campaign_path, templates_dir
+
+
+def _limits(v: _Values, smtp: SmtpSettings) -> tuple[RateLimits, str]:
+    """The sending limits: a preset (by default, none on loopback, else generic), each of
+    its numbers overridden by its own setting; and the preset's name."""
+    preset = v.text("MAILER_RATE_PRESET", "auto").lower()
+    if preset == "auto":
+        preset = "none" if smtp.is_loopback else "generic"
+    if preset not in PRESETS:
+        v.problems.append(
+            f"MAILER_RATE_PRESET={cut(preset)!r} is not one of auto, {', '.join(PRESETS)}; "
+            "e.g. MAILER_RATE_PRESET=microsoft365"
+        )
+        preset = "none"
+    base = PRESETS[preset]
+    limits = RateLimits(
+        per_minute=v.limit("MAILER_RATE_PER_MINUTE", base.per_minute, "30"),
+        per_hour=v.limit("MAILER_RATE_PER_HOUR", base.per_hour, "1000"),
+        per_day=v.limit("MAILER_RATE_PER_DAY", base.per_day, "2000"),
+        sessions=v.integer("MAILER_MAX_SESSIONS", base.sessions, 1, 64, "3"),
+    )
+    return limits, preset
+
+
+def _imap(v: _Values) -> ImapSettings:
+    security = v.security("IMAP_SECURITY", "ssl")
+    host = v.host("IMAP_HOST", "", "imap.example.org") if v.text("IMAP_HOST", "") else ""
+    if security == "none" and host and not is_loopback_host(host):
+        v.problems.append(
+            f"IMAP_SECURITY=none would send the mailbox password unencrypted to {host}; "
+            "use IMAP_SECURITY=ssl (port 993) or starttls (port 143)"
+        )
+    ca = v.text("IMAP_CA_FILE", "")
+    if ca and not Path(ca).is_file():
+        v.problems.append(f"IMAP_CA_FILE={ca!r} does not exist; give the CA's PEM file")
+    return ImapSettings(
+        host=host,
+        port=v.integer("IMAP_PORT", 993 if security == "ssl" else 143, 1, 65535, "993"),
+        security=security,
+        username=v.text("IMAP_USERNAME", ""),
+        password=Secret(v.raw("IMAP_PASSWORD")),
+        folder=v.text("IMAP_FOLDER", "INBOX"),
+        ca_file=Path(ca) if ca else None,
+    )
+
+
 def load_settings(environ: Mapping[str, str], dotenv_path: Path | None = Path(".env")) -> Settings:
-    """Read settings from `.env` (if present) overlaid by `environ`.
+    """Read settings from `.env` (if present) overlaid by `environ`: one group at a time
+    (database, SMTP, paths, limits, IMAP), each taking its values and adding its problems.
 
     Raises `SettingsError` listing every problem at once.
     """
@@ -272,157 +357,19 @@ def load_settings(environ: Mapping[str, str], dotenv_path: Path | None = Path(".
         values, warnings = _dotenv(dotenv_path, problems)
     values.update({k: v for k, v in environ.items()})
     warnings = {k: w for k, w in warnings.items() if k not in environ}  # the environment won
-
-    def text(name: str, default: str) -> str:
-        raw = values.get(name, "")
-        return raw.strip() if raw.strip() else default
-
-    def integer(name: str, default: int, low: int, high: int, example: str) -> int:
-        raw = values.get(name, "").strip()
-        if not raw:
-            return default
-        try:
-            number = int(raw)
-        except ValueError:
-            problems.append(
-                f"{name}={cut(raw)!r} is not a whole number; for example {name}={example}"
-            )
-            return default
-        if not low <= number <= high:
-            problems.append(
-                f"{name}={number} must be between {low} and {high}; e.g. {name}={example}"
-            )
-            return default
-        return number
-
-    def seconds(name: str, default: float, high: float, example: str) -> float:
-        raw = values.get(name, "").strip()
-        if not raw:
-            return default
-        try:
-            result = float(raw)
-        except ValueError:
-            result = math.nan
-        if not 0 < result <= high:  # also refuses nan and inf
-            problems.append(
-                f"{name}={cut(raw)!r} is not a number of seconds greater than 0 and at most "
-                f"{high:g}; e.g. {name}={example}"
-            )
-            return default
-        return result
-
-    database_url = text("DATABASE_URL", DEFAULT_DATABASE_URL)
-    if problem := _database_problem(database_url):
-        problems.append(problem)
-    database_url = database_url.replace("postgresql://", "postgresql+psycopg://", 1)
-
-    host, problem = _host_problem("SMTP_HOST", text("SMTP_HOST", "127.0.0.1"), "smtp.example.org")
-    if problem:
-        problems.append(problem)
-    port = integer("SMTP_PORT", 8025, 1, 65535, "587")
-    security_raw = text("SMTP_SECURITY", "none").lower()
-    security: Security = "none"
-    if security_raw in _SECURITIES:
-        security = security_raw
-    else:
-        problems.append(
-            f"SMTP_SECURITY={cut(security_raw)!r} must be one of none, starttls, ssl; "
-            "e.g. SMTP_SECURITY=starttls"
-        )
-    username = text("SMTP_USERNAME", "")
-    password = values.get("SMTP_PASSWORD", "")
-    if username and not password:
-        problems.append("SMTP_USERNAME is set but SMTP_PASSWORD is empty; set both or neither")
-    if password and not username:
-        problems.append("SMTP_PASSWORD is set but SMTP_USERNAME is empty; set both or neither")
-    if username and security == "none" and not is_loopback_host(host):
-        problems.append(
-            f"SMTP_SECURITY=none would send the SMTP password unencrypted to {host}; "
-            "use SMTP_SECURITY=starttls (port 587) or ssl (port 465)"
-        )
-    ca_raw = text("SMTP_CA_FILE", "")
-    ca_file = Path(ca_raw) if ca_raw else None
-    if ca_file is not None and not ca_file.is_file():
-        problems.append(
-            f"SMTP_CA_FILE={ca_raw!r} does not exist; give the PEM file of the CA that signed "
-            "the server's certificate, or leave it empty to use the system's CAs"
-        )
-    smtp = SmtpSettings(
-        host=host,
-        port=port,
-        security=security,
-        username=username,
-        password=Secret(password),
-        timeout=seconds("SMTP_TIMEOUT", 30.0, 3600, "30"),
-        ca_file=ca_file,
-        reconnect_every=integer("SMTP_RECONNECT_EVERY", 100, 1, 100_000, "100"),
-    )
-    campaign_path = Path(text("MAILER_CAMPAIGN", DEFAULT_CAMPAIGN))
-    if not campaign_path.is_file():
-        problems.append(
-            f"MAILER_CAMPAIGN={str(campaign_path)!r}: no such file; "
-            f"e.g. MAILER_CAMPAIGN={DEFAULT_CAMPAIGN}"
-        )
-    templates_dir = Path(text("MAILER_TEMPLATES", "templates"))
-    if not templates_dir.is_dir():
-        problems.append(
-            f"MAILER_TEMPLATES={str(templates_dir)!r}: no such folder; "
-            "e.g. MAILER_TEMPLATES=templates"
-        )
-    preset = text("MAILER_RATE_PRESET", "auto").lower()
-    if preset == "auto":
-        preset = "none" if smtp.is_loopback else "generic"
-    if preset not in PRESETS:
-        problems.append(
-            f"MAILER_RATE_PRESET={cut(preset)!r} is not one of auto, {', '.join(PRESETS)}; "
-            "e.g. MAILER_RATE_PRESET=microsoft365"
-        )
-        preset = "none"
-    base = PRESETS[preset]
-
-    def limit(name: str, default: int | None, example: str) -> int | None:
-        value = integer(name, -1, 0, 10_000_000, example)
-        return default if value == -1 else (value or None)
-
-    limits = RateLimits(
-        per_minute=limit("MAILER_RATE_PER_MINUTE", base.per_minute, "30"),
-        per_hour=limit("MAILER_RATE_PER_HOUR", base.per_hour, "1000"),
-        per_day=limit("MAILER_RATE_PER_DAY", base.per_day, "2000"),
-        sessions=integer("MAILER_MAX_SESSIONS", base.sessions, 1, 64, "3"),
-    )
-    imap_security = text("IMAP_SECURITY", "ssl").lower()
-    if imap_security not in _SECURITIES:
-        problems.append(f"IMAP_SECURITY={cut(imap_security)!r} must be one of none, starttls, ssl")
-        imap_security = "ssl"
-    imap_host = text("IMAP_HOST", "")
-    if imap_host:
-        imap_host, problem = _host_problem("IMAP_HOST", imap_host, "imap.example.org")
-        if problem:
-            problems.append(problem)
-    if imap_security == "none" and imap_host and not is_loopback_host(imap_host):
-        problems.append(
-            f"IMAP_SECURITY=none would send the mailbox password unencrypted to {imap_host}; "
-            "use IMAP_SECURITY=ssl (port 993) or starttls (port 143)"
-        )
-    imap_ca = text("IMAP_CA_FILE", "")
-    if imap_ca and not Path(imap_ca).is_file():
-        problems.append(f"IMAP_CA_FILE={imap_ca!r} does not exist; give the CA's PEM file")
-    imap = ImapSettings(
-        host=imap_host,
-        port=integer("IMAP_PORT", 993 if imap_security == "ssl" else 143, 1, 65535, "993"),
-        security=imap_security,  # type: ignore[arg-type]
-        username=text("IMAP_USERNAME", ""),
-        password=Secret(values.get("IMAP_PASSWORD", "")),
-        folder=text("IMAP_FOLDER", "INBOX"),
-        ca_file=Path(imap_ca) if imap_ca else None,
-    )
+    v = _Values(values, problems)
+    database_url = _database_url(v)
+    smtp = _smtp(v)
+    campaign_path, templates_dir = _paths(v)
+    limits, preset = _limits(v, smtp)
+    imap = _imap(v)
     settings = Settings(
         database_url=database_url,
         campaign_path=campaign_path,
         templates_dir=templates_dir,
-        maildir=Path(text("MAILER_MAILDIR", "var/maildir")),
+        maildir=Path(v.text("MAILER_MAILDIR", "var/maildir")),
         smtp=smtp,
-        max_consecutive_failures=integer("MAILER_MAX_FAILURES", 10, 1, 100_000, "10"),
+        max_consecutive_failures=v.integer("MAILER_MAX_FAILURES", 10, 1, 100_000, "10"),
         limits=limits,
         rate_preset=preset,
         imap=imap,
