@@ -61,7 +61,7 @@ class SmtpSettings:
 
     @property
     def server_id(self) -> str:
-        """How the ledger names this server (see `Ledger.guard_server` in `mailer.delivery.ledger`)."""
+        """How the ledger names this server (see `Ledger.guard_server`)."""
         return f"{self.host}:{self.port}"
 
     @property
