@@ -1,4 +1,5 @@
-"""Parse and validate `schedules/<name>.toml` into a typed, immutable `Campaign`.
+"""Parse and validate `schedules/<name>.toml` into a typed, immutable `Campaign`
+(`mailer.campaign.model`).
 
 Every problem in the file is reported at once, as `key: what is wrong; what to write`.
 Local times in the file (`2016-11-22T13:00:00`) are in the campaign's time zone.
@@ -10,151 +11,19 @@ import re
 import tomllib
 import unicodedata
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from mailer.campaign.model import AUDIENCES, KINDS, Campaign, Coordinator, Event, Rule, Sender
 from mailer.errors import CampaignError, cut
 from mailer.invitees.addresses import AddressProblem, ascii_address
-from mailer.kinds import CANCEL, INVITATION, LedgerKind, reminder
 
-KINDS = ("invitation", "reminder")
-AUDIENCES = (
-    "all",
-    "no_reply",
-    "accepted",
-    "not_declined",
-    "representative",
-    "tentative",
-    "needs_review",
-)
 _ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 DAYS_BEFORE = (0, 3650)  # inclusive: up to ten years ahead
 CATCH_UP_HOURS = (1, 8760)  # inclusive: an hour to a year
 YEARS = (1970, 9998)  # dates outside these overflow on the way to UTC and back
-
-
-@dataclass(frozen=True)
-class Event:
-    title: str
-    start: datetime
-    end: datetime
-    venue: str
-    background: tuple[str, ...]
-    summary: str
-
-
-@dataclass(frozen=True)
-class Coordinator:
-    name: str
-    unit: str
-    organisation: str
-    mobile: str
-    email: str
-
-
-@dataclass(frozen=True)
-class Sender:
-    name: str
-    email: str
-
-
-@dataclass(frozen=True)
-class Rule:
-    """One message rule: what to send (kind, template), to whom (audience), and when."""
-
-    id: str
-    kind: str
-    template: str
-    audience: str
-    at: datetime | None = None
-    days_before: int | None = None
-    time_of_day: time | None = None
-    catch_up: timedelta = timedelta(hours=12)
-
-    def due_at(self, event: Event, zone: ZoneInfo) -> datetime | None:
-        """When this rule is due; `None` for a rule sent only by command."""
-        if self.at is not None:
-            return self.at
-        if self.days_before is None:
-            return None
-        day = event.start.astimezone(zone).date() - timedelta(days=self.days_before)
-        return datetime.combine(day, self.time_of_day or time(9, 0), tzinfo=zone)
-
-    @property
-    def ledger_kind(self) -> str:
-        return str(INVITATION if self.kind == "invitation" else reminder(self.id))
-
-
-@dataclass(frozen=True)
-class MessageKind:
-    """How a ledger kind is composed: its template folder, iTIP method, and whether it is
-    an automatic round (marked Auto-Submitted)."""
-
-    template: str
-    method: str = "REQUEST"
-    automatic: bool = False
-
-
-@dataclass(frozen=True)
-class Campaign:
-    id: str
-    path: Path
-    timezone: ZoneInfo
-    event: Event
-    coordinator: Coordinator
-    sender: Sender
-    rules: tuple[Rule, ...]
-
-    @property
-    def uid_domain(self) -> str:
-        return self.coordinator.email.rpartition("@")[2]
-
-    @property
-    def own_addresses(self) -> dict[str, str]:
-        """The campaign's own addresses (lower case) → the keys that give them; no office
-        may be invited at one of them."""
-        own: dict[str, list[str]] = {}
-        for key, address in (
-            ("coordinator.email", self.coordinator.email),
-            ("sender.email", self.sender.email),
-        ):
-            own.setdefault(address.lower(), []).append(key)
-        return {address: ", ".join(keys) for address, keys in own.items()}
-
-    def rule(self, rule_id: str) -> Rule:
-        for rule in self.rules:
-            if rule.id == rule_id:
-                return rule
-        known = ", ".join(r.id for r in self.rules)
-        raise CampaignError(self.path, [f"there is no rule {rule_id!r}; the rules are: {known}"])
-
-    def message_kind(self, kind: str) -> MessageKind:
-        """`invitation` and `reminder:<rule id>` come from the rules; `update:<sequence>`
-        and `cancel` are built in (templates/update/, templates/cancel/)."""
-        try:
-            parsed = LedgerKind.parse(kind)
-        except ValueError:
-            parsed = None
-        if parsed is not None and parsed.name == "update":
-            return MessageKind("update")
-        if parsed == CANCEL:
-            return MessageKind("cancel", method="CANCEL")
-        for rule in self.rules:
-            if rule.ledger_kind == kind:
-                return MessageKind(rule.template, automatic=rule.kind != "invitation")
-        raise CampaignError(
-            self.path, [f"the ledger holds messages of kind {kind!r}, but no rule makes them"]
-        )
-
-    @property
-    def invitation_rule(self) -> Rule:
-        for rule in self.rules:
-            if rule.kind == "invitation":
-                return rule
-        raise CampaignError(self.path, ['no rule has kind = "invitation"'])
 
 
 class _Reader:
@@ -210,7 +79,9 @@ class _Reader:
             self.problems.append(f"{where}.{key} = {cut(value)!r} {exc}; use an ASCII address")
             return value
 
-    def moment(self, data: dict[str, Any], where: str, key: str, required: bool) -> datetime | None:
+    def moment(
+        self, data: dict[str, Any], where: str, key: str, *, required: bool
+    ) -> datetime | None:
         value = data.get(key)
         if value is None and not required:
             return None
@@ -235,6 +106,35 @@ class _Reader:
             return options[0]
         return str(value)
 
+    def optional(
+        self, item: dict[str, Any], where: str, key: str, kind: Callable[..., Any], example: str
+    ) -> Any:
+        """`item[key]` if it is of `kind` (`int` or `time`), `None` if absent or wrong."""
+        if key not in item:
+            return None
+        value = item[key]
+        if kind is int and (isinstance(value, bool) or not isinstance(value, int)):
+            self.problems.append(
+                f"{where}: {key} = {_shown(value)} must be a whole number, e.g. {key} = {example}"
+            )
+            return None
+        if kind is time and not isinstance(value, time):
+            self.problems.append(
+                f"{where}: {key} = {_shown(value)} must be a time, e.g. {key} = {example}"
+            )
+            return None
+        return value
+
+    def within(self, where: str, key: str, value: int | None, bounds: tuple[int, int]) -> Any:
+        """`value` if it is inside `bounds` (inclusive); else a problem, and `None`."""
+        low, high = bounds
+        if value is None or low <= value <= high:
+            return value
+        self.problems.append(
+            f"{where}: {key} = {cut(str(value), 30)} must be between {low} and {high}"
+        )
+        return None
+
 
 def load_campaign(path: Path) -> Campaign:
     """Read and validate a campaign file; raises `CampaignError` with every problem."""
@@ -255,21 +155,46 @@ def load_campaign(path: Path) -> Campaign:
 
 
 def parse_campaign(data: dict[str, Any], path: Path) -> Campaign:
+    """The campaign in `data` (a parsed TOML file); raises `CampaignError` with every
+    problem, table by table in the file's order."""
+    zone, problem = _zone(data)
+    r = _Reader(path, zone)
+    if problem:
+        r.problems.append(problem)
+    r.known_keys(data, "", {"campaign", "event", "coordinator", "sender", "rules"})
+    campaign_id = _read_id(r, data)
+    event = _read_event(r, data)
+    coordinator = _read_coordinator(r, data)
+    sender = _read_sender(r, data)
+    rules = _read_rules(r, data.get("rules"), event)
+    if r.problems:
+        raise CampaignError(path, r.problems)
+    return Campaign(
+        id=campaign_id,
+        path=path,
+        timezone=zone,
+        event=event,
+        coordinator=coordinator,
+        sender=sender,
+        rules=tuple(rules),
+    )
+
+
+def _zone(data: dict[str, Any]) -> tuple[ZoneInfo, str | None]:
+    """`campaign.timezone` (Asia/Bangkok if not given), read before anything else: every
+    local time in the file is in it. A bad one is a problem, and Asia/Bangkok is used."""
     head = data.get("campaign") if isinstance(data.get("campaign"), dict) else {}
     assert isinstance(head, dict)
     zone_name = head.get("timezone", "Asia/Bangkok")
-    problems: list[str] = []
     try:
-        zone = ZoneInfo(str(zone_name))
+        return ZoneInfo(str(zone_name)), None
     except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a name too long
-        problems.append(
+        return ZoneInfo("Asia/Bangkok"), (
             f'campaign.timezone = {_shown(zone_name)} is not a time zone; e.g. "Asia/Bangkok"'
         )
-        zone = ZoneInfo("Asia/Bangkok")
-    r = _Reader(path, zone)
-    r.problems.extend(problems)
-    r.known_keys(data, "", {"campaign", "event", "coordinator", "sender", "rules"})
 
+
+def _read_id(r: _Reader, data: dict[str, Any]) -> str:
     head = r.table(data, "campaign")
     r.known_keys(head, "campaign", {"id", "timezone"})
     campaign_id = r.text(head, "campaign", "id", "egov-seminar-2559")
@@ -277,7 +202,10 @@ def parse_campaign(data: dict[str, Any], path: Path) -> Campaign:
         r.problems.append(
             f"campaign.id = {campaign_id!r} must be lower-case ASCII letters, digits and '-'"
         )
+    return campaign_id
 
+
+def _read_event(r: _Reader, data: dict[str, Any]) -> Event:
     ev = r.table(data, "event")
     r.known_keys(ev, "event", {"title", "summary", "start", "end", "venue", "background"})
     start = r.moment(ev, "event", "start", required=True)
@@ -293,18 +221,20 @@ def parse_campaign(data: dict[str, Any], path: Path) -> Campaign:
         " ".join(part.split()) for part in re.split(r"\n\s*\n", background) if part.strip()
     )
     title = r.text(ev, "event", "title", "งานสัมมนา …")
-    event = Event(
+    return Event(
         title=title,
         summary=r.text(ev, "event", "summary", "สัมมนา …") if "summary" in ev else title,
-        start=start or datetime(2000, 1, 1, tzinfo=zone),
-        end=end or datetime(2000, 1, 1, tzinfo=zone),
+        start=start or datetime(2000, 1, 1, tzinfo=r.zone),
+        end=end or datetime(2000, 1, 1, tzinfo=r.zone),
         venue=r.text(ev, "event", "venue", "ห้องประชุม …"),
         background=paragraphs,
     )
 
+
+def _read_coordinator(r: _Reader, data: dict[str, Any]) -> Coordinator:
     co = r.table(data, "coordinator")
     r.known_keys(co, "coordinator", {"name", "unit", "organisation", "mobile", "email"})
-    coordinator = Coordinator(
+    return Coordinator(
         name=r.text(co, "coordinator", "name", "นายธรรมพ ศิริธรรมวิไล"),
         unit=r.text(co, "coordinator", "unit", "ส่วนนโยบายรัฐบาลอิเล็กทรอนิกส์"),
         organisation=r.text(co, "coordinator", "organisation", "สำนักงานรัฐบาลอิเล็กทรอนิกส์"),
@@ -312,22 +242,11 @@ def parse_campaign(data: dict[str, Any], path: Path) -> Campaign:
         email=r.email(co, "coordinator", "email"),
     )
 
+
+def _read_sender(r: _Reader, data: dict[str, Any]) -> Sender:
     se = r.table(data, "sender")
     r.known_keys(se, "sender", {"name", "email"})
-    sender = Sender(name=r.text(se, "sender", "name", "สรอ."), email=r.email(se, "sender", "email"))
-
-    rules = _read_rules(r, data.get("rules"), event)
-    if r.problems:
-        raise CampaignError(path, r.problems)
-    return Campaign(
-        id=campaign_id,
-        path=path,
-        timezone=zone,
-        event=event,
-        coordinator=coordinator,
-        sender=sender,
-        rules=tuple(rules),
-    )
+    return Sender(name=r.text(se, "sender", "name", "สรอ."), email=r.email(se, "sender", "email"))
 
 
 def _read_rules(r: _Reader, raw: Any, event: Event) -> list[Rule]:
@@ -351,67 +270,42 @@ def _read_rules(r: _Reader, raw: Any, event: Event) -> list[Rule]:
             if rule_id in seen:
                 r.problems.append(f"{where}: the id is used by an earlier rule; ids must be unique")
             seen.add(rule_id)
-        at = r.moment(item, where, "at", required=False)
-        days_before = _optional(r, item, where, "days_before", int, "7")
-        time_of_day = _optional(r, item, where, "time", time, "09:00:00")
-        catch_up = _optional(r, item, where, "catch_up_hours", int, "12")
-        if at is not None and (days_before is not None or time_of_day is not None):
-            r.problems.append(f"{where}: give either at, or days_before (+ time), not both")
-        days_before = _within(r, where, "days_before", days_before, DAYS_BEFORE)
-        catch_up = _within(r, where, "catch_up_hours", catch_up, CATCH_UP_HOURS)
-        rule = Rule(
-            id=rule_id,
-            kind=r.choice(item, where, "kind", KINDS),
-            template=r.text(item, where, "template", "reminder"),
-            audience=r.choice(item, where, "audience", AUDIENCES),
-            at=at,
-            days_before=days_before,
-            time_of_day=time_of_day,
-            catch_up=timedelta(hours=catch_up if catch_up is not None else 12),
-        )
-        if rule.template and not re.match(r"^[a-z0-9_-]+$", rule.template):
-            r.problems.append(f"{where}: template must be a folder name under templates/")
-        try:
-            due = rule.due_at(event, r.zone)
-        except OverflowError:
-            r.problems.append(f"{where}: it would be due before the year 1; check days_before")
-            due = None
-        if due is not None and due >= event.start:
-            r.problems.append(
-                f"{where}: it is due {due:%Y-%m-%d %H:%M}, not before the event starts"
-            )
-        rules.append(rule)
+        rules.append(_read_rule(r, item, where, rule_id, event))
     if sum(1 for rule in rules if rule.kind == "invitation") != 1:
         r.problems.append('exactly one rule must have kind = "invitation"')
     return rules
 
 
-def _optional(
-    r: _Reader, item: dict[str, Any], where: str, key: str, kind: Callable[..., Any], example: str
-) -> Any:
-    if key not in item:
-        return None
-    value = item[key]
-    if kind is int and (isinstance(value, bool) or not isinstance(value, int)):
-        r.problems.append(
-            f"{where}: {key} = {_shown(value)} must be a whole number, e.g. {key} = {example}"
-        )
-        return None
-    if kind is time and not isinstance(value, time):
-        r.problems.append(
-            f"{where}: {key} = {_shown(value)} must be a time, e.g. {key} = {example}"
-        )
-        return None
-    return value
-
-
-def _within(r: _Reader, where: str, key: str, value: int | None, bounds: tuple[int, int]) -> Any:
-    """`value` if it is inside `bounds` (inclusive); else a problem, and `None`."""
-    low, high = bounds
-    if value is None or low <= value <= high:
-        return value
-    r.problems.append(f"{where}: {key} = {cut(str(value), 30)} must be between {low} and {high}")
-    return None
+def _read_rule(r: _Reader, item: dict[str, Any], where: str, rule_id: str, event: Event) -> Rule:
+    """One rule's what, to whom and when; `where` names it in problems."""
+    at = r.moment(item, where, "at", required=False)
+    days_before = r.optional(item, where, "days_before", int, "7")
+    time_of_day = r.optional(item, where, "time", time, "09:00:00")
+    catch_up = r.optional(item, where, "catch_up_hours", int, "12")
+    if at is not None and (days_before is not None or time_of_day is not None):
+        r.problems.append(f"{where}: give either at, or days_before (+ time), not both")
+    days_before = r.within(where, "days_before", days_before, DAYS_BEFORE)
+    catch_up = r.within(where, "catch_up_hours", catch_up, CATCH_UP_HOURS)
+    rule = Rule(
+        id=rule_id,
+        kind=r.choice(item, where, "kind", KINDS),
+        template=r.text(item, where, "template", "reminder"),
+        audience=r.choice(item, where, "audience", AUDIENCES),
+        at=at,
+        days_before=days_before,
+        time_of_day=time_of_day,
+        catch_up=timedelta(hours=catch_up if catch_up is not None else 12),
+    )
+    if rule.template and not re.match(r"^[a-z0-9_-]+$", rule.template):
+        r.problems.append(f"{where}: template must be a folder name under templates/")
+    try:
+        due = rule.due_at(event, r.zone)
+    except OverflowError:
+        r.problems.append(f"{where}: it would be due before the year 1; check days_before")
+        due = None
+    if due is not None and due >= event.start:
+        r.problems.append(f"{where}: it is due {due:%Y-%m-%d %H:%M}, not before the event starts")
+    return rule
 
 
 def _shown(value: object) -> str:
