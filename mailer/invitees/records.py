@@ -1,7 +1,7 @@
 """One invited office as plain values: what templates, the composer and the ledger read.
 
 `InviteeRecord` is built from a stored `Invitee` or from a plain row of `RECORD_COLUMNS`
-(cheaper than ORM objects on the hot path). `mailer.invitees.importing` makes them from a file.
+(cheaper than ORM objects on the hot path). `mailer.invitees.validation` makes them from a file.
 """
 
 from __future__ import annotations
