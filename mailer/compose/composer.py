@@ -22,7 +22,7 @@ from typing import Any
 
 from mailer.campaign import Campaign, Event
 from mailer.compose import mime
-from mailer.compose.invites import InviteBuilder
+from mailer.compose.invites import CalendarVersion, InviteBuilder
 from mailer.compose.letters import Letter, LetterRenderer
 from mailer.errors import MessageProblem, TemplateProblem, cut
 from mailer.identity import event_uid
@@ -137,10 +137,19 @@ class Composer:
         if mail.test:
             subject = f"[ทดสอบ] {subject}"
         ics = self.invites.build(
-            invitee, event=event, uid=uid, method=mail.method, sequence=mail.sequence, stamp=now
+            invitee, CalendarVersion(event, mail.method, mail.sequence), uid=uid, stamp=now
+        )
+        return ComposedMessage(
+            message_id=mail.message_id,
+            envelope_from=campaign.sender.email,
+            recipients=invitee.email,
+            subject=subject,
+            data=self._headers(mail, subject, now) + self._body(mail, letter, ics),
         )
 
-        outer, inner = mime.boundaries(mail.message_id, 2)
+    def _headers(self, mail: OutgoingMail, subject: str, now: datetime) -> bytes:
+        campaign = self.campaign
+        invitee = mail.invitee
         headers = [
             mime.addresses("From", [(campaign.sender.name, campaign.sender.email)]),
             mime.addresses("To", [(invitee.organisation, invitee.primary_email)]),
@@ -159,6 +168,12 @@ class Composer:
         if mail.automatic:
             headers.append(mime.plain("Auto-Submitted", "auto-generated"))
         headers += [mime.plain("Content-Language", "th"), mime.plain("MIME-Version", "1.0")]
+        return b"".join(headers)
+
+    @staticmethod
+    def _body(mail: OutgoingMail, letter: Letter, ics: bytes) -> bytes:
+        """The MIME tree of the module's docstring, its boundaries made from the Message-ID."""
+        outer, inner = mime.boundaries(mail.message_id, 2)
         calendar = mime.base64_body(ics)  # the same bytes twice: encoded once
         alternative = mime.multipart(
             "alternative",
@@ -176,11 +191,4 @@ class Composer:
         attachment = mime.leaf(
             'application/ics; name="invite.ics"', calendar, 'attachment; filename="invite.ics"'
         )
-        body = mime.multipart("mixed", outer, [alternative, attachment])
-        return ComposedMessage(
-            message_id=mail.message_id,
-            envelope_from=campaign.sender.email,
-            recipients=invitee.email,
-            subject=subject,
-            data=b"".join(headers) + body,
-        )
+        return mime.multipart("mixed", outer, [alternative, attachment])

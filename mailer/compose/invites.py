@@ -11,6 +11,7 @@ says now. Calendar dates are Gregorian; the Buddhist Era appears only in the Tha
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from icalendar import Alarm, Calendar, Event, Timezone, vCalAddress, vDatetime, vText
@@ -41,6 +42,16 @@ def _vtimezone(key: str) -> Timezone:
     return zone
 
 
+@dataclass(frozen=True)
+class CalendarVersion:
+    """What every office's calendar of one message says alike: the event version, the iTIP
+    method and the SEQUENCE (its lines are built once per such version)."""
+
+    event: campaigns.Event
+    method: str
+    sequence: int
+
+
 class InviteBuilder:
     def __init__(self, campaign: Campaign) -> None:
         self.campaign = campaign
@@ -66,9 +77,10 @@ class InviteBuilder:
         return organizer
 
     @functools.cache  # noqa: B019 - one builder per campaign, a handful of keys
-    def _shared(self, version: campaigns.Event, method: str, sequence: int) -> tuple[bytes, bytes]:
+    def _shared(self, calendar: CalendarVersion) -> tuple[bytes, bytes]:
         """The calendar around the per-invitee lines, built by icalendar once per (event
         version, method, sequence): everything before and after UID, DTSTAMP and ATTENDEE."""
+        version, method, sequence = calendar.event, calendar.method, calendar.sequence
         zone = self.campaign.timezone
         cal = Calendar()
         cal.add("prodid", PRODID)
@@ -100,19 +112,13 @@ class InviteBuilder:
         return head + marker, tail
 
     def build(
-        self,
-        invitee: InviteeRecord,
-        *,
-        event: campaigns.Event,
-        uid: str,
-        method: str,
-        sequence: int,
-        stamp: datetime,
+        self, invitee: InviteeRecord, calendar: CalendarVersion, *, uid: str, stamp: datetime
     ) -> bytes:
         """The whole VCALENDAR for one invitee: the shared lines (written by icalendar once
         per event version, method and SEQUENCE) around this invitee's DTSTAMP, UID and one
         ATTENDEE line per address of the office (whichever of them opens it, the client
         finds itself on the guest list and shows the buttons)."""
+        method = calendar.method
         if method not in METHODS:
             raise ValueError(f"unknown iTIP method {method!r}")
         # icalendar escapes and folds every line (docs/design.md §5); only the Component round trip
@@ -130,5 +136,5 @@ class InviteBuilder:
             params["RSVP"] = "FALSE" if method == "CANCEL" else "TRUE"
             attendee = vCalAddress(f"mailto:{address}")
             lines.append(Contentline.from_parts("ATTENDEE", params, attendee))
-        head, tail = self._shared(event, method, sequence)
+        head, tail = self._shared(calendar)
         return head + b"".join(line.to_ical() + b"\r\n" for line in lines) + tail

@@ -100,7 +100,7 @@ def _weighed(value: Any, depth: int) -> int:
     return 1
 
 
-def environment(folder: Path, zone: ZoneInfo, autoescape: bool) -> jinja2.Environment:
+def environment(folder: Path, zone: ZoneInfo, *, autoescape: bool) -> jinja2.Environment:
     """A sandboxed environment over the template folder, with the Thai filters: every
     template of mailer (letters, the attendance sheet) is compiled by one of these."""
     env = _Sandbox(
