@@ -11,19 +11,24 @@ class MailerError(Exception):
     """A problem the user can fix; the message tells them how."""
 
 
+def _listed(problems: list[str]) -> str:
+    """Every problem on its own line, as a bullet."""
+    return "\n".join(f"  - {p}" for p in problems)
+
+
 class SettingsError(MailerError):
     def __init__(self, problems: list[str]) -> None:
         self.problems = problems
-        lines = "\n".join(f"  - {p}" for p in problems)
-        super().__init__(f"the settings have {len(problems)} problem(s):\n{lines}")
+        super().__init__(f"the settings have {len(problems)} problem(s):\n{_listed(problems)}")
 
 
 class CampaignError(MailerError):
     def __init__(self, path: object, problems: list[str]) -> None:
         self.path = path
         self.problems = problems
-        lines = "\n".join(f"  - {p}" for p in problems)
-        super().__init__(f"{path}: the campaign file has {len(problems)} problem(s):\n{lines}")
+        super().__init__(
+            f"{path}: the campaign file has {len(problems)} problem(s):\n{_listed(problems)}"
+        )
 
 
 class ContactsError(MailerError):
