@@ -1,4 +1,4 @@
-"""The event as each iCalendar SEQUENCE told it (docs/design.md §5), and what changed.
+"""The event as each iCalendar SEQUENCE told it (docs/design.md §4), and what changed.
 
 The database keeps the event as sent at each SEQUENCE (`event_version`); this module is
 that table's one writer and reader. A message is composed from the version its ledger row

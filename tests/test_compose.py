@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 import vobject
-from icalendar import Calendar
 
 from mailer.campaign import load_campaign
 from mailer.compose import Composer, OutgoingMail
@@ -165,13 +164,6 @@ def test_same_input_gives_the_same_bytes(composer: Composer) -> None:
     assert _compose(composer) == _compose(composer)
 
 
-def test_vtimezone_is_built_once_per_campaign(composer: Composer) -> None:
-    first = composer.invites.vtimezone
-    _compose(composer)
-    _compose(composer)
-    assert composer.invites.vtimezone is first
-
-
 def test_several_addresses_go_to_and_cc_and_each_is_an_attendee(composer: Composer) -> None:
     """Hardening #12: whichever address opens it, the client finds itself on the guest list."""
     invitee = InviteeRecord(
@@ -221,8 +213,3 @@ def test_the_organizer_cannot_be_invited(composer: Composer) -> None:
     invitee = InviteeRecord("X-1", "สรอ.", "เรียน สรอ.", ("thannop.sirithamwilai@ega.or.th",))
     with pytest.raises(TemplateProblem, match="coordinator's own"):
         composer.compose(OutgoingMail(invitee, "invitation", MESSAGE_ID, 0), NOW)
-
-
-def test_icalendar_parses_the_golden_file_back() -> None:
-    calendar = Calendar.from_ical((GOLDEN / "invitation-TH-50-agri.ics").read_bytes())
-    assert calendar["METHOD"] == "REQUEST"

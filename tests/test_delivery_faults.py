@@ -22,14 +22,6 @@ def pipelining(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) 
     return bool(request.param)
 
 
-def test_the_server_offers_what_the_parameter_says(make_ws, pipelining: bool) -> None:
-    with ScriptedServer(Script()) as server:
-        transport = make_ws(SMTP_PORT=str(server.port)).transport()
-        with transport:
-            assert transport._smtp is not None
-            assert bool(transport._smtp.has_extn("pipelining")) is pipelining
-
-
 def _run(make_ws, script: Script, *, only=("TH-50",), refuse_auth=False, **env):  # type: ignore[no-untyped-def]
     with ScriptedServer(script, refuse_auth=refuse_auth) as server:
         ws = make_ws(SMTP_PORT=str(server.port), **env)

@@ -1,4 +1,4 @@
-"""Hardening: what the server answered decides the ledger state, never a guess (docs/design.md §6).
+"""Hardening: what the server answered decides the ledger state, never a guess (docs/design.md §3).
 
 After the final dot only a clear 4xx/5xx is a failure; any other answer (or none) means the
 server may hold the message: `uncertain`, never retried by itself. Before the dot nothing

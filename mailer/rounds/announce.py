@@ -1,4 +1,4 @@
-"""Event changes and cancellation (docs/design.md §5): every calendar that holds the invitation
+"""Event changes and cancellation (docs/design.md §4): every calendar that holds the invitation
 moves, or drops the event, instead of growing a second entry.
 
 The database keeps the event as sent at each iCalendar SEQUENCE (`event_version`). An
