@@ -9,6 +9,7 @@ a comparison; nothing else is normalised.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import re
@@ -77,7 +78,10 @@ def letters(printer: LetterPrinter) -> dict[str, bytes]:
 
 def pdf_lines(data: bytes) -> list[str]:
     out = subprocess.run(
-        ["pdftotext", "-raw", "-enc", "UTF-8", "-", "-"], input=data, capture_output=True, check=True
+        ["pdftotext", "-raw", "-enc", "UTF-8", "-", "-"],
+        input=data,
+        capture_output=True,
+        check=True,
     ).stdout.decode()
     lines = out.replace("\f", "\n").splitlines()
     return [line for line in lines if line.strip() and not PAGE_NUMBER.match(line)]
@@ -160,7 +164,7 @@ def _breaks_inside_words(lines: list[str]) -> list[str]:
     """Each place a line ends inside a word, as PyThaiNLP reads the two lines together
     (where a Thai letter meets a Thai letter: elsewhere a space or a block ends the line)."""
     inside = []
-    for this, following in zip(lines, lines[1:], strict=False):
+    for this, following in itertools.pairwise(lines):
         if not (THAI_LETTER.match(this[-1]) and THAI_LETTER.match(following[0])):
             continue
         joined = this + following
@@ -179,7 +183,7 @@ def test_thai_lines_break_between_words(letters: dict[str, bytes], kind: str) ->
     assert [line for line in lines if ord(line[0]) in MARKS] == []
     assert _breaks_inside_words(lines) == []
     for word in COMPOUNDS:
-        for this, following in zip(lines, lines[1:], strict=False):
+        for this, following in itertools.pairwise(lines):
             for i in range(1, len(word)):
                 assert not (this.endswith(word[:i]) and following.startswith(word[i:])), word
 
@@ -216,7 +220,9 @@ def test_the_same_inputs_give_the_same_bytes(
         [sys.executable, "-c", script], capture_output=True, check=True, env=env, cwd=tmp_path
     ).stdout
     assert other == letters["invitation"]
-    info = subprocess.run(["pdfinfo", "-isodates", "-"], input=again, capture_output=True, check=True)
+    info = subprocess.run(
+        ["pdfinfo", "-isodates", "-"], input=again, capture_output=True, check=True
+    )
     assert "CreationDate:    2016-11-01T00:00:00" in info.stdout.decode()  # the letter's own date
     other_office = replace(CHIANG_MAI_AGRI, salutation="เรียน ผู้อำนวยการสำนักงานจังหวัดเชียงใหม่")
     assert printer.render(SETTINGS, other_office, _invitation(printer), "invitation") != again
@@ -235,7 +241,9 @@ def _png(data: bytes, tmp_path: Path, name: str) -> Path:
 def _difference(a: Image.Image, b: Image.Image) -> float:
     """The share of pixels that differ by more than a quarter of the grey scale."""
     assert a.size == b.size
-    diff = ImageChops.difference(a.convert("L"), b.convert("L")).point(lambda v: 255 if v > 64 else 0)
+    diff = ImageChops.difference(a.convert("L"), b.convert("L")).point(
+        lambda v: 255 if v > 64 else 0
+    )
     histogram = diff.histogram()
     return histogram[255] / (a.size[0] * a.size[1])
 
@@ -253,7 +261,9 @@ def test_the_first_page_looks_like_the_golden_image(
     with Image.open(shot) as page, Image.open(golden) as expected:
         assert page.size == expected.size  # A4 at 50 dpi: 414 × 585
         ratio = _difference(page, expected)
-    assert ratio < 0.002, f"{ratio:.2%} of the page differs from {golden} (UPDATE_GOLDEN=1 to accept)"
+    assert ratio < 0.002, (
+        f"{ratio:.2%} of the page differs from {golden} (UPDATE_GOLDEN=1 to accept)"
+    )
 
 
 @pytest.mark.slow
@@ -273,7 +283,9 @@ def test_the_emblem_is_drawn_when_the_campaign_names_one(
     Image.new("RGB", (120, 120), (200, 20, 20)).save(emblem)
     settings = replace(SETTINGS, emblem=emblem)
     data = printer.render(settings, CHIANG_MAI_AGRI, _invitation(printer), "invitation")
-    images = subprocess.run(["pdfimages", "-list", "-"], input=data, capture_output=True, check=True)
+    images = subprocess.run(
+        ["pdfimages", "-list", "-"], input=data, capture_output=True, check=True
+    )
     assert len(images.stdout.decode().splitlines()) == 3  # two heading lines and the emblem
     with Image.open(_png(data, tmp_path, "emblem")) as page:
         red = page.convert("RGB").getpixel((page.size[0] // 2, 40))
@@ -330,7 +342,7 @@ def test_the_fetcher_reads_only_the_files_it_was_given(tmp_path: Path) -> None:
     assert response.read() == b"x"
     response.close()
     for url in ("https://ega.or.th/emblem.png", "http://127.0.0.1/x", "file:///etc/passwd"):
-        with pytest.raises(BaseException, match="local files only|not a file the letter names"):
+        with pytest.raises(BaseException, match=r"local files only|not a file the letter names"):
             fetcher.fetch(url)
 
 
@@ -352,5 +364,3 @@ def test_the_letter_html_is_escaped(printer: LetterPrinter) -> None:
     html = printer.html(SETTINGS, hostile, _invitation(printer), "invitation")
     assert '<img src="https://x.example/">' not in html
     assert "เรียน &lt;img" in html
-
-
