@@ -27,10 +27,20 @@ from pythainlp.tokenize import word_tokenize
 
 from mailer.campaign import load_campaign
 from mailer.compose import Composer
-from mailer.letter_pdf import LetterPrinter, LetterProblem, LetterSettings, LetterVersion, running
+from mailer.invitees.importing import import_contacts
+from mailer.letter_pdf import (
+    LetterPrinter,
+    LetterProblem,
+    LetterSettings,
+    LetterVersion,
+    letter_version,
+    running,
+)
 from mailer.letter_pdf.printer import LocalFiles
+from mailer.rounds.send import send_announcement, send_round
 from mailer.versions import Change
-from tests.conftest import CAMPAIGN, ROOT, TEMPLATES
+from tests.conftest import CAMPAIGN, CONTACTS, ROOT, TEMPLATES, FakeClock, Mailhog
+from tests.test_changes import _moved
 from tests.test_compose import CHIANG_MAI_AGRI
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -364,3 +374,36 @@ def test_the_letter_html_is_escaped(printer: LetterPrinter) -> None:
     html = printer.html(SETTINGS, hostile, _invitation(printer), "invitation")
     assert '<img src="https://x.example/">' not in html
     assert "เรียน &lt;img" in html
+
+
+@pytest.mark.slow
+def test_the_letter_tells_the_version_the_ledger_stored(
+    make_ws, smtp_server: Mailhog, clock: FakeClock, tmp_path: Path
+) -> None:
+    """`letter_version` reads what the e-mail is composed from: the event of that SEQUENCE,
+    its changes, its day, and the first letter's day for the reference."""
+    ws = make_ws(SMTP_PORT=str(smtp_server.port))
+    import_contacts(ws.engine, CONTACTS)
+    campaign = ws.campaign
+    before = letter_version(ws.ledger(), 0, campaign.event, campaign.timezone, SETTINGS)
+    assert (before.dated, before.first_dated) == (date(2016, 11, 22), None)  # nothing stored
+    send_round(ws, "invitation", only=["TH-50"])
+    clock.advance(days=7)
+    moved = make_ws(SMTP_PORT=str(smtp_server.port), MAILER_CAMPAIGN=str(_moved(tmp_path)))
+    send_announcement(moved, cancel=False)
+    ledger, zone = moved.ledger(), moved.campaign.timezone
+    first = letter_version(ledger, 0, moved.campaign.event, zone, SETTINGS)
+    assert (first.dated, first.first_dated, first.changes) == (FIRST_DAY, None, ())
+    assert first.event.start.astimezone(zone).hour == 13  # the invitation's time, not the moved one
+    update = letter_version(ledger, 1, moved.campaign.event, zone, SETTINGS)
+    assert (update.dated, update.first_dated) == (date(2016, 11, 8), FIRST_DAY)
+    assert [c.field for c in update.changes] == ["when"]
+    printer = LetterPrinter(moved.composer)
+    lines = [
+        read_back(x) for x in pdf_lines(printer.render(SETTINGS, CHIANG_MAI_AGRI, update, "update"))
+    ]
+    assert "อ้างถึง หนังสือที่ สรอ ๐๑๐๐/ว ๑๒๓ ลงวันที่ ๑ พฤศจิกายน ๒๕๕๙" in lines
+    assert "๘ พฤศจิกายน ๒๕๕๙" in lines
+    assert _flat("เปลี่ยนเป็น วันอังคารที่ ๒๒ พฤศจิกายน ๒๕๕๙ เวลา ๑๕.๐๐ – ๑๘.๓๐ น.") in _flat(
+        "".join(lines)
+    )
