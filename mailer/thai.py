@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import unicodedata
 from dataclasses import dataclass
-from datetime import datetime, tzinfo
+from datetime import date, datetime, tzinfo
 
 from pythainlp.util import arabic_digit_to_thai_digit, thai_strftime
 
@@ -33,6 +33,11 @@ def thai_date(moment: datetime, zone: tzinfo | None = None) -> str:
     """ "วันอังคารที่ ๒๒ พฤศจิกายน ๒๕๕๙" (weekday, day, month, B.E. year)."""
     local = _local(moment, zone)
     return str(thai_strftime(local, "%Aที่ %-d %B %Y", thaidigit=True))
+
+
+def thai_day(day: date) -> str:
+    """ "๑ พฤศจิกายน ๒๕๕๙": an official letter's date line (day, month, B.E. year)."""
+    return str(thai_strftime(datetime(day.year, day.month, day.day), "%-d %B %Y", thaidigit=True))
 
 
 def thai_short_date(moment: datetime, zone: tzinfo | None = None) -> str:

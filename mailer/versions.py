@@ -102,16 +102,17 @@ class Version:
     sequence: int
     reason: str
     snapshot: Snapshot
+    created_at: datetime | None = None  # when it was stored (the PDF letter's date)
 
 
 def versions(ledger: Ledger) -> list[Version]:
     with ledger.reads.connect() as conn:
         rows = conn.execute(
-            select(V.sequence, V.reason, V.event)
+            select(V.sequence, V.reason, V.event, V.created_at)
             .where(V.campaign_id == ledger.campaign_id)
             .order_by(V.sequence)
         ).all()
-    return [Version(r.sequence, r.reason, Snapshot.stored(r.event)) for r in rows]
+    return [Version(r.sequence, r.reason, Snapshot.stored(r.event), r.created_at) for r in rows]
 
 
 def record_version(

@@ -101,13 +101,23 @@ class Composer:
         extra: Mapping[str, object] | None = None,
         event: Event | None = None,
     ) -> Letter:
-        context = dict(
+        context = self.context(invitee, extra, event)
+        return self.renderer(template).render(context, invitee.invitee_id)
+
+    def context(
+        self,
+        invitee: InviteeRecord,
+        extra: Mapping[str, object] | None = None,
+        event: Event | None = None,
+    ) -> dict[str, Any]:
+        """What a letter's templates receive for this office: the e-mail's, and the same
+        values for the PDF letter (`mailer.letter_pdf`), which reuses the e-mail's text."""
+        return dict(
             self._base_context(event or self.campaign.event),
             **(extra or {}),
             invitee=invitee,
             uid=event_uid(self.campaign, invitee.invitee_id),
         )
-        return self.renderer(template).render(context, invitee.invitee_id)
 
     def compose(self, mail: OutgoingMail, now: datetime) -> ComposedMessage:
         """The whole message. An office whose message cannot be built (an address no header

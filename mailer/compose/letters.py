@@ -14,6 +14,7 @@ traceback Jinja2 rewrites to point at template lines.
 from __future__ import annotations
 
 import operator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -22,6 +23,7 @@ from zoneinfo import ZoneInfo
 
 import jinja2
 from jinja2.exceptions import SecurityError
+from jinja2.runtime import Context
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from mailer import thai
@@ -169,20 +171,45 @@ class LetterRenderer:
         text += "\n"
         return Letter(subject=subject, text=text, html=rendered["body.html"])
 
+    def blocks(self, context: dict[str, Any], who: str, names: tuple[str, ...]) -> dict[str, str]:
+        """The named blocks of `body.html` alone (escaped HTML), as `render` would fill them:
+        the PDF letter (`mailer.letter_pdf`) sets the e-mail's own text in its layout."""
+        template = self._templates["body.html"]
+        path = self.folder / "body.html"
+        found = {}
+        for name in names:
+            try:
+                found[name] = _bounded(template, context, path, template.blocks[name])
+            except TemplateProblem:
+                raise
+            except KeyError as exc:
+                raise TemplateProblem(
+                    f"{path}: has no block {name!r}; the letter needs it"
+                ) from exc
+            except Exception as exc:  # as in `render`: file, line, what
+                raise render_problem(exc, self.folder.parent, str(path), who) from exc
+        return found
+
 
 MAX_PART = 1_000_000  # characters a letter's subject, text or HTML may run to
 
 
-def _bounded(template: jinja2.Template, context: dict[str, Any], path: Path) -> str:
-    """`template.render(context)`, stopped once it runs past `MAX_PART` characters (a loop
-    in a template would otherwise fill the memory with one letter). It walks the compiled
-    template's own generator, as `render` does (Jinja2's `generate` wraps every piece in
-    another generator: ~14 µs a letter), and lets Jinja2 rewrite an error's traceback so the
-    template's file and line show in it, as `render` does."""
+def _bounded(
+    template: jinja2.Template,
+    context: dict[str, Any],
+    path: Path,
+    block: Callable[[Context], Iterator[str]] | None = None,
+) -> str:
+    """`template.render(context)` (or only its `block`), stopped once it runs past `MAX_PART`
+    characters (a loop in a template would otherwise fill the memory with one letter). It
+    walks the compiled template's own generator, as `render` does (Jinja2's `generate` wraps
+    every piece in another generator: ~14 µs a letter), and lets Jinja2 rewrite an error's
+    traceback so the template's file and line show in it, as `render` does."""
     pieces: list[str] = []
     size = 0
     try:
-        for piece in template.root_render_func(template.new_context(context)):
+        render = block or template.root_render_func
+        for piece in render(template.new_context(context)):
             size += len(piece)
             if size > MAX_PART:
                 raise TemplateProblem(
