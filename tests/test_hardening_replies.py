@@ -17,8 +17,8 @@ from mailer.cli import app
 from mailer.invitees.importing import import_contacts
 from mailer.replies import sources
 from mailer.replies.attendance import attendance, review
-from mailer.replies.matching import I
 from mailer.replies.sync import sync
+from mailer.replies.tables import I
 from tests.conftest import CAMPAIGN, CONTACTS, TEMPLATES
 from tests.test_replies import COORDINATOR, _dsn, _reply
 

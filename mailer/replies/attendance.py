@@ -17,20 +17,14 @@ from typing import TYPE_CHECKING
 from sqlalchemy import or_, select
 
 from mailer.errors import MailerError
-from mailer.models import AttendanceMark, InboundMessage, Invitee
 from mailer.replies.classify import headers
 from mailer.replies.statuses import ANSWERS, DECISIVE, Attendance, Outcome, one_of, outcome
+from mailer.replies.tables import MARKS, I, K, M
 from mailer.replies.text import MAX_LINE, header_text, one_line
 
 if TYPE_CHECKING:
     from mailer.delivery.ledger import Ledger
 
-MESSAGES = InboundMessage.__table__  # type: ignore[attr-defined]
-M = MESSAGES.c
-MARKS = AttendanceMark.__table__  # type: ignore[attr-defined]
-K = MARKS.c
-INVITEES = Invitee.__table__  # type: ignore[attr-defined]
-I = INVITEES.c  # noqa: E741
 MARK = "mark"  # the source (and kind) of a coordinator's mark in a history
 
 

@@ -26,15 +26,13 @@ from sqlalchemy import func, select
 from mailer.campaign import Campaign
 from mailer.delivery.reads import D, went_out
 from mailer.identity import looks_ours, read_uid
-from mailer.models import Invitee
 from mailer.replies.classify import Classification
+from mailer.replies.tables import I
 from mailer.replies.text import one_line
 
 if TYPE_CHECKING:
     from mailer.delivery.ledger import Ledger
 
-INVITEES = Invitee.__table__  # type: ignore[attr-defined]
-I = INVITEES.c  # noqa: E741
 _SENT = ("sent", "uncertain")
 _TEST_SAMPLE = "answers a --test-to sample, not an office's invitation"
 

@@ -18,18 +18,15 @@ from typing import TYPE_CHECKING
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from mailer.models import InboundMessage
 from mailer.replies.classify import Classification, Unreadable, classify
 from mailer.replies.matching import Directory, Match, match
 from mailer.replies.statuses import DECISIVE, Attendance, NoAnswer, Outcome
+from mailer.replies.tables import MESSAGES, M
 from mailer.replies.text import one_line
 
 if TYPE_CHECKING:
     from mailer.campaign import Campaign
     from mailer.delivery.ledger import Ledger
-
-MESSAGES = InboundMessage.__table__  # type: ignore[attr-defined]
-M = MESSAGES.c
 
 
 @dataclass

@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 from mailer.errors import MailerError
 from mailer.labels import AGENCY_ORDER, ATTENDANCE_TH, DELIVERY_TH, KINDS
 from mailer.replies.statuses import COMING, TO_CHASE, Attendance
-from mailer.views.report import InviteeStatus, StatusReport
+from mailer.views.report import InviteeStatus, StatusReport, province_of
 
 BANGKOK = ZoneInfo("Asia/Bangkok")
 
@@ -33,7 +33,7 @@ def _rep(item: InviteeStatus, key: str) -> str:
 def _by_place(items: Sequence[InviteeStatus]) -> list[InviteeStatus]:
     def key(item: InviteeStatus) -> tuple[str, int, str]:
         agency = AGENCY_ORDER.index(item.agency) if item.agency in AGENCY_ORDER else 99
-        return (item.invitee_id.rsplit("-", 1)[0], agency, item.invitee_id)
+        return (province_of(item.invitee_id), agency, item.invitee_id)
 
     return sorted(items, key=key)
 

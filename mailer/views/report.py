@@ -22,6 +22,11 @@ if TYPE_CHECKING:
 NOT_ENQUEUED = "not_enqueued"
 
 
+def province_of(invitee_id: str) -> str:
+    """The province code an office's id starts with: TH-50-agri → TH-50."""
+    return invitee_id.rsplit("-", 1)[0]
+
+
 @dataclass(frozen=True)
 class InviteeStatus:
     invitee_id: str
@@ -85,7 +90,7 @@ class Filters:
             one_of(self.attendance, STATUSES, f"--attendance {cut(self.attendance)!r}")
 
     def keep(self, item: InviteeStatus) -> bool:
-        code = item.invitee_id.rsplit("-", 1)[0]
+        code = province_of(item.invitee_id)
         return (
             (self.province is None or self.province in (code, item.province))
             and (self.agency is None or self.agency == item.agency)
@@ -99,7 +104,7 @@ def _check_filters(filters: Filters, everyone: list[InviteeStatus]) -> None:
         return
     if not everyone:
         raise MailerError("no offices have been imported yet; run `mailer import contacts.csv`")
-    provinces = {i.invitee_id.rsplit("-", 1)[0]: i.province for i in everyone}
+    provinces = {province_of(i.invitee_id): i.province for i in everyone}
     if filters.province is not None and filters.province not in {*provinces, *provinces.values()}:
         shown = ", ".join(f"{code} ({name})" for code, name in sorted(provinces.items())[:3])
         raise MailerError(
