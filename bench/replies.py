@@ -108,10 +108,10 @@ def main() -> None:
         import_contacts(ws.engine, ROOT / "contacts.csv")
         _invited(ws)
         start = time.perf_counter()
-        report = sync(ws, "bench", sources.maildir(work / "inbox"))
+        report = sync(ws.ledger(), ws.campaign, "bench", sources.maildir(work / "inbox"))
         first = time.perf_counter() - start
         start = time.perf_counter()
-        again = sync(ws, "bench", sources.maildir(work / "inbox"))
+        again = sync(ws.ledger(), ws.campaign, "bench", sources.maildir(work / "inbox"))
         second = time.perf_counter() - start
         ws.close()
     finally:

@@ -1,6 +1,9 @@
 """The words the coordinator reads: agencies, attendance and delivery states in Thai, the
-marks of the status matrix, the kinds of export. Plain values and no imports, so the command
-line can show them in its help without loading the rest of mailer."""
+marks of the status matrix, the kinds of export. Plain values, importing only the words of
+attendance (`mailer.replies.statuses`, itself import-light), so the command line can show them
+in its help without loading the rest of mailer."""
+
+from mailer.replies.statuses import Attendance
 
 AGENCY_ORDER = ("prov", "agri", "rd", "ind", "mots", "sso", "dbd")
 AGENCY_LABELS = {
@@ -22,13 +25,13 @@ AGENCY_SHORT = {  # matrix column headings
     "dbd": "พค.",
 }
 ATTENDANCE_TH = {
-    "no_reply": "ยังไม่ตอบ",
-    "accepted": "เข้าร่วม",
-    "tentative": "ยังไม่แน่นอน",
-    "declined": "ไม่เข้าร่วม",
-    "representative": "ส่งผู้แทน",
-    "bounced": "อีเมลตีกลับ",
-    "needs_review": "รอตรวจสอบ",
+    Attendance.no_reply: "ยังไม่ตอบ",
+    Attendance.accepted: "เข้าร่วม",
+    Attendance.tentative: "ยังไม่แน่นอน",
+    Attendance.declined: "ไม่เข้าร่วม",
+    Attendance.representative: "ส่งผู้แทน",
+    Attendance.bounced: "อีเมลตีกลับ",
+    Attendance.needs_review: "รอตรวจสอบ",
 }
 DELIVERY_TH = {
     "not_enqueued": "ยังไม่ส่ง",
@@ -42,11 +45,11 @@ DELIVERY_TH = {
 KINDS = ("all", "call-sheet", "attendees")
 
 MARKS = {  # the matrix: one coloured mark per office (Rich styles)
-    "accepted": ("✓", "green"),
-    "representative": ("◐", "cyan"),
-    "tentative": ("?", "yellow"),
-    "declined": ("✗", "red"),
-    "bounced": ("!", "magenta"),
-    "needs_review": ("‼", "bright_red"),
-    "no_reply": ("·", "bright_black"),
+    Attendance.accepted: ("✓", "green"),
+    Attendance.representative: ("◐", "cyan"),
+    Attendance.tentative: ("?", "yellow"),
+    Attendance.declined: ("✗", "red"),
+    Attendance.bounced: ("!", "magenta"),
+    Attendance.needs_review: ("‼", "bright_red"),
+    Attendance.no_reply: ("·", "bright_black"),
 }

@@ -122,7 +122,7 @@ def test_invite_move_update_cancel(make_ws, smtp_server: Mailhog, tmp_path: Path
     with pytest.raises(MailerError, match="the event was cancelled"):
         send_round(moved, "invitation")
     assert [v.reason for v in versions(moved.ledger())] == ["invitation", "update", "cancel"]
-    report = status(moved)
+    report = status(moved.ledger(), moved.campaign)
     assert report.event is not None
     assert report.event.cancelled
     assert report.to_json()["event"]["sequence"] == 2
@@ -157,7 +157,7 @@ def test_an_update_skips_offices_that_declined(
     ws = make_ws(SMTP_PORT=str(smtp_server.port))
     import_contacts(ws.engine, CONTACTS)
     send_round(ws, "invitation", only=["TH-50"])
-    mark(ws, "TH-50-prov", "declined", representative={}, note="")
+    mark(ws.ledger(), "TH-50-prov", "declined", representative={}, note="")
     moved = make_ws(SMTP_PORT=str(smtp_server.port), MAILER_CAMPAIGN=str(_moved(tmp_path)))
     result, stats = send_announcement(moved, cancel=False)
     assert (result.offices, stats.sent) == (6, 6)
@@ -178,7 +178,7 @@ def test_a_cancellation_stops_what_was_still_queued(make_ws, smtp_server: Mailho
     )  # fmt: skip
     result, stats = send_announcement(ws, cancel=True)
     assert (result.enqueued, result.stopped_queued, stats.sent) == (7, 1, 7)
-    row = next(i for i in status(ws).invitees if i.invitee_id == "TH-51-agri")
+    row = next(i for i in status(ws.ledger(), ws.campaign).invitees if i.invitee_id == "TH-51-agri")
     assert row.delivery == "failed"
     assert row.last_reply == "not sent: the event was cancelled"
     assert Counter(len(v) for v in _by_office(smtp_server.messages()).values()) == Counter({2: 7})

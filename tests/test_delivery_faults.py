@@ -27,7 +27,9 @@ def _run(make_ws, script: Script, *, only=("TH-50",), refuse_auth=False, **env):
         ws = make_ws(SMTP_PORT=str(server.port), **env)
         import_contacts(ws.engine, CONTACTS)
         report = send_round(ws, "invitation", only=list(only))
-    rows = {i.email: i for i in status(ws).invitees if i.province == "เชียงใหม่"}
+    rows = {
+        i.email: i for i in status(ws.ledger(), ws.campaign).invitees if i.province == "เชียงใหม่"
+    }
     return report, rows
 
 
@@ -114,13 +116,13 @@ def test_retries_grow_apart_then_stop_after_the_maximum_attempts(make_ws, clock:
         ws = make_ws(SMTP_PORT=str(server.port))
         import_contacts(ws.engine, CONTACTS)
         send_round(ws, "invitation", only=["TH-50-agri"])
-        (row,) = [i for i in status(ws).invitees if i.email == A]
+        (row,) = [i for i in status(ws.ledger(), ws.campaign).invitees if i.email == A]
         assert row.delivery == "retry_wait"  # the next try is further off than a run waits
         runs = 1
         while row.delivery == "retry_wait":
             clock.advance(hours=1)
             send_round(ws, "invitation", only=["TH-50-agri"])
-            (row,) = [i for i in status(ws).invitees if i.email == A]
+            (row,) = [i for i in status(ws.ledger(), ws.campaign).invitees if i.email == A]
             runs += 1
     assert row.delivery == "failed"
     assert "gave up after 5 attempts" in (row.last_reply or "")

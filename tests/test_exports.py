@@ -38,13 +38,13 @@ def seeded(make_ws, smtp_server: Mailhog):  # type: ignore[no-untyped-def]
     import_contacts(ws.engine, CONTACTS)
     send_round(ws, "invitation")
     for invitee_id, (state, rep) in SEEDED.items():
-        mark(ws, invitee_id, state, representative=rep, note="โทรยืนยัน")
+        mark(ws.ledger(), invitee_id, state, representative=rep, note="โทรยืนยัน")
     return ws
 
 
 @pytest.mark.slow
 def test_the_matrix_is_76_provinces_by_7_agencies(seeded) -> None:  # type: ignore[no-untyped-def]
-    agencies, rows = matrix(status(seeded))
+    agencies, rows = matrix(status(seeded.ledger(), seeded.campaign))
     assert agencies == ["prov", "agri", "rd", "ind", "mots", "sso", "dbd"]
     assert len(rows) == 76
     assert all(len(r.cells) == 7 for r in rows)
@@ -96,13 +96,18 @@ def test_status_on_screen_and_its_filters(seeded) -> None:  # type: ignore[no-un
     assert "✓ เข้าร่วม" in result.output
     assert "สนจ. จังหวัด" in result.output
     assert len([line for line in lines if "·" in line]) <= 40  # fits a terminal: two blocks
-    only = status(seeded, filters=Filters(province="เชียงใหม่"))
+    only = status(seeded.ledger(), seeded.campaign, filters=Filters(province="เชียงใหม่"))
     assert [i.invitee_id for i in only.invitees][:2] == ["TH-50-agri", "TH-50-dbd"]
     assert len(only.invitees) == 7
     assert [
-        i.invitee_id for i in status(seeded, filters=Filters(attendance="declined")).invitees
+        i.invitee_id
+        for i in status(
+            seeded.ledger(), seeded.campaign, filters=Filters(attendance="declined")
+        ).invitees
     ] == ["TH-50-prov"]
-    assert len(status(seeded, filters=Filters(agency="sso")).invitees) == 76
+    assert (
+        len(status(seeded.ledger(), seeded.campaign, filters=Filters(agency="sso")).invitees) == 76
+    )
     result = CliRunner().invoke(app, ["status", "--attendance", "maybe"], env=env)
     assert result.exit_code == 1
     assert "is not one of no_reply, accepted" in result.output
@@ -111,7 +116,7 @@ def test_status_on_screen_and_its_filters(seeded) -> None:  # type: ignore[no-un
 @pytest.mark.parametrize("what", ["all", "call-sheet", "attendees"])
 @pytest.mark.slow
 def test_exports_read_back_cell_by_cell(seeded, tmp_path: Path, what: str) -> None:  # type: ignore[no-untyped-def]
-    report = status(seeded)
+    report = status(seeded.ledger(), seeded.campaign)
     by_id = {i.invitee_id: i for i in report.invitees}
     written = export(report, tmp_path / "out.xlsx", what)
     sheet = load_workbook(tmp_path / "out.xlsx").active
@@ -216,7 +221,7 @@ def test_data_can_never_become_a_spreadsheet_formula(seeded, tmp_path: Path) -> 
         conn.exec_driver_sql(
             "UPDATE invitee SET organisation = '=HYPERLINK(\"http://x.example\",\"คลิก\")' WHERE invitee_id = 'TH-50-agri'"
         )
-    report = status(seeded)
+    report = status(seeded.ledger(), seeded.campaign)
     export(report, tmp_path / "f.xlsx", "all")
     export(report, tmp_path / "f.csv", "all")
     cell = next(
@@ -235,8 +240,16 @@ def test_data_can_never_become_a_spreadsheet_formula(seeded, tmp_path: Path) -> 
 def test_odd_bytes_in_evidence_and_colliding_ids(seeded, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     from mailer.invitees.importing import import_contacts
 
-    mark(seeded, "TH-50-rd", "accepted", representative={}, note="bell \x07 and escape \x1b[31m")
-    export(status(seeded), tmp_path / "odd.xlsx", "all")  # openpyxl refuses control characters
+    mark(
+        seeded.ledger(),
+        "TH-50-rd",
+        "accepted",
+        representative={},
+        note="bell \x07 and escape \x1b[31m",
+    )
+    export(
+        status(seeded.ledger(), seeded.campaign), tmp_path / "odd.xlsx", "all"
+    )  # openpyxl refuses control characters
     row = next(
         r
         for r in load_workbook(tmp_path / "odd.xlsx").active.iter_rows(values_only=True)
@@ -250,8 +263,8 @@ def test_odd_bytes_in_evidence_and_colliding_ids(seeded, tmp_path: Path) -> None
         encoding="utf-8",
     )
     import_contacts(seeded.engine, extra)
-    mark(seeded, "TH-50-agri2", "declined", representative={}, note="")
-    agencies, rows = matrix(status(seeded))
+    mark(seeded.ledger(), "TH-50-agri2", "declined", representative={}, note="")
+    agencies, rows = matrix(status(seeded.ledger(), seeded.campaign))
     chiang_mai = [r for r in rows if r.code == "TH-50"]
     assert len(chiang_mai) == 2  # the second agri office gets its own line; nothing hidden
     assert sorted(r.cells[agencies.index("agri")] for r in chiang_mai) == ["accepted", "declined"]

@@ -172,6 +172,7 @@ def test_the_attendance_sheet_template_is_sandboxed_too(
 ) -> None:
     """#8: `mailer sheet` compiles templates/sheet/attendance.html in the same sandbox."""
     from mailer.invitees.importing import import_contacts
+    from mailer.views.report import status
     from mailer.views.sheet import write_sheet
 
     marker = tmp_path / "escaped"
@@ -179,7 +180,12 @@ def test_the_attendance_sheet_template_is_sandboxed_too(
     ws = make_ws(MAILER_TEMPLATES=str(folder))
     import_contacts(ws.engine, CONTACTS)
     with pytest.raises(TemplateProblem) as caught:
-        write_sheet(ws, tmp_path / "sheet.html")
+        write_sheet(
+            status(ws.ledger(), ws.campaign),
+            ws.campaign,
+            ws.settings.templates_dir,
+            tmp_path / "sheet.html",
+        )
     assert str(caught.value).startswith(f"{where}: not allowed in a template")
     assert not marker.exists()
     assert not (tmp_path / "sheet.html").exists()

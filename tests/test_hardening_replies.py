@@ -17,8 +17,8 @@ from mailer.cli import app
 from mailer.invitees.importing import import_contacts
 from mailer.replies import sources
 from mailer.replies.attendance import attendance, review
-from mailer.replies.matching import I
 from mailer.replies.sync import sync
+from mailer.replies.tables import I
 from tests.conftest import CAMPAIGN, CONTACTS, TEMPLATES
 from tests.test_replies import COORDINATOR, _dsn, _reply
 
@@ -80,7 +80,7 @@ def _calendar(
 
 def _queue(ws) -> dict[str | None, list[str]]:  # type: ignore[no-untyped-def]
     found: dict[str | None, list[str]] = {}
-    for item in review(ws):
+    for item in review(ws.ledger()):
         found.setdefault(item.invitee_id, []).append(item.evidence)
     return found
 
@@ -91,11 +91,16 @@ def _queue(ws) -> dict[str | None, list[str]]:  # type: ignore[no-untyped-def]
 @pytest.mark.slow
 def test_a_forged_calendar_reply_with_a_guessed_uid_does_not_count(sent_anywhere, clock) -> None:  # type: ignore[no-untyped-def]
     sent = sent_anywhere
-    sync(sent, "eml:x", [("real", _calendar(AGRI, UID.format("TH-50-agri"), "ACCEPTED"))])
+    sync(
+        sent.ledger(),
+        sent.campaign,
+        "eml:x",
+        [("real", _calendar(AGRI, UID.format("TH-50-agri"), "ACCEPTED"))],
+    )
     clock.advance(minutes=5)
     forged = _calendar("attacker@evil.example", UID.format("TH-50-agri"), "DECLINED")
-    sync(sent, "eml:x", [("forged", forged)])
-    found = attendance(sent)["TH-50-agri"]
+    sync(sent.ledger(), sent.campaign, "eml:x", [("forged", forged)])
+    found = attendance(sent.ledger())["TH-50-agri"]
     assert found.status == "accepted"
     (evidence,) = _queue(sent)["TH-50-agri"]
     assert "PARTSTAT=DECLINED" in evidence
@@ -107,8 +112,8 @@ def test_a_forged_delegation_names_no_representative(sent) -> None:  # type: ign
         "attacker@evil.example", UID.format("TH-50-ind"), "DELEGATED",
         extra=';DELEGATED-TO="mailto:fake@evil.example"',
     )  # fmt: skip
-    sync(sent, "eml:x", [("forged", forged)])
-    found = attendance(sent)["TH-50-ind"]
+    sync(sent.ledger(), sent.campaign, "eml:x", [("forged", forged)])
+    found = attendance(sent.ledger())["TH-50-ind"]
     assert (found.status, found.representative) == ("needs_review", {})
 
 
@@ -116,44 +121,59 @@ def test_the_office_answers_as_attendee_through_a_calendar_service(sent) -> None
     relayed = _calendar(
         "calendar-notification@google.example", UID.format("TH-50-agri"), "ACCEPTED", attendee=AGRI
     )
-    sync(sent, "eml:x", [("1", relayed)])
-    assert attendance(sent)["TH-50-agri"].status == "accepted"
+    sync(sent.ledger(), sent.campaign, "eml:x", [("1", relayed)])
+    assert attendance(sent.ledger())["TH-50-agri"].status == "accepted"
 
 
 def test_a_calendar_reply_to_an_entry_that_is_not_ours_does_not_count(sent) -> None:  # type: ignore[no-untyped-def]
     other = _calendar(AGRI, "weekly-meeting-77@agri.example", "DECLINED")
-    sync(sent, "eml:x", [("1", other)])
-    found = attendance(sent)["TH-50-agri"]
+    sync(sent.ledger(), sent.campaign, "eml:x", [("1", other)])
+    found = attendance(sent.ledger())["TH-50-agri"]
     assert found.status == "needs_review"
     assert "weekly-meeting-77@agri.example is not one of this campaign's" in found.evidence
 
 
 def test_a_forged_bounce_with_a_made_up_message_id_does_not_mark_bounced(sent) -> None:  # type: ignore[no-untyped-def]
     forged = _dsn(AGRI, "<egov-seminar-2559.TH-50-agri.invitation.000000000000@ega.or.th>")
-    sync(sent, "eml:x", [("1", forged)])
-    found = attendance(sent)["TH-50-agri"]
+    sync(sent.ledger(), sent.campaign, "eml:x", [("1", forged)])
+    found = attendance(sent.ledger())["TH-50-agri"]
     assert found.status == "needs_review"
     assert "a Message-ID shaped like ours that we never sent" in found.evidence
 
 
 def test_a_bounce_for_an_address_we_never_sent_to_does_not_count(sent) -> None:  # type: ignore[no-untyped-def]
-    sync(sent, "eml:x", [("1", _dsn("saraban.th50@prov.example", "<unrelated@mx.example>"))])
-    found = attendance(sent)["TH-50-prov"]  # its invitation is still queued
+    sync(
+        sent.ledger(),
+        sent.campaign,
+        "eml:x",
+        [("1", _dsn("saraban.th50@prov.example", "<unrelated@mx.example>"))],
+    )
+    found = attendance(sent.ledger())["TH-50-prov"]  # its invitation is still queued
     assert found.status == "needs_review"
     assert "which we have not sent to" in found.evidence
 
 
 def test_a_bounce_naming_another_offices_address_than_our_message_does_not_count(sent) -> None:  # type: ignore[no-untyped-def]
     crossed = _dsn("saraban.th50@ind.example", _message_id("TH-50-agri"))
-    sync(sent, "eml:x", [("1", crossed)])
-    assert attendance(sent)["TH-50-agri"].status == "needs_review"
-    assert attendance(sent).get("TH-50-ind") is None
+    sync(sent.ledger(), sent.campaign, "eml:x", [("1", crossed)])
+    assert attendance(sent.ledger())["TH-50-agri"].status == "needs_review"
+    assert attendance(sent.ledger()).get("TH-50-ind") is None
 
 
 def test_a_real_bounce_still_counts(sent) -> None:  # type: ignore[no-untyped-def]
-    sync(sent, "eml:x", [("1", _dsn("saraban.th50@sso.example", _message_id("TH-50-sso")))])
-    sync(sent, "eml:x", [("2", _dsn("saraban.th50@rd.example", "<unrelated@mx.example>"))])
-    found = attendance(sent)
+    sync(
+        sent.ledger(),
+        sent.campaign,
+        "eml:x",
+        [("1", _dsn("saraban.th50@sso.example", _message_id("TH-50-sso")))],
+    )
+    sync(
+        sent.ledger(),
+        sent.campaign,
+        "eml:x",
+        [("2", _dsn("saraban.th50@rd.example", "<unrelated@mx.example>"))],
+    )
+    found = attendance(sent.ledger())
     assert (found["TH-50-sso"].status, found["TH-50-rd"].status) == ("bounced", "bounced")
 
 
@@ -162,9 +182,9 @@ def test_our_message_id_quoted_in_a_body_is_not_a_thread(sent) -> None:  # type:
     pasted = _reply(
         "stranger@else.example", f"ยินดีเข้าร่วม\n\nMessage-ID: {_message_id('TH-50-agri')}"
     )
-    report = sync(sent, "eml:x", [("1", pasted)])
+    report = sync(sent.ledger(), sent.campaign, "eml:x", [("1", pasted)])
     assert report.unmatched == 1
-    assert "TH-50-agri" not in attendance(sent)
+    assert "TH-50-agri" not in attendance(sent.ledger())
 
 
 def test_an_auto_reply_header_does_not_hide_an_answer(sent) -> None:  # type: ignore[no-untyped-def]
@@ -178,8 +198,8 @@ def test_an_auto_reply_header_does_not_hide_an_answer(sent) -> None:  # type: ig
         "saraban.th50@rd.example", UID.format("TH-50-rd"), "DECLINED",
         headers={"Auto-Submitted": "auto-generated"},
     )  # fmt: skip
-    sync(sent, "eml:x", [("1", marked.as_bytes()), ("2", calendar)])
-    found = attendance(sent)
+    sync(sent.ledger(), sent.campaign, "eml:x", [("1", marked.as_bytes()), ("2", calendar)])
+    found = attendance(sent.ledger())
     assert found["TH-50-agri"].status == "needs_review"
     assert "marked automatic" in found["TH-50-agri"].evidence
     assert "reads as accepted" in found["TH-50-agri"].evidence
@@ -199,8 +219,8 @@ def test_a_from_that_failed_dmarc_is_no_tie_but_our_thread_still_is(sent) -> Non
     threaded["Authentication-Results"] = verdict.replace("agri.example", "ind.example")
     threaded["In-Reply-To"] = _message_id("TH-50-ind")
     threaded.set_content("ยินดีเข้าร่วมครับ")
-    sync(sent, "eml:x", [("1", spoofed), ("2", threaded.as_bytes())])
-    found = attendance(sent)
+    sync(sent.ledger(), sent.campaign, "eml:x", [("1", spoofed), ("2", threaded.as_bytes())])
+    found = attendance(sent.ledger())
     assert found["TH-50-agri"].status == "needs_review"
     assert "agri.example failed DMARC" in found["TH-50-agri"].evidence
     assert found["TH-50-ind"].status == "accepted"  # a Message-ID we sent is no From line
@@ -222,8 +242,13 @@ def _update(ws, *offices: str) -> None:  # type: ignore[no-untyped-def]
 def test_an_answer_to_the_earlier_version_is_shown_but_does_not_count(sent_anywhere, clock) -> None:  # type: ignore[no-untyped-def]
     sent = sent_anywhere
     _update(sent, "TH-50-agri")
-    sync(sent, "eml:x", [("old", _calendar(AGRI, UID.format("TH-50-agri"), "DECLINED"))])
-    found = attendance(sent)["TH-50-agri"]
+    sync(
+        sent.ledger(),
+        sent.campaign,
+        "eml:x",
+        [("old", _calendar(AGRI, UID.format("TH-50-agri"), "DECLINED"))],
+    )
+    found = attendance(sent.ledger())["TH-50-agri"]
     assert found.status == "no_reply"
     assert "answered the earlier version (SEQUENCE 0" in found.evidence
     assert "PARTSTAT=DECLINED" in found.evidence
@@ -231,19 +256,27 @@ def test_an_answer_to_the_earlier_version_is_shown_but_does_not_count(sent_anywh
     assert "answered the earlier version" in evidence
     clock.advance(minutes=5)  # the office answers the current version: settled
     new = _calendar(AGRI, UID.format("TH-50-agri"), "ACCEPTED", sequence=1)
-    sync(sent, "eml:x", [("new", new)])
-    assert attendance(sent)["TH-50-agri"].status == "accepted"
+    sync(sent.ledger(), sent.campaign, "eml:x", [("new", new)])
+    assert attendance(sent.ledger())["TH-50-agri"].status == "accepted"
     assert "TH-50-agri" not in _queue(sent)
 
 
 def test_a_late_answer_to_the_earlier_version_is_shown_after_the_current_one(sent, clock) -> None:  # type: ignore[no-untyped-def]
     _update(sent, "TH-50-agri")
     sync(
-        sent, "eml:x", [("new", _calendar(AGRI, UID.format("TH-50-agri"), "ACCEPTED", sequence=1))]
+        sent.ledger(),
+        sent.campaign,
+        "eml:x",
+        [("new", _calendar(AGRI, UID.format("TH-50-agri"), "ACCEPTED", sequence=1))],
     )
     clock.advance(minutes=5)
-    sync(sent, "eml:x", [("old", _calendar(AGRI, UID.format("TH-50-agri"), "DECLINED"))])
-    assert attendance(sent)["TH-50-agri"].status == "accepted"
+    sync(
+        sent.ledger(),
+        sent.campaign,
+        "eml:x",
+        [("old", _calendar(AGRI, UID.format("TH-50-agri"), "DECLINED"))],
+    )
+    assert attendance(sent.ledger())["TH-50-agri"].status == "accepted"
     assert "answered the earlier version" in _queue(sent)["TH-50-agri"][0]
 
 
@@ -255,9 +288,9 @@ def test_evidence_and_subjects_are_one_printable_line(sent) -> None:  # type: ig
     hostile = _calendar(
         "attacker@evil.example", UID.format("TH-50-agri"), "DECLINED", comment=comment
     ).replace(b"Subject: ", b"Subject: =?utf-8?q?line=0Anext=1B[2J?= ", 1)
-    sync(sent, "eml:x", [("1", hostile)])
-    found = attendance(sent)["TH-50-agri"]
-    (item,) = list(review(sent))
+    sync(sent.ledger(), sent.campaign, "eml:x", [("1", hostile)])
+    found = attendance(sent.ledger())["TH-50-agri"]
+    (item,) = list(review(sent.ledger()))
     for text in (found.evidence, item.evidence, item.subject):
         assert text.isprintable(), text
     assert "ติดภารกิจ ขออภัย" in found.evidence
@@ -284,16 +317,16 @@ def test_a_deeply_nested_message_is_kept_marked_and_reviewable(sent, tmp_path: P
     box.close()
     with (tmp_path / "in.mbox").open("ab") as handle:
         handle.write(b"From a@b.example Tue Nov  1 09:00:00 2016\n" + _nested(1000) + b"\n")
-    report = sync(sent, "mbox:x", sources.mbox(tmp_path / "in.mbox"))
+    report = sync(sent.ledger(), sent.campaign, "mbox:x", sources.mbox(tmp_path / "in.mbox"))
     assert (report.seen, report.new) == (2, 2)
-    (item,) = list(review(sent))
+    (item,) = list(review(sent.ledger()))
     assert item.kind == "unreadable"
     assert item.subject == "deep"
     assert "nested more than 50 levels deep" in item.evidence
     with sent.engine.connect() as conn:
         raws = [r for (r,) in conn.exec_driver_sql("SELECT raw FROM inbound_message")]
     assert any(r.startswith(b"From: a@b.example\r\nSubject: deep") for r in raws)  # kept raw
-    again = sync(sent, "mbox:x", sources.mbox(tmp_path / "in.mbox"))
+    again = sync(sent.ledger(), sent.campaign, "mbox:x", sources.mbox(tmp_path / "in.mbox"))
     assert (again.seen, again.new) == (2, 0)
 
 
@@ -342,5 +375,10 @@ def test_a_bounce_for_an_address_that_took_a_partly_delivered_message_counts(sen
             "UPDATE delivery SET state = 'retry_wait', delivered_to = 'saraban.th50@prov.example' "
             "WHERE invitee_id = 'TH-50-prov'"
         )
-    sync(sent, "eml:x", [("1", _dsn("saraban.th50@prov.example", _message_id("TH-50-prov")))])
-    assert attendance(sent)["TH-50-prov"].status == "bounced"
+    sync(
+        sent.ledger(),
+        sent.campaign,
+        "eml:x",
+        [("1", _dsn("saraban.th50@prov.example", _message_id("TH-50-prov")))],
+    )
+    assert attendance(sent.ledger())["TH-50-prov"].status == "bounced"

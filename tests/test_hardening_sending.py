@@ -140,7 +140,7 @@ def test_a_partly_delivered_office_counts_as_invited_while_it_waits(
     assert row["state"] == "retry_wait"
     assert row["delivered_to"] == "a@prov.example"
     assert str(row["last_reply"]).endswith("(will retry b@prov.example alone)")
-    assert audience_ids(ws, "all") == {"TH-50-prov"}  # TH-51 was not reached (the stop)
+    assert audience_ids(ws.ledger(), "all") == {"TH-50-prov"}  # TH-51 was not reached (the stop)
 
 
 def test_an_address_refused_for_good_is_kept_on_the_row(make_ws, tmp_path: Path) -> None:
@@ -262,7 +262,7 @@ def test_a_deferred_address_refused_for_good_on_its_retry_leaves_the_office_sent
     assert (row["state"], row["delivered_to"]) == ("sent", "a@prov.example")
     assert str(row["refused"]).startswith("b@prov.example: 550 5.1.1")
     assert script.received_by("a@prov.example") == 1
-    assert audience_ids(ws, "all") == {"TH-50-prov", "TH-51-prov"}
+    assert audience_ids(ws.ledger(), "all") == {"TH-50-prov", "TH-51-prov"}
 
 
 def test_a_partly_delivered_office_is_flagged_and_its_refused_address_retried_alone(
@@ -281,7 +281,9 @@ def test_a_partly_delivered_office_is_flagged_and_its_refused_address_retried_al
         ws = make_ws(SMTP_PORT=str(server.port))
         import_contacts(ws.engine, _two_addresses(tmp_path))
         send_round(ws, "invitation")
-        (item,) = [i for i in status(ws).invitees if i.invitee_id == "TH-50-prov"]
+        (item,) = [
+            i for i in status(ws.ledger(), ws.campaign).invitees if i.invitee_id == "TH-50-prov"
+        ]
         assert item.partly_delivered
         assert item.delivered_to == "a@prov.example"
         assert str(item.refused).startswith("b@prov.example: 550")

@@ -35,7 +35,9 @@ def _run(make_ws, script: Script, **env):  # type: ignore[no-untyped-def]
         ws = make_ws(SMTP_PORT=str(server.port), **env)
         import_contacts(ws.engine, CONTACTS)
         send_round(ws, "invitation", only=["TH-50"], progress=outcomes.append)
-    rows = {i.email: i for i in status(ws).invitees if i.province == "เชียงใหม่"}
+    rows = {
+        i.email: i for i in status(ws.ledger(), ws.campaign).invitees if i.province == "เชียงใหม่"
+    }
     return [o for o in outcomes if o.state != "sent"], rows
 
 

@@ -26,7 +26,11 @@ COORDINATOR = "thannop.sirithamwilai@ega.or.th"
 
 
 def _our_ids(ws) -> dict[str, str]:  # type: ignore[no-untyped-def]
-    return {i.invitee_id: i.message_id for i in status(ws).invitees if i.message_id}
+    return {
+        i.invitee_id: i.message_id
+        for i in status(ws.ledger(), ws.campaign).invitees
+        if i.message_id
+    }
 
 
 def _reply(sender: str, body: str, in_reply_to: str | None = None, charset: str = "utf-8") -> bytes:
@@ -110,9 +114,9 @@ def test_sync_classifies_matches_and_derives_attendance(invited, tmp_path: Path)
         _reply("stranger@else.example", "ยินดีเข้าร่วม"),
     ]
     box = _mailbox(tmp_path, messages)
-    report = sync(ws, "maildir:test", sources.maildir(box))
+    report = sync(ws.ledger(), ws.campaign, "maildir:test", sources.maildir(box))
     assert (report.seen, report.new, report.unmatched) == (7, 7, 1)
-    found = attendance(ws)
+    found = attendance(ws.ledger())
     assert found["TH-50-agri"].status == "accepted"
     assert found["TH-50-prov"].status == "declined"
     assert found["TH-50-ind"].status == "representative"
@@ -127,11 +131,11 @@ def test_sync_classifies_matches_and_derives_attendance(invited, tmp_path: Path)
     assert found["TH-50-sso"].status == "bounced"
     assert found["TH-50-rd"].status == "needs_review"
     assert "TH-50-mots" not in found
-    again = sync(ws, "maildir:test", sources.maildir(box))
+    again = sync(ws.ledger(), ws.campaign, "maildir:test", sources.maildir(box))
     assert (again.seen, again.new) == (7, 0)
-    queue = list(review(ws))
+    queue = list(review(ws.ledger()))
     assert {item.invitee_id for item in queue} == {"TH-50-rd", "TH-50-dbd", None}
-    by_id = {i.invitee_id: i for i in status(ws).invitees}
+    by_id = {i.invitee_id: i for i in status(ws.ledger(), ws.campaign).invitees}
     assert by_id["TH-50-mots"].attendance == "no_reply"
     assert by_id["TH-50-ind"].representative["name"] == "นางสาวสมหญิง ใจดี"  # type: ignore[index]
 
@@ -140,13 +144,18 @@ def test_sync_classifies_matches_and_derives_attendance(invited, tmp_path: Path)
 def test_a_mark_wins_over_later_automatic_readings(invited, clock) -> None:  # type: ignore[no-untyped-def]
     ws = invited
     ids = _our_ids(ws)
-    mark(ws, "TH-50-agri", "declined", representative={}, note="phoned: they cannot come")
+    mark(ws.ledger(), "TH-50-agri", "declined", representative={}, note="phoned: they cannot come")
     clock.advance(minutes=5)
-    sync(ws, "eml:x", [("k1", _reply("saraban.th50@agri.example", "ยินดีเข้าร่วม", ids["TH-50-agri"]))])
-    answer = attendance(ws)["TH-50-agri"]
+    sync(
+        ws.ledger(),
+        ws.campaign,
+        "eml:x",
+        [("k1", _reply("saraban.th50@agri.example", "ยินดีเข้าร่วม", ids["TH-50-agri"]))],
+    )
+    answer = attendance(ws.ledger())["TH-50-agri"]
     assert answer.status == "declined"
     assert answer.source == "mark"
-    assert [e["status"] for e in answer.history] == ["declined", "accepted"]
+    assert [e.status for e in answer.history] == ["declined", "accepted"]
 
 
 def test_a_reply_to_an_older_sequence_is_kept_but_does_not_override(invited) -> None:  # type: ignore[no-untyped-def]
@@ -157,11 +166,21 @@ def test_a_reply_to_an_older_sequence_is_kept_but_does_not_override(invited) -> 
     )
     with ws.engine.begin() as conn:  # the office was sent SEQUENCE 1
         conn.exec_driver_sql("UPDATE delivery SET state = 'sent' WHERE kind = 'update:1'")
-    sync(ws, "eml:x", [("new", _calendar_reply("saraban.th50@agri.example", uid, "DECLINED", 1))])
-    sync(ws, "eml:x", [("old", _calendar_reply("saraban.th50@agri.example", uid, "ACCEPTED", 0))])
-    answer = attendance(ws)["TH-50-agri"]
+    sync(
+        ws.ledger(),
+        ws.campaign,
+        "eml:x",
+        [("new", _calendar_reply("saraban.th50@agri.example", uid, "DECLINED", 1))],
+    )
+    sync(
+        ws.ledger(),
+        ws.campaign,
+        "eml:x",
+        [("old", _calendar_reply("saraban.th50@agri.example", uid, "ACCEPTED", 0))],
+    )
+    answer = attendance(ws.ledger())["TH-50-agri"]
     assert answer.status == "declined"
-    assert [e["stale"] for e in answer.history] == [False, True]
+    assert [e.stale for e in answer.history] == [False, True]
 
 
 def test_windows_874_and_undeclared_thai_bytes_are_read(invited) -> None:  # type: ignore[no-untyped-def]
@@ -247,16 +266,31 @@ def test_imap_sync_is_read_only_and_incremental(invited, dovecot) -> None:  # ty
         password=Secret(dovecot.password),
     )  # fmt: skip
     source = settings.source_id
-    first = sync(ws, source, sources.imap(settings, lambda v: highest_uid(ws, source, v)))
+    first = sync(
+        ws.ledger(),
+        ws.campaign,
+        source,
+        sources.imap(settings, lambda v: highest_uid(ws.ledger(), source, v)),
+    )
     assert (first.seen, first.new) == (2, 2)
-    again = sync(ws, source, sources.imap(settings, lambda v: highest_uid(ws, source, v)))
+    again = sync(
+        ws.ledger(),
+        ws.campaign,
+        source,
+        sources.imap(settings, lambda v: highest_uid(ws.ledger(), source, v)),
+    )
     assert (again.seen, again.new) == (0, 0)  # nothing fetched at all the second time
     client.append(
         "INBOX", _reply("saraban.th50@prov.example", "ติดภารกิจ ไม่สามารถเข้าร่วมได้", ids["TH-50-prov"])
     )
-    third = sync(ws, source, sources.imap(settings, lambda v: highest_uid(ws, source, v)))
+    third = sync(
+        ws.ledger(),
+        ws.campaign,
+        source,
+        sources.imap(settings, lambda v: highest_uid(ws.ledger(), source, v)),
+    )
     assert (third.seen, third.new) == (1, 1)
-    found = attendance(ws)
+    found = attendance(ws.ledger())
     assert (found["TH-50-agri"].status, found["TH-50-sso"].status, found["TH-50-prov"].status) == (
         "accepted", "bounced", "declined",
     )  # fmt: skip
@@ -289,9 +323,10 @@ def test_imap_tls_is_verified_against_the_ca(invited, dovecot, security: str) ->
         password=Secret(dovecot.password), ca_file=dovecot.ca_file,
     )  # fmt: skip
     report = sync(
-        ws,
+        ws.ledger(),
+        ws.campaign,
         trusted.source_id,
-        sources.imap(trusted, lambda v: highest_uid(ws, trusted.source_id, v)),
+        sources.imap(trusted, lambda v: highest_uid(ws.ledger(), trusted.source_id, v)),
     )
     assert report.seen == 0  # an empty INBOX, reached over verified TLS
     untrusted = ImapSettings(
@@ -324,7 +359,8 @@ def test_one_unreadable_message_does_not_stop_a_sync(invited) -> None:  # type: 
     )
     assert classify(broken).outcome == "needs_review"
     report = sync(
-        invited,
+        invited.ledger(),
+        invited.campaign,
         "eml:x",
         [
             ("1", broken),
@@ -333,18 +369,24 @@ def test_one_unreadable_message_does_not_stop_a_sync(invited) -> None:  # type: 
         ],
     )
     assert report.new == 3
-    assert attendance(invited)["TH-50-agri"].status == "accepted"
+    assert attendance(invited.ledger())["TH-50-agri"].status == "accepted"
 
 
 def test_a_bounce_does_not_hide_an_answer(invited) -> None:  # type: ignore[no-untyped-def]
     ids = _our_ids(invited)
     sync(
-        invited,
+        invited.ledger(),
+        invited.campaign,
         "eml:x",
         [("1", _reply("saraban.th50@agri.example", "ยินดีเข้าร่วม", ids["TH-50-agri"]))],
     )
-    sync(invited, "eml:x", [("2", _dsn("saraban.th50@agri.example", ids["TH-50-agri"]))])
-    assert attendance(invited)["TH-50-agri"].status == "accepted"
+    sync(
+        invited.ledger(),
+        invited.campaign,
+        "eml:x",
+        [("2", _dsn("saraban.th50@agri.example", ids["TH-50-agri"]))],
+    )
+    assert attendance(invited.ledger())["TH-50-agri"].status == "accepted"
 
 
 @pytest.mark.parametrize(
@@ -366,8 +408,13 @@ def test_mbox_is_read_and_a_file_that_is_not_one_is_named(invited, tmp_path: Pat
     box = mailbox.mbox(tmp_path / "replies.mbox")
     box.add(_reply("saraban.th50@agri.example", "ยินดีเข้าร่วม", _our_ids(invited)["TH-50-agri"]))
     box.close()
-    assert sync(invited, "mbox:x", sources.mbox(tmp_path / "replies.mbox")).new == 1
-    assert attendance(invited)["TH-50-agri"].status == "accepted"
+    assert (
+        sync(
+            invited.ledger(), invited.campaign, "mbox:x", sources.mbox(tmp_path / "replies.mbox")
+        ).new
+        == 1
+    )
+    assert attendance(invited.ledger())["TH-50-agri"].status == "accepted"
     (tmp_path / "notes.txt").write_text("hello", encoding="utf-8")
     with pytest.raises(MailerError, match=r"notes\.txt is not an mbox file"):
         list(sources.mbox(tmp_path / "notes.txt"))
@@ -388,9 +435,11 @@ def test_a_thai_imap_login_goes_by_authenticate_plain(
         host="127.0.0.1", port=dovecot.port, security="none", username="thai-password",
         password=Secret(password),
     )  # fmt: skip
-    fetch = sources.imap(settings, lambda v: highest_uid(invited, settings.source_id, v))
+    fetch = sources.imap(settings, lambda v: highest_uid(invited.ledger(), settings.source_id, v))
     if works:
-        assert sync(invited, settings.source_id, fetch).seen == 0  # logged in: an empty INBOX
+        assert (
+            sync(invited.ledger(), invited.campaign, settings.source_id, fetch).seen == 0
+        )  # logged in: an empty INBOX
     else:
         with pytest.raises(MailerError, match="refused the login of IMAP_USERNAME='thai-password'"):
             list(fetch)

@@ -75,7 +75,7 @@ def test_the_whole_corpus_becomes_attendance(ledger_as_sent, clock, tmp_path: Pa
     for case in EXPECTED:  # in manifest order, one sync each: later replies arrive later
         (folder / case["file"]).write_bytes((CORPUS / case["file"]).read_bytes())
         clock.advance(minutes=1)
-        report = sync(ws, "eml:corpus", sources.eml_dir(folder))
+        report = sync(ws.ledger(), ws.campaign, "eml:corpus", sources.eml_dir(folder))
     assert report is not None
     assert report.seen == len(EXPECTED)
     with ws.ledger().reads.connect() as conn:
@@ -95,7 +95,7 @@ def test_the_whole_corpus_becomes_attendance(ledger_as_sent, clock, tmp_path: Pa
         counted = case.get("counted", True)  # not tied to the office: review, with why
         assert row.outcome == (case["outcome"] if counted else "needs_review"), case["file"]
         assert case.get("review", "") in row.evidence, (case["file"], row.evidence)
-    found = attendance(ws)
+    found = attendance(ws.ledger())
     for case in EXPECTED:
         decisive = case["outcome"] in (
             "accepted",

@@ -241,16 +241,22 @@ def test_audiences_follow_the_answers(make_ws, smtp_server: Mailhog) -> None:
     from mailer.rounds.audience import audience_ids
 
     ws = _invited(make_ws, smtp_server)
-    mark(ws, "TH-50-agri", "accepted", representative={}, note="")
-    mark(ws, "TH-50-prov", "declined", representative={}, note="")
-    mark(ws, "TH-50-ind", "representative", representative={"name": "นายสมชาย ดีใจ"}, note="")
+    mark(ws.ledger(), "TH-50-agri", "accepted", representative={}, note="")
+    mark(ws.ledger(), "TH-50-prov", "declined", representative={}, note="")
+    mark(
+        ws.ledger(), "TH-50-ind", "representative", representative={"name": "นายสมชาย ดีใจ"}, note=""
+    )
     everyone = {f"TH-50-{a}" for a in ("agri", "dbd", "ind", "mots", "prov", "rd", "sso")}
-    assert audience_ids(ws, "all") == everyone
-    assert audience_ids(ws, "no_reply") == everyone - {"TH-50-agri", "TH-50-prov", "TH-50-ind"}
-    assert audience_ids(ws, "not_declined") == everyone - {"TH-50-prov"}
-    assert audience_ids(ws, "accepted") == {"TH-50-agri"}
-    assert audience_ids(ws, "representative") == {"TH-50-ind"}
-    assert audience_ids(ws, "tentative") == set()
+    assert audience_ids(ws.ledger(), "all") == everyone
+    assert audience_ids(ws.ledger(), "no_reply") == everyone - {
+        "TH-50-agri",
+        "TH-50-prov",
+        "TH-50-ind",
+    }
+    assert audience_ids(ws.ledger(), "not_declined") == everyone - {"TH-50-prov"}
+    assert audience_ids(ws.ledger(), "accepted") == {"TH-50-agri"}
+    assert audience_ids(ws.ledger(), "representative") == {"TH-50-ind"}
+    assert audience_ids(ws.ledger(), "tentative") == set()
 
 
 @pytest.mark.slow
@@ -350,7 +356,9 @@ def test_a_queued_reminder_is_not_sent_to_an_office_that_answered_meanwhile(
         [(f"TH-50-{a}", f"saraban.th50@{a}.example") for a in ("agri", "prov")], "reminder:followup-no-reply", 0,
         lambda i: new_message_id(ws.campaign, i, "reminder:followup-no-reply"),
     )  # fmt: skip
-    mark(ws, "TH-50-agri", "declined", representative={}, note="")  # answers before it goes out
+    mark(
+        ws.ledger(), "TH-50-agri", "declined", representative={}, note=""
+    )  # answers before it goes out
     with ws.transport() as transport:
         stats = drain(ws, ledger, transport)
     assert stats.sent == 1

@@ -38,7 +38,7 @@ def test_the_whole_batch_arrives_once_each_and_correct(make_ws, smtp_server: Mai
     received = smtp_server.messages()
     assert len(received) == 532
 
-    invitees = {i.invitee_id: i for i in status(ws).invitees}
+    invitees = {i.invitee_id: i for i in status(ws.ledger(), ws.campaign).invitees}
     seen_ids = set()
     for raw in received:
         headers = raw_headers(raw)
@@ -67,7 +67,7 @@ def test_the_whole_batch_arrives_once_each_and_correct(make_ws, smtp_server: Mai
     again = send_round(ws, "invitation")
     assert (again.enqueued, again.drain.sent) == (0, 0)
     assert len(smtp_server.messages()) == 532
-    assert status(ws).totals["sent"] == 532
+    assert status(ws.ledger(), ws.campaign).totals["sent"] == 532
 
 
 def test_dry_run_writes_nothing_and_sends_nothing(make_ws, smtp_server: Mailhog) -> None:
@@ -75,7 +75,7 @@ def test_dry_run_writes_nothing_and_sends_nothing(make_ws, smtp_server: Mailhog)
     report = send_round(ws, "invitation", dry_run=True)
     assert (report.enqueued, report.due) == (532, 532)
     assert smtp_server.messages() == []
-    assert status(ws).totals["not_enqueued"] == 532
+    assert status(ws.ledger(), ws.campaign).totals["not_enqueued"] == 532
 
 
 def test_only_and_limit_choose_who_is_enqueued(make_ws, smtp_server: Mailhog) -> None:
@@ -107,7 +107,7 @@ def test_unreachable_server_stops_before_writing(make_ws) -> None:
         TransportError, match=r"cannot reach the SMTP server 127\.0\.0\.1:\d+.*devserver"
     ):
         send_round(ws, "invitation")
-    assert status(ws).totals["not_enqueued"] == 532
+    assert status(ws.ledger(), ws.campaign).totals["not_enqueued"] == 532
 
 
 def test_a_template_error_stops_before_anything_is_written(make_ws, smtp_server, tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -122,7 +122,7 @@ def test_a_template_error_stops_before_anything_is_written(make_ws, smtp_server,
     ws = _ready(make_ws, smtp_server.port, MAILER_TEMPLATES=str(templates))
     with pytest.raises(TemplateProblem, match=r"invitation/subject\.txt.*titel"):
         send_round(ws, "invitation")
-    assert status(ws).totals["not_enqueued"] == 532
+    assert status(ws.ledger(), ws.campaign).totals["not_enqueued"] == 532
     assert smtp_server.messages() == []
 
 
@@ -164,9 +164,9 @@ def test_a_refusing_server_fails_rows_then_pauses_the_run(make_ws) -> None:
     assert report.drain.failed == 5
     assert report.drain.stopped is not None
     assert "5 failures in a row" in report.drain.stopped
-    totals = status(ws).totals
+    totals = status(ws.ledger(), ws.campaign).totals
     assert (totals["failed"], totals["queued"], totals["sending"]) == (5, 527, 0)
-    failed = [i for i in status(ws).invitees if i.delivery == "failed"]
+    failed = [i for i in status(ws.ledger(), ws.campaign).invitees if i.delivery == "failed"]
     assert all("550 5.1.1" in (i.last_reply or "") for i in failed)
 
 
@@ -211,7 +211,7 @@ def test_a_certificate_that_does_not_verify_stops_the_run(make_ws, tls_server) -
     with pytest.raises(TransportError, match=r"does not verify.*SMTP_CA_FILE.*Nothing was sent"):
         send_round(ws, "invitation")
     assert box.messages() == []
-    assert status(ws).totals["not_enqueued"] == 532
+    assert status(ws.ledger(), ws.campaign).totals["not_enqueued"] == 532
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import typer
 
 from mailer.cli.app import Group, app, out, workspace
 from mailer.errors import MailerError
-from mailer.replies.statuses import MARKABLE
+from mailer.replies.statuses import ANSWERS
 
 replies_app = typer.Typer(
     cls=Group, rich_markup_mode="markdown", no_args_is_help=True, help="Read and sort the replies."
@@ -34,6 +34,7 @@ def replies_sync(
     from mailer.replies.sync import highest_uid, sync
 
     ws = workspace(ctx)
+    ledger = ws.ledger()
     chosen = [(k, p) for k, p in (("maildir", maildir), ("mbox", mbox), ("eml-dir", eml_dir)) if p]
     if len(chosen) > 1:
         raise MailerError("give one source: --maildir PATH, --mbox PATH or --eml-dir PATH")
@@ -44,8 +45,8 @@ def replies_sync(
         messages = read[kind](path)
     else:  # the coordinator's IMAP folder, from the settings
         source = shown = ws.settings.imap.source_id
-        messages = sources.imap(ws.settings.imap, lambda v: highest_uid(ws, source, v))
-    report = sync(ws, source, messages)
+        messages = sources.imap(ws.settings.imap, lambda v: highest_uid(ledger, source, v))
+    report = sync(ledger, ws.campaign, source, messages)
     counts = ", ".join(f"{k} {v}" for k, v in sorted(report.outcomes.items())) or "nothing new"
     out.print(f"{report.new} new of {report.seen} message(s) in {shown}: {counts}.")
     if report.unmatched:
@@ -68,7 +69,7 @@ def replies_review(ctx: typer.Context) -> None:
     """
     from mailer.replies.attendance import review
 
-    items = list(review(workspace(ctx)))
+    items = list(review(workspace(ctx).ledger()))
     for item in items:
         who = item.invitee_id or "(no office)"
         out.print(f"#{item.id} {who} [{item.kind}] {item.subject}\n    {item.evidence}")
@@ -79,7 +80,7 @@ def replies_review(ctx: typer.Context) -> None:
 def mark_cmd(
     ctx: typer.Context,
     invitee_id: Annotated[str, typer.Argument(help="e.g. TH-50-agri")],
-    status: Annotated[str, typer.Argument(help=" | ".join(MARKABLE))],
+    status: Annotated[str, typer.Argument(help=" | ".join(ANSWERS))],
     name: Annotated[str, typer.Option(help="The representative's name.")] = "",
     position: Annotated[str, typer.Option(help="The representative's position.")] = "",
     phone: Annotated[str, typer.Option(help="The representative's phone.")] = "",
@@ -91,7 +92,10 @@ def mark_cmd(
     Example: mailer mark TH-50-agri representative --name "นางสาวสมหญิง ใจดี" --phone "08 1234 5678"
     """
     from mailer.replies.attendance import mark
+    from mailer.replies.statuses import one_of
 
+    ws = workspace(ctx)
+    decided = one_of(status, ANSWERS, f"status {status!r}")
     details = {k: v for k, v in (("name", name), ("position", position), ("phone", phone)) if v}
-    mark(workspace(ctx), invitee_id, status, representative=details, note=note)
+    mark(ws.ledger(), invitee_id, decided, representative=details, note=note)
     out.print(f"{invitee_id} is now {status}.")

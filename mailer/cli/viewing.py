@@ -38,7 +38,9 @@ def status(
     from mailer.views.report import Filters
     from mailer.views.report import status as status_report
 
-    report = status_report(workspace(ctx), filters=Filters(province, agency, attendance))
+    ws = workspace(ctx)
+    filters = Filters(province, agency, attendance)  # checked before the database is opened
+    report = status_report(ws.ledger(), ws.campaign, filters=filters)
     if as_json:
         emit_json(report.to_json())
         return
@@ -72,12 +74,11 @@ def _totals(report: StatusReport) -> None:
     table.add_column("attendance")
     table.add_column("", justify="right")
     deliveries = [(k, v) for k, v in report.totals.items() if v and k != "invitees"]
-    answers = [(k, v) for k, v in (report.attendance or {}).items() if v]
+    answers = [(f"{k} ({ATTENDANCE_TH[k]})", v) for k, v in (report.attendance or {}).items() if v]
     for n in range(max(len(deliveries), len(answers))):
         d = deliveries[n] if n < len(deliveries) else ("", "")
         a = answers[n] if n < len(answers) else ("", "")
-        label = f"{a[0]} ({ATTENDANCE_TH.get(a[0], '')})" if a[0] else ""
-        table.add_row(d[0], str(d[1]), label, str(a[1]))
+        table.add_row(d[0], str(d[1]), a[0], str(a[1]))
     out.print(table)
 
 
@@ -116,7 +117,7 @@ def _matrix(report: StatusReport) -> None:
                 continue
             cells.append(names[at])
             for status in rows[at].cells:
-                mark, style = MARKS.get(status, (" ", ""))
+                mark, style = MARKS[status] if status else (" ", "")
                 cells.append(Text(mark, style=style))
         table.add_row(*cells)
     out.print(table)
@@ -143,7 +144,8 @@ def export_cmd(
     from mailer.views.exports import export
     from mailer.views.report import status as status_report
 
-    written = export(status_report(workspace(ctx)), file, what)
+    ws = workspace(ctx)
+    written = export(status_report(ws.ledger(), ws.campaign), file, what)
     if not written.rows:
         out.print(f'Wrote {file}: no offices in "{written.title}" yet (only the headings).')
     else:
@@ -160,7 +162,10 @@ def sheet_cmd(
 
     Example: mailer sheet attendance.html
     """
+    from mailer.views.report import status as status_report
     from mailer.views.sheet import write_sheet
 
-    count = write_sheet(workspace(ctx), file)
+    ws = workspace(ctx)
+    report = status_report(ws.ledger(), ws.campaign)
+    count = write_sheet(report, ws.campaign, ws.settings.templates_dir, file)
     out.print(f"Wrote {file}: {count} attendee(s). Open it in a browser and print (A4).")

@@ -162,7 +162,7 @@ class _Run:
             return True
         rule = self.ws.campaign.rule(kind.rule)
         if rule.audience not in self.audiences:
-            self.audiences[rule.audience] = audience_ids(self.ws, rule.audience)
+            self.audiences[rule.audience] = audience_ids(self.ledger, rule.audience)
         return claim.invitee_id in self.audiences[rule.audience]
 
     def drop(self, claim: Claim, reply: str) -> Outcome:

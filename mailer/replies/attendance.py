@@ -1,54 +1,82 @@
 """From stored replies and the coordinator's marks to each office's attendance.
 
-`attendance` derives each office's status from its replies and the coordinator's marks,
-with the history kept: a mark always wins over an automatic reading, and a calendar reply
-to an older SEQUENCE is kept and shown but never overrides. `mark` records the
-coordinator's decision; `review` lists what needs a human.
+`attendance` derives each office's `OfficeAttendance` from its replies and the coordinator's
+marks, with the history kept (`AttendanceEvent`s): a mark always wins over an automatic
+reading, and a calendar reply to an older SEQUENCE is kept and shown but never overrides.
+`mark` records the coordinator's decision; `review` lists what needs a human.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from sqlalchemy import or_, select
 
 from mailer.errors import MailerError
-from mailer.models import AttendanceMark, InboundMessage, Invitee
 from mailer.replies.classify import headers
-from mailer.replies.statuses import DECISIVE, MARKABLE
+from mailer.replies.statuses import ANSWERS, DECISIVE, Attendance, Outcome, one_of, outcome
+from mailer.replies.tables import MARKS, I, K, M
 from mailer.replies.text import MAX_LINE, header_text, one_line
-from mailer.workspace import Workspace
 
-MESSAGES = InboundMessage.__table__  # type: ignore[attr-defined]
-M = MESSAGES.c
-MARKS = AttendanceMark.__table__  # type: ignore[attr-defined]
-K = MARKS.c
-INVITEES = Invitee.__table__  # type: ignore[attr-defined]
-I = INVITEES.c  # noqa: E741
+if TYPE_CHECKING:
+    from mailer.delivery.ledger import Ledger
+
+MARK = "mark"  # the source (and kind) of a coordinator's mark in a history
 
 
 @dataclass(frozen=True)
-class Attendance:
+class AttendanceEvent:
+    """One entry of an office's history: a stored reply, or a coordinator's mark."""
+
+    source: str  # "reply <id>" or "mark"
+    status: Outcome  # what the reply read as, or what was marked
+    kind: str  # the message's kind (calendar_reply, human_reply, bounce, …) or "mark"
+    stale: bool  # it answers an earlier SEQUENCE: shown, never counted
+    evidence: str
+    representative: dict[str, str]
+    at: datetime  # when the reply was stored or the mark made
+
+    @property
+    def is_mark(self) -> bool:
+        return self.source == MARK
+
+    @property
+    def counts(self) -> bool:
+        """A decisive reading of the current version (a mark, an answer, a bounce)."""
+        return not self.stale and self.status in DECISIVE
+
+
+@dataclass(frozen=True)
+class OfficeAttendance:
+    """An office's attendance, derived: its status, what decided it, and its history."""
+
     invitee_id: str
-    status: str
-    source: str  # "reply <id>", "mark", or ""
-    at: datetime | None
+    status: Attendance
+    source: str  # "reply <id>" or "mark"
+    at: datetime
     representative: dict[str, str]
     evidence: str
-    history: list[dict[str, object]]
+    history: list[AttendanceEvent]
 
 
-def attendance(ws: Workspace) -> dict[str, Attendance]:
-    """Each office's status, derived from its replies and the coordinator's marks.
+def attendance(ledger: Ledger) -> dict[str, OfficeAttendance]:
+    """Each office's attendance, derived from its replies and the coordinator's marks (of
+    the ledger's campaign); an office with neither has no entry (it is `no_reply`)."""
+    result = {}
+    for invitee_id, history in _histories(ledger).items():
+        found = _decide(invitee_id, history)
+        if found is not None:
+            result[invitee_id] = found
+    return result
 
-    A mark wins; then the latest answer that counts (a bounce never hides an answer); then
-    the latest message that needs review. An office whose only answers are to an earlier
-    SEQUENCE stays `no_reply` (the update asked it again), with that answer as evidence."""
-    ledger = ws.ledger()
-    events: dict[str, list[dict[str, object]]] = {}
+
+def _histories(ledger: Ledger) -> dict[str, list[AttendanceEvent]]:
+    """Every office's replies and marks, oldest first."""
+    events: dict[str, list[AttendanceEvent]] = {}
     with ledger.reads.connect() as conn:
         for row in conn.execute(
             select(M.id, M.invitee_id, M.outcome, M.kind, M.stale, M.evidence,
@@ -56,57 +84,80 @@ def attendance(ws: Workspace) -> dict[str, Attendance]:
             .where(M.invitee_id.is_not(None)).order_by(M.fetched_at, M.id)
         ):  # fmt: skip
             events.setdefault(row.invitee_id, []).append(
-                {"source": f"reply {row.id}", "status": row.outcome, "kind": row.kind,
-                 "stale": bool(row.stale), "evidence": one_line(row.evidence, 600),
-                 "representative": json.loads(row.representative or "{}"), "at": row.fetched_at}
-            )  # fmt: skip
+                AttendanceEvent(
+                    source=f"reply {row.id}",
+                    status=outcome(row.outcome),
+                    kind=row.kind,
+                    stale=bool(row.stale),
+                    evidence=one_line(row.evidence, 600),
+                    representative=json.loads(row.representative or "{}"),
+                    at=row.fetched_at,
+                )
+            )
         for decided in conn.execute(
             select(K.id, K.invitee_id, K.status, K.note, K.representative, K.marked_at)
             .where(K.campaign_id == ledger.campaign_id).order_by(K.marked_at, K.id)
         ):  # fmt: skip
             events.setdefault(decided.invitee_id, []).append(
-                {"source": "mark", "status": decided.status, "kind": "mark", "stale": False,
-                 "evidence": decided.note or "marked by the coordinator",
-                 "representative": json.loads(decided.representative or "{}"),
-                 "at": decided.marked_at}
-            )  # fmt: skip
-    result = {}
-    for invitee_id, history in events.items():
-        history.sort(key=lambda e: e["at"])  # type: ignore[arg-type, return-value]
-        marks = [e for e in history if e["source"] == "mark"]
-        live = [e for e in history if not e["stale"] and e["status"] in DECISIVE]
-        answered = [e for e in live if e["status"] != "bounced"]
-        live = answered or live  # a bounce (a Cc address, a reminder) never hides an answer
-        unsure = [e for e in history if e["status"] == "needs_review"]
-        earlier = [e for e in history if e["stale"] and e["status"] in DECISIVE]
-        chosen = marks[-1] if marks else live[-1] if live else unsure[-1] if unsure else None
-        if chosen is None and earlier:  # shown, but it does not count
-            chosen = {**earlier[-1], "status": "no_reply", "representative": {}}
-        if chosen is None:
-            continue
-        # Details only from what counts: an unverified message names no representative.
-        details = chosen["representative"] if chosen["status"] in DECISIVE else {}
-        result[invitee_id] = Attendance(
-            invitee_id, str(chosen["status"]), str(chosen["source"]), chosen["at"],  # type: ignore[arg-type]
-            details, str(chosen["evidence"]), history,  # type: ignore[arg-type]
-        )  # fmt: skip
-    return result
+                AttendanceEvent(
+                    source=MARK,
+                    status=Attendance(decided.status),
+                    kind=MARK,
+                    stale=False,
+                    evidence=decided.note or "marked by the coordinator",
+                    representative=json.loads(decided.representative or "{}"),
+                    at=decided.marked_at,
+                )
+            )
+    for history in events.values():
+        history.sort(key=lambda e: e.at)
+    return events
+
+
+def _decide(invitee_id: str, history: list[AttendanceEvent]) -> OfficeAttendance | None:
+    """A mark wins; then the latest answer that counts (a bounce never hides an answer); then
+    the latest message that needs review. An office whose only answers are to an earlier
+    SEQUENCE stays `no_reply` (the update asked it again), with that answer as evidence."""
+    marks = [e for e in history if e.is_mark]
+    live = [e for e in history if e.counts]
+    answered = [e for e in live if e.status != Attendance.bounced]
+    live = answered or live  # a bounce (a Cc address, a reminder) never hides an answer
+    unsure = [e for e in history if e.status == Attendance.needs_review]
+    earlier = [e for e in history if e.stale and e.status in DECISIVE]
+    chosen = marks[-1] if marks else live[-1] if live else unsure[-1] if unsure else None
+    if chosen is None and earlier:  # shown, but it does not count
+        chosen = replace(earlier[-1], status=Attendance.no_reply, representative={})
+    if chosen is None:
+        return None
+    status = Attendance(chosen.status)  # a mark, a decisive reading, needs_review or no_reply
+    # Details only from what counts: an unverified message names no representative.
+    details = chosen.representative if status in DECISIVE else {}
+    return OfficeAttendance(
+        invitee_id, status, chosen.source, chosen.at, details, chosen.evidence, history
+    )
 
 
 def mark(
-    ws: Workspace, invitee_id: str, status: str, *, representative: dict[str, str], note: str
+    ledger: Ledger,
+    invitee_id: str,
+    status: Attendance,
+    *,
+    representative: dict[str, str],
+    note: str,
 ) -> None:
-    if status not in MARKABLE:
-        raise MailerError(f"status {status!r} is not one of {', '.join(MARKABLE)}")
-    with ws.ledger().reads.connect() as conn:
+    """Record the coordinator's decision for an office (one of `ANSWERS`); it wins over any
+    automatic reading, before or after it."""
+    shown = str(status)  # its value, member or not
+    status = one_of(shown, ANSWERS, f"status {shown!r}")
+    with ledger.reads.connect() as conn:
         if conn.execute(select(I.invitee_id).where(I.invitee_id == invitee_id)).first() is None:
             raise MailerError(f"no invitee {invitee_id!r}; see `mailer status` for the ids")
-    with ws.engine.begin() as conn:
+    with ledger.engine.begin() as conn:
         conn.execute(
             MARKS.insert().values(
-                campaign_id=ws.campaign.id, invitee_id=invitee_id, status=status,
+                campaign_id=ledger.campaign_id, invitee_id=invitee_id, status=status.value,
                 representative=json.dumps(representative, ensure_ascii=False), note=note,
-                marked_at=ws.clock(),
+                marked_at=ledger.clock(),
             )
         )  # fmt: skip
 
@@ -120,30 +171,30 @@ class ReviewItem:
     subject: str
 
 
-def review(ws: Workspace) -> Iterator[ReviewItem]:
+def review(ledger: Ledger) -> Iterator[ReviewItem]:
     """Messages that need a human: unsure, not tied to the office they name, or not matched
     to any office, and not since settled by a mark for that office; and answers to an
     earlier SEQUENCE, until a mark or an answer to the current version settles them."""
     marked: dict[str, datetime] = {}
     answered: dict[str, datetime] = {}
-    for invitee_id, found in attendance(ws).items():
+    for invitee_id, found in attendance(ledger).items():
         for e in found.history:
-            at: datetime = e["at"]  # type: ignore[assignment]
-            if e["source"] == "mark":
-                marked[invitee_id] = max(at, marked.get(invitee_id, at))
-            elif not e["stale"] and e["status"] in DECISIVE:
-                answered[invitee_id] = max(at, answered.get(invitee_id, at))
-    with ws.ledger().reads.connect() as conn:
+            if e.is_mark:
+                marked[invitee_id] = max(e.at, marked.get(invitee_id, e.at))
+            elif e.counts:
+                answered[invitee_id] = max(e.at, answered.get(invitee_id, e.at))
+    with ledger.reads.connect() as conn:
         rows = conn.execute(
             select(M.id, M.invitee_id, M.kind, M.outcome, M.evidence, M.raw, M.fetched_at)
-            .where(or_(M.outcome == "needs_review", M.stale.is_(True)))
+            .where(or_(M.outcome == Attendance.needs_review.value, M.stale.is_(True)))
             .order_by(M.id)
         ).all()  # fmt: skip
     for row in rows:
-        if row.outcome != "needs_review" and row.outcome not in DECISIVE:
+        unsure = row.outcome == Attendance.needs_review
+        if not unsure and row.outcome not in DECISIVE:
             continue
         settled = marked.get(row.invitee_id)
-        if row.outcome != "needs_review" and row.invitee_id in answered:
+        if not unsure and row.invitee_id in answered:
             later = answered[row.invitee_id]
             settled = max(later, settled) if settled else later
         if settled is not None and settled >= row.fetched_at:

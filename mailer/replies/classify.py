@@ -21,6 +21,7 @@ from typing import Any
 from flufl.bounce import all_failures
 
 from mailer.replies import wording
+from mailer.replies.statuses import ANSWERS, Attendance, NoAnswer, Outcome
 from mailer.replies.text import (
     MAX_LINE,
     body_text,
@@ -32,11 +33,12 @@ from mailer.replies.text import (
 )
 
 PARTSTAT = {
-    "ACCEPTED": "accepted",
-    "DECLINED": "declined",
-    "TENTATIVE": "tentative",
-    "DELEGATED": "representative",
+    "ACCEPTED": Attendance.accepted,
+    "DECLINED": Attendance.declined,
+    "TENTATIVE": Attendance.tentative,
+    "DELEGATED": Attendance.representative,
 }
+UNSURE = Attendance.needs_review
 MAX_DEPTH = 50  # parts inside parts; a real reply has two or three levels
 MAX_BOUNCE = 200_000  # bytes of a bounce given to flufl.bounce (the report comes first;
 #                        a bounce of our ~34 KB invitation with the original is ~50 KB)
@@ -66,8 +68,8 @@ class Unreadable(ValueError):
 @dataclass
 class Classification:
     kind: str  # bounce | calendar_reply | auto_reply | human_reply | unreadable
-    outcome: str  # accepted | declined | tentative | representative | bounced |
-    #               bounce_temporary | auto_reply | needs_review
+    outcome: Outcome  # an answer, bounced, needs_review, or no answer (auto_reply,
+    #                   bounce_temporary)
     evidence: str
     sender: str = ""
     subject: str = ""
@@ -194,16 +196,16 @@ def _bounce(message: Message, raw: bytes, base: dict[str, Any]) -> Classificatio
     listed = ", ".join(addresses)
     if permanent:
         return Classification(
-            "bounce", "bounced", f"permanent failure for {listed}",
+            "bounce", Attendance.bounced, f"permanent failure for {listed}",
             failed_recipients=addresses, quoted_ids=quoted, **base,
         )  # fmt: skip
     if temporary:
         return Classification(
-            "bounce", "bounce_temporary", f"temporary failure for {listed}",
+            "bounce", NoAnswer.bounce_temporary, f"temporary failure for {listed}",
             failed_recipients=addresses, quoted_ids=quoted, **base,
         )  # fmt: skip
     return Classification(
-        "bounce", "needs_review", "looks like a bounce but names no failed address",
+        "bounce", UNSURE, "looks like a bounce but names no failed address",
         quoted_ids=quoted, **base,
     )  # fmt: skip
 
@@ -222,7 +224,7 @@ def _calendar_reply(message: Message, base: dict[str, Any]) -> Classification | 
         evidence = (
             f"{oversize} calendar part(s) too large to read (over 128 KB); a reply is a few KB"
         )
-        return Classification("calendar_reply", "needs_review", evidence, **base)
+        return Classification("calendar_reply", UNSURE, evidence, **base)
     return None
 
 
@@ -233,25 +235,25 @@ def _calendar_answer(method: str, event: Any, base: dict[str, Any]) -> Classific
     except ValueError:
         shown = one_line(str(event.get("SEQUENCE")), 60)
         evidence = f"a calendar reply with an unreadable SEQUENCE ({shown})"
-        return Classification("calendar_reply", "needs_review", evidence, uid=uid, **base)
+        return Classification("calendar_reply", UNSURE, evidence, uid=uid, **base)
     attendees = _as_list(event.get("ATTENDEE"))
     comment = " ".join(str(c) for c in _as_list(event.get("COMMENT")))
     if method == "COUNTER":
         return Classification(
-            "calendar_reply", "needs_review", "a counter-proposal (METHOD:COUNTER): "
+            "calendar_reply", UNSURE, "a counter-proposal (METHOD:COUNTER): "
             f"{comment or 'another time proposed'}", uid=uid, sequence=sequence, **base,
         )  # fmt: skip
     if len(attendees) != 1 and not any(_partstat(a) == "DELEGATED" for a in attendees):
         evidence = f"a calendar reply with {len(attendees)} attendees"
         return Classification(
-            "calendar_reply", "needs_review", evidence, uid=uid, sequence=sequence, **base
+            "calendar_reply", UNSURE, evidence, uid=uid, sequence=sequence, **base
         )
     answering: Any = next((a for a in attendees if _partstat(a) == "DELEGATED"), attendees[0])
     partstat = _partstat(answering) or "NEEDS-ACTION"
-    outcome = PARTSTAT.get(partstat, "needs_review")
+    outcome = PARTSTAT.get(partstat, UNSURE)
     comment = comment or str(answering.params.get("X-RESPONSE-COMMENT", ""))
     representative = {}
-    if outcome == "representative":
+    if outcome == Attendance.representative:
         delegate = str(answering.params.get("DELEGATED-TO", "")).strip('"')[:MAX_LINE]
         named: Any = next((a for a in attendees if str(a).lower() == delegate.lower()), None)
         name = str(named.params.get("CN", "")) if named is not None else ""
@@ -298,13 +300,13 @@ def _auto_reply(message: Message, base: dict[str, Any]) -> Classification | None
     # Anyone can add these headers (and some mail systems add Precedence: bulk to everything):
     # an auto-reply never counts as an answer, but one that reads as an answer is shown.
     reading = wording.read(new_text(body_text(message)))
-    if reading.outcome in wording.DECISIVE_WORDING:
+    if reading.outcome in ANSWERS:
         evidence = (
             f"marked automatic ({'; '.join(signals)}) but reads as {reading.outcome}: "
             f"{reading.evidence}"
         )
-        return Classification("auto_reply", "needs_review", evidence, **base)
-    return Classification("auto_reply", "auto_reply", "; ".join(signals), **base)
+        return Classification("auto_reply", UNSURE, evidence, **base)
+    return Classification("auto_reply", NoAnswer.auto_reply, "; ".join(signals), **base)
 
 
 def _human_reply(message: Message, base: dict[str, Any]) -> Classification:

@@ -19,20 +19,22 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from sqlalchemy import func, select
 
 from mailer.campaign import Campaign
 from mailer.delivery.reads import D, went_out
 from mailer.identity import looks_ours, read_uid
-from mailer.models import Invitee
 from mailer.replies.classify import Classification
+from mailer.replies.tables import I
 from mailer.replies.text import one_line
-from mailer.workspace import Workspace
 
-INVITEES = Invitee.__table__  # type: ignore[attr-defined]
-I = INVITEES.c  # noqa: E741
+if TYPE_CHECKING:
+    from mailer.delivery.ledger import Ledger
+
 _SENT = ("sent", "uncertain")
+_TEST_SAMPLE = "answers a --test-to sample, not an office's invitation"
 
 
 def _split(addresses: str) -> list[str]:
@@ -50,8 +52,7 @@ class Directory:
     sent_to: dict[str, frozenset[str]]  # address a delivery went to → invitee_ids
 
     @classmethod
-    def read(cls, ws: Workspace) -> Directory:
-        ledger = ws.ledger()
+    def read(cls, ledger: Ledger) -> Directory:
         found: dict[str, set[str]] = {}
         sent: dict[str, set[str]] = {}
         threads: dict[str, str] = {}
@@ -103,38 +104,65 @@ def _cut(value: str) -> str:
     return one_line(value, 60)
 
 
-def match(c: Classification, ws: Workspace, directory: Directory) -> Match:
+def match(c: Classification, campaign: Campaign, directory: Directory) -> Match:
+    """The office `c` names and whether it may answer for it: a bounce by its own rules;
+    otherwise by our thread, then the calendar UID, then the sender's address."""
     if c.kind == "bounce":
-        return _bounce(c, ws.campaign, directory)
+        return _bounce(c, campaign, directory)
     thread = next((directory.threads[m] for m in c.thread_ids if m in directory.threads), None)
-    uid_office, uid_note = _uid(c.uid, ws.campaign, directory)
-    if uid_note and not thread:
-        offices = directory.addresses.get(c.sender, [])
-        if len(offices) == 1 and not uid_note.startswith("answers a --test-to"):
-            return Match(offices[0], "sender", f"not counted: {uid_note}")
-        return Match(None, None, uid_note)
+    uid_office, uid_note = _uid(c.uid, campaign, directory)
     if thread:
-        if uid_note or (uid_office and uid_office != thread):
-            why = uid_note or f"its calendar UID names {uid_office}"
-            return Match(thread, "thread", f"not counted: in {thread}'s thread, but {why}")
-        return Match(thread, "thread", tied=True)
-    forged = f"the receiving server says {_cut(c.dmarc_failed)} failed DMARC (a forged From?)"
+        return _in_thread(thread, uid_office, uid_note)
+    if uid_note:
+        return _foreign_uid(c, uid_note, directory)
     if uid_office:
-        if directory.belongs(c.sender, uid_office) or directory.belongs(c.attendee, uid_office):
-            if c.dmarc_failed:
-                return Match(uid_office, "uid", f"not counted: {forged}")
-            return Match(uid_office, "uid", tied=True)
-        who = f"from {_cut(c.sender) or 'no sender'}"
-        if c.attendee and c.attendee != c.sender:
-            who += f" (ATTENDEE {_cut(c.attendee)})"
-        return Match(
-            uid_office, "uid",
-            f"not counted: {who}, not an address of {uid_office}, and not a reply in our thread",
-        )  # fmt: skip
+        return _by_uid(c, uid_office, directory)
+    return _by_sender(c, directory)
+
+
+def _forged(c: Classification) -> str:
+    return f"the receiving server says {_cut(c.dmarc_failed)} failed DMARC (a forged From?)"
+
+
+def _in_thread(thread: str, uid_office: str | None, uid_note: str) -> Match:
+    """A reply in an office's thread counts, unless its calendar UID says otherwise."""
+    if uid_note or (uid_office and uid_office != thread):
+        why = uid_note or f"its calendar UID names {uid_office}"
+        return Match(thread, "thread", f"not counted: in {thread}'s thread, but {why}")
+    return Match(thread, "thread", tied=True)
+
+
+def _foreign_uid(c: Classification, uid_note: str, directory: Directory) -> Match:
+    """Out of our threads, with a calendar UID that names none of our offices: at most the
+    office its sender belongs to, never counted (and not even that for a --test-to sample)."""
+    offices = directory.addresses.get(c.sender, [])
+    if len(offices) == 1 and uid_note != _TEST_SAMPLE:
+        return Match(offices[0], "sender", f"not counted: {uid_note}")
+    return Match(None, None, uid_note)
+
+
+def _by_uid(c: Classification, office: str, directory: Directory) -> Match:
+    """Out of our threads, a calendar UID naming `office`: it counts when it comes from one
+    of the office's addresses (as sender or as the ATTENDEE who answers) and is not forged."""
+    if directory.belongs(c.sender, office) or directory.belongs(c.attendee, office):
+        if c.dmarc_failed:
+            return Match(office, "uid", f"not counted: {_forged(c)}")
+        return Match(office, "uid", tied=True)
+    who = f"from {_cut(c.sender) or 'no sender'}"
+    if c.attendee and c.attendee != c.sender:
+        who += f" (ATTENDEE {_cut(c.attendee)})"
+    return Match(
+        office, "uid",
+        f"not counted: {who}, not an address of {office}, and not a reply in our thread",
+    )  # fmt: skip
+
+
+def _by_sender(c: Classification, directory: Directory) -> Match:
+    """No thread and no calendar UID: the one office whose address sent it, if not forged."""
     offices = directory.addresses.get(c.sender, [])
     if len(offices) == 1:
         if c.dmarc_failed:
-            return Match(offices[0], "sender", f"not counted: {forged}")
+            return Match(offices[0], "sender", f"not counted: {_forged(c)}")
         return Match(offices[0], "sender", tied=True)
     if len(offices) > 1:
         return Match(None, None, f"{_cut(c.sender)} is shared by {', '.join(offices)}")
@@ -149,7 +177,7 @@ def _uid(uid: str | None, campaign: Campaign, directory: Directory) -> tuple[str
     if found is None:
         return None, f"its calendar UID {_cut(uid)} is not one of this campaign's"
     if found.test:
-        return None, "answers a --test-to sample, not an office's invitation"
+        return None, _TEST_SAMPLE
     if found.invitee_id in directory.ids:
         return found.invitee_id, ""
     return None, f"its calendar UID names no office we know ({_cut(found.invitee_id)})"

@@ -82,18 +82,34 @@ def imap(settings: ImapSettings, highest_uid: Callable[[int], int]) -> Iterator[
             "set IMAP_HOST, IMAP_USERNAME and IMAP_PASSWORD (see .env.example) to read the "
             "coordinator's mailbox, or give --maildir / --mbox / --eml-dir"
         )
-    context = ssl.create_default_context(cafile=str(settings.ca_file) if settings.ca_file else None)
     where = f"the IMAP server {settings.host}:{settings.port}"
+    client = _logged_in(settings, where)
+    try:
+        yield from _new_messages(client, settings.folder, where, highest_uid)
+    finally:
+        try:
+            client.logout()
+        except (IMAPClient.Error, OSError):
+            client.shutdown()
+
+
+def _unverified(where: str, exc: ssl.SSLCertVerificationError) -> MailerError:
+    return MailerError(
+        f"the TLS certificate of {where} does not verify ({exc.verify_message}); set "
+        "IMAP_CA_FILE if it uses a private CA"
+    )
+
+
+def _logged_in(settings: ImapSettings, where: str) -> IMAPClient:
+    """A client connected (TLS or STARTTLS) and logged in, or a `MailerError` saying why not."""
+    context = ssl.create_default_context(cafile=str(settings.ca_file) if settings.ca_file else None)
     try:
         client = IMAPClient(
             settings.host, port=settings.port, ssl=settings.security == "ssl",
             ssl_context=context, timeout=30,
         )  # fmt: skip
     except ssl.SSLCertVerificationError as exc:
-        raise MailerError(
-            f"the TLS certificate of {where} does not verify ({exc.verify_message}); set "
-            "IMAP_CA_FILE if it uses a private CA"
-        ) from exc
+        raise _unverified(where, exc) from exc
     except OSError as exc:
         raise MailerError(
             f"cannot reach {where}: {exc.strerror or exc}; check IMAP_HOST and IMAP_PORT"
@@ -108,32 +124,30 @@ def imap(settings: ImapSettings, highest_uid: Callable[[int], int]) -> Iterator[
     except ssl.SSLCertVerificationError as exc:
         with contextlib.suppress(OSError):
             client.shutdown()
-        raise MailerError(
-            f"the TLS certificate of {where} does not verify ({exc.verify_message}); set "
-            "IMAP_CA_FILE if it uses a private CA"
-        ) from exc
+        raise _unverified(where, exc) from exc
     except (IMAPClient.Error, OSError) as exc:
         with contextlib.suppress(OSError):
             client.shutdown()
         raise MailerError(
             f"{where} refused the login of IMAP_USERNAME={settings.username!r}: {exc}"
         ) from exc
+    return client
+
+
+def _new_messages(
+    client: IMAPClient, folder: str, where: str, highest_uid: Callable[[int], int]
+) -> Iterator[tuple[str, bytes]]:
+    """The folder's messages above the highest UID stored, 200 to a FETCH."""
     try:
-        try:
-            status = client.select_folder(settings.folder, readonly=True)
-        except IMAPClient.Error as exc:
-            raise MailerError(
-                f"{where} has no folder IMAP_FOLDER={settings.folder!r} ({exc}); check its name"
-            ) from exc
-        validity = int(status[b"UIDVALIDITY"])
-        since = highest_uid(validity)
-        uids = [uid for uid in client.search(["UID", f"{since + 1}:*"]) if uid > since]
-        for start in range(0, len(uids), 200):
-            batch = uids[start : start + 200]
-            for uid, data in sorted(client.fetch(batch, ["BODY.PEEK[]"]).items()):
-                yield f"imap:{validity}:{uid}", bytes(data[b"BODY[]"])
-    finally:
-        try:
-            client.logout()
-        except (IMAPClient.Error, OSError):
-            client.shutdown()
+        status = client.select_folder(folder, readonly=True)
+    except IMAPClient.Error as exc:
+        raise MailerError(
+            f"{where} has no folder IMAP_FOLDER={folder!r} ({exc}); check its name"
+        ) from exc
+    validity = int(status[b"UIDVALIDITY"])
+    since = highest_uid(validity)
+    uids = [uid for uid in client.search(["UID", f"{since + 1}:*"]) if uid > since]
+    for start in range(0, len(uids), 200):
+        batch = uids[start : start + 200]
+        for uid, data in sorted(client.fetch(batch, ["BODY.PEEK[]"]).items()):
+            yield f"imap:{validity}:{uid}", bytes(data[b"BODY[]"])

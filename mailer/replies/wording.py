@@ -9,6 +9,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from mailer.replies.statuses import Attendance
+
 _TITLE = r"(?:นางสาว|นาง|นาย|น\.ส\.|ดร\.|ว่าที่\s?ร\.ต\.|Mr\.?|Mrs\.?|Ms\.?|Miss|Dr\.?)"
 _REPRESENTATIVE = re.compile(
     r"(มอบหมาย|เข้าร่วมแทน|ร่วมแทน|ไปแทน|ส่งผู้แทน|เป็นผู้แทน|ผู้แทน(?:ของ|เข้าร่วม)|เป็นตัวแทน|"
@@ -58,12 +60,12 @@ _NOT = re.compile(  # an acceptance right after these is a refusal: "ไม่�
 )
 _QUESTION = re.compile(r"(\?|？|หรือไม่|หรือเปล่า|ไหม|มั้ย|สอบถาม|ขอทราบ)")
 _THAI_DIGITS = str.maketrans("๐๑๒๓๔๕๖๗๘๙", "0123456789")
-DECISIVE_WORDING = ("accepted", "declined", "tentative", "representative")
+_ONE_OF = (Attendance.declined, Attendance.tentative, Attendance.accepted)  # weighed in this order
 
 
 @dataclass(frozen=True)
 class Reading:
-    outcome: str  # accepted | declined | tentative | representative | needs_review
+    outcome: Attendance  # one of `statuses.ANSWERS`, or needs_review
     evidence: str
     representative: dict[str, str] = field(default_factory=dict)
 
@@ -71,37 +73,41 @@ class Reading:
 def read(text: str) -> Reading:
     """What the new text of a reply answers, or `needs_review` with why."""
     if not text:
-        return Reading("needs_review", "an empty reply")
+        return Reading(Attendance.needs_review, "an empty reply")
     found = {
-        "representative": _affirmed(_REPRESENTATIVE, text),
-        "declined": _DECLINE.search(text),
-        "tentative": _TENTATIVE.search(text),
+        Attendance.representative: _affirmed(_REPRESENTATIVE, text),
+        Attendance.declined: _DECLINE.search(text),
+        Attendance.tentative: _TENTATIVE.search(text),
     }
     # A decline phrase often contains "เข้าร่วม": look for acceptance in what is left.
     rest = _CLAUSE_OF_DECLINE.sub(" ", _REPRESENTATIVE.sub(" ", text))
-    found["accepted"] = _affirmed(_ACCEPT, rest, _NOT)
+    found[Attendance.accepted] = _affirmed(_ACCEPT, rest, _NOT)
     said = {k: m.group(0) for k, m in found.items() if m}
     quote = " ".join("".join(c for c in text[:2000] if c.isprintable() or c.isspace()).split())
     quote = quote[:160]
     asks = _QUESTION.search(text)
-    if "representative" in said:
+    unsure = Attendance.needs_review
+    if Attendance.representative in said:
         details = _representative(text)
         if asks and "name" not in details:  # "may we send a representative?" is no answer
-            return Reading("needs_review", f"a question ('{asks.group(0)}') in: {quote}")
-        return Reading("representative", f"'{said['representative']}' in: {quote}", details)
-    decisive = [k for k in ("declined", "tentative", "accepted") if k in said]
-    if decisive in (["tentative"], ["accepted"]) and asks:  # "confirm the venue?" is no answer
-        return Reading("needs_review", f"a question ('{asks.group(0)}') in: {quote}")
+            return Reading(unsure, f"a question ('{asks.group(0)}') in: {quote}")
+        return Reading(
+            Attendance.representative, f"'{said[Attendance.representative]}' in: {quote}", details
+        )
+    decisive = [k for k in _ONE_OF if k in said]
+    if decisive in ([Attendance.tentative], [Attendance.accepted]) and asks:
+        # "confirm the venue?" is no answer
+        return Reading(unsure, f"a question ('{asks.group(0)}') in: {quote}")
     if len(decisive) == 1:
         outcome = decisive[0]
         return Reading(outcome, f"'{said[outcome]}' in: {quote}")
-    if "declined" in said and "accepted" in said:
-        why = f"both '{said['declined']}' and '{said['accepted']}'"
+    if Attendance.declined in said and Attendance.accepted in said:
+        why = f"both '{said[Attendance.declined]}' and '{said[Attendance.accepted]}'"
     elif decisive:
         why = " and ".join(f"'{said[k]}'" for k in decisive)
     else:
         why = "no accept, decline or representative wording"
-    return Reading("needs_review", f"{why} in: {quote}")
+    return Reading(unsure, f"{why} in: {quote}")
 
 
 def _affirmed(

@@ -5,20 +5,30 @@ uncertain), and never to one whose address bounced (a permanent bounce read from
 mailbox, or a 5xx from our SMTP server). Then by attendance (see `mailer.replies.attendance`):
 `all` every invited office; `no_reply` those with no answer yet; `not_declined` all but
 those who declined; `accepted`, `representative`, `tentative`, `needs_review` those whose
-attendance is exactly that.
+attendance is exactly that. `declined_or_bounced` is who an update skips (and a
+cancellation reaches anyway).
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 from sqlalchemy import select
 
 from mailer.delivery.reads import D, went_out
 from mailer.replies.attendance import attendance
-from mailer.workspace import Workspace
+from mailer.replies.statuses import Attendance
+
+if TYPE_CHECKING:
+    from mailer.delivery.ledger import Ledger
 
 
-def audience_ids(ws: Workspace, audience: str) -> set[str]:
-    ledger = ws.ledger()
+def _statuses(ledger: Ledger) -> dict[str, Attendance]:
+    """Each office's attendance; an office missing from it has none yet (`no_reply`)."""
+    return {k: a.status for k, a in attendance(ledger).items()}
+
+
+def audience_ids(ledger: Ledger, audience: str) -> set[str]:
     with ledger.reads.connect() as conn:
         invited = {
             r.invitee_id
@@ -30,12 +40,17 @@ def audience_ids(ws: Workspace, audience: str) -> set[str]:
                 )
             )
         }
-    answers = {k: a.status for k, a in attendance(ws).items()}
-    invited = {i for i in invited if answers.get(i) != "bounced"}
+    answers = _statuses(ledger)
+    invited = {i for i in invited if answers.get(i) != Attendance.bounced}
     if audience == "all":
         return invited
-    if audience == "no_reply":
-        return {i for i in invited if answers.get(i, "no_reply") == "no_reply"}
     if audience == "not_declined":
-        return {i for i in invited if answers.get(i) != "declined"}
-    return {i for i in invited if answers.get(i) == audience}
+        return {i for i in invited if answers.get(i) != Attendance.declined}
+    wanted = Attendance(audience)
+    return {i for i in invited if answers.get(i, Attendance.no_reply) == wanted}
+
+
+def declined_or_bounced(ledger: Ledger) -> frozenset[str]:
+    """The offices that declined or whose address bounced."""
+    no = (Attendance.declined, Attendance.bounced)
+    return frozenset(k for k, status in _statuses(ledger).items() if status in no)

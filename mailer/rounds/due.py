@@ -101,7 +101,7 @@ def plan(ws: Workspace) -> list[RoundPlan]:
     for rule in campaign.rules:
         due = rule.due_at(campaign.event, campaign.timezone)
         reach = (
-            len(audience_ids(ws, rule.audience))
+            len(audience_ids(ws.ledger(), rule.audience))
             if rule.kind != "invitation"
             else len(list(_all_ids(ws)))
         )

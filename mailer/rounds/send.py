@@ -25,9 +25,8 @@ from mailer.identity import TEST, new_message_id
 from mailer.invitees.importing import InviteeRecord
 from mailer.kinds import LedgerKind
 from mailer.models import Invitee, split_emails
-from mailer.replies.attendance import attendance
 from mailer.rounds.announce import Announcement, announce
-from mailer.rounds.audience import audience_ids
+from mailer.rounds.audience import audience_ids, declined_or_bounced
 from mailer.versions import first_version, pending_change
 from mailer.workspace import Workspace
 
@@ -146,7 +145,7 @@ def _queue_and_send(
     members: set[str] | None = None
     parsed = LedgerKind.parse(kind)
     if parsed.name == "reminder":
-        members = audience_ids(ws, campaign.rule(parsed.rule).audience)
+        members = audience_ids(ledger, campaign.rule(parsed.rule).audience)
 
     def chosen() -> Generator[tuple[str, str], None, None]:
         for invitee_id, recipients in iter_recipients(ws.engine, only):
@@ -217,9 +216,7 @@ def send_announcement(
 ) -> tuple[Announcement, DrainStats]:
     """`mailer send update` / `send cancel`: announce the change, then drain the ledger."""
     ledger = ws.ledger()
-    declined = frozenset(  # an update goes to neither, a cancellation to both
-        k for k, a in attendance(ws).items() if a.status in ("declined", "bounced")
-    )
+    declined = declined_or_bounced(ledger)  # an update goes to neither, a cancellation to both
     if dry_run:
         result = announce(ledger, ws.campaign, cancel=cancel, dry_run=True, declined=declined)
         return result, DrainStats()

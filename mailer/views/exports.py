@@ -12,13 +12,9 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from mailer.errors import MailerError
-from mailer.labels import (
-    AGENCY_ORDER,
-    ATTENDANCE_TH,
-    DELIVERY_TH,
-    KINDS,
-)
-from mailer.views.report import InviteeStatus, StatusReport
+from mailer.labels import AGENCY_ORDER, ATTENDANCE_TH, DELIVERY_TH, KINDS
+from mailer.replies.statuses import COMING, TO_CHASE, Attendance
+from mailer.views.report import InviteeStatus, StatusReport, province_of
 
 BANGKOK = ZoneInfo("Asia/Bangkok")
 
@@ -37,7 +33,7 @@ def _rep(item: InviteeStatus, key: str) -> str:
 def _by_place(items: Sequence[InviteeStatus]) -> list[InviteeStatus]:
     def key(item: InviteeStatus) -> tuple[str, int, str]:
         agency = AGENCY_ORDER.index(item.agency) if item.agency in AGENCY_ORDER else 99
-        return (item.invitee_id.rsplit("-", 1)[0], agency, item.invitee_id)
+        return (province_of(item.invitee_id), agency, item.invitee_id)
 
     return sorted(items, key=key)
 
@@ -50,7 +46,7 @@ def _row_all(i: InviteeStatus) -> list[str]:
         i.email,
         i.phone,
         DELIVERY_TH.get(i.delivery, i.delivery),
-        ATTENDANCE_TH.get(i.attendance, i.attendance),
+        ATTENDANCE_TH[i.attendance],
         _rep(i, "name"),
         _rep(i, "position"),
         _rep(i, "phone"),
@@ -72,7 +68,8 @@ def _row_call(i: InviteeStatus) -> list[str]:
 
 
 def _row_attendee(n: int, i: InviteeStatus) -> list[str]:
-    unnamed = "ผู้แทน (ยังไม่ทราบชื่อ)" if i.attendance == "representative" else "หัวหน้าหน่วยงาน"
+    representative = i.attendance == Attendance.representative
+    unnamed = "ผู้แทน (ยังไม่ทราบชื่อ)" if representative else "หัวหน้าหน่วยงาน"
     return [str(n), i.province, i.organisation, _rep(i, "name") or unnamed,
             _rep(i, "position"), _rep(i, "phone") or i.phone]  # fmt: skip
 
@@ -84,11 +81,11 @@ def sheet(report: StatusReport, what: str) -> Sheet:
                     "ชื่อผู้แทน", "ตำแหน่งผู้แทน", "โทรศัพท์ผู้แทน", "ตอบล่าสุดเมื่อ", "หลักฐาน"]  # fmt: skip
         return Sheet("ทุกหน่วยงาน", headings, [_row_all(i) for i in items])
     if what == "call-sheet":
-        chase = [i for i in items if i.attendance in ("no_reply", "bounced", "needs_review")]
+        chase = [i for i in items if i.attendance in TO_CHASE]
         headings = ["รหัส", "จังหวัด", "หน่วยงาน", "โทรศัพท์", "อีเมล", "สถานะ", "หมายเหตุ"]
         return Sheet("รายชื่อหน่วยงานที่ต้องโทรติดตาม", headings, [_row_call(i) for i in chase])
     if what == "attendees":
-        coming = [i for i in items if i.attendance in ("accepted", "representative")]
+        coming = [i for i in items if i.attendance in COMING]
         headings = ["ลำดับ", "จังหวัด", "หน่วยงาน", "ผู้เข้าร่วม", "ตำแหน่ง", "โทรศัพท์"]
         rows = [_row_attendee(n, i) for n, i in enumerate(coming, start=1)]
         return Sheet("รายชื่อผู้เข้าร่วมสัมมนา", headings, rows)
@@ -142,7 +139,7 @@ def _inert(value: str) -> str:
 class MatrixRow:
     code: str
     province: str
-    cells: list[str]  # attendance per agency column ("" where there is no such office)
+    cells: list[Attendance | None]  # attendance per agency column (None: no such office)
 
 
 def matrix(report: StatusReport) -> tuple[list[str], list[MatrixRow]]:
@@ -156,6 +153,6 @@ def matrix(report: StatusReport) -> tuple[list[str], list[MatrixRow]]:
         line = 0
         while (code, line) in rows and rows[code, line].cells[column]:
             line += 1  # two offices of one agency in one province: another line, none hidden
-        row = rows.setdefault((code, line), MatrixRow(code, item.province, [""] * len(agencies)))
+        row = rows.setdefault((code, line), MatrixRow(code, item.province, [None] * len(agencies)))
         row.cells[column] = item.attendance
     return agencies, [rows[k] for k in sorted(rows)]

@@ -3,20 +3,28 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlmodel import col, select
 
-from mailer.db import reader, session
+from mailer.db import session
 from mailer.errors import MailerError
 from mailer.models import Delivery, DeliveryState, Invitee
-from mailer.replies.attendance import attendance
-from mailer.replies.statuses import STATUSES
+from mailer.replies.attendance import OfficeAttendance, attendance
+from mailer.replies.statuses import STATUSES, Attendance, one_of
 from mailer.settings import cut
 from mailer.versions import PendingChange, pending_change
-from mailer.workspace import Workspace
+
+if TYPE_CHECKING:
+    from mailer.campaign import Campaign
+    from mailer.delivery.ledger import Ledger
 
 NOT_ENQUEUED = "not_enqueued"
+
+
+def province_of(invitee_id: str) -> str:
+    """The province code an office's id starts with: TH-50-agri → TH-50."""
+    return invitee_id.rsplit("-", 1)[0]
 
 
 @dataclass(frozen=True)
@@ -29,7 +37,7 @@ class InviteeStatus:
     email: str
     phone: str
     delivery: str
-    attendance: str
+    attendance: Attendance
     attendance_evidence: str | None  # what decided it: "reply 12: …" or the coordinator's note
     attendance_at: str | None  # when that reply arrived or the mark was made (ISO, UTC)
     representative: dict[str, str] | None
@@ -53,7 +61,7 @@ class StatusReport:
     totals: dict[str, int]
     invitees: list[InviteeStatus]
     event: PendingChange | None = None
-    attendance: dict[str, int] | None = None
+    attendance: dict[Attendance, int] | None = None
 
     def to_json(self) -> dict[str, Any]:
         event = None
@@ -75,10 +83,14 @@ class StatusReport:
 class Filters:
     province: str | None = None  # a code (TH-50) or the Thai name
     agency: str | None = None
-    attendance: str | None = None
+    attendance: str | None = None  # one of `STATUSES`
+
+    def __post_init__(self) -> None:
+        if self.attendance is not None:
+            one_of(self.attendance, STATUSES, f"--attendance {cut(self.attendance)!r}")
 
     def keep(self, item: InviteeStatus) -> bool:
-        code = item.invitee_id.rsplit("-", 1)[0]
+        code = province_of(item.invitee_id)
         return (
             (self.province is None or self.province in (code, item.province))
             and (self.agency is None or self.agency == item.agency)
@@ -92,7 +104,7 @@ def _check_filters(filters: Filters, everyone: list[InviteeStatus]) -> None:
         return
     if not everyone:
         raise MailerError("no offices have been imported yet; run `mailer import contacts.csv`")
-    provinces = {i.invitee_id.rsplit("-", 1)[0]: i.province for i in everyone}
+    provinces = {province_of(i.invitee_id): i.province for i in everyone}
     if filters.province is not None and filters.province not in {*provinces, *provinces.values()}:
         shown = ", ".join(f"{code} ({name})" for code, name in sorted(provinces.items())[:3])
         raise MailerError(
@@ -108,57 +120,58 @@ def _check_filters(filters: Filters, everyone: list[InviteeStatus]) -> None:
         )
 
 
-def status(ws: Workspace, kind: str = "invitation", filters: Filters = Filters()) -> StatusReport:
-    if filters.attendance is not None and filters.attendance not in STATUSES:
-        raise MailerError(
-            f"--attendance {cut(filters.attendance)!r} is not one of {', '.join(STATUSES)}"
-        )
-    campaign_id = ws.campaign.id
+def status(
+    ledger: Ledger, campaign: Campaign, kind: str = "invitation", filters: Filters = Filters()
+) -> StatusReport:
+    """Every office (of those `filters` keep) with its `kind` of delivery and its attendance,
+    the totals of both, and how the event differs from what was last sent."""
     query = (
         select(Invitee, Delivery)
         .outerjoin(
             Delivery,
             (col(Delivery.invitee_id) == col(Invitee.invitee_id))
-            & (col(Delivery.campaign_id) == campaign_id)
+            & (col(Delivery.campaign_id) == ledger.campaign_id)
             & (col(Delivery.kind) == kind),
         )
         .order_by(col(Invitee.invitee_id))
     )
-    rows: list[InviteeStatus] = []
-    everyone: list[InviteeStatus] = []
-    answers = attendance(ws)
-    totals_attendance: dict[str, int] = {s: 0 for s in STATUSES}
-    totals: dict[str, int] = {"invitees": 0, NOT_ENQUEUED: 0, **{s.value: 0 for s in DeliveryState}}
-    with session(reader(ws.engine)) as db:
-        for invitee, delivery in db.exec(query).all():
-            state = delivery.state if delivery is not None else NOT_ENQUEUED
-            answer = answers.get(invitee.invitee_id)
-            status = answer.status if answer else "no_reply"
-            item = InviteeStatus(
-                invitee_id=invitee.invitee_id,
-                organisation=invitee.organisation,
-                province=invitee.province,
-                province_code=invitee.province_code,
-                agency=invitee.agency,
-                email=invitee.emails,
-                phone=invitee.phone,
-                delivery=state,
-                attendance=status,
-                attendance_evidence=f"{answer.source}: {answer.evidence}" if answer else None,
-                attendance_at=answer.at.isoformat() if answer and answer.at else None,
-                representative=(answer.representative or None) if answer else None,
-                message_id=delivery.message_id if delivery else None,
-                sent_at=delivery.sent_at.isoformat() if delivery and delivery.sent_at else None,
-                last_reply=delivery.last_reply if delivery else None,
-                delivered_to=(delivery.delivered_to or None) if delivery else None,
-                refused=(delivery.refused.replace(";\n", "; ") or None) if delivery else None,
-            )
-            everyone.append(item)
+    answers = attendance(ledger)
+    with session(ledger.reads) as db:
+        everyone = [
+            _item(invitee, delivery, answers.get(invitee.invitee_id))
+            for invitee, delivery in db.exec(query).all()
+        ]
     _check_filters(filters, everyone)
-    for item in filter(filters.keep, everyone):
-        rows.append(item)
+    rows = list(filter(filters.keep, everyone))
+    totals: dict[str, int] = {"invitees": 0, NOT_ENQUEUED: 0, **{s.value: 0 for s in DeliveryState}}
+    totals_attendance = dict.fromkeys(STATUSES, 0)
+    for item in rows:
         totals["invitees"] += 1
         totals[item.delivery] = totals.get(item.delivery, 0) + 1
-        totals_attendance[item.attendance] = totals_attendance.get(item.attendance, 0) + 1
-    event = pending_change(ws.ledger(), ws.campaign.event, ws.campaign.timezone)
-    return StatusReport(campaign_id, totals, rows, event, totals_attendance)
+        totals_attendance[item.attendance] += 1
+    event = pending_change(ledger, campaign.event, campaign.timezone)
+    return StatusReport(ledger.campaign_id, totals, rows, event, totals_attendance)
+
+
+def _item(
+    invitee: Invitee, delivery: Delivery | None, answer: OfficeAttendance | None
+) -> InviteeStatus:
+    return InviteeStatus(
+        invitee_id=invitee.invitee_id,
+        organisation=invitee.organisation,
+        province=invitee.province,
+        province_code=invitee.province_code,
+        agency=invitee.agency,
+        email=invitee.emails,
+        phone=invitee.phone,
+        delivery=delivery.state if delivery is not None else NOT_ENQUEUED,
+        attendance=answer.status if answer else Attendance.no_reply,
+        attendance_evidence=f"{answer.source}: {answer.evidence}" if answer else None,
+        attendance_at=answer.at.isoformat() if answer else None,
+        representative=(answer.representative or None) if answer else None,
+        message_id=delivery.message_id if delivery else None,
+        sent_at=delivery.sent_at.isoformat() if delivery and delivery.sent_at else None,
+        last_reply=delivery.last_reply if delivery else None,
+        delivered_to=(delivery.delivered_to or None) if delivery else None,
+        refused=(delivery.refused.replace(";\n", "; ") or None) if delivery else None,
+    )

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from itertools import groupby
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import jinja2
 
@@ -13,20 +14,23 @@ from mailer.compose.letters import environment, render_problem
 from mailer.errors import MailerError, TemplateProblem
 from mailer.thai import thai_when
 from mailer.views.exports import sheet
-from mailer.views.report import status
-from mailer.workspace import Workspace
+
+if TYPE_CHECKING:
+    from mailer.campaign import Campaign
+    from mailer.views.report import StatusReport
 
 
-def write_sheet(ws: Workspace, path: Path) -> int:
-    rows = sheet(status(ws), "attendees").rows
+def write_sheet(report: StatusReport, campaign: Campaign, templates: Path, path: Path) -> int:
+    """Write the sheet of who is coming in `report` to `path` (the template
+    `sheet/attendance.html` of `templates`); returns how many are on it."""
+    rows = sheet(report, "attendees").rows
     provinces = [
         {"name": name, "people": list(people)} for name, people in groupby(rows, key=lambda r: r[1])
     ]
-    templates = ws.settings.templates_dir
-    event = ws.campaign.event
+    event = campaign.event
     name = "sheet/attendance.html"
     try:  # sandboxed like every template (mailer.compose.letters.environment)
-        template = environment(templates, ws.campaign.timezone, autoescape=True).get_template(name)
+        template = environment(templates, campaign.timezone, autoescape=True).get_template(name)
     except jinja2.TemplateNotFound as exc:
         raise TemplateProblem(f"{templates / name}: missing; restore it from mailer") from exc
     except jinja2.TemplateSyntaxError as exc:
@@ -35,7 +39,7 @@ def write_sheet(ws: Workspace, path: Path) -> int:
     try:
         page = template.render(
             title=event.title,
-            when=thai_when(event.start, event.end, ws.campaign.timezone),
+            when=thai_when(event.start, event.end, campaign.timezone),
             venue=event.venue,
             provinces=provinces,
             total=len(rows),
