@@ -93,3 +93,60 @@ def test_missing_tables(tmp_path: Path) -> None:
         "[event] is missing; add a [event] table",
         "[coordinator] is missing; add a [coordinator] table",
     } <= set(caught.value.problems)
+
+
+def test_the_optional_tables_have_their_defaults_when_absent(tmp_path: Path) -> None:
+    campaign = _load(tmp_path, SHIPPED)
+    assert campaign.replies.poll_minutes == 5
+    assert campaign.replies.when_stale == "wait"
+    assert campaign.digest is None
+    assert campaign.letter.attach is False
+
+
+def test_the_optional_tables_are_read(tmp_path: Path) -> None:
+    (tmp_path / "emblem.png").write_bytes(b"\x89PNG")
+    campaign = _load(
+        tmp_path,
+        SHIPPED
+        + "\n[replies]\npoll_minutes = 2\nmax_sync_age_minutes = 30\nwhen_stale = \"send\"\n"
+        + "\n[digest]\ntime = 07:30:00\n"
+        + '\n[letter]\nnumber = "สรอ ๐๑๐๐/ว ๑๒๓"\nattach = true\nemblem = "emblem.png"\n'
+        + 'agency_address = ["สำนักงาน", "กรุงเทพฯ ๑๐๔๐๐"]\ndated = 2016-11-01\n'
+        + '[letter.later_numbers]\n1 = "สรอ ๐๑๐๐/ว ๑๔๕"\n',
+    )
+    assert (campaign.replies.poll_minutes, campaign.replies.max_sync_age_minutes) == (2, 30)
+    assert campaign.replies.when_stale == "send"
+    assert campaign.digest is not None
+    assert campaign.digest.time_of_day.isoformat() == "07:30:00"
+    assert campaign.letter.attach is True
+    assert campaign.letter.number == "สรอ ๐๑๐๐/ว ๑๒๓"
+    assert campaign.letter.emblem == (tmp_path / "emblem.png").resolve()
+    assert campaign.letter.agency_address == ("สำนักงาน", "กรุงเทพฯ ๑๐๔๐๐")
+    assert campaign.letter.later_numbers == {1: "สรอ ๐๑๐๐/ว ๑๔๕"}
+    assert str(campaign.letter.dated) == "2016-11-01"
+
+
+def test_every_problem_in_the_optional_tables_is_named(tmp_path: Path) -> None:
+    broken = (
+        SHIPPED
+        + '\n[replies]\npoll_minutes = 0\nwhen_stale = "maybe"\nidle = 3\n'
+        + "\n[digest]\nto = \"not an address\"\n"
+        + '\n[letter]\nattach = "yes"\nemblem = "missing.png"\ndated = "1 Nov"\n'
+        + 'font = "Bad;Font"\n[letter.later_numbers]\none = 3\n'
+    )
+    with pytest.raises(CampaignError) as caught:
+        _load(tmp_path, broken)
+    text = str(caught.value)
+    for expected in (
+        "replies: poll_minutes = 0 must be between 1 and 1440",
+        "replies.when_stale = 'maybe' is not one of: wait, send",
+        "replies.idle is not a known key",
+        "digest.time is missing; write e.g. time = 08:00:00",
+        "digest.to = 'not an address'",
+        "letter.attach = 'yes' must be true or false",
+        "letter.emblem = 'missing.png': no such file",
+        "letter.dated = '1 Nov' must be a date, e.g. dated = 2016-11-01",
+        "letter font 'Bad;Font'",
+        'letter.later_numbers.one: write SEQUENCE = "number"',
+    ):
+        assert expected in text, expected

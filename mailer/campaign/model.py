@@ -5,11 +5,12 @@ the file; `mailer.versions` makes an `Event` of each version the ledger has told
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+from mailer.campaign.letter import LetterSettings
 from mailer.errors import CampaignError
 from mailer.kinds import CANCEL, INVITATION, LedgerKind, reminder
 
@@ -88,6 +89,24 @@ class MessageKind:
 
 
 @dataclass(frozen=True)
+class RepliesPolicy:
+    """`[replies]`: how the scheduler keeps the coordinator's replies current."""
+
+    poll_minutes: int = 5  # IMAP without IDLE, and Maildir sources
+    idle_minutes: int = 29  # IDLE is re-issued before the server's 30-minute timeout
+    max_sync_age_minutes: int = 60  # older than this, a round that depends on answers …
+    when_stale: str = "wait"  # … waits ("wait") or is sent anyway ("send")
+
+
+@dataclass(frozen=True)
+class DigestPolicy:
+    """`[digest]`: the coordinator's daily digest, at `time_of_day` (campaign time zone)."""
+
+    time_of_day: time
+    to: str = ""  # empty: the coordinator's address
+
+
+@dataclass(frozen=True)
 class Campaign:
     id: str
     path: Path
@@ -96,6 +115,9 @@ class Campaign:
     coordinator: Coordinator
     sender: Sender
     rules: tuple[Rule, ...]
+    replies: RepliesPolicy = RepliesPolicy()
+    digest: DigestPolicy | None = None
+    letter: LetterSettings = field(default_factory=LetterSettings)
 
     @property
     def uid_domain(self) -> str:

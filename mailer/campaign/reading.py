@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from mailer.campaign import options
 from mailer.campaign.model import AUDIENCES, KINDS, Campaign, Coordinator, Event, Rule, Sender
 from mailer.errors import CampaignError, cut
 from mailer.invitees.addresses import AddressProblem, ascii_address
@@ -23,6 +24,7 @@ from mailer.invitees.addresses import AddressProblem, ascii_address
 _ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 DAYS_BEFORE = (0, 3650)  # inclusive: up to ten years ahead
 CATCH_UP_HOURS = (1, 8760)  # inclusive: an hour to a year
+_TABLES = {"campaign", "event", "coordinator", "sender", "rules", "replies", "digest", "letter"}
 YEARS = (1970, 9998)  # dates outside these overflow on the way to UTC and back
 
 
@@ -161,12 +163,19 @@ def parse_campaign(data: dict[str, Any], path: Path) -> Campaign:
     r = _Reader(path, zone)
     if problem:
         r.problems.append(problem)
-    r.known_keys(data, "", {"campaign", "event", "coordinator", "sender", "rules"})
+    r.known_keys(
+        data,
+        "",
+        {"campaign", "event", "coordinator", "sender", "rules", "replies", "digest", "letter"},
+    )
     campaign_id = _read_id(r, data)
     event = _read_event(r, data)
     coordinator = _read_coordinator(r, data)
     sender = _read_sender(r, data)
     rules = _read_rules(r, data.get("rules"), event)
+    replies = options.read_replies(r, data)
+    digest = options.read_digest(r, data)
+    letter = options.read_letter(r, data, path.parent)
     if r.problems:
         raise CampaignError(path, r.problems)
     return Campaign(
@@ -177,6 +186,9 @@ def parse_campaign(data: dict[str, Any], path: Path) -> Campaign:
         coordinator=coordinator,
         sender=sender,
         rules=tuple(rules),
+        replies=replies,
+        digest=digest,
+        letter=letter,
     )
 
 

@@ -7,15 +7,10 @@
 ledger row's SEQUENCE tells it (`LetterVersion`; `letter_version` reads it from the ledger).
 """
 
+from mailer.campaign.letter import LetterProblem, LetterSettings, running
 from mailer.letter_pdf.ledger import letter_version
 from mailer.letter_pdf.printer import LetterPrinter
-from mailer.letter_pdf.settings import (
-    Kind,
-    LetterProblem,
-    LetterSettings,
-    LetterVersion,
-    running,
-)
+from mailer.letter_pdf.settings import Kind, LetterVersion
 
 __all__ = [
     "Kind",

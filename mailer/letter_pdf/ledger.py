@@ -7,8 +7,9 @@ from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
 from mailer.campaign import Event
+from mailer.campaign.letter import LetterSettings
 from mailer.delivery.ledger import Ledger
-from mailer.letter_pdf.settings import LetterSettings, LetterVersion
+from mailer.letter_pdf.settings import LetterVersion
 from mailer.versions import changes_at, event_at, versions
 
 

@@ -25,11 +25,12 @@ import weasyprint
 from weasyprint.text.fonts import FontConfiguration
 from weasyprint.urls import FatalURLFetchingError, URLFetcher, URLFetcherResponse
 
+from mailer.campaign.letter import LetterProblem, LetterSettings
 from mailer.compose.composer import Composer
 from mailer.compose.letters import environment
 from mailer.invitees.importing import InviteeRecord
 from mailer.letter_pdf.breaks import hold_words
-from mailer.letter_pdf.settings import KINDS, Kind, LetterProblem, LetterSettings, LetterVersion
+from mailer.letter_pdf.settings import KINDS, Kind, LetterVersion
 from mailer.letter_pdf.text_layer import TrueTextFonts
 from mailer.thai import thai_day, thai_digits
 
