@@ -275,12 +275,21 @@ def test_a_standby_waits_and_stops_on_request(tmp_path: Path, postgres_url: str)
     ws = Workspace(make_settings(tmp_path, DATABASE_URL=postgres_url))
     held = SchedulerLock(ws)
     held.acquire()
+    stuck_since = datetime.now(UTC) - STALE - timedelta(seconds=10)
+    with ws.engine.begin() as conn:  # the holder's row: another process, silent for 40 s
+        conn.execute(
+            STATE.insert().values(
+                campaign_id=ws.campaign.id, host="db-host-2", pid=4242, role="active",
+                started_at=stuck_since, since=stuck_since, heartbeat_at=stuck_since,
+                last_pass="", last_sync_error="",
+            )
+        )  # fmt: skip
     lines: list[str] = []
     seen: list[object] = []
 
     def look_then_stop() -> None:
         deadline = time.monotonic() + 10
-        while not lines and time.monotonic() < deadline:
+        while len(lines) < 3 and time.monotonic() < deadline:
             time.sleep(0.05)
         with ws.engine.connect() as conn:
             seen.extend(conn.execute(select(STATE.c.role, STATE.c.pid)).all())
@@ -294,10 +303,39 @@ def test_a_standby_waits_and_stops_on_request(tmp_path: Path, postgres_url: str)
     finally:
         helper.join()
         held.release()
-    assert [tuple(r) for r in seen] == [("standby", os.getpid())]  # type: ignore[arg-type]
+    assert sorted(tuple(r) for r in seen) == [("active", 4242), ("standby", os.getpid())]  # type: ignore[arg-type]
     assert lines[0].startswith("standing by")
     assert "trying again every 0.2 s" in lines[0]
-    assert lines[-1] == "scheduler stopped (it was standing by)"
+    assert lines[1].startswith("active scheduler: db-host-2 pid 4242 (campaign egov-seminar-")
+    assert "it may be stuck. It still holds the lock, so this standby keeps waiting" in lines[2]
+    assert lines[3:] == ["scheduler stopped (it was standing by)"], "each said once"
     with ws.engine.connect() as conn:
-        assert conn.execute(select(STATE)).all() == []
+        assert conn.execute(select(STATE.c.pid)).all() == [(4242,)], "its own row is gone"
     ws.close()
+
+
+def test_a_pass_that_failed_on_a_broken_campaign_file_is_recorded(tmp_path: Path) -> None:
+    """The campaign file edited into a broken one while the scheduler runs: the pass's error
+    still reaches the record, and the scheduler still stops cleanly."""
+    from mailer.errors import CampaignError
+    from mailer.rounds.standby import record_pass
+
+    campaign = tmp_path / "campaign.toml"
+    campaign.write_text(CAMPAIGN.read_text(encoding="utf-8"), encoding="utf-8")
+    ws = Workspace(make_settings(tmp_path, MAILER_CAMPAIGN=str(campaign)))
+    presence = Presence(ws, log=lambda line: None, heartbeat=timedelta(hours=1))
+    lock = SchedulerLock(ws)
+    assert presence.acquire(lock)
+    campaign.write_text("[campaign\n", encoding="utf-8")
+    ws.reload()
+    with pytest.raises(CampaignError) as broken:
+        ws.campaign  # noqa: B018 - what `tick` meets
+    record_pass(ws, error=str(broken.value))
+    presence.stop()
+    lock.release()
+    with ws.engine.connect() as conn:
+        row = conn.execute(select(STATE)).one()
+    ws.close()
+    assert row.campaign_id == "egov-seminar-2559"
+    assert row.role == "stopped"
+    assert row.last_pass.startswith(f"error: {campaign}: the campaign file has 1 problem")

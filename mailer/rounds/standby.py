@@ -55,6 +55,9 @@ NO_STANDBY = (
 )
 
 
+_STARTED: dict[str, str] = {}  # the campaign this process's scheduler started with
+
+
 class SchedulerBusy(MailerError):
     """Another scheduler holds this database's scheduler lock."""
 
@@ -106,8 +109,12 @@ def record_pass(ws: Workspace, events: Sequence[PassEvent] = (), error: str | No
     stopped it). Never raises: the rounds matter more than their record."""
     summary = f"error: {error}" if error is not None else summarize(events)
     now = ws.clock()
+    try:
+        campaign_id = ws.campaign.id
+    except MailerError:  # the campaign file broke since the start: the error is its own
+        campaign_id = _STARTED.get("campaign_id", "")
     with suppress(SQLAlchemyError):  # the heartbeat thread logs an unreachable database
-        _write(ws.engine, ws.campaign.id, now, last_pass_at=now, last_pass=summary)
+        _write(ws.engine, campaign_id, now, last_pass_at=now, last_pass=summary)
 
 
 def record_sync(
@@ -148,6 +155,8 @@ class Presence:
         retry: timedelta = RETRY,
     ) -> None:
         self.ws = ws
+        self.campaign_id = ws.campaign.id  # kept: the file may break while the rounds run
+        _STARTED["campaign_id"] = self.campaign_id
         self.log = log
         self.heartbeat = heartbeat
         self.retry = retry
@@ -160,10 +169,6 @@ class Presence:
     @property
     def clock(self) -> Clock:
         return self.ws.clock
-
-    @property
-    def campaign_id(self) -> str:
-        return self.ws.campaign.id
 
     def acquire(self, lock: Lock) -> bool:
         """Take `lock`. On PostgreSQL, while another process holds it, stand by (and log
