@@ -175,3 +175,23 @@ class AttendanceMark(SQLModel, table=True):
     representative: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
     note: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
     marked_at: datetime = _when()
+
+
+class SchedulerState(SQLModel, table=True):
+    """Each `mailer scheduler run` process of a campaign (mailer/rounds/standby.py): its role
+    (active | standby | stopped), its heartbeat, its last pass and its last mail sync."""
+
+    __tablename__ = "scheduler_state"
+
+    campaign_id: str = Field(primary_key=True, max_length=64)
+    host: str = Field(primary_key=True, max_length=255)
+    pid: int = Field(primary_key=True)
+    role: str = Field(max_length=16)
+    started_at: datetime = _when()
+    since: datetime = _when()  # in this role since
+    heartbeat_at: datetime = _when()
+    last_pass_at: datetime | None = _when(nullable=True)
+    last_pass: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
+    last_sync_ok_at: datetime | None = _when(nullable=True)
+    last_sync_error: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
+    last_sync_error_at: datetime | None = _when(nullable=True)

@@ -288,6 +288,7 @@ def test_the_schema_head_is_the_newest_migration() -> None:
 def test_a_database_of_an_older_schema_is_upgraded_when_opened(database_url: str) -> None:
     engine = open_database(database_url)
     with engine.begin() as conn:  # back to how 0004 left it
+        conn.execute(text("DROP TABLE scheduler_state"))  # 0008
         conn.execute(text("DROP TABLE attendance_mark"))
         conn.execute(text("DROP TABLE inbound_message"))
         conn.execute(text("ALTER TABLE delivery DROP COLUMN delivered_to"))  # 0007
@@ -299,6 +300,7 @@ def test_a_database_of_an_older_schema_is_upgraded_when_opened(database_url: str
         assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == SCHEMA_HEAD
         assert conn.execute(text("SELECT count(*) FROM attendance_mark")).scalar() == 0
         assert conn.execute(text("SELECT count(*) FROM delivery WHERE refused = ''")).scalar() == 0
+        assert conn.execute(text("SELECT count(*) FROM scheduler_state")).scalar() == 0
     engine.dispose()
 
 

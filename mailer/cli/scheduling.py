@@ -1,4 +1,4 @@
-"""The scheduler: `scheduler run`, `scheduler plan`, `scheduler run-now`."""
+"""The scheduler: `scheduler run`, `scheduler plan`, `scheduler run-now`, `scheduler status`."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from mailer.cli.app import Group, app, emit_json, out, workspace
+from mailer.cli.app import Group, app, emit_json, flag, out, workspace
 from mailer.errors import MailerError
 
 scheduler_app = typer.Typer(
@@ -83,3 +83,39 @@ def scheduler_run_now(
     )
     if d.stopped:
         raise MailerError(d.stopped)
+
+
+@scheduler_app.command("status")  # standby and status (#14)
+def scheduler_status(
+    ctx: typer.Context,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Who runs the rounds (host, pid, since) and who stands by, the last pass, the last
+    good mail sync and the last sync error, and the next rounds.
+
+    For monitoring, read `--json` (the exit code is 0 whenever the status could be read):
+    alert when `problems` is not empty. It names no scheduler running (`state` "none" or
+    "stopped"), an active one stuck or dead (`state` "stale" or "dead": `active.stale`, no
+    heartbeat for 30 s), a lost lock, a failing mail sync (`sync.failing`).
+
+    Example: mailer scheduler status --json
+    """
+    from mailer.rounds.status import scheduler_status as read_status
+
+    ws = workspace(ctx)
+    zone = ws.campaign.timezone
+    status = read_status(ws)
+    if as_json:
+        emit_json(status.to_json(zone))
+        return
+    for line in status.lines(zone):
+        out.print(line)
+    for problem in status.problems:
+        flag(out, "✗", "red", problem)
+    if not status.next_rounds:
+        out.print("Next rounds: none to come.")
+        return
+    table = Table("next round", "when (Bangkok)", "audience", "reach", "status")
+    for p in status.next_rounds:
+        table.add_row(p.rule_id, p.due_thai(zone), p.audience, str(p.reach), p.status)
+    out.print(table)

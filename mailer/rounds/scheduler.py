@@ -1,4 +1,5 @@
-"""`mailer scheduler run`: APScheduler 3.x in the foreground, one per database.
+"""`mailer scheduler run`: APScheduler 3.x in the foreground, one active per database (on
+PostgreSQL others stand by and take over when it dies: mailer/rounds/standby.py).
 
 Every job only calls `tick`, which runs `rounds.due_pass` — the idempotent "send what is
 due, record what was missed" pass (docs/design.md §7). APScheduler decides *when*: a date job at
@@ -26,6 +27,7 @@ from sqlalchemy.engine import Connection, make_url
 
 from mailer.errors import MailerError
 from mailer.rounds.due import due_pass
+from mailer.rounds.standby import NO_STANDBY, Presence, SchedulerBusy, record_pass  # standby (#14)
 from mailer.workspace import Workspace
 
 Log = Callable[[str], None]
@@ -53,7 +55,7 @@ class SchedulerLock:
             except BlockingIOError:
                 holder = os.read(fd, 64).decode("ascii", "replace").strip() or "another process"
                 os.close(fd)
-                raise self._busy(f"pid {holder}") from None
+                raise self._busy(f"pid {holder}", NO_STANDBY) from None  # standby (#14)
             os.ftruncate(fd, 0)
             os.write(fd, str(os.getpid()).encode("ascii"))
             self._fd = fd
@@ -66,10 +68,11 @@ class SchedulerLock:
         conn.commit()
         self._conn = conn  # the session-level lock lives as long as this connection
 
-    def _busy(self, holder: str) -> MailerError:
-        return MailerError(
+    def _busy(self, holder: str, hint: str = "") -> MailerError:
+        return SchedulerBusy(  # standby (#14): Presence waits on this one (PostgreSQL)
             f"another scheduler is already running on this database ({holder}); only one may "
             "run per database. Stop it first, or leave it running: it sends every round"
+            + (f". {hint}" if hint else "")
         )
 
     def release(self) -> None:
@@ -96,7 +99,9 @@ def tick() -> None:
             events = due_pass(ws)
     except MailerError as exc:
         log(f"Error: {exc} — the round stays due; the next sweep tries again")
+        record_pass(ws, error=str(exc))  # status (#14)
         return
+    record_pass(ws, events)  # status (#14)
     for event in events:
         local = event.due_at.astimezone(ws.campaign.timezone)
         if event.stats is not None:
@@ -136,12 +141,14 @@ def _sync_jobs(scheduler: BackgroundScheduler, ws: Workspace) -> None:
 
 def run_scheduler(ws: Workspace, log: Log, sweep: timedelta = timedelta(minutes=1)) -> None:
     """Run until SIGINT/SIGTERM. Refuses to start on a broken campaign or template, or
-    when another scheduler holds this database."""
+    (SQLite) when another scheduler holds this database; on PostgreSQL it stands by."""
     global _ACTIVE
     for rule in ws.campaign.rules:  # a missing or broken template stops here
         ws.composer.renderer(rule.template)
     lock = SchedulerLock(ws)
-    lock.acquire()
+    presence = Presence(ws, log)  # standby (#14): on PostgreSQL, wait here for the lock
+    if not presence.acquire(lock):
+        return  # stopped while standing by
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -170,6 +177,7 @@ def run_scheduler(ws: Workspace, log: Log, sweep: timedelta = timedelta(minutes=
     finally:
         scheduler.shutdown(wait=True)
         _ACTIVE = None
+        presence.stop()  # standby (#14)
         lock.release()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
