@@ -16,8 +16,8 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import select, text, update
 
-from mailer.delivery.stats import Outcome
 from mailer.delivery.reads import D
+from mailer.delivery.stats import Outcome
 from mailer.errors import MailerError
 from mailer.invitees.importing import import_contacts
 from mailer.models import Invitee

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import pytest
 
-from mailer.delivery.stats import Outcome
 from mailer.delivery.answers import Deferred, Delivered, SmtpReply
+from mailer.delivery.stats import Outcome
 from mailer.invitees.importing import import_contacts
 from mailer.rounds.send import send_round
 from mailer.views.report import status

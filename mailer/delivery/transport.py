@@ -65,54 +65,30 @@ class SmtpTransport:
     def connect(self) -> None:
         s = self.settings
         where = f"the SMTP server {s.host}:{s.port} (SMTP_SECURITY={s.security})"
-        smtp: smtplib.SMTP | None = None
         try:
-            if s.security == "ssl":
-                smtp = smtplib.SMTP_SSL(s.host, s.port, timeout=s.timeout, context=ssl_context(s))
-            else:
-                smtp = smtplib.SMTP(s.host, s.port, timeout=s.timeout)
-            smtp.ehlo()
-            if s.security == "starttls":
-                if not smtp.has_extn("starttls"):
-                    raise TransportError(
-                        f"{where} does not offer STARTTLS; use SMTP_SECURITY=ssl with its TLS "
-                        "port, or ask the provider for the submission port (587)"
-                    )
-                smtp.starttls(context=ssl_context(s))
-                smtp.ehlo()
-            if s.username:
-                _login(smtp, s.username, s.password.value, where)
-        except TransportError:
-            self._abandon(smtp)
-            raise
+            smtp = _session(s, where)  # a TransportError of its own passes through
         except ssl.SSLCertVerificationError as exc:
-            self._abandon(smtp)
             raise TransportError(
                 f"the TLS certificate of {where} does not verify ({exc.verify_message}). "
                 "If the server uses a private CA, set SMTP_CA_FILE to that CA's PEM file; "
                 "otherwise check SMTP_HOST. Nothing was sent"
             ) from exc
         except ssl.SSLError as exc:
-            self._abandon(smtp)
             raise TransportError(f"TLS with {where} failed: {exc}. Nothing was sent") from exc
         except smtplib.SMTPAuthenticationError as exc:
-            self._abandon(smtp)
             raise TransportError(
                 f"{where} refused the login of SMTP_USERNAME={s.username!r}: "
                 f"{SmtpReply.of(exc.smtp_code, exc.smtp_error)}. Check SMTP_USERNAME and "
                 "SMTP_PASSWORD. Nothing was sent"
             ) from exc
         except smtplib.SMTPConnectError as exc:
-            self._abandon(smtp)
             raise TransportError(
                 f"{where} refused the session: {SmtpReply.of(exc.smtp_code, exc.smtp_error)}. "
                 "Nothing was sent"
             ) from exc
         except smtplib.SMTPException as exc:
-            self._abandon(smtp)
             raise TransportError(f"{where} failed: {exc}. Nothing was sent") from exc
         except (TimeoutError, OSError) as exc:
-            self._abandon(smtp)
             reason = exc.strerror or str(exc) or type(exc).__name__
             hint = (
                 " Is `mailer devserver` running?"
@@ -122,12 +98,6 @@ class SmtpTransport:
             raise TransportError(f"cannot reach {where}: {reason}.{hint}") from exc
         self._smtp = smtp
         self._sent_on_session = 0
-
-    @staticmethod
-    def _abandon(smtp: smtplib.SMTP | None) -> None:
-        if smtp is not None:
-            with contextlib.suppress(OSError):
-                smtp.close()
 
     def close(self) -> None:
         smtp, self._smtp = self._smtp, None
@@ -140,7 +110,7 @@ class SmtpTransport:
 
     def _drop(self) -> None:
         smtp, self._smtp = self._smtp, None
-        self._abandon(smtp)
+        _abandon(smtp)
 
     def ready(self) -> None:
         """Make sure a session is open (reconnecting after `reconnect_every` messages or a
@@ -231,6 +201,38 @@ class SmtpTransport:
 
 # What a lost or broken session raises inside smtplib (a reply too long is one too).
 _LOST = (smtplib.SMTPServerDisconnected, smtplib.SMTPResponseException, OSError)
+
+
+def _abandon(smtp: smtplib.SMTP | None) -> None:
+    if smtp is not None:
+        with contextlib.suppress(OSError):
+            smtp.close()
+
+
+def _session(s: SmtpSettings, where: str) -> smtplib.SMTP:
+    """A session as the settings ask for it: TLS, EHLO, the login. Closed again if any step
+    fails (the caller says why)."""
+    smtp: smtplib.SMTP
+    if s.security == "ssl":
+        smtp = smtplib.SMTP_SSL(s.host, s.port, timeout=s.timeout, context=ssl_context(s))
+    else:
+        smtp = smtplib.SMTP(s.host, s.port, timeout=s.timeout)
+    try:
+        smtp.ehlo()
+        if s.security == "starttls":
+            if not smtp.has_extn("starttls"):
+                raise TransportError(
+                    f"{where} does not offer STARTTLS; use SMTP_SECURITY=ssl with its TLS "
+                    "port, or ask the provider for the submission port (587)"
+                )
+            smtp.starttls(context=ssl_context(s))
+            smtp.ehlo()
+        if s.username:
+            _login(smtp, s.username, s.password.value, where)
+    except BaseException:
+        _abandon(smtp)
+        raise
+    return smtp
 
 
 def _login(smtp: smtplib.SMTP, username: str, password: str, where: str) -> None:
