@@ -60,10 +60,14 @@ def wait_for_go(ready: Callable[[], T]) -> T | None:
 
 
 def leave_helper(flush: Callable[[], None], close: Callable[[], None]) -> NoReturn:
-    """A helper's way out once its report is written: everything is recorded, so skip the
-    interpreter's tear-down (~0.2 s after a large run), which the `send` command would
-    otherwise sit waiting for."""
+    """A helper's way out once its report is written: everything is recorded (the ledger
+    commits each message; `flush` writes the report, `close` disposes of the database), so
+    skip the interpreter's tear-down, which the `send` command would sit waiting for.
+    Measured (4 helpers draining 2,000 queued invitations, 2 × 2 runs): from a helper's
+    report to its exit 0.25-1.16 s with a normal exit, 0.002-0.048 s with `os._exit`; the
+    command waits for the slowest. mailer registers no `atexit` handler to lose."""
     flush()
+    sys.stderr.flush()
     close()
     os._exit(0)
 
