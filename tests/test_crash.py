@@ -96,7 +96,7 @@ def test_helpers_stop_after_the_message_in_hand_when_the_command_fails(
     """`send --workers 2` fails in this process while its helper is sending: the helper is
     asked to stop, finishes and records the message in hand, and nothing is left
     `sending`, uncertain or sent twice. The next run sends the rest."""
-    from mailer.delivery.drain import Outcome
+    from mailer.delivery.stats import Outcome
     from mailer.rounds.send import send_round
     from mailer.workspace import Workspace
     from tests.conftest import make_settings

@@ -245,3 +245,21 @@ def test_failures_are_listed_whichever_process_met_them(tmp_path: Path) -> None:
     }
     assert named == failed
     assert f"{len(failed)} failed" in result.output
+
+
+def test_sending_imports_neither_reply_tracking_nor_the_rounds_nor_the_workspace() -> None:
+    """#12: every module of mailer/delivery loads without the flows above it; what a drain
+    needs from them (is this office still wanted?) is handed in (DeliveryContext)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import importlib, pkgutil, sys, mailer.delivery as d\n"
+        "for m in pkgutil.iter_modules(d.__path__): importlib.import_module(f'{d.__name__}.{m.name}')\n"
+        "print(' '.join(sorted(sys.modules)))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    loaded = done.stdout.split()
+    assert "mailer.delivery.drain" in loaded
+    above = ("mailer.replies", "mailer.rounds", "mailer.views", "mailer.workspace", "mailer.cli")
+    assert [m for m in loaded if m.startswith(above)] == []

@@ -16,8 +16,8 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import select, text, update
 
-from mailer.delivery.drain import Outcome
 from mailer.delivery.reads import D
+from mailer.delivery.stats import Outcome
 from mailer.errors import MailerError
 from mailer.invitees.importing import import_contacts
 from mailer.models import Invitee
@@ -399,15 +399,14 @@ def test_nothing_but_the_cancellation_goes_out_after_a_cancel(make_ws, tmp_path:
     with ScriptedServer(script) as server:
         ws = _second_refused(make_ws, tmp_path, server.port)
         announce(ws.ledger(), ws.campaign, cancel=True, dry_run=False)
-        with ws.transport() as transport:
-            from mailer.delivery.drain import drain
+        from mailer.delivery.drain import drain_due
+        from mailer.rounds.context import delivery_context
 
-            drain(ws, ws.ledger(), transport)
+        drain_due(delivery_context(ws))
         requeued = requeue(ws.ledger(), invitees=["SYN-00001"])
         assert requeued.requeued == []
         assert "cancelled" in requeued.skipped[0]
-        with ws.transport() as transport:
-            drain(ws, ws.ledger(), transport)
+        drain_due(delivery_context(ws))
     assert [m for _, m, _, _ in _seen(script)] == ["REQUEST", "CANCEL"]
 
 

@@ -343,8 +343,9 @@ def test_the_due_pass_also_sends_what_is_left_due(make_ws, smtp_server: Mailhog)
 def test_a_queued_reminder_is_not_sent_to_an_office_that_answered_meanwhile(
     make_ws, smtp_server: Mailhog
 ) -> None:
-    from mailer.delivery.drain import drain
+    from mailer.delivery.drain import drain_due
     from mailer.replies.attendance import mark
+    from mailer.rounds.context import delivery_context
 
     ws = _invited(make_ws, smtp_server)
     report = send_round(ws, "reminder:followup-no-reply", dry_run=True)
@@ -356,11 +357,8 @@ def test_a_queued_reminder_is_not_sent_to_an_office_that_answered_meanwhile(
         [(f"TH-50-{a}", f"saraban.th50@{a}.example") for a in ("agri", "prov")], "reminder:followup-no-reply", 0,
         lambda i: new_message_id(ws.campaign, i, "reminder:followup-no-reply"),
     )  # fmt: skip
-    mark(
-        ws.ledger(), "TH-50-agri", "declined", representative={}, note=""
-    )  # answers before it goes out
-    with ws.transport() as transport:
-        stats = drain(ws, ledger, transport)
+    mark(ws.ledger(), "TH-50-agri", "declined", representative={}, note="")  # answers first
+    stats = drain_due(delivery_context(ws))
     assert stats.sent == 1
     assert stats.failed == 0
     assert [(o.invitee_id, o.state) for o in stats.problems] == [("TH-50-agri", "skipped")]

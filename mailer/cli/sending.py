@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Annotated
@@ -16,7 +15,7 @@ from mailer.cli.app import app, err, flag, out, send_app, workspace
 from mailer.errors import MailerError
 
 if TYPE_CHECKING:  # the sending modules are imported by the commands that send
-    from mailer.delivery.drain import DrainStats, Outcome
+    from mailer.delivery.stats import DrainStats, Outcome
     from mailer.rounds.send import SendReport
     from mailer.workspace import Workspace
 
@@ -75,7 +74,7 @@ def send_invitations(
                 f"{sample.reply}. The ledger was not touched."
             )
             return
-        with _progress() as on_outcome, stop_on_signals(ws):
+        with _progress() as on_outcome, stop_on_signals(ws.stopping):
             report = send_round(
                 ws,
                 "invitation",
@@ -166,7 +165,7 @@ def _announce(ctx: typer.Context, *, cancel: bool, dry_run: bool, new_server: bo
     from mailer.rounds.send import send_announcement
 
     ws = workspace(ctx)
-    with _progress() as on_outcome, stop_on_signals(ws):
+    with _progress() as on_outcome, stop_on_signals(ws.stopping):
         result, stats = send_announcement(
             ws, cancel=cancel, dry_run=dry_run, new_server=new_server, progress=on_outcome,
         )  # fmt: skip
@@ -234,16 +233,17 @@ def worker(
 
     Example: mailer worker --forever --poll 30
     """
-    from mailer.delivery.drain import drain_once, work_forever
-    from mailer.delivery.workers import GO, stop_on_signals
+    from mailer.delivery.drain import drain_due, work_forever
+    from mailer.delivery.workers import leave_helper, stop_on_signals, wait_for_go
+    from mailer.rounds.context import delivery_context
 
     ws = workspace(ctx)
-    with stop_on_signals(ws):
-        if after_go:  # a helper of `send … --workers N`: get ready, then wait for the round
-            ws.engine, ws.composer  # noqa: B018 - open the database and compile the templates
-            if sys.stdin.readline().strip() != GO:
-                return  # the round was not queued after all: nothing to send
-        stats = work_forever(ws, poll, log=out.print) if forever else drain_once(ws)
+    with stop_on_signals(ws.stopping):
+        # A helper of `send … --workers N` gets ready, then waits for the round.
+        context = wait_for_go(lambda: delivery_context(ws)) if after_go else delivery_context(ws)
+        if context is None:
+            return  # the round was not queued after all: nothing to send
+        stats = work_forever(context, poll, log=out.print) if forever else drain_due(context)
     if as_json:
         out.print(json.dumps(stats.summary(), ensure_ascii=False), markup=False)
     else:
@@ -254,8 +254,4 @@ def worker(
     if stats.stopped:
         raise MailerError(stats.stopped)
     if after_go:
-        # Everything is recorded and reported; skip the interpreter's tear-down (~0.2 s
-        # after a large run), which the `send` command would otherwise sit waiting for.
-        out.file.flush()
-        ws.close()
-        os._exit(0)
+        leave_helper(out.file.flush, ws.close)

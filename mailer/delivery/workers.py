@@ -1,30 +1,33 @@
 """`send … --workers N`: helper `mailer worker` processes that drain the ledger alongside
-the sending command, and stopping any sender cleanly on SIGTERM/SIGINT."""
+the sending command — both sides of their handshake (start, `GO` on stdin, the report on
+stdout, the stop grace) — and stopping any sender cleanly on SIGTERM/SIGINT."""
 
 from __future__ import annotations
 
 import contextlib
 import json
+import os
 import signal
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Mapping
-from typing import IO
+from collections.abc import Callable, Iterator, Mapping
+from typing import IO, NoReturn, TypeVar
 
-from mailer.delivery.drain import DrainStats, Outcome, Progress, drain
+from mailer.delivery.context import DeliveryContext
+from mailer.delivery.drain import drain
 from mailer.delivery.ledger import Ledger
+from mailer.delivery.stats import COUNTED, DrainStats, Outcome, Progress
 from mailer.delivery.transport import SmtpTransport
 from mailer.models import DeliveryState
-from mailer.workspace import Workspace
 
 S = DeliveryState
 
 
 @contextlib.contextmanager
-def stop_on_signals(ws: Workspace) -> Iterator[None]:
+def stop_on_signals(stopping: threading.Event) -> Iterator[None]:
     """While inside, SIGTERM and SIGINT stop sending between messages: the message in hand
     is finished and recorded first, the rest stay queued. The previous handlers come back
     afterwards. (Signals reach only the main thread; elsewhere this does nothing.)"""
@@ -33,7 +36,7 @@ def stop_on_signals(ws: Workspace) -> Iterator[None]:
         return
 
     def on_signal(signum: int, frame: object) -> None:
-        ws.stopping.set()
+        stopping.set()
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
@@ -44,6 +47,31 @@ def stop_on_signals(ws: Workspace) -> Iterator[None]:
 
 
 GO = "go"  # what a helper waits for on stdin before it sends anything
+T = TypeVar("T")
+
+
+def wait_for_go(ready: Callable[[], T]) -> T | None:
+    """The helper's side of the handshake (`mailer worker --after-go`): get ready while the
+    round is being queued (`ready` opens the database and builds the composer), then wait
+    for `GO` on stdin. None: the sending command closed stdin instead (the round could not
+    be queued), and the helper exits without sending."""
+    prepared = ready()
+    return prepared if sys.stdin.readline().strip() == GO else None
+
+
+def leave_helper(flush: Callable[[], None], close: Callable[[], None]) -> NoReturn:
+    """A helper's way out once its report is written: everything is recorded (the ledger
+    commits each message; `flush` writes the report, `close` disposes of the database), so
+    skip the interpreter's tear-down, which the `send` command would sit waiting for.
+    Measured (4 helpers draining 2,000 queued invitations, 2 × 2 runs): from a helper's
+    report to its exit 0.25-1.16 s with a normal exit, 0.002-0.048 s with `os._exit`; the
+    command waits for the slowest. mailer registers no `atexit` handler to lose."""
+    flush()
+    sys.stderr.flush()
+    close()
+    os._exit(0)
+
+
 STOP_GRACE = 300  # seconds a stopping helper may take over the SMTP exchange in hand
 _DONE = (S.sent, S.failed, S.uncertain, S.retry_wait)
 
@@ -93,73 +121,78 @@ class Workers:
             err.close()
 
     def drain(
-        self,
-        ws: Workspace,
-        ledger: Ledger,
-        transport: SmtpTransport,
-        progress: Progress | None = None,
+        self, ctx: DeliveryContext, transport: SmtpTransport, progress: Progress | None = None
     ) -> DrainStats:
         """Start the helpers, drain here too, wait for them, and add up what all did.
         Progress counts this process's messages as they go and the helpers' from the
         ledger twice a second."""
-
-        def done() -> int:
-            counts = ledger.counts()
-            return sum(counts[s] for s in _DONE)
-
-        baseline = done()
-        own = others = 0
-        next_look = time.monotonic()
-
-        def catch_up() -> None:
-            nonlocal others, next_look
-            if progress is None or time.monotonic() < next_look:
-                return
-            next_look = time.monotonic() + 0.5
-            now_others = done() - baseline - own
-            for _ in range(now_others - others):
-                progress(Outcome("(workers)", S.sent, ""))
-            others = max(others, now_others)
-
-        def ours(outcome: Outcome) -> None:
-            nonlocal own
-            own += 1
-            if progress is not None:
-                progress(outcome)
-            catch_up()
-
+        watch = _Progress(ctx.ledger, progress)
         for proc, _, _ in self._procs:
             assert proc.stdin is not None
             with contextlib.suppress(OSError):  # a helper that already failed says why below
                 proc.stdin.write(f"{GO}\n".encode())
                 proc.stdin.close()
-        stats = drain(ws, ledger, transport, ours)
+        stats = drain(ctx, transport, watch.ours)
         while any(proc.poll() is None for proc, _, _ in self._procs):
-            if ws.stopping.is_set():  # stopped by a signal: the helpers stop as this one did
+            if ctx.stopping.is_set():  # stopped by a signal: the helpers stop as this one did
                 for proc, _, _ in self._procs:
                     if proc.poll() is None:
                         proc.terminate()
-            time.sleep(0.05)  # real processes run on real time, whatever ws.clock says
-            catch_up()
-        next_look = 0.0
-        catch_up()
+            time.sleep(0.05)  # real processes run on real time, whatever ctx.clock says
+            watch.catch_up()
+        watch.catch_up(at_once=True)
         # Every helper's report counts, even one that stopped or failed: the command prints
         # what was done, then says which helper stopped and why.
         for number, (proc, out, err) in enumerate(self._procs, start=1):
-            out.seek(0)
-            err.seek(0)
-            lines = out.read().decode("utf-8", "replace").strip().splitlines()
-            try:
-                summary = json.loads(lines[-1]) if lines else {}
-            except ValueError:  # it died while writing its report: say so below
-                summary = {}
-            for key in ("sent", "retry", "failed", "uncertain", "recovered_uncertain"):
-                setattr(stats, key, getattr(stats, key) + int(summary.get(key, 0)))
-            stats.problems += [Outcome(*problem) for problem in summary.get("problems", [])]
-            why = summary.get("stopped")
-            if proc.returncode != 0 and not why:
-                why = err.read().decode("utf-8", "replace").strip() or f"exit {proc.returncode}"
-            if why and why != stats.stopped:
-                note = f"helper {number} stopped: {why}"
-                stats.stopped = f"{stats.stopped}; {note}" if stats.stopped else note
+            _add_report(stats, number, proc.returncode, out, err)
         return stats
+
+
+class _Progress:
+    """This process's outcomes as they come, and the helpers' as the ledger counts them."""
+
+    def __init__(self, ledger: Ledger, progress: Progress | None) -> None:
+        self.ledger = ledger
+        self.progress = progress
+        self.baseline = self._done()
+        self.own = self.others = 0
+        self.next_look = time.monotonic()
+
+    def _done(self) -> int:
+        counts = self.ledger.counts()
+        return sum(counts[s] for s in _DONE)
+
+    def ours(self, outcome: Outcome) -> None:
+        self.own += 1
+        if self.progress is not None:
+            self.progress(outcome)
+        self.catch_up()
+
+    def catch_up(self, *, at_once: bool = False) -> None:
+        if self.progress is None or (not at_once and time.monotonic() < self.next_look):
+            return
+        self.next_look = time.monotonic() + 0.5
+        now_others = self._done() - self.baseline - self.own
+        for _ in range(now_others - self.others):
+            self.progress(Outcome("(workers)", S.sent, ""))
+        self.others = max(self.others, now_others)
+
+
+def _add_report(stats: DrainStats, number: int, code: int, out: IO[bytes], err: IO[bytes]) -> None:
+    """Add helper `number`'s report (its last line of JSON) to `stats`, and why it stopped."""
+    out.seek(0)
+    err.seek(0)
+    lines = out.read().decode("utf-8", "replace").strip().splitlines()
+    try:
+        summary = json.loads(lines[-1]) if lines else {}
+    except ValueError:  # it died while writing its report: say so below
+        summary = {}
+    for key in COUNTED:
+        setattr(stats, key, getattr(stats, key) + int(summary.get(key, 0)))
+    stats.problems += [Outcome(*problem) for problem in summary.get("problems", [])]
+    why = summary.get("stopped")
+    if code != 0 and not why:
+        why = err.read().decode("utf-8", "replace").strip() or f"exit {code}"
+    if why and why != stats.stopped:
+        note = f"helper {number} stopped: {why}"
+        stats.stopped = f"{stats.stopped}; {note}" if stats.stopped else note

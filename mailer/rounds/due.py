@@ -18,9 +18,11 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from mailer.campaign import Rule
-from mailer.delivery.drain import DrainStats, drain
+from mailer.delivery.drain import drain_due
+from mailer.delivery.stats import DrainStats
 from mailer.models import RoundRun
 from mailer.rounds.audience import audience_ids
+from mailer.rounds.context import delivery_context
 from mailer.rounds.send import SendReport, iter_invitees, send_round
 from mailer.thai import thai_date, thai_time
 from mailer.versions import pending_change
@@ -72,9 +74,18 @@ def _recorded(ws: Workspace) -> dict[tuple[str, datetime], tuple[str, str]]:
     return {(r.rule_id, r.due_at): (r.status, r.note) for r in rows}
 
 
-def _record(
-    ws: Workspace, rule: Rule, due: datetime, status: str, enqueued: int, note: str
-) -> None:
+@dataclass(frozen=True)
+class _Ran:
+    """What became of one round due at one time (a `round_run` row)."""
+
+    rule: Rule
+    due: datetime
+    status: str  # done | missed | cancelled
+    note: str
+    enqueued: int = 0
+
+
+def _record(ws: Workspace, ran: _Ran) -> None:
     ledger = ws.ledger()
     insert = pg_insert if ledger.engine.dialect.name == "postgresql" else sqlite_insert
     with ledger.engine.begin() as conn:
@@ -83,11 +94,11 @@ def _record(
             .on_conflict_do_nothing()
             .values(
                 campaign_id=ledger.campaign_id,
-                rule_id=rule.id,
-                due_at=due,
-                status=status,
-                enqueued=enqueued,
-                note=note,
+                rule_id=ran.rule.id,
+                due_at=ran.due,
+                status=ran.status,
+                enqueued=ran.enqueued,
+                note=ran.note,
                 recorded_at=ws.clock(),
             )
         )
@@ -162,21 +173,19 @@ def due_pass(ws: Workspace) -> list[PassEvent]:
                 f"missed: due {due.astimezone(campaign.timezone):%Y-%m-%d %H:%M}, the scheduler "
                 f"was not running until after its {rule.catch_up} catch-up window"
             )
-            _record(ws, rule, due, "missed", 0, note)
+            _record(ws, _Ran(rule, due, "missed", note))
             events.append(PassEvent(rule.id, due, "missed"))
             continue
         if cancelled:
-            _record(ws, rule, due, "cancelled", 0, "not sent: the event was cancelled")
+            _record(ws, _Ran(rule, due, "cancelled", "not sent: the event was cancelled"))
             events.append(PassEvent(rule.id, due, "cancelled"))
             continue
         report = send_round(ws, rule.ledger_kind)
-        _record(ws, rule, due, "done", report.enqueued, f"{report.drain.sent} sent")
+        _record(ws, _Ran(rule, due, "done", f"{report.drain.sent} sent", report.enqueued))
         events.append(PassEvent(rule.id, due, "done", report))
     ledger = ws.ledger()
     if not cancelled and ledger.due_count():  # retries now due, the rest of a capped round
-        with ws.transport() as transport:
-            ledger.guard_server(transport.server_id, allow_new=False)
-            stats = drain(ws, ledger, transport)
+        stats = drain_due(delivery_context(ws))
         events.append(PassEvent("(due messages)", now, "drained", stats=stats))
     return events
 
@@ -187,5 +196,6 @@ def run_now(ws: Workspace, rule_id: str, *, dry_run: bool = False) -> SendReport
     report = send_round(ws, rule.ledger_kind, dry_run=dry_run)
     due = rule.due_at(ws.campaign.event, ws.campaign.timezone)
     if not dry_run and due is not None and (rule.id, due) not in _recorded(ws):
-        _record(ws, rule, due, "done", report.enqueued, f"run by hand: {report.drain.sent} sent")
+        note = f"run by hand: {report.drain.sent} sent"
+        _record(ws, _Ran(rule, due, "done", note, report.enqueued))
     return report

@@ -10,15 +10,18 @@ import contextlib
 import itertools
 from collections.abc import Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 from sqlalchemy import Engine, or_, true
 from sqlmodel import col, select
 
 from mailer.compose import OutgoingMail
 from mailer.db import reader, session
-from mailer.delivery.drain import DrainStats, Progress, drain
-from mailer.delivery.transport import PermanentFailure, TemporaryFailure
+from mailer.delivery.answers import Deferred, Refused, Uncertain
+from mailer.delivery.context import connected
+from mailer.delivery.drain import drain
+from mailer.delivery.ledger import Ledger
+from mailer.delivery.stats import DrainStats, Progress
 from mailer.delivery.workers import Workers
 from mailer.errors import MailerError, TransportError
 from mailer.identity import TEST, new_message_id
@@ -27,6 +30,7 @@ from mailer.kinds import LedgerKind
 from mailer.models import Invitee, split_emails
 from mailer.rounds.announce import Announcement, announce
 from mailer.rounds.audience import audience_ids, declined_or_bounced
+from mailer.rounds.context import delivery_context
 from mailer.versions import first_version, pending_change
 from mailer.workspace import Workspace
 
@@ -89,29 +93,56 @@ def iter_invitees(engine: Engine, only: Sequence[str] = ()) -> Iterator[InviteeR
             result.close()
 
 
+class RoundOptions(TypedDict, total=False):
+    """How `send_round` runs a round (each optional)."""
+
+    only: Sequence[str]  # invitee ids, province codes or names, agency codes
+    limit: int | None  # enqueue at most this many new messages
+    dry_run: bool  # write nothing, send nothing: say what would happen
+    new_server: bool  # accept an SMTP server other than the one the ledger used
+    workers: int  # sender processes draining together (this one and helpers)
+    worker_env: Mapping[str, str] | None  # the helpers' environment
+
+
+@dataclass(frozen=True)
+class _Round:
+    kind: str
+    only: Sequence[str] = ()
+    limit: int | None = None
+    dry_run: bool = False
+    new_server: bool = False
+    workers: int = 1
+    worker_env: Mapping[str, str] | None = None
+
+
 def send_round(
-    ws: Workspace,
-    kind: str,
-    *,
-    only: Sequence[str] = (),
-    limit: int | None = None,
-    dry_run: bool = False,
-    new_server: bool = False,
-    progress: Progress | None = None,
-    workers: int = 1,
-    worker_env: Mapping[str, str] | None = None,
+    ws: Workspace, kind: str, *, progress: Progress | None = None, **options: Unpack[RoundOptions]
 ) -> SendReport:
+    """Choose the invitees, enqueue what is missing (idempotent), then drain everything
+    that is due (with `workers` > 1, helper processes drain with this one)."""
+    chosen = _Round(kind, **options)
     campaign = ws.campaign
     campaign.message_kind(kind)  # an unknown kind stops here, before any worker starts
     sessions = ws.settings.limits.sessions
-    if workers > sessions:
+    if chosen.workers > sessions:
         raise MailerError(
-            f"--workers {workers} would open more SMTP sessions than the {sessions} allowed "
-            f"(MAILER_MAX_SESSIONS, preset {ws.settings.rate_preset}); use --workers {sessions} "
-            "or fewer"
+            f"--workers {chosen.workers} would open more SMTP sessions than the {sessions} "
+            f"allowed (MAILER_MAX_SESSIONS, preset {ws.settings.rate_preset}); use --workers "
+            f"{sessions} or fewer"
         )
-    ledger = ws.ledger()
-    pending = pending_change(ledger, campaign.event, campaign.timezone)
+    _refuse_a_stale_event(ws, kind)
+    if chosen.workers == 1 or chosen.dry_run:
+        return _queue_and_send(ws, chosen, progress, None)
+    # The helpers start now and wait: their start-up overlaps the queuing below.
+    with Workers(chosen.workers - 1, chosen.worker_env or {}) as pool:
+        return _queue_and_send(ws, chosen, progress, pool)
+
+
+def _refuse_a_stale_event(ws: Workspace, kind: str) -> None:
+    """Nothing goes out for a cancelled event, and no invitation for an event that moved
+    since the invitations went out (`send update` first)."""
+    campaign = ws.campaign
+    pending = pending_change(ws.ledger(), campaign.event, campaign.timezone)
     if pending is not None and pending.cancelled:
         raise MailerError(
             f"the event was cancelled (SEQUENCE {pending.sequence}); nothing more is sent for it"
@@ -122,88 +153,100 @@ def send_round(
             f"({pending.describe()}). Run `mailer send update` first: it tells the offices "
             "that have the invitation, and the invitations still to go then carry the change"
         )
-    if workers == 1 or dry_run:
-        return _queue_and_send(ws, kind, only, limit, dry_run, new_server, progress, None)
-    # The helpers start now and wait: their start-up overlaps the queuing below.
-    with Workers(workers - 1, worker_env or {}) as pool:
-        return _queue_and_send(ws, kind, only, limit, dry_run, new_server, progress, pool)
 
 
 def _queue_and_send(
-    ws: Workspace,
-    kind: str,
-    only: Sequence[str],
-    limit: int | None,
-    dry_run: bool,
-    new_server: bool,
-    progress: Progress | None,
-    pool: Workers | None,
+    ws: Workspace, chosen: _Round, progress: Progress | None, pool: Workers | None
 ) -> SendReport:
-    campaign = ws.campaign
-    message_kind = campaign.message_kind(kind)
-    ledger = ws.ledger()
-    members: set[str] | None = None
-    parsed = LedgerKind.parse(kind)
-    if parsed.name == "reminder":
-        members = audience_ids(ledger, campaign.rule(parsed.rule).audience)
-
-    def chosen() -> Generator[tuple[str, str], None, None]:
-        for invitee_id, recipients in iter_recipients(ws.engine, only):
-            if members is None or invitee_id in members:
-                yield invitee_id, recipients
-
-    existing = ledger.existing(kind)
-    selected = fresh = 0
-    for invitee_id, _ in chosen():
-        selected += 1
-        fresh += invitee_id not in existing
-    server = ws.settings.smtp.server_id
-    if not selected:
-        if members is not None:  # a round whose audience is empty right now: nothing to do
-            return SendReport(kind, server, 0, 0, 0, dry_run, totals=ledger.counts(kind))
-        if only:
-            raise MailerError(
-                f"no invitee matches --only {' '.join(only)}; give an invitee id (TH-50-agri), "
-                "a province code (TH-50) or name, or an agency code (agri)"
-            )
-        raise MailerError("the invitee list is empty; run `mailer import contacts.csv` first")
-    report = SendReport(
-        kind=kind,
-        server=server,
-        selected=selected,
-        enqueued=min(fresh, limit) if limit is not None else fresh,
-        already_in_ledger=selected - fresh,
-        dry_run=dry_run,
-    )
+    kind, ledger = chosen.kind, ws.ledger()
+    rows = _Audience(ws, chosen)
+    report = rows.report(ledger)
+    if report.selected == 0 and rows.members is None:
+        raise _nothing_chosen(chosen.only)
+    if report.selected == 0:  # a round whose audience is empty right now: nothing to do
+        report.totals = ledger.counts(kind)
+        return report
+    sequence = ledger.campaign_state().sequence if not chosen.dry_run else 0
     # Render one letter before touching anything: a template error stops here, cleanly. (Only
     # the letter: an office whose message cannot be built fails alone, in the drain.)
-    sequence = ledger.campaign_state().sequence if not dry_run else 0
-    with contextlib.closing(chosen()) as rows:  # close the cursor behind it at once
-        sample_id = next(rows)[0]
+    sample_id = rows.first()
     sample = next(i for i in select_invitees(ws.engine, [sample_id]) if i.invitee_id == sample_id)
-    ws.composer.letter(sample, message_kind.template)
-    if dry_run:
+    ws.composer.letter(sample, ws.campaign.message_kind(kind).template)
+    if chosen.dry_run:
         report.due = ledger.due_count() + report.enqueued
         report.totals = ledger.counts(kind)
         return report
-    with ws.transport() as transport:
-        ledger.guard_server(server, allow_new=new_server)
-        if kind == "invitation":
-            first_version(ledger, campaign.event)
-        new = (row for row in chosen() if row[0] not in existing)
-        report.enqueued = ledger.enqueue(
-            itertools.islice(new, limit),
-            kind,
-            sequence,
-            lambda invitee_id: new_message_id(campaign, invitee_id, kind),
-        )
+    ctx = delivery_context(ws)
+    with connected(ctx, allow_new=chosen.new_server) as transport:
+        report.enqueued = _enqueue(ws, chosen, rows, sequence)
         report.due = ledger.due_count()
         if pool is None:
-            report.drain = drain(ws, ledger, transport, progress)
+            report.drain = drain(ctx, transport, progress)
         else:
-            report.drain = pool.drain(ws, ledger, transport, progress)
+            report.drain = pool.drain(ctx, transport, progress)
     report.totals = ledger.counts(kind)
     return report
+
+
+class _Audience:
+    """The invitees a round is for: those chosen by `only`, and of a reminder only those
+    in its rule's audience now; each as (invitee id, recipients), read afresh each time."""
+
+    def __init__(self, ws: Workspace, chosen: _Round) -> None:
+        self.ws, self.chosen = ws, chosen
+        parsed = LedgerKind.parse(chosen.kind)
+        self.members: set[str] | None = None
+        if parsed.name == "reminder":
+            self.members = audience_ids(ws.ledger(), ws.campaign.rule(parsed.rule).audience)
+        self.existing = ws.ledger().existing(chosen.kind)
+
+    def __iter__(self) -> Generator[tuple[str, str], None, None]:
+        for invitee_id, recipients in iter_recipients(self.ws.engine, self.chosen.only):
+            if self.members is None or invitee_id in self.members:
+                yield invitee_id, recipients
+
+    def first(self) -> str:
+        with contextlib.closing(iter(self)) as rows:  # close the cursor behind it at once
+            return next(rows)[0]
+
+    def report(self, ledger: Ledger) -> SendReport:
+        """How many are chosen and how many are new, before anything is written."""
+        selected = fresh = 0
+        for invitee_id, _ in self:
+            selected += 1
+            fresh += invitee_id not in self.existing
+        limit = self.chosen.limit
+        return SendReport(
+            kind=self.chosen.kind,
+            server=self.ws.settings.smtp.server_id,
+            selected=selected,
+            enqueued=min(fresh, limit) if limit is not None else fresh,
+            already_in_ledger=selected - fresh,
+            dry_run=self.chosen.dry_run,
+        )
+
+
+def _nothing_chosen(only: Sequence[str]) -> MailerError:
+    if only:
+        return MailerError(
+            f"no invitee matches --only {' '.join(only)}; give an invitee id (TH-50-agri), "
+            "a province code (TH-50) or name, or an agency code (agri)"
+        )
+    return MailerError("the invitee list is empty; run `mailer import contacts.csv` first")
+
+
+def _enqueue(ws: Workspace, chosen: _Round, rows: _Audience, sequence: int) -> int:
+    """Queue the round's new rows (at most `limit`) at event version `sequence`."""
+    campaign, kind, ledger = ws.campaign, chosen.kind, ws.ledger()
+    if kind == "invitation":
+        first_version(ledger, campaign.event)
+    new = (row for row in rows if row[0] not in rows.existing)
+    return ledger.enqueue(
+        itertools.islice(new, chosen.limit),
+        kind,
+        sequence,
+        lambda invitee_id: new_message_id(campaign, invitee_id, kind),
+    )
 
 
 def send_announcement(
@@ -222,10 +265,10 @@ def send_announcement(
         return result, DrainStats()
     template = "cancel" if cancel else "update"
     ws.composer.renderer(template)  # a missing or broken template stops here, cleanly
-    with ws.transport() as transport:
-        ledger.guard_server(transport.server_id, allow_new=new_server)
+    ctx = delivery_context(ws)
+    with connected(ctx, allow_new=new_server) as transport:
         result = announce(ledger, ws.campaign, cancel=cancel, dry_run=False, declined=declined)
-        return result, drain(ws, ledger, transport, progress)
+        return result, drain(ctx, transport, progress)
 
 
 @dataclass(frozen=True)
@@ -245,8 +288,6 @@ def send_test(ws: Workspace, address: str, only: Sequence[str] = ()) -> TestSend
     """
     from email_validator import EmailNotValidError, validate_email
 
-    from mailer.delivery.transport import Unknown
-
     try:
         address = validate_email(address, check_deliverability=False).normalized
     except EmailNotValidError as exc:
@@ -263,18 +304,15 @@ def send_test(ws: Workspace, address: str, only: Sequence[str] = ()) -> TestSend
         OutgoingMail(sample, rule.template, message_id, 0, test=True), ws.clock()
     )
     with ws.transport() as transport:
-        try:
-            delivered = transport.send(message.envelope_from, message.recipients, message.data)
-        except (TemporaryFailure, PermanentFailure) as failure:
-            raise TransportError(
-                f"the server did not accept the sample: {failure.reply}"
-            ) from failure
-        except Unknown as unknown:
-            raise TransportError(
-                f"the sample to {address} was handed over to {transport.server_id}, but no "
-                f"clear answer came back ({unknown.reply.text}). It may or may not have been "
-                f"delivered: check the mailbox of {address} before sending another sample"
-            ) from unknown
+        result = transport.send(message.envelope_from, message.recipients, message.data)
+    if isinstance(result, Deferred | Refused):
+        raise TransportError(f"the server did not accept the sample: {result.reply}")
+    if isinstance(result, Uncertain):
+        raise TransportError(
+            f"the sample to {address} was handed over to {transport.server_id}, but no "
+            f"clear answer came back ({result.reply.text}). It may or may not have been "
+            f"delivered: check the mailbox of {address} before sending another sample"
+        )
     return TestSend(
-        sample.invitee_id, address, message.subject, str(delivered.reply), transport.server_id
+        sample.invitee_id, address, message.subject, str(result.reply), transport.server_id
     )
