@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mailer.compose import OutgoingMail
-from mailer.errors import MailerError, cut
+from mailer.errors import MailerError, cut, some
 from mailer.invitees.addresses import AddressProblem, ascii_address
 from mailer.invitees.importing import InviteeRecord, read_contacts
 from mailer.rounds.send import select_invitees
@@ -78,8 +78,7 @@ def run_check(ws: Workspace, contacts_file: Path | None = None) -> CheckReport:
         if invitees:
             report.notes.append(f"template {template}: rendered for {len(invitees)} invitee(s)")
     for message, ids in failures.items():
-        shown = ", ".join(ids[:5]) + (f" and {len(ids) - 5} more" if len(ids) > 5 else "")
-        report.errors.append(f"{message.replace('{invitee}', ids[0])} (affects {shown})")
+        report.errors.append(f"{message.replace('{invitee}', ids[0])} (affects {some(ids)})")
     _event_changes(ws, report)
     return report
 

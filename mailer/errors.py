@@ -6,6 +6,8 @@ The CLI turns any `MailerError` into `Error: <message>` and exit code 1, in one 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 
 class MailerError(Exception):
     """A problem the user can fix; the message tells them how."""
@@ -55,9 +57,19 @@ class LedgerError(MailerError):
     """A ledger operation was refused (e.g. a different SMTP server than before)."""
 
 
-def cut(value: str, limit: int = 60) -> str:
+def cut(value: str, limit: int = 60, *, flat: bool = False) -> str:
     """A value from data as a message may show it: whole if short, else its first `limit`
-    characters and its length, so a hostile field is never printed back whole."""
+    characters and its length, so a hostile field is never printed back whole. `flat`: runs
+    of white space (line breaks included) become one space first."""
+    if flat:
+        value = " ".join(value.split())
     if len(value) <= limit:
         return value
     return f"{value[:limit]}… ({len(value):,} characters)"
+
+
+def some(names: Iterable[str], shown: int = 5) -> str:
+    """The first few names, and how many more (a list of 100,000 is not a message)."""
+    names = list(names)
+    more = f" and {len(names) - shown:,} more" if len(names) > shown else ""
+    return ", ".join(names[:shown]) + more

@@ -9,7 +9,7 @@ import re
 
 import idna
 
-from mailer.redact import cut
+from mailer.errors import cut
 
 
 def is_loopback_host(host: str) -> bool:

@@ -7,10 +7,7 @@ from __future__ import annotations
 
 import re
 
-
-def cut(value: str, limit: int = 60) -> str:
-    """A value from outside, short enough to quote in a message."""
-    return value if len(value) <= limit else f"{value[:limit]}… ({len(value)} characters)"
+from mailer.errors import cut
 
 
 def _userinfo(url: str) -> tuple[str, str, str] | None:

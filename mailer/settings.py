@@ -20,9 +20,9 @@ from dotenv.parser import parse_stream
 
 from mailer.delivery.pacing import PRESETS, RateLimits
 from mailer.errors import SettingsError
+from mailer.errors import cut as cut
 from mailer.hosts import host_problem
 from mailer.hosts import is_loopback_host as is_loopback_host  # also reached from here
-from mailer.redact import cut as cut
 from mailer.redact import hide_secrets as hide_secrets
 from mailer.redact import shown_url as shown_url
 

@@ -214,5 +214,5 @@ def test_a_long_odd_answer_is_cut_in_the_ledger(make_ws) -> None:
     _problems, rows = _run(make_ws, script)
     reply = rows[A].last_reply or ""
     assert rows[A].delivery == "uncertain"
-    assert "… (1801 characters)" in reply, reply
+    assert "… (1,801 characters)" in reply, reply
     assert len(reply) < 400, reply

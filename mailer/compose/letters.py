@@ -27,7 +27,7 @@ from jinja2.runtime import Context
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from mailer import thai
-from mailer.errors import TemplateProblem
+from mailer.errors import TemplateProblem, cut
 
 PARTS = ("subject.txt", "body.txt", "body.html")
 
@@ -228,14 +228,15 @@ def render_problem(exc: Exception, templates_dir: Path, where: str, who: str) ->
     """Any error a template made while rendering, as a `TemplateProblem` naming the
     innermost template file and line (`where` when no template frame is found)."""
     where = _template_line(exc.__traceback__, templates_dir) or where
+    said = cut(str(exc), 120, flat=True)  # the error may quote a value from the data
     if isinstance(exc, jinja2.UndefinedError):
         return TemplateProblem(
-            f"{where}: {_cut(exc.message or str(exc))} (rendering for {who}); "
+            f"{where}: {cut(exc.message or str(exc), 120, flat=True)} (rendering for {who}); "
             "check the name against the template guide in README.md"
         )
     if isinstance(exc, SecurityError):
         return TemplateProblem(
-            f"{where}: not allowed in a template: {_cut(str(exc))} (rendering for {who}); "
+            f"{where}: not allowed in a template: {said} (rendering for {who}); "
             "templates run sandboxed: use the values and filters of the template guide "
             "in README.md"
         )
@@ -245,8 +246,8 @@ def render_problem(exc: Exception, templates_dir: Path, where: str, who: str) ->
             f"(rendering for {who}); a letter extends _layout.html or _layout.txt"
         )
     if isinstance(exc, jinja2.TemplateError):
-        return TemplateProblem(f"{where}: {_cut(str(exc))} (rendering for {who})")
-    return TemplateProblem(f"{where}: {type(exc).__name__}: {_cut(str(exc))} (rendering for {who})")
+        return TemplateProblem(f"{where}: {said} (rendering for {who})")
+    return TemplateProblem(f"{where}: {type(exc).__name__}: {said} (rendering for {who})")
 
 
 def _template_line(tb: TracebackType | None, folder: Path) -> str | None:
@@ -260,9 +261,3 @@ def _template_line(tb: TracebackType | None, folder: Path) -> str | None:
             found = f"{filename}, line {tb.tb_lineno}"
         tb = tb.tb_next
     return found
-
-
-def _cut(text: str, limit: int = 120) -> str:
-    """An error's text may quote a value from the data: never more than `limit` of it."""
-    text = " ".join(text.split())
-    return text if len(text) <= limit else f"{text[:limit]}… ({len(text)} characters)"

@@ -15,7 +15,7 @@ from sqlalchemy import select
 
 from mailer.delivery.ledger import Ledger
 from mailer.delivery.reads import D
-from mailer.errors import LedgerError
+from mailer.errors import LedgerError, some
 from mailer.kinds import CANCEL
 from mailer.models import DeliveryState
 from mailer.settings import cut
@@ -90,11 +90,8 @@ def requeue(
         f"invitee {cut(i, 40)!r}" for i in invitees if i not in {r.invitee_id for r in rows}
     ]
     if unknown:
-        shown = ", ".join(unknown[:5]) + (
-            f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""
-        )
         raise LedgerError(
-            f"nothing was queued: there is no {shown} in the ledger; "
+            f"nothing was queued: there is no {some(unknown)} in the ledger; "
             "`mailer deliveries` lists the delivery ids and invitee ids"
         )
     chosen = [

@@ -18,6 +18,8 @@ import smtplib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from mailer.errors import cut
+
 
 @dataclass(frozen=True)
 class SmtpReply:
@@ -31,7 +33,7 @@ class SmtpReply:
     def of(cls, code: int, message: bytes | str) -> SmtpReply:
         """The server's words on one line, cut (a reply may run to thousands of lines)."""
         text = message.decode("utf-8", "replace") if isinstance(message, bytes) else message
-        return cls(code, _cut(" ".join(text.split()), 200))
+        return cls(code, cut(text, 200, flat=True))
 
     @property
     def positive(self) -> bool:
@@ -220,7 +222,3 @@ def described(reply: SmtpReply) -> str:
         shown = f": {reply.text!r}" if reply.text else ""
         return f"a line without a reply code, or lines with two codes{shown}"
     return repr(str(reply))
-
-
-def _cut(text: str, limit: int) -> str:
-    return text if len(text) <= limit else f"{text[:limit]}… ({len(text)} characters)"

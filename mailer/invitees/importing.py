@@ -17,8 +17,9 @@ from sqlalchemy import Engine
 from sqlmodel import select
 
 from mailer.db import session
+from mailer.errors import some
 from mailer.invitees.records import RECORD_COLUMNS, InviteeColumns, InviteeRecord
-from mailer.invitees.validation import COLUMNS, ImportReport, RowProblem, read_contacts, some
+from mailer.invitees.validation import COLUMNS, ImportReport, RowProblem, read_contacts
 from mailer.models import Invitee, split_emails
 
 __all__ = [  # the invitee values and the validation are also reached from here, as before

@@ -11,11 +11,11 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mailer.errors import ContactsError, cut
+from mailer.errors import ContactsError, cut, some
 from mailer.invitees.addresses import NeedsSmtpUtf8, NotAnAddress, ascii_address
 from mailer.invitees.files import SourceRow, read_rows
 from mailer.invitees.records import InviteeRecord
@@ -329,13 +329,6 @@ def _addresses(field: str, reserved: Mapping[str, str], problems: list[str]) -> 
             continue
         addresses.append(address)
     return addresses
-
-
-def some(names: Iterable[str], shown: int = 5) -> str:
-    """The first few names, and how many more (a list of 100,000 is not a message)."""
-    names = list(names)
-    more = f" and {len(names) - shown:,} more" if len(names) > shown else ""
-    return ", ".join(names[:shown]) + more
 
 
 def _once_each(addresses: list[str]) -> tuple[str, ...]:
