@@ -7,13 +7,11 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from typing import IO, NoReturn, TypeVar
 
 from mailer.delivery.context import DeliveryContext
@@ -22,28 +20,9 @@ from mailer.delivery.ledger import Ledger
 from mailer.delivery.stats import COUNTED, DrainStats, Outcome, Progress
 from mailer.delivery.transport import SmtpTransport
 from mailer.models import DeliveryState
+from mailer.signals import stop_on_signals as stop_on_signals
 
 S = DeliveryState
-
-
-@contextlib.contextmanager
-def stop_on_signals(stopping: threading.Event) -> Iterator[None]:
-    """While inside, SIGTERM and SIGINT stop sending between messages: the message in hand
-    is finished and recorded first, the rest stay queued. The previous handlers come back
-    afterwards. (Signals reach only the main thread; elsewhere this does nothing.)"""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def on_signal(signum: int, frame: object) -> None:
-        stopping.set()
-
-    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
 
 
 GO = "go"  # what a helper waits for on stdin before it sends anything

@@ -13,12 +13,10 @@ from __future__ import annotations
 
 import fcntl
 import os
-import signal
 import threading
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
-from types import FrameType
 
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -28,6 +26,7 @@ from sqlalchemy.engine import Connection, make_url
 from mailer.errors import MailerError
 from mailer.rounds.due import due_pass
 from mailer.rounds.standby import NO_STANDBY, Presence, SchedulerBusy, record_pass  # standby (#14)
+from mailer.signals import stop_on_signals
 from mailer.workspace import Workspace
 
 Log = Callable[[str], None]
@@ -149,36 +148,28 @@ def run_scheduler(ws: Workspace, log: Log, sweep: timedelta = timedelta(minutes=
     presence = Presence(ws, log)  # standby (#14): on PostgreSQL, wait here for the lock
     if not presence.acquire(lock):
         return  # stopped while standing by
-    stop = threading.Event()
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        log(f"{signal.Signals(signum).name}: finishing the message in hand, then stopping")
-        ws.stopping.set()
-        stop.set()
-
-    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
-    scheduler = BackgroundScheduler(
-        timezone=ws.campaign.timezone,
-        jobstores={"default": SQLAlchemyJobStore(engine=ws.engine)},
-        job_defaults={"coalesce": True, "max_instances": 1},
-    )
-    _ACTIVE = (ws, log)
-    try:
-        scheduler.start()
-        log(f"scheduler for campaign {ws.campaign.id} started (pid {os.getpid()})")
-        tick()  # catch up at once on what came due while nothing was running
-        scheduler.add_job(
-            tick, "interval", seconds=sweep.total_seconds(), id=f"{ws.campaign.id}:sweep",
-            replace_existing=True, misfire_grace_time=None,
-        )  # fmt: skip
-        while not stop.is_set():
-            _sync_jobs(scheduler, ws)
-            stop.wait(sweep.total_seconds())
-    finally:
-        scheduler.shutdown(wait=True)
-        _ACTIVE = None
-        presence.stop()  # standby (#14)
-        lock.release()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-        log("scheduler stopped")
+    stop = ws.stopping  # SIGINT/SIGTERM: the message in hand is finished, then it stops
+    with stop_on_signals(stop, log, "finishing the message in hand, then stopping"):
+        scheduler = BackgroundScheduler(
+            timezone=ws.campaign.timezone,
+            jobstores={"default": SQLAlchemyJobStore(engine=ws.engine)},
+            job_defaults={"coalesce": True, "max_instances": 1},
+        )
+        _ACTIVE = (ws, log)
+        try:
+            scheduler.start()
+            log(f"scheduler for campaign {ws.campaign.id} started (pid {os.getpid()})")
+            tick()  # catch up at once on what came due while nothing was running
+            scheduler.add_job(
+                tick, "interval", seconds=sweep.total_seconds(), id=f"{ws.campaign.id}:sweep",
+                replace_existing=True, misfire_grace_time=None,
+            )  # fmt: skip
+            while not stop.is_set():
+                _sync_jobs(scheduler, ws)
+                stop.wait(sweep.total_seconds())
+        finally:
+            scheduler.shutdown(wait=True)
+            _ACTIVE = None
+            presence.stop()  # standby (#14)
+            lock.release()
+    log("scheduler stopped")

@@ -20,13 +20,11 @@ removes that one's row; one that stops cleanly keeps its row as `stopped`.
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import threading
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager, suppress
+from collections.abc import Callable, Sequence
+from contextlib import suppress
 from datetime import datetime, timedelta
-from types import FrameType
 from typing import TYPE_CHECKING, Any, Protocol
 
 from sqlalchemy import Engine, and_, delete, or_, select
@@ -37,6 +35,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from mailer.clock import Clock, utcnow
 from mailer.errors import MailerError
 from mailer.models import SchedulerState
+from mailer.signals import stop_on_signals
 
 if TYPE_CHECKING:
     from mailer.rounds.due import PassEvent
@@ -201,7 +200,7 @@ class Presence:
             f"standing by (pid {os.getpid()}): another scheduler holds this database; "
             f"trying again every {self.retry.total_seconds():g} s"
         )
-        with _stop_on_signals(self.ws.stopping, self.log):
+        with stop_on_signals(self.ws.stopping, self.log):
             while True:
                 self._watch_active()
                 if self.ws.stopping.wait(self.retry.total_seconds()):
@@ -335,20 +334,3 @@ def _inherited(rows: Sequence[Any]) -> dict[str, Any]:
             newest = max(dated, key=lambda r: getattr(r, at))
             values.update({f: getattr(newest, f) for f in fields})
     return values
-
-
-@contextmanager
-def _stop_on_signals(stopping: threading.Event, log: Log) -> Iterator[None]:
-    """SIGINT/SIGTERM while standing by: stop waiting (the scheduler's own handlers are
-    installed only once it is active)."""
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        log(f"{signal.Signals(signum).name}: stopping")
-        stopping.set()
-
-    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
