@@ -104,6 +104,16 @@ class Version:
     snapshot: Snapshot
     created_at: datetime | None = None  # when it was stored (the PDF letter's date)
 
+    @property
+    def cancels(self) -> bool:
+        """This version is the cancellation: nothing but it goes out after it."""
+        return self.reason == "cancel"
+
+
+def cancelled(found: list[Version]) -> bool:
+    """Whether the event's latest announced version (of `versions(...)`) is its cancellation."""
+    return bool(found) and found[-1].cancels
+
 
 def versions(ledger: Ledger) -> list[Version]:
     with ledger.reads.connect() as conn:
@@ -189,7 +199,6 @@ def pending_change(ledger: Ledger, event: Event, zone: ZoneInfo) -> PendingChang
     if not found:
         return None
     latest = found[-1]
-    cancelled = latest.reason == "cancel"
     return PendingChange(
-        latest.sequence, cancelled, diff(latest.snapshot, Snapshot.of(event), zone)
+        latest.sequence, latest.cancels, diff(latest.snapshot, Snapshot.of(event), zone)
     )

@@ -19,7 +19,7 @@ from mailer.errors import LedgerError, some
 from mailer.kinds import CANCEL
 from mailer.models import DeliveryState
 from mailer.settings import cut
-from mailer.versions import versions
+from mailer.versions import cancelled, versions
 
 S = DeliveryState
 STATES = tuple(s.value for s in DeliveryState)
@@ -127,8 +127,7 @@ def requeue(
 
 
 def _cancelled(ledger: Ledger) -> bool:
-    found = versions(ledger)
-    return bool(found) and found[-1].reason == "cancel"
+    return cancelled(versions(ledger))
 
 
 def resolve(ledger: Ledger, delivery_id: int, *, sent: bool) -> DeliveryRow:

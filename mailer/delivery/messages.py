@@ -12,7 +12,7 @@ from mailer.compose import ComposedMessage, Composer, OutgoingMail
 from mailer.delivery.ledger import Claim, Ledger
 from mailer.invitees.importing import InviteeRecord
 from mailer.kinds import CANCEL, LedgerKind
-from mailer.versions import Change, changes_at, event_at, versions
+from mailer.versions import Change, cancelled, changes_at, event_at, versions
 
 
 class RowMessages:
@@ -32,7 +32,7 @@ class RowMessages:
         `deliveries retry`) or was queued as the version moved still names its old one."""
         found = versions(self.ledger)
         self.current = found[-1].sequence if found else None
-        self.cancelled = bool(found) and found[-1].reason == "cancel"
+        self.cancelled = cancelled(found)
 
     def at_current(self, claim: Claim) -> Claim | str | int:
         """Whether `claim` goes out as it is (the claim), not at all (a str: why), or at

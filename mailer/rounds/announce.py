@@ -19,7 +19,7 @@ from mailer.delivery.ledger import Ledger
 from mailer.delivery.reads import D, went_out
 from mailer.errors import MailerError
 from mailer.identity import new_message_id
-from mailer.kinds import CANCEL
+from mailer.kinds import CANCEL, INVITATION
 from mailer.models import DeliveryState
 from mailer.versions import Change, pending_change, record_version
 
@@ -34,7 +34,7 @@ def _received(
     rows = conn.execute(
         select(D.invitee_id, D.recipients).where(
             D.campaign_id == ledger.campaign_id,
-            D.kind == "invitation",
+            D.kind == str(INVITATION),
             went_out(),
         )
     ).all()

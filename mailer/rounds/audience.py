@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import select
 
 from mailer.delivery.reads import D, went_out
+from mailer.kinds import INVITATION
 from mailer.replies.attendance import attendance
 from mailer.replies.statuses import Attendance
 
@@ -35,7 +36,7 @@ def audience_ids(ledger: Ledger, audience: str) -> set[str]:
             for r in conn.execute(
                 select(D.invitee_id).where(
                     D.campaign_id == ledger.campaign_id,
-                    D.kind == "invitation",
+                    D.kind == str(INVITATION),
                     went_out(),
                 )
             )

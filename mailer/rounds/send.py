@@ -26,7 +26,7 @@ from mailer.delivery.workers import Workers
 from mailer.errors import MailerError, TransportError
 from mailer.identity import TEST, new_message_id
 from mailer.invitees.importing import InviteeRecord
-from mailer.kinds import LedgerKind
+from mailer.kinds import INVITATION, LedgerKind
 from mailer.models import Invitee, split_emails
 from mailer.rounds.announce import Announcement, announce
 from mailer.rounds.audience import audience_ids, declined_or_bounced
@@ -147,7 +147,7 @@ def _refuse_a_stale_event(ws: Workspace, kind: str) -> None:
         raise MailerError(
             f"the event was cancelled (SEQUENCE {pending.sequence}); nothing more is sent for it"
         )
-    if kind == "invitation" and pending is not None and pending.significant:
+    if kind == str(INVITATION) and pending is not None and pending.significant:
         raise MailerError(
             f"the event in {campaign.path} is not the one the invitations went out with "
             f"({pending.describe()}). Run `mailer send update` first: it tells the offices "
@@ -238,7 +238,7 @@ def _nothing_chosen(only: Sequence[str]) -> MailerError:
 def _enqueue(ws: Workspace, chosen: _Round, rows: _Audience, sequence: int) -> int:
     """Queue the round's new rows (at most `limit`) at event version `sequence`."""
     campaign, kind, ledger = ws.campaign, chosen.kind, ws.ledger()
-    if kind == "invitation":
+    if kind == str(INVITATION):
         first_version(ledger, campaign.event)
     new = (row for row in rows if row[0] not in rows.existing)
     return ledger.enqueue(
