@@ -1,6 +1,6 @@
 """Each piece written by hand for speed gives what the library it replaces gives
 (README "What is written by hand, and what it buys"; the baselines and the measurements
-are in bench/handwritten.py)."""
+are in bench/handwritten/)."""
 
 from __future__ import annotations
 
@@ -18,15 +18,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import Engine, select
 
-from bench.handwritten import (
-    CAMPAIGN,
-    LEASE,
-    CoreLedger,
-    claim_concurrently,
-    fill_ledger,
-    smtplib_send,
-    stdlib_message,
-)
+from bench.handwritten.database import CAMPAIGN, LEASE, CoreLedger, claim_concurrently, fill_ledger
+from bench.handwritten.mime import stdlib_message
+from bench.handwritten.smtp import smtplib_send
 from mailer.campaign import Campaign, load_campaign
 from mailer.compose import Composer, OutgoingMail, mime
 from mailer.compose.mime import one_line
@@ -243,7 +237,7 @@ def test_concurrent_workers_claim_every_row_once(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'ledger.db'}"
     engine = open_database(url)
     fill_ledger(engine, 150)
-    claimed = [ids for ids, _ in claim_concurrently(url, 3, plain=False, threads=2)]
+    claimed = [ids for ids, _ in claim_concurrently(url, 3, plain=False, threads=2, batch=5)]
     every = [i for ids in claimed for i in ids]
     assert len(every) == len(set(every)) == 150
     assert all(len(ids) > 0 for ids in claimed)  # they did work side by side
