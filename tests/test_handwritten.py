@@ -8,6 +8,7 @@ import dataclasses
 import re
 import smtplib
 import string
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from functools import cache
@@ -16,7 +17,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, Text, cast, select
 
 from bench.handwritten.database import CAMPAIGN, LEASE, CoreLedger, claim_concurrently, fill_ledger
 from bench.handwritten.mime import stdlib_message
@@ -233,11 +234,16 @@ def test_an_ascii_subject_that_looks_like_an_encoded_word_reads_as_written() -> 
 
 @pytest.mark.slow
 def test_concurrent_workers_claim_every_row_once(tmp_path: Path) -> None:
-    """Three processes of two threads each, writing through the file lock at once."""
+    """Three processes of two threads each, writing through the file lock at once, with
+    SQLite's busy handler off: the lock hands SQLite over only once it is free (else a
+    writer would meet SQLite's lock: "database is locked" here, its sleeping busy handler
+    in mailer), no row is claimed twice and every one is settled."""
     url = f"sqlite:///{tmp_path / 'ledger.db'}"
     engine = open_database(url)
     fill_ledger(engine, 150)
-    claimed = [ids for ids, _ in claim_concurrently(url, 3, plain=False, threads=2, batch=5)]
+    claimed = [
+        ids for ids, _ in claim_concurrently(url, 3, plain=False, threads=2, batch=5, wait=False)
+    ]
     every = [i for ids in claimed for i in ids]
     assert len(every) == len(set(every)) == 150
     assert all(len(ids) > 0 for ids in claimed)  # they did work side by side
@@ -248,10 +254,12 @@ def test_concurrent_workers_claim_every_row_once(tmp_path: Path) -> None:
 # --- 3. Prepared statements on the driver's cursor against SQLAlchemy Core -------------
 
 
-def _rows(engine: Engine, campaign: str) -> list[dict[str, object]]:
-    """Every column of the campaign's rows, but those that name the row itself."""
+def _rows(engine: Engine, campaign: str, *, stored: bool = False) -> list[dict[str, object]]:
+    """Every column of the campaign's rows but those that name the row, as read back or
+    (`stored`) as the database keeps them, as text."""
     columns = [c for c in DELIVERIES.c if c.name not in {"id", "campaign_id", "message_id"}]
-    query = select(*columns).where(D.campaign_id == campaign).order_by(D.invitee_id)
+    chosen = [cast(c, Text).label(c.name) for c in columns] if stored else columns
+    query = select(*chosen).where(D.campaign_id == campaign).order_by(D.invitee_id)
     with engine.connect() as conn:
         return [dict(r._mapping) for r in conn.execute(query)]
 
@@ -270,39 +278,67 @@ def _settled(claim: Claim, n: int, at: datetime) -> Settled:
 
 
 def _run_steps(ledger: Ledger, clock: FakeClock) -> list[tuple[bool, bool]]:
-    """The same sequence of claims and steps, including ones that must change nothing (a
-    lease held by another owner, a version that moved), with the outcome of each."""
+    """The same claims and steps, with the outcome of each: every row settled one way, some
+    not at all (a lease held by another owner, a version that moved); then, an hour later,
+    the rows due again (retries, lost leases) claimed and settled as failed, which must
+    keep what the first attempt recorded (its sent_at and delivered_to)."""
     outcomes = []
     with ledger.stepping():
-        claims = ledger.claim("me", 12, LEASE)
-        for n, claim in enumerate(claims):
-            clock.advance(seconds=7)
-            wrong = dataclasses.replace(claim, sequence=claim.sequence + 1) if n == 3 else claim
-            owner = "someone-else" if n == 5 else "me"
-            went = ledger.step(owner, None, Sending(wrong, (f"{n}@x.example", "b@x.example"), "smtp:587"), LEASE)  # fmt: skip
-            clock.advance(seconds=1)
-            kept = ledger.step(owner, _settled(claim, n, clock()), None, LEASE)
-            outcomes.append((went, kept))
+        for attempt in (1, 2):
+            for n, claim in enumerate(ledger.claim("me", 12, LEASE)):
+                clock.advance(seconds=7)
+                moved = attempt == 1 and n == 3
+                wrong = dataclasses.replace(claim, sequence=claim.sequence + 1) if moved else claim
+                owner = "someone-else" if attempt == 1 and n == 5 else "me"
+                to = (f"{n}@x.example", "b@x.example")
+                went = ledger.step(owner, None, Sending(wrong, to, "smtp:587"), LEASE)
+                clock.advance(seconds=1)
+                if attempt == 1:
+                    settled = _settled(claim, n, clock())
+                else:
+                    settled = Settled(claim, "failed", "550 at last", clock())
+                outcomes.append((went, ledger.step(owner, settled, None, LEASE)))
+            clock.advance(hours=1)
     return outcomes
 
 
-def test_prepared_statements_change_rows_as_sqlalchemy_core_does(
-    database_url: str, clock: FakeClock
-) -> None:
+@pytest.fixture
+def both_ledgers(database_url: str, clock: FakeClock) -> Iterator[Engine]:
+    """The same claims and steps run by the ledger (campaign "raw") and by the ledger with
+    its two statements in SQLAlchemy Core (campaign "core"), on one database."""
     engine = open_database(database_url)
-    try:
-        fill_ledger(engine, 12, ("raw", "core"), clock)
-        start = clock.now
-        raw = _run_steps(Ledger(engine, "raw", clock), clock)
-        clock.now = start
-        core = _run_steps(CoreLedger(engine, "core", clock), clock)
-        assert raw == core
-        assert (False, True) in raw  # a version that moved: not marked sending
-        assert _rows(engine, "raw") == _rows(engine, "core")
-        states = {r["state"] for r in _rows(engine, "raw")}
-        assert {"sent", "retry_wait", "failed", "uncertain"} <= states
-    finally:
-        engine.dispose()
+    fill_ledger(engine, 12, ("raw", "core"), clock)
+    start = clock.now
+    raw = _run_steps(Ledger(engine, "raw", clock), clock)
+    clock.now = start
+    core = _run_steps(CoreLedger(engine, "core", clock), clock)
+    assert raw == core
+    assert (False, True) in raw  # a version that moved: not marked sending
+    yield engine
+    engine.dispose()
+
+
+def test_prepared_statements_change_rows_as_sqlalchemy_core_does(both_ledgers: Engine) -> None:
+    rows = _rows(both_ledgers, "raw")
+    assert rows == _rows(both_ledgers, "core")
+    assert {"sent", "failed", "uncertain"} <= {r["state"] for r in rows}
+    assert any(r["sent_at"] and r["state"] == "failed" for r in rows)  # kept from before
+
+
+def test_prepared_statements_store_times_as_sqlalchemy_core_does(
+    both_ledgers: Engine, request: pytest.FixtureRequest
+) -> None:
+    if both_ledgers.dialect.name == "sqlite":
+        request.applymarker(
+            pytest.mark.xfail(
+                strict=True,
+                reason="Prepared binds times through UTCDateTime's generic processor, so "
+                "sqlite3's default adapter writes them ('…02:00:08', deprecated in Python "
+                "3.12), not SQLAlchemy's SQLite DATETIME ('…02:00:08.000000'): "
+                "`UTCDateTime().dialect_impl(dialect).bind_processor(dialect)` would",
+            )
+        )
+    assert _rows(both_ledgers, "raw", stored=True) == _rows(both_ledgers, "core", stored=True)
 
 
 # --- 4. SMTP PIPELINING by hand against smtplib's sendmail -------------------------------

@@ -71,16 +71,31 @@ def send_all(ledger: Ledger, owner: str, batch: int = CLAIM_BATCH) -> list[int]:
     return claimed
 
 
+def _no_waiting(dbapi_connection: Any, _record: Any) -> None:
+    dbapi_connection.execute("PRAGMA busy_timeout=0")
+
+
 def claiming_process(  # noqa: PLR0913 - run through multiprocessing
-    url: str, owner: str, meet: Path, *, plain: bool, threads: int = 1, batch: int = CLAIM_BATCH
+    url: str,
+    owner: str,
+    meet: Path,
+    *,
+    plain: bool,
+    threads: int = 1,
+    batch: int = CLAIM_BATCH,
+    wait: bool = True,
 ) -> tuple[list[int], float]:
     """One worker process (run through multiprocessing): `threads` workers, each with its
-    own ledger and owner name, on one engine. Once ready it leaves a file in `meet` and
+    own ledger and owner name, on one engine (without SQLite's busy handler unless
+    `wait`). Once ready it leaves a file in `meet` and
     waits for a file named "go" there, so that all start together. Returns the ids
     claimed and the seconds it took."""
     import threading
 
     engine = plain_sqlite_engine(url) if plain else open_database(url)
+    if not wait:  # SQLite's busy handler off: meeting a writer is "database is locked"
+        event.listen(engine, "connect", _no_waiting)
+        engine.dispose()
     (meet / f"ready-{owner}").touch()
     while not (meet / "go").exists():
         time.sleep(0.005)
@@ -107,9 +122,10 @@ def claiming_process(  # noqa: PLR0913 - run through multiprocessing
 
 
 def claim_concurrently(
-    url: str, processes: int, *, plain: bool, threads: int = 1, batch: int = CLAIM_BATCH
+    url: str, processes: int, *, plain: bool, threads: int = 1, **options: Any
 ) -> list[tuple[list[int], float]]:
-    """`processes` claiming processes started together on the ledger at `url`."""
+    """`processes` claiming processes started together on the ledger at `url` (`options`
+    go to `claiming_process`)."""
     import multiprocessing
     import tempfile
 
@@ -122,7 +138,7 @@ def claim_concurrently(
             pool.apply_async(
                 claiming_process,
                 (url, f"w{n}", meet),
-                {"plain": plain, "threads": threads, "batch": batch},
+                {"plain": plain, "threads": threads, **options},
             )
             for n in range(processes)
         ]
