@@ -7,9 +7,6 @@ database is chosen with `DATABASE_URL` (PostgreSQL via psycopg).
 
 from __future__ import annotations
 
-import fcntl
-import os
-import threading
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -70,61 +67,15 @@ def _on_sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
 READ_ONLY = "mailer_read_only"
 
 
-class _WriterLock:
-    """Serialises SQLite writers across processes with an OS file lock.
-
-    SQLite's own busy handler sleeps at least a millisecond (then 2, 5, 10 …) each time a
-    writer finds the database locked; with several workers committing a message each,
-    that sleeping, not the work, sets the pace. `flock` hands the lock over as soon as it
-    is released. Read-only transactions (WAL readers) take no lock at all."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path.with_name(path.name + ".writer-lock")
-        self._fd: int | None = None
-        self._threads = threading.Lock()  # flock does not exclude threads of one process
-        self._local = threading.local()  # each thread's depth of nested write transactions
-
-    def begin(self, connection: Any) -> None:
-        if connection.get_execution_options().get(READ_ONLY):
-            connection.exec_driver_sql("BEGIN")
-            return
-        depth = getattr(self._local, "depth", 0)
-        if depth == 0:
-            self._threads.acquire()
-            if self._fd is None:
-                self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-            fcntl.flock(self._fd, fcntl.LOCK_EX)
-        self._local.depth = depth + 1
-        try:
-            connection.exec_driver_sql("BEGIN IMMEDIATE")
-        except BaseException:
-            self.end(connection)
-            raise
-
-    def commit(self, connection: Any) -> None:
-        self._finish(connection, "commit")
-
-    def rollback(self, connection: Any) -> None:
-        self._finish(connection, "rollback")
-
-    def _finish(self, connection: Any, how: str) -> None:
-        """SQLAlchemy fires "commit"/"rollback" *before* it ends the transaction: end it
-        here first, so the next writer gets the file lock only once SQLite is free (else it
-        would meet SQLite's lock and its sleeping busy handler after all). SQLAlchemy's own
-        commit or rollback that follows finds no transaction and does nothing."""
-        if not connection.get_execution_options().get(READ_ONLY):
-            getattr(connection.connection.dbapi_connection, how)()
-        self.end(connection)
-
-    def end(self, connection: Any) -> None:
-        depth = getattr(self._local, "depth", 0)
-        if connection.get_execution_options().get(READ_ONLY) or depth == 0:
-            return
-        self._local.depth = depth - 1
-        if depth == 1:
-            assert self._fd is not None
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
-            self._threads.release()
+def _begin(connection: Any) -> None:
+    """Every write transaction on SQLite is `BEGIN IMMEDIATE`: it takes the write lock at
+    the start, so a ledger claim never fails half-way on a lock upgrade; writers queue on
+    SQLite's busy handler (`busy_timeout`). Read-only transactions (`reader`) are a plain
+    deferred BEGIN: WAL readers never wait for writers."""
+    if connection.get_execution_options().get(READ_ONLY):
+        connection.exec_driver_sql("BEGIN")
+    else:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def open_database(url: str) -> Engine:
@@ -138,11 +89,8 @@ def open_database(url: str) -> Engine:
     if path is not None:
         _check_sqlite_file(path)
         engine = create_engine(url, connect_args={"timeout": 30})
-        lock = _WriterLock(path)
         event.listen(engine, "connect", _on_sqlite_connect)
-        event.listen(engine, "begin", lock.begin)
-        event.listen(engine, "commit", lock.commit)
-        event.listen(engine, "rollback", lock.rollback)
+        event.listen(engine, "begin", _begin)
     else:
         engine = create_engine(url, pool_pre_ping=True)
     # The driver's words go into the message with any password masked, and the driver's
@@ -245,8 +193,8 @@ def reader(engine: Engine) -> Engine:
 
 class Prepared:
     """A statement compiled once for the engine's dialect and run on the DBAPI cursor,
-    inside a transaction begun through SQLAlchemy (so the SQLite writer lock and BEGIN
-    IMMEDIATE apply as everywhere else).
+    inside a transaction begun through SQLAlchemy (so BEGIN IMMEDIATE applies as
+    everywhere else).
 
     The per-message hot path then skips SQLAlchemy's per-call cache lookup and execution
     set-up; with the connection kept open (as `Ledger.stepping` does) one step costs well under
@@ -257,7 +205,7 @@ class Prepared:
         compiled = text(sql).compile(dialect=dialect)
         self.sql = str(compiled)
         self.order = compiled.positiontup if compiled.positional else None
-        when = UTCDateTime().bind_processor(dialect)
+        when = UTCDateTime().dialect_impl(dialect).bind_processor(dialect)
         assert when is not None  # a TypeDecorator with process_bind_param always has one
         self._when = when
 

@@ -9,6 +9,16 @@ import re
 
 from mailer.errors import cut
 
+# Not "printable" to Python, but part of the text: a zero-width space (Thai word breaks),
+# the zero-width non-joiner and joiner (emoji sequences such as 👩‍💻), the word joiner.
+_ZERO_WIDTH = frozenset("\u200b\u200c\u200d\u2060")
+
+
+def printable(char: str) -> bool:
+    """Whether a character may stay in one line of shown text: printable, or zero-width
+    text (above). Controls, line and paragraph separators and bidi overrides may not."""
+    return char.isprintable() or char in _ZERO_WIDTH
+
 
 def _userinfo(url: str) -> tuple[str, str, str] | None:
     """(scheme://user, password, what follows it) of a URL that may carry a password, read

@@ -213,3 +213,17 @@ def test_the_organizer_cannot_be_invited(composer: Composer) -> None:
     invitee = InviteeRecord("X-1", "สรอ.", "เรียน สรอ.", ("thannop.sirithamwilai@ega.or.th",))
     with pytest.raises(TemplateProblem, match="coordinator's own"):
         composer.compose(OutgoingMail(invitee, "invitation", MESSAGE_ID, 0), NOW)
+
+
+def test_zero_width_text_stays_in_headers_and_evidence() -> None:
+    """A zero-width joiner makes 👩‍💻 one emoji, a zero-width space marks a Thai word break:
+    both stay in a header and in a reply's evidence; a bidi override does not."""
+    from email import message_from_bytes, policy
+
+    from mailer.compose import mime
+    from mailer.replies.text import one_line
+
+    text = "👩\u200d💻 สำนักงาน\u200bจังหวัด\u202e"
+    header = mime.unstructured("Subject", text) + b"\r\n"
+    assert str(message_from_bytes(header, policy=policy.default)["Subject"]) == text[:-1]
+    assert one_line(text) == text[:-1]

@@ -11,7 +11,6 @@ from pathlib import Path
 from bench.handwritten.database import (
     CAMPAIGN,
     CoreLedger,
-    claim_concurrently,
     fill_ledger,
     send_all,
 )
@@ -90,18 +89,7 @@ def _ledger_url(folder: Path, name: str, rows: int) -> str:
 
 
 def bench_ledger(folder: Path, rows: int, rounds: int) -> None:
-    print(f"2. SQLite writers: {rows:,} rows claimed, marked sending and settled (msg/s, all)")
-    for processes in (2, 4):
-        rates = {False: 0.0, True: 0.0}
-        for n in range(rounds):
-            for plain in rates:
-                url = _ledger_url(folder, f"lock-{processes}-{plain}-{n}", rows)
-                runs = claim_concurrently(url, processes, plain=plain)
-                rates[plain] = max(rates[plain], rows / max(took for _, took in runs))
-        locked, busy = rates[False], rates[True]
-        print(f"  {processes} processes: file lock {locked:7,.0f}/s, busy handler alone "
-              f"{busy:7,.0f}/s   lock/busy = {locked / busy:4.2f}×")  # fmt: skip
-    print("3. Prepared on the driver's cursor vs SQLAlchemy Core (one worker, per message)")
+    print("2. Prepared on the driver's cursor vs SQLAlchemy Core (one worker, per message)")
     took = {Ledger: float("inf"), CoreLedger: float("inf")}
     for n in range(rounds):
         for kind in took:
@@ -114,7 +102,7 @@ def bench_ledger(folder: Path, rows: int, rounds: int) -> None:
 
 
 def bench_smtp(count: int, data: bytes) -> None:
-    print(f"4. SMTP, {len(data):,}-byte messages on one session (ms per message)")
+    print(f"3. SMTP, {len(data):,}-byte messages on one session (ms per message)")
     for delay in (0.0, 0.001, 0.005):
         with delayed_server(pipelining=True, delay=delay) as port:
             ours = send_messages(port, count, data, ours=True) / count
@@ -135,7 +123,7 @@ def bench_exit(folder: Path, offices: int, runs: int) -> None:
     from tests.conftest import TEMPLATES
     from tests.helpers import write_synthetic_contacts
 
-    print(f"5. a --workers helper that sent {offices:,} messages: from its report to its exit")
+    print(f"4. a --workers helper that sent {offices:,} messages: from its report to its exit")
     with delayed_server(pipelining=True, delay=0) as port:
         env = {**os.environ, "DATABASE_URL": f"sqlite:///{folder / 'queued.db'}",
                "MAILER_CAMPAIGN": str(CAMPAIGN_FILE), "MAILER_TEMPLATES": str(TEMPLATES),

@@ -1,5 +1,5 @@
-"""The ledger's library baselines: SQLite without the writer lock, and the two hot
-statements in SQLAlchemy Core; and what a worker does to the ledger, in processes."""
+"""The ledger's library baseline: the two hot statements in SQLAlchemy Core; and what a
+worker does to the ledger, in processes (the concurrency test's workers)."""
 
 from __future__ import annotations
 
@@ -8,27 +8,14 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, bindparam, create_engine, event, func, insert, update
+from sqlalchemy import Connection, Engine, bindparam, func, insert, update
 
 from mailer.clock import Clock, utcnow
-from mailer.db import _on_sqlite_connect, open_database
+from mailer.db import open_database
 from mailer.delivery.drain import CLAIM_BATCH
 from mailer.delivery.ledger import Ledger, Sending, Settled
 from mailer.delivery.reads import DELIVERIES, D
 from mailer.models import Invitee, UTCDateTime
-
-# --- 2. the SQLite writer lock ---------------------------------------------------------
-
-
-def plain_sqlite_engine(url: str) -> Engine:
-    """The engine `open_database` makes for SQLite (same pragmas, every write transaction
-    `BEGIN IMMEDIATE`) without the file lock: SQLite's busy handler alone makes writers
-    wait. The schema must exist (`open_database` once first)."""
-    engine = create_engine(url, connect_args={"timeout": 30})
-    event.listen(engine, "connect", _on_sqlite_connect)
-    event.listen(engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
-    return engine
-
 
 CAMPAIGN = "bench-handwritten"
 LEASE = timedelta(minutes=5)
@@ -71,19 +58,13 @@ def send_all(ledger: Ledger, owner: str, batch: int = CLAIM_BATCH) -> list[int]:
     return claimed
 
 
-def _no_waiting(dbapi_connection: Any, _record: Any) -> None:
-    dbapi_connection.execute("PRAGMA busy_timeout=0")
-
-
-def claiming_process(  # noqa: PLR0913 - run through multiprocessing
+def claiming_process(
     url: str,
     owner: str,
     meet: Path,
     *,
-    plain: bool,
     threads: int = 1,
     batch: int = CLAIM_BATCH,
-    wait: bool = True,
 ) -> tuple[list[int], float]:
     """One worker process (run through multiprocessing): `threads` workers, each with its
     own ledger and owner name, on one engine (without SQLite's busy handler unless
@@ -92,10 +73,7 @@ def claiming_process(  # noqa: PLR0913 - run through multiprocessing
     claimed and the seconds it took."""
     import threading
 
-    engine = plain_sqlite_engine(url) if plain else open_database(url)
-    if not wait:  # SQLite's busy handler off: meeting a writer is "database is locked"
-        event.listen(engine, "connect", _no_waiting)
-        engine.dispose()
+    engine = open_database(url)
     (meet / f"ready-{owner}").touch()
     while not (meet / "go").exists():
         time.sleep(0.005)
@@ -122,7 +100,7 @@ def claiming_process(  # noqa: PLR0913 - run through multiprocessing
 
 
 def claim_concurrently(
-    url: str, processes: int, *, plain: bool, threads: int = 1, **options: Any
+    url: str, processes: int, *, threads: int = 1, **options: Any
 ) -> list[tuple[list[int], float]]:
     """`processes` claiming processes started together on the ledger at `url` (`options`
     go to `claiming_process`)."""
@@ -138,7 +116,7 @@ def claim_concurrently(
             pool.apply_async(
                 claiming_process,
                 (url, f"w{n}", meet),
-                {"plain": plain, "threads": threads, **options},
+                {"threads": threads, **options},
             )
             for n in range(processes)
         ]

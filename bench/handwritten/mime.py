@@ -10,6 +10,7 @@ from email.utils import format_datetime
 
 from mailer.compose import Composer, OutgoingMail
 from mailer.compose.composer import AUTO_RESPONSE_SUPPRESS
+from mailer.compose.invites import CalendarVersion
 from mailer.identity import event_uid
 
 # --- 1. MIME ---------------------------------------------------------------------------
@@ -24,7 +25,7 @@ def stdlib_message(composer: Composer, mail: OutgoingMail, now: datetime) -> byt
     letter = composer.letter(invitee, mail.template, mail.extra, event)
     uid = event_uid(campaign, invitee.invitee_id, test=mail.test)
     ics = composer.invites.build(
-        invitee, event=event, uid=uid, method=mail.method, sequence=mail.sequence, stamp=now
+        invitee, CalendarVersion(event, mail.method, mail.sequence), uid=uid, stamp=now
     )
     msg = EmailMessage(policy=policy.SMTP)
     msg["From"] = Address(campaign.sender.name, addr_spec=campaign.sender.email)

@@ -26,6 +26,8 @@ from email import quoprimime
 from email.header import Header
 from email.headerregistry import Address
 
+from mailer.redact import printable
+
 CRLF = b"\r\n"
 _FORBIDDEN = ("\r", "\n", "\0")
 
@@ -34,7 +36,7 @@ def one_line(value: str) -> str:
     """Collapse all white space (line breaks included) to single spaces and drop other
     control characters (NUL, ESC …): a header value is one line of text."""
     if not value.isprintable():  # rare: only then look at each character
-        value = "".join(c for c in value if c.isspace() or c.isprintable())
+        value = "".join(c for c in value if c.isspace() or printable(c))
     return " ".join(value.split())
 
 
@@ -47,8 +49,14 @@ def _line(name: str, value: str) -> bytes:
 
 
 @functools.lru_cache(maxsize=1024)  # From, Reply-To and Subject repeat in every message
+def _looks_encoded(text: str) -> bool:
+    """ASCII that a reader would take for an RFC 2047 encoded word ("=?utf-8?b?4Liq?="
+    reads as "ส"): written as encoded words itself, so it reads as written."""
+    return "=?" in text
+
+
 def _words(text: str, name: str) -> str:
-    if text.isascii():
+    if text.isascii() and not _looks_encoded(text):
         return str(Header(text, "us-ascii", header_name=name).encode(linesep="\r\n"))
     return _encoded_words(text, first_line=len(name) + 2)
 
@@ -158,7 +166,7 @@ def address(display_name: str, addr_spec: str, name: str) -> str:
     the comma of a list (the first line is counted after `Name: `)."""
     display = one_line(display_name)
     indent = len(name) + 2
-    if not display or display.isascii():
+    if not display or (display.isascii() and not _looks_encoded(display)):
         formatted = str(Address(display_name=display, addr_spec=addr_spec))  # quotes as needed
         if not display or indent + len(formatted) + 1 <= _COLUMNS:
             return formatted

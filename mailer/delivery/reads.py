@@ -30,7 +30,7 @@ def went_out() -> ColumnElement[bool]:
 
 class LedgerReads:
     engine: Engine
-    reads: Engine  # the same engine, read-only (no writer lock on SQLite)
+    reads: Engine  # the same engine, read-only (on SQLite a deferred BEGIN: it never waits)
     campaign_id: str
     clock: Clock
 

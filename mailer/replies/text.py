@@ -16,6 +16,8 @@ from email.message import Message
 
 from icalendar import Calendar
 
+from mailer.redact import printable
+
 MAX_BODY = 64_000  # characters of body text read (all text parts together)
 MAX_LINE = 1_000  # a longer line is never an attribution ("On … wrote:") or a signature
 MAX_NEW_TEXT = 8_000  # characters of new text searched for an answer
@@ -188,7 +190,7 @@ def one_line(text: str, limit: int = MAX_EVIDENCE) -> str:
     `limit` characters with "… (N characters)"."""
     shown = text[: limit * 8]
     if not shown.isprintable():
-        shown = "".join(c if c.isprintable() else " " for c in shown)
+        shown = "".join(c if printable(c) else " " for c in shown)
     flat = " ".join(shown.split())
     if len(flat) <= limit:
         return flat

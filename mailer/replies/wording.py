@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from mailer.redact import printable
 from mailer.replies.statuses import Attendance
 
 _TITLE = r"(?:นางสาว|นาง|นาย|น\.ส\.|ดร\.|ว่าที่\s?ร\.ต\.|Mr\.?|Mrs\.?|Ms\.?|Miss|Dr\.?)"
@@ -83,7 +84,7 @@ def read(text: str) -> Reading:
     rest = _CLAUSE_OF_DECLINE.sub(" ", _REPRESENTATIVE.sub(" ", text))
     found[Attendance.accepted] = _affirmed(_ACCEPT, rest, _NOT)
     said = {k: m.group(0) for k, m in found.items() if m}
-    quote = " ".join("".join(c for c in text[:2000] if c.isprintable() or c.isspace()).split())
+    quote = " ".join("".join(c for c in text[:2000] if printable(c) or c.isspace()).split())
     quote = quote[:160]
     asks = _QUESTION.search(text)
     unsure = Attendance.needs_review
