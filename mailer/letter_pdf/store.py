@@ -12,19 +12,21 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable
 
+import jinja2
 from sqlalchemy import Table, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from mailer.campaign.letter import LetterProblem
 from mailer.compose import Attachment, Composer
+from mailer.compose.letters import render_problem
 from mailer.compose.mime import ascii_filename
 from mailer.delivery.ledger import Ledger
 from mailer.errors import MailerError, cut
 from mailer.invitees.importing import InviteeRecord
 from mailer.kinds import LedgerKind
 from mailer.letter_pdf.ledger import letter_version
-from mailer.letter_pdf.printer import LetterPrinter
+from mailer.letter_pdf.printer import LAYOUT, LetterPrinter
 from mailer.letter_pdf.settings import KINDS, Kind, LetterVersion
 from mailer.models import LetterPdf
 
@@ -154,6 +156,10 @@ def render_one(
         if invitee.invitee_id in str(problem):
             raise
         raise LetterProblem(f"{invitee.invitee_id}: letter not made: {problem}") from problem
+    except jinja2.TemplateError as exc:  # the letter's layout: its file and line
+        templates = printer.composer.templates_dir
+        where = str(templates / LAYOUT)
+        raise render_problem(exc, templates, where, invitee.invitee_id) from exc
     except Exception as exc:  # WeasyPrint, Pango, a font: this office's letter alone
         raise LetterProblem(
             f"{invitee.invitee_id}: letter not made: {type(exc).__name__}: {cut(str(exc))}"
