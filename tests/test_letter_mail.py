@@ -28,9 +28,10 @@ from mailer.rounds.context import delivery_context
 from mailer.rounds.send import iter_recipients, send_announcement, send_round
 from mailer.versions import first_version
 from mailer.views.report import status
-from tests.conftest import CAMPAIGN, CONTACTS, TEMPLATES, FakeClock, Mailhog
+from tests.conftest import CAMPAIGN, CONTACTS, TEMPLATES, FakeClock, Mailhog, cli_env, free_port
 from tests.helpers import EXPECTED_TREE, calendar_of, parse, part, tree
 from tests.scripted_smtp import Script, ScriptedServer
+from tests.test_cli import run
 from tests.test_compose import CHIANG_MAI_AGRI, MESSAGE_ID, NOW
 from tests.test_hardening_compose_headers import SYSTEM_PYTHON, gmime_read
 from tests.test_letter_pdf import FIRST_DAY, SETTINGS, pdf_lines, read_back
@@ -265,3 +266,26 @@ def test_letters_are_rendered_ahead_in_a_pool_once(make_ws, tmp_path: Path) -> N
         campaign.letter, CHIANG_MAI_AGRI, LetterVersion(campaign.event, 0, FIRST_DAY), "invitation"
     )
     assert pooled == here  # a pool process makes the bytes this process makes
+
+
+@pytest.mark.slow
+def test_preview_writes_the_letter(tmp_path: Path) -> None:
+    """`mailer preview --pdf`: the office's letter, from the campaign as it stands; with
+    `attach` on, the previewed message carries the same letter."""
+    env = cli_env(tmp_path, SMTP_PORT=str(free_port()), MAILER_CAMPAIGN=str(_campaign(tmp_path)))
+    assert run(env, "import", str(CONTACTS)).exit_code == 0
+    pdf, eml = tmp_path / "letter.pdf", tmp_path / "p.eml"
+    result = run(env, "preview", "TH-50-agri", "--pdf", str(pdf), "--eml", str(eml))
+    assert result.exit_code == 0, result.output
+    assert f"Wrote {pdf}" in result.output
+    lines = [read_back(line) for line in pdf_lines(pdf.read_bytes())]
+    assert lines[0].startswith("ที่ สรอ ๐๑๐๐/ว ๑๒๓ ")
+    assert "เรียน เกษตรจังหวัดเชียงใหม่" in lines
+    assert "(นายสมชาย ใจดี)" in lines
+    [(_, _, attached)] = _pdfs(eml.read_bytes())
+    assert attached == pdf.read_bytes()
+    plain = cli_env(tmp_path, SMTP_PORT=str(free_port()))  # the shipped campaign: attach off
+    result = run(plain, "preview", "TH-50-agri", "--pdf", str(pdf), "--eml", str(eml))
+    assert result.exit_code == 0, result.output
+    assert pdf.read_bytes().startswith(b"%PDF-")
+    assert _pdfs(eml.read_bytes()) == []
