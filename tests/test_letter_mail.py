@@ -17,6 +17,7 @@ import pytest
 from sqlalchemy import select
 
 from mailer.campaign import load_campaign
+from mailer.check import letter_problems
 from mailer.compose import Composer, OutgoingMail
 from mailer.delivery.drain import drain_due
 from mailer.identity import new_message_id
@@ -289,3 +290,40 @@ def test_preview_writes_the_letter(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert pdf.read_bytes().startswith(b"%PDF-")
     assert _pdfs(eml.read_bytes()) == []
+
+
+def test_check_refuses_an_attached_letter_that_is_still_the_example(tmp_path: Path) -> None:
+    """`mailer check` with `attach = true`: the example number and signer, no emblem, a font
+    fontconfig does not know, each named with the key to set; a real one passes."""
+    example = tmp_path / "example.toml"
+    example.write_text(
+        CAMPAIGN.read_text(encoding="utf-8") + '\n[letter]\nattach = true\nfont = "No Such Font"\n',
+        "utf-8",
+    )
+    problems = letter_problems(load_campaign(example).letter)
+    assert [p.split(" ", 2)[1] for p in problems] == ["number", "signer_name", "emblem:", "font"]
+    assert "set number = " in problems[0]
+    assert 'emblem = "garuda.png"' in problems[2]
+    assert "'No Such Font' is not a font fontconfig knows" in problems[3]
+    (tmp_path / "garuda.png").write_bytes(b"\x89PNG")
+    real = _campaign(tmp_path)
+    real.write_text(
+        real.read_text("utf-8").replace("[letter]\n", '[letter]\nemblem = "garuda.png"\n')
+    )
+    assert letter_problems(load_campaign(real).letter) == []
+    off = load_campaign(CAMPAIGN).letter  # the shipped campaign: no letter attached
+    assert not off.attach
+    assert letter_problems(off) == []
+
+
+@pytest.mark.slow
+def test_mailer_check_names_the_letters_problems(tmp_path: Path) -> None:
+    example = tmp_path / "example.toml"
+    example.write_text(
+        CAMPAIGN.read_text(encoding="utf-8") + "\n[letter]\nattach = true\n", "utf-8"
+    )
+    env = cli_env(tmp_path, SMTP_PORT=str(free_port()), MAILER_CAMPAIGN=str(example))
+    result = run(env, "check", "--contacts", str(CONTACTS))
+    assert result.exit_code == 1
+    assert "[letter] number is the example" in result.output
+    assert "[letter] emblem" in result.output
