@@ -308,7 +308,7 @@ def test_check_refuses_an_attached_letter_that_is_still_the_example(tmp_path: Pa
     (tmp_path / "garuda.png").write_bytes(b"\x89PNG")
     real = _campaign(tmp_path)
     real.write_text(
-        real.read_text("utf-8").replace("[letter]\n", '[letter]\nemblem = "garuda.png"\n')
+        real.read_text("utf-8").replace("\n[letter]\n", '\n[letter]\nemblem = "garuda.png"\n')
     )
     assert letter_problems(load_campaign(real).letter) == []
     off = load_campaign(CAMPAIGN).letter  # the shipped campaign: no letter attached
