@@ -19,12 +19,14 @@ from sqlalchemy import select
 from mailer.campaign import load_campaign
 from mailer.check import letter_problems
 from mailer.compose import Composer, OutgoingMail
+from mailer.db import open_database
 from mailer.delivery.drain import drain_due
+from mailer.delivery.ledger import Ledger
 from mailer.identity import new_message_id
 from mailer.invitees.importing import import_contacts
 from mailer.letter_pdf import LetterPrinter, LetterVersion
 from mailer.letter_pdf.ahead import render_ahead
-from mailer.letter_pdf.store import LETTERS, attachment
+from mailer.letter_pdf.store import LETTERS, LetterStore, attachment
 from mailer.rounds.context import delivery_context
 from mailer.rounds.send import iter_recipients, send_announcement, send_round
 from mailer.versions import first_version
@@ -327,3 +329,28 @@ def test_mailer_check_names_the_letters_problems(tmp_path: Path) -> None:
     assert result.exit_code == 1
     assert "[letter] number is the example" in result.output
     assert "[letter] emblem" in result.output
+
+
+def test_the_first_letter_stored_is_the_one_every_attempt_gets(
+    database_url: str, clock: FakeClock
+) -> None:
+    """Two workers that each rendered the letter: the second keeps the first's bytes (SQLite
+    and PostgreSQL alike), and `missing` names what is still to render."""
+    engine = open_database(database_url)
+    store = LetterStore(
+        Ledger(engine, "egov-seminar-2559", clock), Composer(load_campaign(CAMPAIGN), TEMPLATES)
+    )
+    key = ("TH-50-agri", "invitation", 0)
+    assert store.missing([key, key, ("TH-50-prov", "invitation", 0)]) == [
+        key,
+        ("TH-50-prov", "invitation", 0),
+    ]
+    assert store.keep(key, b"%PDF first") == b"%PDF first"
+    assert store.keep(key, b"%PDF second") == b"%PDF first"
+    assert store.stored(key) == b"%PDF first"
+    assert store.stored(("TH-50-agri", "update", 1)) is None
+    assert store.missing([key]) == []
+    with engine.connect() as conn:
+        row = conn.execute(select(LETTERS)).one()
+    assert row.sha256 == hashlib.sha256(b"%PDF first").hexdigest()
+    engine.dispose()
