@@ -5,8 +5,11 @@ Measures, in one run, on this machine:
   (b) one office's official letter as PDF (`LetterPrinter.render`), after a warm-up (the first
       letter of a process also loads PyThaiNLP's dictionary and the fonts: shown apart);
   (c) the whole batch (532 offices by default) as PDFs, serially and in a process pool;
+  (d) the batch sent, `send_round` as `mailer send invitations` runs it (queue, render the
+      letters ahead in the pool, drain into the dev mail server on loopback, SQLite ledger),
+      without and with `[letter] attach = true`;
 and prints the times (wall clock, and CPU time for (b): a busy machine moves wall clock a lot),
-(b)/(a), and the pool's speed-up over serial.
+(b)/(a), the pool's speed-up over serial, and (d)'s throughput with the letter / without.
 """
 
 from __future__ import annotations
@@ -107,6 +110,77 @@ def main() -> None:
         f"({n / pooled:.1f}/s, {serial / pooled:.2f}× serial; each process loads once)"
     )
     print(f"    {n} PDFs: {sum(sizes) / 1e6:.1f} MB, {statistics.mean(sizes) / 1e3:.1f} kB each")
+    batch(args.offices)
+
+
+LETTER = """
+[letter]
+attach = true
+number = "สรอ ๐๑๐๐/ว ๑๒๓"
+signer_name = "นายสมชาย ใจดี"
+dated = 2016-11-01
+"""
+
+
+def _send(offices: int, *, attach: bool) -> tuple[float, float, int]:
+    """(seconds in all, seconds rendering ahead, bytes sent) for one round of `offices`."""
+    import socket
+    import tempfile
+
+    from mailer.delivery.devserver import DevServer
+    from mailer.invitees.importing import import_contacts
+    from mailer.rounds.send import send_round
+    from mailer.settings import load_settings
+    from mailer.workspace import Workspace
+    from tests.helpers import write_synthetic_contacts
+
+    with tempfile.TemporaryDirectory() as folder, socket.socket() as probe:
+        tmp = Path(folder)
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+        probe.close()
+        campaign = tmp / "campaign.toml"
+        text = (ROOT / "schedules" / "egov-seminar-2559.toml").read_text(encoding="utf-8")
+        campaign.write_text(text + (LETTER if attach else ""), encoding="utf-8")
+        contacts = tmp / "contacts.csv"
+        write_synthetic_contacts(contacts, offices)
+        env = {
+            "DATABASE_URL": f"sqlite:///{tmp / 'mailer.db'}",
+            "MAILER_CAMPAIGN": str(campaign),
+            "MAILER_TEMPLATES": str(ROOT / "templates"),
+            "SMTP_HOST": "127.0.0.1",
+            "SMTP_PORT": str(port),
+            "MAILER_RATE_PRESET": "none",
+        }
+        ws = Workspace(load_settings(env, dotenv_path=None))
+        import_contacts(ws.engine, contacts)
+        rendering: list[float] = []
+        with DevServer("127.0.0.1", port, tmp / "maildir"):
+            start = time.perf_counter()
+            report = send_round(
+                ws,
+                "invitation",
+                letters=lambda done, total, _: rendering.append(time.perf_counter()),
+            )
+            total = time.perf_counter() - start
+        assert report.drain.sent == offices, report.drain.problems[:3]
+        size = sum(p.stat().st_size for p in (tmp / "maildir" / "new").iterdir())
+        ws.close()
+    return total, (rendering[-1] - start) if rendering else 0.0, size
+
+
+def batch(offices: int) -> None:
+    """(d): the round without and with the letter, one after the other in this run."""
+    plain, _, plain_size = _send(offices, attach=False)
+    letters, ahead, letters_size = _send(offices, attach=True)
+    print(f"(d) {offices} invitations sent, no letter:             {plain:8.1f} s  "
+          f"({offices / plain:.0f}/s, {plain_size / offices / 1e3:.0f} kB each)")  # fmt: skip
+    print(f"    {offices} invitations sent, with the letter (PDF): {letters:8.1f} s  "
+          f"({offices / letters:.1f}/s, {letters_size / offices / 1e3:.0f} kB each; "
+          f"{ahead:.1f} s of it rendering ahead, the drain {letters - ahead:.1f} s)")  # fmt: skip
+    print(f"    throughput with / without the letter:          {plain / letters:8.3f}")
+    drain = max(letters - ahead, 1e-9)
+    print(f"    the round less its rendering, with / without:  {plain / drain:8.3f}")
 
 
 if __name__ == "__main__":

@@ -1,12 +1,15 @@
 """`mailer check`: the campaign, every template rendered for every invitee, the contacts,
-and letters of an unexpected script inside Thai text (e.g. Bengali in "ออดิทอเรียม")."""
+letters of an unexpected script inside Thai text (e.g. Bengali in "ออดิทอเรียม"), and, when
+the official letter is attached, its number, signer, emblem and font."""
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mailer.campaign.letter import LetterSettings
 from mailer.compose import OutgoingMail
 from mailer.errors import MailerError, cut, some
 from mailer.invitees.addresses import AddressProblem, ascii_address
@@ -80,7 +83,51 @@ def run_check(ws: Workspace, contacts_file: Path | None = None) -> CheckReport:
     for message, ids in failures.items():
         report.errors.append(f"{message.replace('{invitee}', ids[0])} (affects {some(ids)})")
     _event_changes(ws, report)
+    report.errors.extend(letter_problems(ws.campaign.letter))
     return report
+
+
+def letter_problems(letter: LetterSettings) -> list[str]:
+    """With `[letter] attach` on, what would send a letter no clerk can register: the
+    example number or signer of the defaults, no emblem file, a font fontconfig does not
+    know (WeasyPrint would quietly set the letter in another one)."""
+    if not letter.attach:
+        return []
+    example = LetterSettings()
+    found = []
+    for key, value, shown in (
+        ("number", letter.number, 'number = "สรอ ๐๑๐๐/ว ๑๒๓"'),
+        ("signer_name", letter.signer_name, 'signer_name = "นายสมชาย ใจดี"'),
+    ):
+        if value == getattr(example, key):
+            found.append(
+                f"[letter] {key} is the example {value!r} and attach = true sends it to every "
+                f"office; set {shown} in the campaign file"
+            )
+    if letter.emblem is None or not letter.emblem.is_file():
+        where = f" ({letter.emblem} is missing)" if letter.emblem else ""
+        found.append(
+            f"[letter] emblem: the letter needs the agency's emblem{where}; set "
+            'emblem = "garuda.png" (a file next to the campaign file)'
+        )
+    if not letter.font_files and letter.font not in _font_families():
+        found.append(
+            f"[letter] font {letter.font!r} is not a font fontconfig knows (fc-list); install "
+            'it, name one it knows (font = "Laksaman", from fonts-thai-tlwg), or give its '
+            'files: font_files = ["THSarabunNew.ttf"]'
+        )
+    return found
+
+
+def _font_families() -> set[str]:
+    """Every family name fontconfig knows (each font may list several, comma-separated)."""
+    try:
+        listed = subprocess.run(
+            ["fc-list", "--format", "%{family}\n"], capture_output=True, text=True, timeout=60
+        ).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return set()
+    return {name.strip() for line in listed.splitlines() for name in line.split(",")}
 
 
 def _event_changes(ws: Workspace, report: CheckReport) -> None:

@@ -195,3 +195,19 @@ class SchedulerState(SQLModel, table=True):
     last_sync_ok_at: datetime | None = _when(nullable=True)
     last_sync_error: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
     last_sync_error_at: datetime | None = _when(nullable=True)
+
+
+class LetterPdf(SQLModel, table=True):
+    """The official letter as PDF, rendered once per (campaign, office, letter kind,
+    SEQUENCE) and kept: every attempt of a ledger row sends these bytes
+    (`mailer.letter_pdf.store`)."""
+
+    __tablename__ = "letter_pdf"
+
+    campaign_id: str = Field(primary_key=True, max_length=64)
+    invitee_id: str = Field(primary_key=True, max_length=64)
+    kind: str = Field(primary_key=True, max_length=16)  # invitation | update | cancel
+    sequence: int = Field(primary_key=True)
+    pdf: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    sha256: str = Field(max_length=64)
+    rendered_at: datetime = _when()

@@ -173,7 +173,7 @@ def test_an_empty_campaign_exports_valid_files_and_says_so(make_ws, tmp_path: Pa
     assert [
         list(r) for r in load_workbook(tmp_path / "empty.xlsx").active.iter_rows(values_only=True)
     ] == [["ลำดับ", "จังหวัด", "หน่วยงาน", "ผู้เข้าร่วม", "ตำแหน่ง", "โทรศัพท์"]]
-    result = CliRunner().invoke(app, ["export", str(tmp_path / "x.pdf")], env=env)
+    result = CliRunner().invoke(app, ["export", str(tmp_path / "x.txt")], env=env)
     assert result.exit_code == 1
     assert "name the file .xlsx (Excel) or .csv" in result.output
 

@@ -121,14 +121,17 @@ def preview(
     invitee_id: Annotated[str, typer.Argument(help="e.g. TH-50-agri")],
     eml: Annotated[Path | None, typer.Option(help="Write the whole message (.eml) here.")] = None,
     html: Annotated[Path | None, typer.Option(help="Write the HTML part here.")] = None,
+    pdf: Annotated[
+        Path | None, typer.Option(help="Write the office's official letter (PDF) here.")
+    ] = None,
 ) -> None:
-    """Show the invitation one office would receive.
+    """Show the invitation one office would receive (and its official letter, --pdf).
 
-    Example: mailer preview TH-50-agri --eml preview.eml --html preview.html
+    Example: mailer preview TH-50-agri --eml preview.eml --html preview.html --pdf letter.pdf
     """
     from mailer.views.preview import preview_invitation, save
 
-    result = preview_invitation(workspace(ctx), invitee_id)
+    result = preview_invitation(workspace(ctx), invitee_id, pdf=pdf is not None)
     out.print(f"To: {', '.join(result.message.recipients)}")
     out.print(f"Subject: {result.message.subject}")
     out.print()
@@ -139,6 +142,9 @@ def preview(
     if html:
         save(html, result.letter.html.encode("utf-8"))
         out.print(f"Wrote {html}")
+    if pdf and result.pdf is not None:
+        save(pdf, result.pdf)
+        out.print(f"Wrote {pdf} ({len(result.pdf):,} bytes: the official letter)")
 
 
 @app.command()

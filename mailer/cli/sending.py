@@ -9,7 +9,14 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeRemainingColumn,
+)
 
 from mailer.cli.app import app, err, flag, out, send_app, workspace
 from mailer.errors import MailerError
@@ -74,7 +81,7 @@ def send_invitations(
                 f"{sample.reply}. The ledger was not touched."
             )
             return
-        with _progress() as on_outcome, stop_on_signals(ws.stopping):
+        with _bars() as (on_outcome, on_letter), stop_on_signals(ws.stopping):
             report = send_round(
                 ws,
                 "invitation",
@@ -85,6 +92,7 @@ def send_invitations(
                 progress=on_outcome,
                 workers=workers,
                 worker_env=os.environ,
+                letters=on_letter,
             )
         _print_send(report)
 
@@ -107,9 +115,11 @@ def _maybe_devserver(ws: Workspace, wanted: bool) -> Iterator[None]:
 
 
 @contextmanager
-def _progress() -> Iterator[Callable[[Outcome], None]]:
+def _bars() -> Iterator[tuple[Callable[[Outcome], None], Callable[[int, int, str], None]]]:
+    """Progress on stderr: the letters rendered ahead (when the campaign attaches them),
+    then the messages sent."""
     progress = Progress(
-        TextColumn("Sending"),
+        TextColumn("{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
         TextColumn("{task.fields[last]}"),
@@ -117,13 +127,22 @@ def _progress() -> Iterator[Callable[[Outcome], None]]:
         console=err,
         transient=True,
     )
-    task = progress.add_task("send", total=None, last="")
+    tasks: dict[str, TaskID] = {}
 
     def on_outcome(outcome: Outcome) -> None:
-        progress.update(task, advance=1, last=f"{outcome.invitee_id} {outcome.state}")
+        if "send" not in tasks:
+            tasks["send"] = progress.add_task("Sending", total=None, last="")
+        progress.update(tasks["send"], advance=1, last=f"{outcome.invitee_id} {outcome.state}")
+
+    def on_letter(done: int, total: int, last: str) -> None:
+        if "letters" not in tasks:
+            tasks["letters"] = progress.add_task("Letters (PDF)", total=total, last="")
+        progress.update(tasks["letters"], completed=done, last=last[:60])
+        if not last.endswith(": stored"):
+            flag(err, "✗", "red", last)
 
     with progress:
-        yield on_outcome
+        yield on_outcome, on_letter
 
 
 def _print_send(report: SendReport) -> None:
@@ -165,9 +184,10 @@ def _announce(ctx: typer.Context, *, cancel: bool, dry_run: bool, new_server: bo
     from mailer.rounds.send import send_announcement
 
     ws = workspace(ctx)
-    with _progress() as on_outcome, stop_on_signals(ws.stopping):
+    with _bars() as (on_outcome, on_letter), stop_on_signals(ws.stopping):
         result, stats = send_announcement(
             ws, cancel=cancel, dry_run=dry_run, new_server=new_server, progress=on_outcome,
+            letters=on_letter,
         )  # fmt: skip
     what = "cancellation" if cancel else "update"
     for change in result.changes:

@@ -133,19 +133,26 @@ def _matrix(report: StatusReport) -> None:
 @app.command("export")
 def export_cmd(
     ctx: typer.Context,
-    file: Annotated[Path, typer.Argument(help="status.xlsx or status.csv")],
+    file: Annotated[Path, typer.Argument(help="status.xlsx, status.csv, or call-sheet.pdf")],
     what: Annotated[str, typer.Option(help=" | ".join(KINDS))] = "all",
 ) -> None:
     """Write every office (all), the offices to chase by phone (call-sheet), or who is
-    coming for the registration desk (attendees), with Thai headings.
+    coming for the registration desk (attendees), with Thai headings; as .pdf (or .html) a
+    table to print, by province, with a column to write in.
 
-    Example: mailer export call-sheet.xlsx --what call-sheet
+    Example: mailer export call-sheet.pdf --what call-sheet
     """
     from mailer.views.exports import export
     from mailer.views.report import status as status_report
 
     ws = workspace(ctx)
-    written = export(status_report(ws.ledger(), ws.campaign), file, what)
+    report = status_report(ws.ledger(), ws.campaign)
+    if file.suffix.lower() in (".pdf", ".html"):
+        from mailer.views.sheet import write_table
+
+        written = write_table(report, what, ws.campaign, ws.settings.templates_dir, file)
+    else:
+        written = export(report, file, what)
     if not written.rows:
         out.print(f'Wrote {file}: no offices in "{written.title}" yet (only the headings).')
     else:
@@ -155,12 +162,12 @@ def export_cmd(
 @app.command("sheet")
 def sheet_cmd(
     ctx: typer.Context,
-    file: Annotated[Path, typer.Argument(help="attendance.html (print it, or save as PDF)")],
+    file: Annotated[Path, typer.Argument(help="attendance.pdf (A4), or attendance.html")],
 ) -> None:
     """The printable attendance sheet (ใบลงทะเบียน) for the registration desk: everyone
-    coming, by province, with a column to sign.
+    coming, by province, with a column to sign; .pdf is written ready to print (A4).
 
-    Example: mailer sheet attendance.html
+    Example: mailer sheet attendance.pdf
     """
     from mailer.views.report import status as status_report
     from mailer.views.sheet import write_sheet
@@ -168,4 +175,9 @@ def sheet_cmd(
     ws = workspace(ctx)
     report = status_report(ws.ledger(), ws.campaign)
     count = write_sheet(report, ws.campaign, ws.settings.templates_dir, file)
-    out.print(f"Wrote {file}: {count} attendee(s). Open it in a browser and print (A4).")
+    how = (
+        "Print it (A4)."
+        if file.suffix.lower() == ".pdf"
+        else "Open it in a browser and print (A4)."
+    )
+    out.print(f"Wrote {file}: {count} attendee(s). {how}")

@@ -4,7 +4,7 @@ Nothing here touches the database, the network or the clock: values in, values o
 `Composer` holds what is built once per campaign (compiled templates, the VTIMEZONE).
 """
 
-from mailer.compose.composer import ComposedMessage, Composer, OutgoingMail
+from mailer.compose.composer import Attachment, ComposedMessage, Composer, OutgoingMail
 from mailer.compose.letters import Letter, LetterRenderer
 
-__all__ = ["ComposedMessage", "Composer", "Letter", "LetterRenderer", "OutgoingMail"]
+__all__ = ["Attachment", "ComposedMessage", "Composer", "Letter", "LetterRenderer", "OutgoingMail"]

@@ -5,7 +5,9 @@
     │   ├── text/plain; charset=utf-8          (base64)
     │   ├── text/html;  charset=utf-8          (base64)
     │   └── text/calendar; charset=utf-8; method=REQUEST   (base64, no Content-Disposition)
-    └── application/ics; name=invite.ics       (attachment, base64)
+    ├── application/ics; name=invite.ics       (attachment, base64)
+    └── application/pdf; name=letter-<office>.pdf   (only when the mail carries one: the
+                                                     official letter, `Attachment`)
 
 The bytes are written by `mime` (see there for why not `EmailMessage`): every header value
 that comes from data is folded to one line and encoded, so no CSV field can add a header.
@@ -48,6 +50,18 @@ class OutgoingMail:
     # None only for what is not sent from the ledger (preview, check, a --test-to sample),
     # which shows the campaign file's event.
     event: Event | None = None
+    attachments: tuple[Attachment, ...] = ()
+
+
+@dataclass(frozen=True)
+class Attachment:
+    """A file the message carries after invite.ics: saved as `filename` (ASCII), shown as
+    `title` (Thai allowed: RFC 2231), e.g. the official letter as PDF (`mailer.letter_pdf`)."""
+
+    filename: str
+    title: str
+    data: bytes
+    content_type: str = "application/pdf"
 
 
 @dataclass(frozen=True)
@@ -201,4 +215,8 @@ class Composer:
         attachment = mime.leaf(
             'application/ics; name="invite.ics"', calendar, 'attachment; filename="invite.ics"'
         )
-        return mime.multipart("mixed", outer, [alternative, attachment])
+        files = [
+            mime.named_attachment(a.content_type, a.filename, a.title, a.data)
+            for a in mail.attachments
+        ]
+        return mime.multipart("mixed", outer, [alternative, attachment, *files])

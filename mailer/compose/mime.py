@@ -25,6 +25,7 @@ from collections.abc import Sequence
 from email import quoprimime
 from email.header import Header
 from email.headerregistry import Address
+from urllib.parse import quote
 
 from mailer.redact import printable
 
@@ -211,6 +212,46 @@ def leaf(content_type: str, body: bytes, disposition: str | None = None) -> byte
     if disposition:
         head += b"Content-Disposition: " + disposition.encode("ascii") + CRLF
     return head + b"Content-Transfer-Encoding: base64" + CRLF + CRLF + body
+
+
+_ASCII_NAME = re.compile(r"[^A-Za-z0-9._-]")
+
+
+def ascii_filename(name: str) -> str:
+    """A file name any client can carry and save: letters, digits, `.`, `_` and `-` only."""
+    return _ASCII_NAME.sub("_", name)[:120] or "attachment"
+
+
+def named_attachment(content_type: str, filename: str, title: str, data: bytes) -> bytes:
+    """An attachment saved as `filename` (ASCII, in the Content-Type's `name`) and shown as
+    `title` (any text: RFC 2231 `filename*`, UTF-8, in continuations cut between
+    characters so no line passes 78 columns). Only `filename*` in the disposition: with
+    a plain `filename` beside it the standard library's parser reports a duplicate
+    parameter and keeps the ASCII one; a client that does not read RFC 2231 (old Outlook)
+    falls back to the Content-Type's `name`."""
+    name = ascii_filename(filename)
+    head = f'Content-Type: {content_type};\r\n name="{name}"'.encode("ascii") + CRLF
+    pieces = _rfc2231_pieces(one_line(title) or name, 60)
+    pieces[0] = "utf-8''" + pieces[0]
+    if len(pieces) == 1:
+        params = [f"filename*={pieces[0]}"]
+    else:
+        params = [f"filename*{n}*={piece}" for n, piece in enumerate(pieces)]
+    head += b"Content-Disposition: attachment;\r\n " + ";\r\n ".join(params).encode("ascii")
+    return head + CRLF + b"Content-Transfer-Encoding: base64" + CRLF + CRLF + base64_body(data)
+
+
+def _rfc2231_pieces(text: str, width: int) -> list[str]:
+    """`text` percent-encoded (UTF-8) in pieces of at most `width` characters, each a run of
+    whole characters (a reader that decodes each piece alone still reads them)."""
+    pieces, current = [], ""
+    for char in text:
+        encoded = quote(char.encode("utf-8"), safe="")
+        if current and len(current) + len(encoded) > width:
+            pieces.append(current)
+            current = ""
+        current += encoded
+    return [*pieces, current]
 
 
 def multipart(subtype: str, boundary: str, parts: Sequence[bytes]) -> bytes:

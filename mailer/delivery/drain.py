@@ -31,7 +31,7 @@ RETRY_HORIZON = timedelta(minutes=2)  # a run waits for retries due this soon
 CLAIM_BATCH = 100
 
 
-def _records(engine: Engine, ids: Sequence[str]) -> dict[str, InviteeRecord]:
+def invitee_records(engine: Engine, ids: Sequence[str]) -> dict[str, InviteeRecord]:
     """The claimed offices, read as plain rows (no ORM objects on the hot path)."""
     query = select(*RECORD_COLUMNS).where(col(Invitee.invitee_id).in_(ids))
     with reader(engine).connect() as conn:
@@ -76,7 +76,7 @@ def _drain(run: Run, progress: Progress | None) -> str | None:
 
 
 def _batch(run: Run, claims: list[Claim], progress: Progress | None) -> str | None:
-    records = _records(run.ledger.engine, [c.invitee_id for c in claims])
+    records = invitee_records(run.ledger.engine, [c.invitee_id for c in claims])
     run.new_batch()
     for claim in claims:
         if run.ctx.stopping.is_set():

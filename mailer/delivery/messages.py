@@ -1,18 +1,26 @@
 """The message a claimed ledger row names: its kind, its SEQUENCE, and the event as that
 version told it (`mailer.versions`), never the campaign file as this process read it
-(`send update` may have moved it since). One `RowMessages` per drain."""
+(`send update` may have moved it since). One `RowMessages` per drain.
+
+When the campaign's `[letter]` says `attach`, an invitation, update or cancellation carries
+the office's official letter as PDF, rendered once and kept for the row's version
+(`mailer.letter_pdf.store`): every attempt of the row attaches the same bytes."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from mailer.campaign import Event
 from mailer.clock import Clock
-from mailer.compose import ComposedMessage, Composer, OutgoingMail
+from mailer.compose import Attachment, ComposedMessage, Composer, OutgoingMail
 from mailer.delivery.ledger import Claim, Ledger
 from mailer.invitees.importing import InviteeRecord
 from mailer.kinds import CANCEL, LedgerKind
 from mailer.versions import Change, cancelled, changes_at, event_at, versions
+
+if TYPE_CHECKING:
+    from mailer.letter_pdf.store import LetterStore
 
 
 class RowMessages:
@@ -25,6 +33,7 @@ class RowMessages:
         self._events: dict[int, Event] = {}  # a stored version never changes: read once
         self.current: int | None = None  # the latest announced SEQUENCE (`read_versions`)
         self.cancelled = False
+        self._letters: LetterStore | None = None
 
     def read_versions(self) -> None:
         """The event's latest announced version, read again for every claimed batch: a row
@@ -58,8 +67,21 @@ class RowMessages:
             automatic=kind.automatic,
             extra=self._extra(claim),
             event=self._event(claim.sequence),
+            attachments=self._attachments(claim, invitee),
         )
         return self.composer.compose(mail, self.clock())
+
+    def _attachments(self, claim: Claim, invitee: InviteeRecord) -> tuple[Attachment, ...]:
+        """The office's letter when the campaign attaches one (`LetterProblem` when it cannot
+        be made: this office fails alone, with the reason)."""
+        if not self.campaign.letter.attach:
+            return ()
+        if self._letters is None:
+            from mailer.letter_pdf.store import LetterStore  # WeasyPrint: only when attaching
+
+            self._letters = LetterStore(self.ledger, self.composer)
+        found = self._letters.for_row(claim.kind, invitee, claim.sequence)
+        return () if found is None else (found,)
 
     def _extra(self, claim: Claim) -> Mapping[str, object]:
         """What an update's template needs besides the usual: the list of changes."""

@@ -71,6 +71,17 @@ class LedgerReads:
             found: dict[str, int] = {s: n for s, n in conn.execute(query.group_by(D.state))}
         return {state.value: int(found.get(state.value, 0)) for state in S}
 
+    def to_send(self) -> list[tuple[str, str, int]]:
+        """(invitee id, kind, SEQUENCE) of every row still to go (queued or waiting for a
+        retry, due or not), in claim order: what a round will compose."""
+        query = (
+            select(D.invitee_id, D.kind, D.sequence)
+            .where(D.campaign_id == self.campaign_id, D.state.in_(_SENDABLE))
+            .order_by(D.id)
+        )
+        with self.reads.connect() as conn:
+            return [(r.invitee_id, r.kind, r.sequence) for r in conn.execute(query)]
+
     def due_count(self) -> int:
         now = self.clock()
         query = select(func.count()).where(

@@ -59,6 +59,32 @@ class LocalFiles(URLFetcher):  # type: ignore[misc]  # WeasyPrint has no type in
         return super().fetch(url, headers)
 
 
+def pdf_bytes(html: str, base_url: str, fetcher: LocalFiles, fonts: FontConfiguration) -> bytes:
+    """HTML → PDF as mailer writes every PDF (the letters, the desk's sheets): only the
+    local files `fetcher` allows, the text layer corrected so Thai reads back as written
+    (`TrueTextFonts`), no creation time but what the HTML says, an identifier made from
+    the content (the same HTML gives the same bytes)."""
+    document = weasyprint.HTML(string=html, base_url=base_url, url_fetcher=fetcher).render(
+        font_config=fonts
+    )
+    document.fonts = TrueTextFonts(document.fonts)
+    identifier = hashlib.sha256(html.encode()).hexdigest()[:32].encode()
+    data: bytes = document.write_pdf(pdf_identifier=identifier)
+    return data
+
+
+def print_page(html: str, base: Path, files: Sequence[Path]) -> bytes:
+    """A page of mailer's own (the attendance sheet, the call sheet) as PDF: `files` are
+    the local files it may read (the campaign's font files); `MailerError` if it asks for
+    anything else."""
+    try:
+        return pdf_bytes(
+            html, base.resolve().as_uri() + "/", LocalFiles(files), FontConfiguration()
+        )
+    except _Refused as refused:
+        raise LetterProblem(f"the page was not made: {refused}") from None
+
+
 @dataclass(frozen=True)
 class _Fixed:
     """What a printer builds once per settings: the fetcher and the fonts' CSS values."""
@@ -90,15 +116,9 @@ class LetterPrinter:
         html = self.html(settings, invitee, version, kind)
         fixed = self._files(settings)
         try:
-            document = weasyprint.HTML(
-                string=html, base_url=self.base_url, url_fetcher=fixed.fetcher
-            ).render(font_config=self.fonts)
+            return pdf_bytes(html, self.base_url, fixed.fetcher, self.fonts)
         except _Refused as refused:
             raise LetterProblem(f"{invitee.invitee_id}: letter not made: {refused}") from None
-        document.fonts = TrueTextFonts(document.fonts)
-        identifier = hashlib.sha256(html.encode()).hexdigest()[:32].encode()
-        data: bytes = document.write_pdf(pdf_identifier=identifier)
-        return data
 
     def html(
         self, settings: LetterSettings, invitee: InviteeRecord, version: LetterVersion, kind: Kind

@@ -10,7 +10,7 @@ import contextlib
 import itertools
 from collections.abc import Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, TypedDict, Unpack
+from typing import TYPE_CHECKING, Any, TypedDict, Unpack
 
 from sqlalchemy import Engine, or_, true
 from sqlmodel import col, select
@@ -18,10 +18,11 @@ from sqlmodel import col, select
 from mailer.compose import OutgoingMail
 from mailer.db import reader, session
 from mailer.delivery.answers import Deferred, Refused, Uncertain
-from mailer.delivery.context import connected
+from mailer.delivery.context import DeliveryContext, connected
 from mailer.delivery.drain import drain
 from mailer.delivery.ledger import Ledger
 from mailer.delivery.stats import DrainStats, Progress
+from mailer.delivery.transport import SmtpTransport
 from mailer.delivery.workers import Workers
 from mailer.errors import MailerError, TransportError
 from mailer.identity import TEST, new_message_id
@@ -33,6 +34,9 @@ from mailer.rounds.audience import audience_ids, declined_or_bounced
 from mailer.rounds.context import delivery_context
 from mailer.versions import first_version, pending_change
 from mailer.workspace import Workspace
+
+if TYPE_CHECKING:
+    from mailer.letter_pdf.ahead import LetterProgress
 
 
 @dataclass
@@ -102,6 +106,7 @@ class RoundOptions(TypedDict, total=False):
     new_server: bool  # accept an SMTP server other than the one the ledger used
     workers: int  # sender processes draining together (this one and helpers)
     worker_env: Mapping[str, str] | None  # the helpers' environment
+    letters: LetterProgress | None  # told of each letter rendered ahead ([letter] attach)
 
 
 @dataclass(frozen=True)
@@ -113,6 +118,7 @@ class _Round:
     new_server: bool = False
     workers: int = 1
     worker_env: Mapping[str, str] | None = None
+    letters: LetterProgress | None = None
 
 
 def send_round(
@@ -180,6 +186,7 @@ def _queue_and_send(
     with connected(ctx, allow_new=chosen.new_server) as transport:
         report.enqueued = _enqueue(ws, chosen, rows, sequence)
         report.due = ledger.due_count()
+        _letters_ahead(ctx, transport, chosen.letters)
         if pool is None:
             report.drain = drain(ctx, transport, progress)
         else:
@@ -249,26 +256,45 @@ def _enqueue(ws: Workspace, chosen: _Round, rows: _Audience, sequence: int) -> i
     )
 
 
+def _letters_ahead(
+    ctx: DeliveryContext, transport: SmtpTransport, progress: LetterProgress | None
+) -> None:
+    """When the campaign attaches its letter: render the letters the rows still to go need
+    before the drain (`mailer.letter_pdf.ahead`), then start a fresh SMTP session (the one
+    opened to check the server sat idle meanwhile)."""
+    if not ctx.composer.campaign.letter.attach:
+        return
+    from mailer.letter_pdf.ahead import render_ahead
+
+    if render_ahead(ctx.ledger, ctx.composer, progress=progress).rendered:
+        transport.close()  # `ready` opens a new one before the first message
+
+
+class AnnounceOptions(TypedDict, total=False):
+    """How `send_announcement` runs (each optional)."""
+
+    dry_run: bool  # write nothing, send nothing: say what would happen
+    new_server: bool  # accept an SMTP server other than the one the ledger used
+    progress: Progress | None  # told of each message's outcome
+    letters: LetterProgress | None  # told of each letter rendered ahead ([letter] attach)
+
+
 def send_announcement(
-    ws: Workspace,
-    *,
-    cancel: bool,
-    dry_run: bool = False,
-    new_server: bool = False,
-    progress: Progress | None = None,
+    ws: Workspace, *, cancel: bool, **options: Unpack[AnnounceOptions]
 ) -> tuple[Announcement, DrainStats]:
     """`mailer send update` / `send cancel`: announce the change, then drain the ledger."""
     ledger = ws.ledger()
     declined = declined_or_bounced(ledger)  # an update goes to neither, a cancellation to both
-    if dry_run:
+    if options.get("dry_run", False):
         result = announce(ledger, ws.campaign, cancel=cancel, dry_run=True, declined=declined)
         return result, DrainStats()
     template = "cancel" if cancel else "update"
     ws.composer.renderer(template)  # a missing or broken template stops here, cleanly
     ctx = delivery_context(ws)
-    with connected(ctx, allow_new=new_server) as transport:
+    with connected(ctx, allow_new=options.get("new_server", False)) as transport:
         result = announce(ledger, ws.campaign, cancel=cancel, dry_run=False, declined=declined)
-        return result, drain(ctx, transport, progress)
+        _letters_ahead(ctx, transport, options.get("letters"))
+        return result, drain(ctx, transport, options.get("progress"))
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,7 @@
 """What the coordinator hands on: the province × agency matrix, the call sheet, the list for
 the registration desk — as `.xlsx` (openpyxl) or `.csv` (UTF-8 with BOM, so Thai opens right
-in Excel), with Thai column headings."""
+in Excel), with Thai column headings. As a table to print (`.pdf`, `.html`): see
+`mailer.views.sheet.write_table`."""
 
 from __future__ import annotations
 
@@ -97,7 +98,10 @@ def export(report: StatusReport, path: Path, what: str) -> Sheet:
     result = sheet(report, what)
     suffix = path.suffix.lower()
     if suffix not in (".xlsx", ".csv"):
-        raise MailerError(f"{path}: name the file .xlsx (Excel) or .csv (UTF-8 for Excel)")
+        raise MailerError(
+            f"{path}: name the file .xlsx (Excel) or .csv (UTF-8 for Excel), or .pdf (.html) "
+            "for a table to print"
+        )
     try:
         if suffix == ".csv":
             with path.open("w", newline="", encoding="utf-8-sig") as handle:
