@@ -107,6 +107,8 @@ def tick() -> None:
         if event.stats is not None:
             s = event.stats
             log(f"due messages: {s.sent} sent, {s.retry} to retry, {s.failed} failed")
+        elif event.status == "queued":  # the coordinator's digest of today
+            log(f"{event.rule_id}: queued for the coordinator")
         elif event.report is None:
             log(f"round {event.rule_id} (due {local:%Y-%m-%d %H:%M}): {event.status}, recorded")
         else:
