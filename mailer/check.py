@@ -81,7 +81,22 @@ def run_check(ws: Workspace, contacts_file: Path | None = None) -> CheckReport:
         shown = ", ".join(ids[:5]) + (f" and {len(ids) - 5} more" if len(ids) > 5 else "")
         report.errors.append(f"{message.replace('{invitee}', ids[0])} (affects {shown})")
     _event_changes(ws, report)
+    _digest(ws, report)
     return report
+
+
+def _digest(ws: Workspace, report: CheckReport) -> None:
+    """With `[digest]`: today's digest composed once, as the scheduler would (not sent)."""
+    if ws.campaign.digest is None:
+        return
+    from mailer.rounds.digest import preview_digest
+
+    try:
+        preview_digest(ws)
+    except MailerError as exc:
+        report.errors.append(str(exc))
+        return
+    report.notes.append("template digest: the coordinator's digest rendered")
 
 
 def _event_changes(ws: Workspace, report: CheckReport) -> None:

@@ -325,12 +325,9 @@ def _wait_for(what: str, check, proc: subprocess.Popen[bytes], seconds: float = 
         time.sleep(0.2)
 
 
-@pytest.mark.slow
-def test_sent_once_per_day_across_a_sigkill_and_restart(
-    tmp_path: Path, smtp_server: Mailhog
-) -> None:
-    """Real processes, real time: the digest is due a minute ago (Bangkok); the scheduler
-    sends it, is SIGKILLed, and a new one passes again and again without sending another."""
+def _real_time_env(tmp_path: Path, port: int) -> dict[str, str]:
+    """A campaign in 2030 whose digest was due a minute ago (Bangkok, real clock), the
+    offices imported: the environment `mailer` subprocesses run in."""
     campaign = tmp_path / "campaign.toml"
     campaign.write_text(
         CAMPAIGN.read_text(encoding="utf-8")
@@ -342,10 +339,23 @@ def test_sent_once_per_day_across_a_sigkill_and_restart(
     env = {
         **os.environ, "DATABASE_URL": f"sqlite:///{tmp_path / 'mailer.db'}",
         "MAILER_CAMPAIGN": str(campaign), "MAILER_TEMPLATES": str(TEMPLATES),
-        "SMTP_PORT": str(smtp_server.port),
+        "SMTP_PORT": str(port),
     }  # fmt: skip
-    mailer = [sys.executable, "-m", "mailer"]
-    subprocess.run([*mailer, "import", str(CONTACTS)], env=env, check=True, capture_output=True)
+    subprocess.run([*MAILER, "import", str(CONTACTS)], env=env, check=True, capture_output=True)
+    return env
+
+
+MAILER = [sys.executable, "-m", "mailer"]
+
+
+@pytest.mark.slow
+def test_sent_once_per_day_across_a_sigkill_and_restart(
+    tmp_path: Path, smtp_server: Mailhog
+) -> None:
+    """Real processes, real time: the digest is due a minute ago (Bangkok); the scheduler
+    sends it, is SIGKILLed, and a new one passes again and again without sending another."""
+    env = _real_time_env(tmp_path, smtp_server.port)
+    mailer = MAILER
 
     def status() -> dict[str, object]:
         shown = subprocess.run([*mailer, "scheduler", "status", "--json"], env=env,
@@ -378,6 +388,9 @@ def test_sent_once_per_day_across_a_sigkill_and_restart(
     assert str(today) in status()["next_digest"] or status()["next_digest"].startswith(  # type: ignore[operator, union-attr]
         str(today + timedelta(days=1))
     )
+    plan = subprocess.run([*mailer, "scheduler", "plan"], env=env, capture_output=True,
+                          text=True, check=True)  # fmt: skip
+    assert "Next digest to the coordinator (สรุปประจำวัน): " in plan.stdout
     listed = subprocess.run([*mailer, "deliveries", "--json"], env=env, capture_output=True,
                             text=True, check=True)  # fmt: skip
     rows = [r for r in json.loads(listed.stdout) if r["invitee_id"] is None]
@@ -398,3 +411,60 @@ def test_one_digest_a_day_on_postgresql(make_ws, postgres_url: str, smtp_server:
     due_pass(ws)
     assert len(_digests(smtp_server)) == 1
     assert ws.ledger().counts("invitation")["sent"] == 7 == ws.ledger().counts()["sent"]
+
+
+def test_check_renders_the_digest_and_names_a_broken_template(  # type: ignore[no-untyped-def]
+    make_ws, tmp_path: Path, clock: FakeClock
+) -> None:
+    import shutil
+
+    from mailer.check import run_check
+
+    templates = tmp_path / "templates"
+    shutil.copytree(TEMPLATES, templates)
+    ws = make_ws(MAILER_CAMPAIGN=str(_campaign(tmp_path)), MAILER_TEMPLATES=str(templates))
+    import_contacts(ws.engine, CONTACTS)
+    report = run_check(ws)
+    assert report.ok, report.errors
+    assert "template digest: the coordinator's digest rendered" in report.notes
+    body = templates / "digest" / "body.txt"
+    body.write_text(body.read_text(encoding="utf-8").replace("{{ as_of }}", "{{ as_off }}"),
+                    encoding="utf-8")  # fmt: skip
+    ws.reload()
+    broken = run_check(ws)
+    assert any("digest/body.txt, line" in e and "as_off" in e for e in broken.errors), broken.errors
+
+
+@pytest.mark.slow
+def test_killed_while_the_digest_is_in_the_servers_hands_it_is_not_sent_again(
+    tmp_path: Path,
+) -> None:
+    """SIGKILL after the server took the digest's DATA but before it answered: the row is
+    left in `sending`, becomes `uncertain` at the next drain, and is never sent twice."""
+    from tests.scripted_smtp import Script, ScriptedServer
+
+    script = Script(plans={COORDINATOR: ["stall-after-data"]}, stall=20)
+    with ScriptedServer(script) as server:
+        env = _real_time_env(tmp_path, server.port)
+        first = subprocess.Popen([*MAILER, "scheduler", "run"], env=env,
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+        try:
+            _wait_for("the digest's DATA", lambda: script.received_by(COORDINATOR) == 1, first)
+        finally:
+            first.kill()  # SIGKILL while the server holds its answer
+            first.wait(10)
+        script.plans[COORDINATOR] = ["250"]
+        worker = subprocess.run([*MAILER, "worker", "--json"], env=env, capture_output=True,
+                                text=True, timeout=120)  # fmt: skip
+        second = subprocess.Popen([*MAILER, "scheduler", "run"], env=env,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+        time.sleep(5)  # its catch-up pass, and more
+        second.send_signal(signal.SIGTERM)
+        _out, err = second.communicate(timeout=60)
+        assert second.returncode == 0, err.decode()
+        assert script.received_by(COORDINATOR) == 1, "the digest was not sent twice"
+    assert json.loads(worker.stdout.strip().splitlines()[-1])["recovered_uncertain"] == 1
+    listed = subprocess.run([*MAILER, "deliveries", "--json"], env=env, capture_output=True,
+                            text=True, check=True)  # fmt: skip
+    rows = [r for r in json.loads(listed.stdout) if r["invitee_id"] is None]
+    assert [r["state"] for r in rows] == ["uncertain"]

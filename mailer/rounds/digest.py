@@ -23,6 +23,8 @@ from typing import Any
 
 from sqlalchemy import select
 
+from mailer.compose import ComposedMessage
+from mailer.compose.digest import DigestMail, compose_digest
 from mailer.delivery.context import DigestValues
 from mailer.delivery.reads import D, reached
 from mailer.identity import new_message_id
@@ -244,6 +246,14 @@ def _rounds(ws: Workspace) -> list[dict[str, Any]]:
         }
         for p in coming(ws)
     ]
+
+
+def preview_digest(ws: Workspace) -> ComposedMessage:
+    """Today's digest as it would go now (nothing queued or sent): `mailer check` renders
+    it, so a template problem shows before the scheduler meets it."""
+    kind = digest(_local_day(ws, ws.clock()))
+    mail = DigestMail("<digest-check@invalid>", digest_values(ws, kind))
+    return compose_digest(ws.composer, mail, ws.clock())
 
 
 def digest_builder(ws: Workspace) -> DigestValues:

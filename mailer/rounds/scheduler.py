@@ -25,6 +25,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy import text
 from sqlalchemy.engine import Connection, make_url
 
+from mailer.compose.digest import TEMPLATE as DIGEST_TEMPLATE
 from mailer.errors import MailerError
 from mailer.rounds.due import due_pass
 from mailer.rounds.standby import NO_STANDBY, Presence, SchedulerBusy, record_pass  # standby (#14)
@@ -147,6 +148,8 @@ def run_scheduler(ws: Workspace, log: Log, sweep: timedelta = timedelta(minutes=
     global _ACTIVE
     for rule in ws.campaign.rules:  # a missing or broken template stops here
         ws.composer.renderer(rule.template)
+    if ws.campaign.digest is not None:  # … and the coordinator's digest's (#14)
+        ws.composer.renderer(DIGEST_TEMPLATE)
     lock = SchedulerLock(ws)
     presence = Presence(ws, log)  # standby (#14): on PostgreSQL, wait here for the lock
     if not presence.acquire(lock):
