@@ -468,3 +468,15 @@ def test_killed_while_the_digest_is_in_the_servers_hands_it_is_not_sent_again(
                             text=True, check=True)  # fmt: skip
     rows = [r for r in json.loads(listed.stdout) if r["invitee_id"] is None]
     assert [r["state"] for r in rows] == ["uncertain"]
+
+
+def test_the_public_url_is_a_plain_optional_web_address(tmp_path: Path) -> None:
+    from mailer.errors import SettingsError
+    from tests.conftest import make_settings
+
+    assert make_settings(tmp_path).public_url == ""
+    url = make_settings(tmp_path, MAILER_PUBLIC_URL="https://mailer.example.org/th/").public_url
+    assert url == "https://mailer.example.org/th"
+    for bad in ("mailer.example.org", "ftp://x.example", "https://", "https://x.example/?a=1"):
+        with pytest.raises(SettingsError, match=r"MAILER_PUBLIC_URL=.* is not a web address"):
+            make_settings(tmp_path, MAILER_PUBLIC_URL=bad)
