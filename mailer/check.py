@@ -84,6 +84,7 @@ def run_check(ws: Workspace, contacts_file: Path | None = None) -> CheckReport:
         report.errors.append(f"{message.replace('{invitee}', ids[0])} (affects {some(ids)})")
     _event_changes(ws, report)
     report.errors.extend(letter_problems(ws.campaign.letter))
+    _digest(ws, report)
     return report
 
 
@@ -128,6 +129,20 @@ def _font_families() -> set[str]:
     except (OSError, subprocess.TimeoutExpired):
         return set()
     return {name.strip() for line in listed.splitlines() for name in line.split(",")}
+
+
+def _digest(ws: Workspace, report: CheckReport) -> None:
+    """With `[digest]`: today's digest composed once, as the scheduler would (not sent)."""
+    if ws.campaign.digest is None:
+        return
+    from mailer.rounds.digest import preview_digest
+
+    try:
+        preview_digest(ws)
+    except MailerError as exc:
+        report.errors.append(str(exc))
+        return
+    report.notes.append("template digest: the coordinator's digest rendered")
 
 
 def _event_changes(ws: Workspace, report: CheckReport) -> None:

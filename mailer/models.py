@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Column, DateTime, Index, LargeBinary, Text, UniqueConstraint
+from sqlalchemy import Column, DateTime, Index, LargeBinary, Text, UniqueConstraint, text
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
 
@@ -75,19 +75,33 @@ class CampaignState(SQLModel, table=True):
     created_at: datetime = _when()
 
 
+COORDINATORS = "invitee_id IS NULL"  # a row of no office: the coordinator's (the digest)
+
+
 class Delivery(SQLModel, table=True):
-    """The ledger: one row per (campaign, invitee, kind); see docs/design.md §3."""
+    """The ledger: one row per (campaign, invitee, kind); see docs/design.md §3. A row of no
+    office (`invitee_id` NULL: the coordinator's daily digest) is once per (campaign, kind)."""
 
     __tablename__ = "delivery"
     __table_args__ = (
         UniqueConstraint("campaign_id", "invitee_id", "kind", name="uq_delivery_once"),
+        Index(
+            "uq_delivery_coordinator_once",
+            "campaign_id",
+            "kind",
+            unique=True,
+            sqlite_where=text(COORDINATORS),
+            postgresql_where=text(COORDINATORS),
+        ),
         Index("ix_delivery_due", "campaign_id", "state", "next_attempt_at", "id"),
         Index("ix_delivery_server_sent", "server", "sent_at"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
     campaign_id: str = Field(max_length=64)
-    invitee_id: str = Field(max_length=64, foreign_key="invitee.invitee_id")
+    invitee_id: str | None = Field(  # None: the coordinator's row (see `COORDINATORS`)
+        default=None, max_length=64, foreign_key="invitee.invitee_id", nullable=True
+    )
     kind: str = Field(max_length=64)
     message_id: str = Field(max_length=255, unique=True)
     sequence: int = 0

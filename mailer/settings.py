@@ -97,6 +97,7 @@ class Settings:
     limits: RateLimits = field(default_factory=RateLimits)
     rate_preset: str = "none"
     imap: ImapSettings = field(default_factory=ImapSettings)
+    public_url: str = ""  # MAILER_PUBLIC_URL: where the web dashboard is reached, no final /
     warnings: tuple[str, ...] = ()  # worth saying, not worth refusing to run (see `_dotenv`)
 
 
@@ -344,6 +345,29 @@ def _imap(v: _Values) -> ImapSettings:
     )
 
 
+def _public_url(v: _Values) -> str:
+    """MAILER_PUBLIC_URL: the web dashboard's address as people reach it (the digest links
+    to it); optional, an http(s) URL with a host, kept without its final slash."""
+    from urllib.parse import urlsplit
+
+    raw = v.text("MAILER_PUBLIC_URL", "")
+    if not raw:
+        return ""
+    try:
+        parts = urlsplit(raw)
+        host = parts.hostname
+    except ValueError:
+        parts, host = None, None
+    if parts is None or parts.scheme not in ("http", "https") or not host or parts.query \
+            or parts.fragment or any(c.isspace() for c in raw):  # fmt: skip
+        v.problems.append(
+            f"MAILER_PUBLIC_URL={cut(raw)!r} is not a web address; give where people open "
+            "mailer's pages, e.g. MAILER_PUBLIC_URL=https://mailer.example.org (or leave it empty)"
+        )
+        return ""
+    return raw.rstrip("/")
+
+
 def load_settings(environ: Mapping[str, str], dotenv_path: Path | None = Path(".env")) -> Settings:
     """Read settings from `.env` (if present) overlaid by `environ`: one group at a time
     (database, SMTP, paths, limits, IMAP), each taking its values and adding its problems.
@@ -373,6 +397,7 @@ def load_settings(environ: Mapping[str, str], dotenv_path: Path | None = Path(".
         limits=limits,
         rate_preset=preset,
         imap=imap,
+        public_url=_public_url(v),
         warnings=tuple(warnings.values()),
     )
     if problems:

@@ -9,7 +9,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, inspect, text
 
 from mailer.db import SCHEMA_HEAD, _alembic_config, open_database
 from mailer.delivery.ledger import Claim, Ledger, Sending, Settled
@@ -282,6 +282,7 @@ def test_a_database_of_an_older_schema_is_upgraded_when_opened(database_url: str
     engine = open_database(database_url)
     with engine.begin() as conn:  # back to how 0004 left it
         conn.execute(text("DROP TABLE letter_pdf"))  # 0009
+        conn.execute(text("DROP INDEX uq_delivery_coordinator_once"))  # 0010
         conn.execute(text("DROP TABLE scheduler_state"))  # 0008
         conn.execute(text("DROP TABLE attendance_mark"))
         conn.execute(text("DROP TABLE inbound_message"))
@@ -295,6 +296,8 @@ def test_a_database_of_an_older_schema_is_upgraded_when_opened(database_url: str
         assert conn.execute(text("SELECT count(*) FROM attendance_mark")).scalar() == 0
         assert conn.execute(text("SELECT count(*) FROM delivery WHERE refused = ''")).scalar() == 0
         assert conn.execute(text("SELECT count(*) FROM scheduler_state")).scalar() == 0
+    indexes = {i["name"] for i in inspect(engine).get_indexes("delivery")}
+    assert "uq_delivery_coordinator_once" in indexes  # 0010
     engine.dispose()
 
 

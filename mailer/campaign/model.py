@@ -143,8 +143,9 @@ class Campaign:
         raise CampaignError(self.path, [f"there is no rule {rule_id!r}; the rules are: {known}"])
 
     def message_kind(self, kind: str) -> MessageKind:
-        """`invitation` and `reminder:<rule id>` come from the rules; `update:<sequence>`
-        and `cancel` are built in (templates/update/, templates/cancel/)."""
+        """`invitation` and `reminder:<rule id>` come from the rules; `update:<sequence>`,
+        `cancel` and the coordinator's `digest:<day>` are built in (templates/update/,
+        templates/cancel/, templates/digest/)."""
         try:
             parsed = LedgerKind.parse(kind)
         except ValueError:
@@ -153,6 +154,8 @@ class Campaign:
             return MessageKind("update")
         if parsed == CANCEL:
             return MessageKind("cancel", method="CANCEL")
+        if parsed is not None and parsed.name == "digest":
+            return MessageKind("digest", method="", automatic=True)
         for rule in self.rules:
             if rule.ledger_kind == kind:
                 return MessageKind(rule.template, automatic=rule.kind != "invitation")

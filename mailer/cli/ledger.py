@@ -47,9 +47,12 @@ def deliveries(
     for r in rows:
         partly = r.partly_refused or (bool(r.delivered_to) and r.state != "sent")
         shown = f"{r.state} (partly delivered)" if partly else r.state
-        table.add_row(str(r.id), r.invitee_id, r.kind, shown, str(r.attempts), r.last_reply or "")
+        who = r.invitee_id if r.invitee_id is not None else "(coordinator)"
+        table.add_row(str(r.id), who, r.kind, shown, str(r.attempts), r.last_reply or "")
     out.print(table)
-    out.print(f"{len(rows)} deliveries")
+    digests = sum(r.coordinators for r in rows)
+    also = f", and {digests} to the coordinator (the daily digest)" if digests else ""
+    out.print(f"{len(rows) - digests} deliveries{also}")
 
 
 def _is_number(text: str) -> bool:

@@ -38,7 +38,7 @@ def scheduler_plan(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """Every rule: when it runs (Thai and ISO), its audience, how many offices it would
-    reach now, and whether it already ran or was missed.
+    reach now, and whether it already ran or was missed; then the next daily digest.
 
     Example: mailer scheduler plan
     """
@@ -55,6 +55,11 @@ def scheduler_plan(
         iso = p.due_at.astimezone(zone).isoformat() if p.due_at else ""
         table.add_row(p.rule_id, p.due_thai(zone), iso, p.audience, str(p.reach), p.status)
     out.print(table)
+    from mailer.rounds.digest import next_digest
+
+    if (coming := next_digest(ws)) is not None:
+        local = coming.astimezone(zone)
+        out.print(f"Next digest to the coordinator (สรุปประจำวัน): {local:%Y-%m-%d %H:%M} ({zone})")
 
 
 @scheduler_app.command("run-now")
@@ -91,7 +96,7 @@ def scheduler_status(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """Who runs the rounds (host, pid, since) and who stands by, the last pass, the last
-    good mail sync and the last sync error, and the next rounds.
+    good mail sync and the last sync error, the next rounds and the next digest.
 
     For monitoring, read `--json` (the exit code is 0 whenever the status could be read):
     alert when `problems` is not empty. It names no scheduler running (`state` "none" or

@@ -101,6 +101,11 @@ class Composer:
             }
         return self._contexts[event]
 
+    def about(self, event: Event | None = None) -> dict[str, Any]:
+        """What every letter receives about the campaign and the event (`event`, else the
+        campaign file's), without an office: the coordinator's digest is built on it."""
+        return dict(self._base_context(event or self.campaign.event))
+
     def renderer(self, template: str) -> LetterRenderer:
         if template not in self._renderers:
             self._renderers[template] = LetterRenderer(

@@ -2,7 +2,8 @@
 
 `mailer deliveries` lists rows; `mailer deliveries retry` queues failed or uncertain rows
 again (with the same Message-ID, so a client that already has the message can tell);
-`mailer deliveries resolve ID --sent|--not-sent` settles an uncertain one.
+`mailer deliveries resolve ID --sent|--not-sent` settles an uncertain one. The coordinator's
+own rows (the daily digest, of no office) are listed too, named as the coordinator's.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ RETRYABLE = (S.failed.value, S.uncertain.value)
 @dataclass(frozen=True)
 class DeliveryRow:
     id: int
-    invitee_id: str
+    invitee_id: str | None  # None: the coordinator's own row (the daily digest)
     kind: str
     state: str
     attempts: int
@@ -40,6 +41,11 @@ class DeliveryRow:
     last_reply: str | None
     delivered_to: str = ""  # per address: those that have it
     refused: str = ""  # those refused for good, with the server's reply ("a@x: 550 …")
+
+    @property
+    def coordinators(self) -> bool:
+        """A row of no office: the coordinator's digest (counted apart from the offices')."""
+        return self.invitee_id is None
 
     @property
     def partly_refused(self) -> bool:

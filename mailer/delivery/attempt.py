@@ -64,7 +64,7 @@ class Run:
         self.lease = ctx.lease
         self.stats = DrainStats()
         self.failures = 0  # in a row
-        self.messages = RowMessages(ctx.composer, ledger, ctx.clock)
+        self.messages = RowMessages(ctx.composer, ledger, ctx.clock, ctx.digest)
         self._wanted: dict[str, Callable[[str], bool]] = {}  # asked again for every batch
 
     def new_batch(self) -> None:
@@ -83,8 +83,9 @@ class Run:
             self.ctx.pause(wait.total_seconds())
 
     def still_wanted(self, claim: Claim) -> bool:
-        """A reminder queued before the office declined (or bounced) is no longer for it."""
-        if self.ctx.wanted is None:
+        """A reminder queued before the office declined (or bounced) is no longer for it.
+        The coordinator's own rows are in no audience: always still wanted."""
+        if self.ctx.wanted is None or claim.invitee_id is None:
             return True
         if claim.kind not in self._wanted:
             self._wanted[claim.kind] = self.ctx.wanted(LedgerKind.parse(claim.kind))
@@ -95,7 +96,7 @@ class Run:
         self.flush()
         self.pending = Settled(claim, S.failed, reply, self.ctx.clock())
         self.flush()
-        return Outcome(claim.invitee_id, SKIPPED, reply, 0, claim.id)
+        return Outcome(claim.who, SKIPPED, reply, 0, claim.id)
 
     def current_claim(self, claim: Claim) -> Claim | str | None:
         """The claim to compose for the event as it now stands; a reason not to send it
@@ -105,8 +106,9 @@ class Run:
             return self.ledger.rebase(self.owner, claim, now)
         return now
 
-    def send(self, claim: Claim, invitee: InviteeRecord) -> Outcome | None:
-        """Send one claimed row (None: the row is no longer this worker's)."""
+    def send(self, claim: Claim, invitee: InviteeRecord | None) -> Outcome | None:
+        """Send one claimed row (None: the row is no longer this worker's). `invitee` is
+        the office the row is for; None for the coordinator's own rows (the digest)."""
         if not self.still_wanted(claim):
             return self.drop(claim, NOT_WANTED)
         now = self.current_claim(claim)
@@ -235,6 +237,4 @@ class Run:
         self.pending = settled
         if settled.state != S.sent:
             self.flush()  # failures are rare: record them at once
-        return Outcome(
-            settled.claim.invitee_id, settled.state, settled.reply, code, settled.claim.id
-        )
+        return Outcome(settled.claim.who, settled.state, settled.reply, code, settled.claim.id)

@@ -2,15 +2,16 @@
 the one way to open an SMTP session for a ledger (the server guard included).
 
 Nothing here reads the workspace or the offices' answers: `mailer.rounds.context` builds
-the context from the workspace, and says through `wanted` which offices a kind of message
-is still for (a reminder is no longer for an office that declined meanwhile).
+the context from the workspace, says through `wanted` which offices a kind of message is
+still for (a reminder is no longer for an office that declined meanwhile), and hands in
+through `digest` what the coordinator's digest says, computed when it is composed.
 """
 
 from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -26,6 +27,10 @@ LEASE = timedelta(minutes=5)
 Wanted = Callable[[LedgerKind], Callable[[str], bool]]
 """For a kind of message, whether an office (by invitee id) is still to receive it. Asked
 again for every batch a worker claims, so an answer that arrives during a run counts."""
+
+DigestValues = Callable[[LedgerKind], Mapping[str, object]]
+"""For a digest row's kind (`digest:<day>`), the values its templates receive, read from the
+ledger as it stands when the message is composed (`mailer.rounds.digest`)."""
 
 
 @dataclass(frozen=True)
@@ -45,6 +50,7 @@ class DeliveryContext:
     stopping: threading.Event = field(default_factory=threading.Event)
     sleep: Callable[[float], None] | None = None  # None: wait on `stopping`
     wanted: Wanted | None = None  # None: every row is still wanted
+    digest: DigestValues | None = None  # None: a digest row cannot be composed (fails)
 
     @property
     def lease(self) -> timedelta:

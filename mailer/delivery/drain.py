@@ -76,7 +76,7 @@ def _drain(run: Run, progress: Progress | None) -> str | None:
 
 
 def _batch(run: Run, claims: list[Claim], progress: Progress | None) -> str | None:
-    records = invitee_records(run.ledger.engine, [c.invitee_id for c in claims])
+    records = invitee_records(run.ledger.engine, [c.invitee_id for c in claims if c.invitee_id])
     run.new_batch()
     for claim in claims:
         if run.ctx.stopping.is_set():
@@ -84,7 +84,8 @@ def _batch(run: Run, claims: list[Claim], progress: Progress | None) -> str | No
         stopped = _pace(run)
         if stopped is not None:
             return stopped
-        outcome = run.send(claim, records[claim.invitee_id])
+        office = records[claim.invitee_id] if claim.invitee_id is not None else None
+        outcome = run.send(claim, office)
         if outcome is None:
             continue
         run.stats.count(outcome)

@@ -38,17 +38,24 @@ from mailer.delivery.queueing import LedgerQueue
 from mailer.delivery.reads import _SENDABLE, DELIVERIES, D, S  # the table handles
 from mailer.models import split_emails
 
+COORDINATOR = "coordinator"  # how reports name a row of no office (the digest)
+
 
 @dataclass(frozen=True)
 class Claim:
     id: int
-    invitee_id: str
+    invitee_id: str | None  # None: a row of no office, the coordinator's (the digest)
     kind: str
     message_id: str
     sequence: int
     attempts: int
     delivered_to: str = ""  # "a@x; b@y": addresses that already have it (see `Settled`)
     refused: str = ""  # "c@z: 550 …; …": addresses refused for good
+
+    @property
+    def who(self) -> str:
+        """Whom the row is for, as reports name it: the office's id, or "coordinator"."""
+        return self.invitee_id if self.invitee_id is not None else COORDINATOR
 
     def done_with(self) -> set[str]:
         """Addresses not to send to again: delivered, or refused for good."""

@@ -1,6 +1,7 @@
 """The message a claimed ledger row names: its kind, its SEQUENCE, and the event as that
 version told it (`mailer.versions`), never the campaign file as this process read it
-(`send update` may have moved it since). One `RowMessages` per drain.
+(`send update` may have moved it since). A row of no office (the coordinator's digest) is
+composed from the values its caller's `digest` computes then. One `RowMessages` per drain.
 
 When the campaign's `[letter]` says `attach`, an invitation, update or cancellation carries
 the office's official letter as PDF, rendered once and kept for the row's version
@@ -14,7 +15,10 @@ from typing import TYPE_CHECKING
 from mailer.campaign import Event
 from mailer.clock import Clock
 from mailer.compose import Attachment, ComposedMessage, Composer, OutgoingMail
+from mailer.compose.digest import DigestMail, compose_digest
+from mailer.delivery.context import DigestValues
 from mailer.delivery.ledger import Claim, Ledger
+from mailer.errors import MailerError
 from mailer.invitees.importing import InviteeRecord
 from mailer.kinds import CANCEL, LedgerKind
 from mailer.versions import Change, cancelled, changes_at, event_at, versions
@@ -24,8 +28,11 @@ if TYPE_CHECKING:
 
 
 class RowMessages:
-    def __init__(self, composer: Composer, ledger: Ledger, clock: Clock) -> None:
+    def __init__(
+        self, composer: Composer, ledger: Ledger, clock: Clock, digest: DigestValues | None = None
+    ) -> None:
         self.composer = composer
+        self.digest = digest
         self.campaign = composer.campaign
         self.ledger = ledger
         self.clock = clock
@@ -55,8 +62,14 @@ class RowMessages:
             return f"not sent: superseded by the announcement of SEQUENCE {current}"
         return current  # an invitation or reminder of an earlier version goes out at this one
 
-    def compose(self, claim: Claim, invitee: InviteeRecord) -> ComposedMessage:
-        """The message as the row names it (`MailerError` when it cannot be built)."""
+    def compose(self, claim: Claim, invitee: InviteeRecord | None) -> ComposedMessage:
+        """The message as the row names it (`MailerError` when it cannot be built); `invitee`
+        is the row's office (None for a row of the coordinator's)."""
+        parsed = LedgerKind.parse(claim.kind)
+        if parsed.coordinators:
+            return self._coordinators(claim, parsed)
+        if invitee is None:
+            raise MailerError(f"delivery {claim.id} ({claim.kind}) names no office")
         kind = self.campaign.message_kind(claim.kind)
         mail = OutgoingMail(
             invitee=invitee,
@@ -82,6 +95,13 @@ class RowMessages:
             self._letters = LetterStore(self.ledger, self.composer)
         found = self._letters.for_row(claim.kind, invitee, claim.sequence)
         return () if found is None else (found,)
+
+    def _coordinators(self, claim: Claim, kind: LedgerKind) -> ComposedMessage:
+        """The coordinator's digest, its values computed now (what changed up to now)."""
+        if self.digest is None:
+            raise MailerError("this run cannot compose the coordinator's digest")
+        mail = DigestMail(claim.message_id, self.digest(kind), self._event(claim.sequence))
+        return compose_digest(self.composer, mail, self.clock())
 
     def _extra(self, claim: Claim) -> Mapping[str, object]:
         """What an update's template needs besides the usual: the list of changes."""

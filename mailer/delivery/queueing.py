@@ -1,4 +1,5 @@
-"""The queuing half of the ledger's writer: rows added (`enqueue`), and the coordinator's
+"""The queuing half of the ledger's writer: rows added (`enqueue`; `enqueue_coordinators`
+for a row of no office, the coordinator's digest), and the coordinator's
 decisions and announcements — re-queue, resolve, move the campaign's SEQUENCE, rebase or
 cancel the rows not yet sent — and the server guard. Not a second writer: `Ledger`
 (`mailer.delivery.ledger`) inherits these, and the worker's side is written there."""
@@ -9,14 +10,14 @@ import contextlib
 import itertools
 from collections.abc import Callable, Iterable, Sequence
 
-from sqlalchemy import Connection, select, update
+from sqlalchemy import Connection, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from mailer.delivery.reads import _SENDABLE, CAMPAIGNS, DELIVERIES, C, D, LedgerReads, S
 from mailer.errors import LedgerError
 from mailer.kinds import UPDATE_PREFIX
-from mailer.models import CampaignState
+from mailer.models import COORDINATORS, CampaignState
 
 
 class LedgerQueue(LedgerReads):
@@ -68,6 +69,32 @@ class LedgerQueue(LedgerReads):
             while chunk := list(itertools.islice(rows, 5000)):
                 added += len(tx.execute(stmt, chunk).all())
         return added
+
+    def enqueue_coordinators(
+        self, kind: str, sequence: int, message_id: str, recipients: str
+    ) -> bool:
+        """Add the one `queued` row of `kind` that goes to the coordinator, not to an office
+        (`invitee_id` NULL), unless the ledger has it already (the partial unique index
+        `uq_delivery_coordinator_once`: once per campaign and kind, across processes and
+        restarts). Whether it was added."""
+        now = self.clock()
+        row = {
+            "campaign_id": self.campaign_id, "invitee_id": None, "kind": kind,
+            "message_id": message_id, "sequence": sequence, "recipients": recipients,
+            "state": S.queued.value, "attempts": 0, "next_attempt_at": now,
+            "enqueued_at": now, "updated_at": now,
+        }  # fmt: skip
+        insert = pg_insert if self._dialect == "postgresql" else sqlite_insert
+        stmt = (
+            insert(DELIVERIES)
+            .values(**row)
+            .on_conflict_do_nothing(
+                index_elements=["campaign_id", "kind"], index_where=text(COORDINATORS)
+            )
+            .returning(D.id)
+        )
+        with self.engine.begin() as conn:
+            return conn.execute(stmt).first() is not None
 
     # --- the coordinator's decisions and announcements -------------------------------------
 

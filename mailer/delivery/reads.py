@@ -1,12 +1,13 @@
 """The reading half of the delivery ledger (`mailer.delivery.ledger.Ledger` is the writing half and
 inherits these): what is queued, what is due, counts per state, the rate limits' look-back,
-and the one test of "this office has it" (`went_out`). Nothing here changes a row."""
+the one test of "this office has it" (`went_out`), and of "a row of an office" (`offices`: not
+the coordinator's own digest). Nothing here changes a row."""
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, Engine, Table, func, or_, select
+from sqlalchemy import ColumnElement, Engine, Table, and_, func, or_, select
 
 from mailer.clock import Clock
 from mailer.models import CampaignState, Delivery, DeliveryState
@@ -19,13 +20,24 @@ S = DeliveryState
 _SENDABLE = (S.queued.value, S.retry_wait.value)
 
 
-def went_out() -> ColumnElement[bool]:
-    """A delivery that may have reached the office: sent, uncertain or being sent now, or
-    accepted by the server for at least one of its addresses (partly delivered). The one
-    test of "this office has it" (update and reminder audiences, reply matching)."""
+def offices() -> ColumnElement[bool]:
+    """A row of an office: not one of the coordinator's (the daily digest, `invitee_id`
+    NULL). Every count, audience and reply match of offices reads only these."""
+    return D.invitee_id.is_not(None)
+
+
+def reached() -> ColumnElement[bool]:
+    """A row that may have reached its recipient: sent, uncertain or being sent now, or
+    accepted by the server for at least one of its addresses (partly delivered)."""
     return or_(
         D.state.in_([S.sent.value, S.uncertain.value, S.sending.value]), D.delivered_to != ""
     )
+
+
+def went_out() -> ColumnElement[bool]:
+    """A delivery that may have reached the office (`reached`, of an office). The one test
+    of "this office has it" (update and reminder audiences, reply matching)."""
+    return and_(offices(), reached())
 
 
 class LedgerReads:
@@ -64,7 +76,8 @@ class LedgerReads:
             return conn.execute(query).scalar()
 
     def counts(self, kind: str | None = None) -> dict[str, int]:
-        query = select(D.state, func.count()).where(D.campaign_id == self.campaign_id)
+        """Rows per state: of `kind`, or of every kind of the offices' (not the digest's)."""
+        query = select(D.state, func.count()).where(D.campaign_id == self.campaign_id, offices())
         if kind is not None:
             query = query.where(D.kind == kind)
         with self.reads.connect() as conn:

@@ -3,7 +3,8 @@
 `attendance` derives each office's `OfficeAttendance` from its replies and the coordinator's
 marks, with the history kept (`AttendanceEvent`s): a mark always wins over an automatic
 reading, and a calendar reply to an older SEQUENCE is kept and shown but never overrides.
-`mark` records the coordinator's decision; `review` lists what needs a human.
+`changed` says which offices' attendance moved between two moments (the coordinator's
+digest). `mark` records the coordinator's decision; `review` lists what needs a human.
 """
 
 from __future__ import annotations
@@ -66,12 +67,45 @@ class OfficeAttendance:
 def attendance(ledger: Ledger) -> dict[str, OfficeAttendance]:
     """Each office's attendance, derived from its replies and the coordinator's marks (of
     the ledger's campaign); an office with neither has no entry (it is `no_reply`)."""
+    return _as_of(_histories(ledger), None)
+
+
+def _as_of(
+    histories: dict[str, list[AttendanceEvent]], until: datetime | None
+) -> dict[str, OfficeAttendance]:
+    """Each office's attendance from what was stored or marked before `until` (None: all)."""
     result = {}
-    for invitee_id, history in _histories(ledger).items():
-        found = _decide(invitee_id, history)
+    for invitee_id, history in histories.items():
+        kept = history if until is None else [e for e in history if e.at < until]
+        found = _decide(invitee_id, kept) if kept else None
         if found is not None:
             result[invitee_id] = found
     return result
+
+
+@dataclass(frozen=True)
+class AttendanceChange:
+    """An office whose attendance moved: what it was, and what it became (and why)."""
+
+    invitee_id: str
+    before: Attendance
+    after: OfficeAttendance
+
+
+def changed(ledger: Ledger, since: datetime | None, until: datetime) -> list[AttendanceChange]:
+    """The offices whose attendance as it stood at `until` differs from what it was at
+    `since` (None: from the start, so every office with an attendance), by invitee id. Each
+    moment counts what was stored or marked before it, so windows that meet never count a
+    change twice or lose one."""
+    histories = _histories(ledger)
+    before = _as_of(histories, since) if since is not None else {}
+    after = _as_of(histories, until)
+    found = []
+    for invitee_id, now in sorted(after.items()):
+        then = before[invitee_id].status if invitee_id in before else Attendance.no_reply
+        if now.status != then:
+            found.append(AttendanceChange(invitee_id, then, now))
+    return found
 
 
 def _histories(ledger: Ledger) -> dict[str, list[AttendanceEvent]]:

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import func, select
 
 from mailer.campaign import Campaign
-from mailer.delivery.reads import D, went_out
+from mailer.delivery.reads import D, offices, went_out
 from mailer.identity import looks_ours, read_uid
 from mailer.replies.classify import Classification
 from mailer.replies.tables import I
@@ -64,7 +64,8 @@ class Directory:
             ids = frozenset(i for (i,) in conn.execute(select(I.invitee_id)))
             for message_id, invitee_id, state, recipients, delivered_to in conn.execute(
                 select(D.message_id, D.invitee_id, D.state, D.recipients, D.delivered_to).where(
-                    D.campaign_id == ledger.campaign_id
+                    D.campaign_id == ledger.campaign_id,
+                    offices(),  # not the coordinator's digest
                 )
             ):
                 threads[message_id] = invitee_id

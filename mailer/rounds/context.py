@@ -1,6 +1,7 @@
 """The workspace as sending takes it: `delivery_context` builds the `DeliveryContext` that
-`mailer.delivery` drains with, and `still_wanted` is where the rounds tell sending which
-offices a reminder is still for (sending itself never reads the offices' answers)."""
+`mailer.delivery` drains with, `still_wanted` is where the rounds tell sending which
+offices a reminder is still for, and the digest's values come from `mailer.rounds.digest`
+(sending itself never reads the offices' answers)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from collections.abc import Callable
 from mailer.delivery.context import DeliveryContext, Wanted
 from mailer.kinds import LedgerKind
 from mailer.rounds.audience import audience_ids
+from mailer.rounds.digest import digest_builder
 from mailer.workspace import Workspace
 
 
@@ -38,4 +40,5 @@ def delivery_context(ws: Workspace) -> DeliveryContext:
         stopping=ws.stopping,
         sleep=ws.sleep,
         wanted=still_wanted(ws),
+        digest=digest_builder(ws),
     )

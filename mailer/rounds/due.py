@@ -5,7 +5,8 @@ time, if it is due and inside its catch-up window it runs the round (enqueue its
 then drain: the ledger makes a second run a no-op); if the window has passed it records the
 round as missed. Either way the result is written to `round_run`, so nothing is lost
 without a trace and nothing runs twice. Times are recomputed from the campaign file on
-every pass, so moving the event moves the relative rounds.
+every pass, so moving the event moves the relative rounds. The pass also queues the
+coordinator's daily digest once its time has come (`mailer.rounds.digest`), then drains.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from mailer.delivery.stats import DrainStats
 from mailer.models import RoundRun
 from mailer.rounds.audience import audience_ids
 from mailer.rounds.context import delivery_context
+from mailer.rounds.digest import queue_digest
 from mailer.rounds.send import SendReport, iter_invitees, send_round
 from mailer.thai import thai_date, thai_time
 from mailer.versions import pending_change
@@ -142,6 +144,12 @@ def plan(ws: Workspace) -> list[RoundPlan]:
     return plans
 
 
+def coming(ws: Workspace) -> list[RoundPlan]:
+    """The rounds still to come (waiting or due), soonest first."""
+    ahead = [p for p in plan(ws) if p.due_at is not None and p.status in {"waiting", "due"}]
+    return sorted(ahead, key=lambda p: p.due_at or p.window_ends or ws.clock())
+
+
 def _all_ids(ws: Workspace) -> list[str]:
     return [i.invitee_id for i in iter_invitees(ws.engine)]
 
@@ -150,7 +158,7 @@ def _all_ids(ws: Workspace) -> list[str]:
 class PassEvent:
     rule_id: str
     due_at: datetime
-    status: str  # done | missed | cancelled | drained
+    status: str  # done | missed | cancelled | drained | queued (today's digest)
     report: SendReport | None = None
     stats: DrainStats | None = None
 
@@ -183,6 +191,8 @@ def due_pass(ws: Workspace) -> list[PassEvent]:
         report = send_round(ws, rule.ledger_kind)
         _record(ws, _Ran(rule, due, "done", f"{report.drain.sent} sent", report.enqueued))
         events.append(PassEvent(rule.id, due, "done", report))
+    if not cancelled and (day := queue_digest(ws)) is not None:
+        events.append(PassEvent(str(day), now, "queued"))
     ledger = ws.ledger()
     if not cancelled and ledger.due_count():  # retries now due, the rest of a capped round
         stats = drain_due(delivery_context(ws))

@@ -23,6 +23,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy import text
 from sqlalchemy.engine import Connection, make_url
 
+from mailer.compose.digest import TEMPLATE as DIGEST_TEMPLATE
 from mailer.errors import MailerError
 from mailer.rounds.due import due_pass
 from mailer.rounds.standby import NO_STANDBY, Presence, SchedulerBusy, record_pass  # standby (#14)
@@ -106,6 +107,8 @@ def tick() -> None:
         if event.stats is not None:
             s = event.stats
             log(f"due messages: {s.sent} sent, {s.retry} to retry, {s.failed} failed")
+        elif event.status == "queued":  # the coordinator's digest of today
+            log(f"{event.rule_id}: queued for the coordinator")
         elif event.report is None:
             log(f"round {event.rule_id} (due {local:%Y-%m-%d %H:%M}): {event.status}, recorded")
         else:
@@ -144,6 +147,8 @@ def run_scheduler(ws: Workspace, log: Log, sweep: timedelta = timedelta(minutes=
     global _ACTIVE
     for rule in ws.campaign.rules:  # a missing or broken template stops here
         ws.composer.renderer(rule.template)
+    if ws.campaign.digest is not None:  # … and the coordinator's digest's (#14)
+        ws.composer.renderer(DIGEST_TEMPLATE)
     lock = SchedulerLock(ws)
     presence = Presence(ws, log)  # standby (#14): on PostgreSQL, wait here for the lock
     if not presence.acquire(lock):

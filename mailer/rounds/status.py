@@ -1,9 +1,10 @@
 """`mailer scheduler status`: who runs the rounds, what they last did, what comes next.
 
 Read from the scheduler processes' own rows (`scheduler_state`, written by
-mailer/rounds/standby.py), the database's lock (PostgreSQL: `pg_locks`) and the plan of the
-rounds (`due.plan`), computed now. `problems` lists, in words, what monitoring should alert
-on: no scheduler, a stale heartbeat (stuck or dead), a lost lock, a failing mail sync.
+mailer/rounds/standby.py), the database's lock (PostgreSQL: `pg_locks`), the plan of the
+rounds (`due.plan`) and the next digest (`digest.next_digest`), computed now. `problems`
+lists, in words, what monitoring should alert on: no scheduler, a stale heartbeat (stuck
+or dead), a lost lock, a failing mail sync.
 """
 
 from __future__ import annotations
@@ -70,6 +71,7 @@ class SchedulerStatus:
     sync_error_at: datetime | None
     next_rounds: list[RoundPlan]
     problems: list[str]
+    next_digest: datetime | None = None  # None: no [digest], or none to come
 
     def to_json(self, zone: object) -> dict[str, object]:
         def when(value: datetime | None) -> str | None:
@@ -92,6 +94,7 @@ class SchedulerStatus:
                 "failing": self.sync_failing,
             },
             "next_rounds": [p.to_json(zone) for p in self.next_rounds],
+            "next_digest": when(self.next_digest),
             "problems": self.problems,
         }
 
@@ -125,6 +128,8 @@ class SchedulerStatus:
         lines.append(f"Last good mail sync: {when(self.sync_ok_at)}")
         if self.sync_error:
             lines.append(f"Last sync error: {when(self.sync_error_at)}: {self.sync_error}")
+        if self.next_digest is not None:
+            lines.append(f"Next digest (สรุปประจำวัน): {when(self.next_digest)}")
         return lines
 
     @property
@@ -135,11 +140,16 @@ class SchedulerStatus:
 
 
 def _plan(ws: Workspace) -> list[RoundPlan]:
-    """The rounds still to come (adapter: `due.plan`'s signature may move to a ledger)."""
-    from mailer.rounds.due import plan
+    """The rounds still to come (adapter: `due.coming`'s signature may move to a ledger)."""
+    from mailer.rounds.due import coming
 
-    coming = [p for p in plan(ws) if p.due_at is not None and p.status in {"waiting", "due"}]
-    return sorted(coming, key=lambda p: p.due_at or p.window_ends or ws.clock())
+    return coming(ws)
+
+
+def _next_digest(ws: Workspace) -> datetime | None:
+    from mailer.rounds.digest import next_digest
+
+    return next_digest(ws)
 
 
 def _process(row: Any, now: datetime) -> Process:
@@ -196,7 +206,7 @@ def scheduler_status(ws: Workspace) -> SchedulerStatus:
         stopped if active is None else None, lock_held,
         getattr(record, "last_pass_at", None), getattr(record, "last_pass", "") or "",
         getattr(record, "last_sync_ok_at", None), getattr(record, "last_sync_error", "") or "",
-        getattr(record, "last_sync_error_at", None), _plan(ws), [],
+        getattr(record, "last_sync_error_at", None), _plan(ws), [], _next_digest(ws),
     )  # fmt: skip
     status.problems.extend(_problems(status))
     return status
