@@ -5,6 +5,7 @@ others may read is refused, and no key ever reaches the output."""
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -184,6 +185,34 @@ def test_ed25519_is_an_option(make_ws, dns: LocalDns, tmp_path: Path) -> None:
     assert "a=ed25519-sha256;" in dict(raw_headers(raw))["DKIM-Signature"]
     assert verifies(raw, resolver.txt_lookup)
     assert not verifies(raw.replace(b"\r\nSubject: ", b"\r\nSubject: x", 1), resolver.txt_lookup)
+
+
+@pytest.mark.parametrize("form", ["pkcs1-rsa", "seed-ed25519"])
+def test_the_other_key_files_in_use_are_read(
+    make_ws, dns: LocalDns, tmp_path: Path, form: str
+) -> None:
+    """`openssl genrsa -traditional` (BEGIN RSA PRIVATE KEY) and the base64 seed of
+    `dknewkey --ktype ed25519`."""
+    path = tmp_path / "key"
+    if form == "pkcs1-rsa":
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        path.write_bytes(
+            key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.TraditionalOpenSSL,
+                serialization.NoEncryption(),
+            )
+        )
+        algorithm = "rsa-sha256"
+    else:
+        seed = ed25519.Ed25519PrivateKey.generate().private_bytes_raw()
+        path.write_text(base64.b64encode(seed).decode() + "\n")
+        algorithm = "ed25519-sha256"
+    path.chmod(0o600)
+    ws = make_ws(DKIM_SELECTOR="k", DKIM_PRIVATE_KEY_FILE=str(path), DKIM_ALGORITHM=algorithm)
+    resolver = publish(dns, ws.signer)
+    raw = ws.composer.compose(OutgoingMail(SAMPLE, "invitation", "<f@x>", 0), NOW).data
+    assert verifies(raw, resolver.txt_lookup)
 
 
 def test_dkim_domain_names_the_signing_domain(make_ws, rsa_key: Path, dns: LocalDns) -> None:

@@ -3,8 +3,9 @@
 `DkimSigner.sign` puts a `DKIM-Signature:` header in front of a composed message:
 relaxed/relaxed canonicalization, rsa-sha256 (or ed25519-sha256), the headers of
 `SIGNED_HEADERS` each signed once more than it occurs, so a receiver sees a header added
-after signing (a second From, a Cc) as a broken signature. The composer calls it last
-(`Composer(sign=…)`), so every kind of message is signed the same way.
+after signing (a second From, a Cc) as a broken signature, and `t=` the time of signing
+(dkimpy reads the system clock). The composer calls it last (`Composer(signer=…)`), so
+every kind of message is signed the same way.
 
 The settings are read here too (`dkim_settings`, called by `mailer.settings`): the private
 key is read once, at start (`read_private_key`: a file only its owner may read), and held
