@@ -414,3 +414,11 @@ def test_the_command_exits_1_on_any_fail(tmp_path: Path, tls, dns: LocalDns, key
         "✗ fail ไม่ผ่าน · SPF (สิทธิ์ส่งในนามโดเมน): ega.or.th publishes no SPF record →" in result.output
     )
     assert "Error: deliverability: 4 passed, 2 warning(s), 1 failed" in result.output
+
+
+def test_a_1024_bit_key_is_a_warning(make_ws, tls, dns, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    ws = _ws(make_ws, tls, dns, write_key(tmp_path / "k1024.pem", bits=1024))
+    dkim = only(run(ws, dns, good_zone(ws.signer)), "dkim")
+    assert dkim.verdict == "warn"
+    assert "(rsa-sha256, 1024 bits)" in dkim.text
+    assert "2048-bit key" in dkim.fix

@@ -20,7 +20,7 @@ from mailer.compose import OutgoingMail
 from mailer.deliverability.report import SAMPLE
 from mailer.deliverability.resolver import Dns
 from mailer.delivery.dkim import DkimSigner, headers_to_sign, verifies
-from mailer.errors import SettingsError
+from mailer.errors import MailerError, SettingsError
 from mailer.invitees.importing import import_contacts
 from mailer.rounds.send import send_announcement, send_round, send_test
 from tests.conftest import CAMPAIGN, CONTACTS, Mailhog, cli_env, make_settings
@@ -289,6 +289,51 @@ def test_a_file_that_is_no_key_is_named_not_quoted(tmp_path: Path) -> None:
     ed = write_key(tmp_path / "ed.pem", "ed25519")  # an Ed25519 key with rsa-sha256
     with pytest.raises(SettingsError, match="is not a PEM RSA private key"):
         make_settings(tmp_path, DKIM_SELECTOR=SELECTOR, DKIM_PRIVATE_KEY_FILE=str(ed))
+
+
+def _prime(bits: int, seed: int) -> int:
+    """A prime of `bits` bits (Miller-Rabin with fixed bases), with e=65537 invertible."""
+    candidate = (1 << (bits - 1)) | (seed * 0x9E3779B97F4A7C15 % (1 << (bits - 2))) | 1
+    while True:
+        candidate += 2
+        if candidate % 65537 == 1:
+            continue
+        d, r = candidate - 1, 0
+        while d % 2 == 0:
+            d, r = d // 2, r + 1
+        for base in (2, 3, 5, 7, 11, 13, 17, 19, 23, 29, 31, 37):
+            x = pow(base, d, candidate)
+            if x in (1, candidate - 1):
+                continue
+            for _ in range(r - 1):
+                x = pow(x, 2, candidate)
+                if x == candidate - 1:
+                    break
+            else:
+                break
+        else:
+            return candidate
+
+
+def test_a_key_receivers_would_ignore_is_refused(make_ws, tmp_path: Path) -> None:
+    short = tmp_path / "short.pem"  # cryptography makes none under 1024 bits: built here
+    p, q = _prime(384, 3), _prime(384, 5)
+    e, d = 65537, pow(65537, -1, (p - 1) * (q - 1))
+    public = rsa.RSAPublicNumbers(e, p * q)
+    numbers = rsa.RSAPrivateNumbers(p, q, d, d % (p - 1), d % (q - 1), pow(q, -1, p), public)
+    short.write_bytes(
+        numbers.private_key(unsafe_skip_rsa_key_validation=True).private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.TraditionalOpenSSL,
+            serialization.NoEncryption(),
+        )
+    )
+    short.chmod(0o600)
+    ws = make_ws(DKIM_SELECTOR=SELECTOR, DKIM_PRIVATE_KEY_FILE=str(short))
+    with pytest.raises(
+        MailerError, match=r"is a 76[78]-bit RSA key; receivers ignore .* under 1024"
+    ):
+        ws.composer  # noqa: B018  (built before anything is composed)
 
 
 def test_bad_dkim_settings_are_listed_with_the_others(tmp_path: Path, rsa_key: Path) -> None:

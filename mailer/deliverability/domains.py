@@ -73,7 +73,11 @@ def dkim_finding(dns: Dns, signer: DkimSigner | None, sample: bytes) -> tuple[Fi
     key = tags(records[0])
     if not key.get("p"):
         return failed("dkim", f"the key at {name} is revoked (empty p=)", publish), False
-    if not verifies(sample, dns.txt_lookup):
+    try:
+        verified = verifies(sample, dns.txt_lookup)
+    except DnsFailure as exc:
+        return warned("dkim", str(exc), "check again later"), False
+    if not verified:
         return failed(
             "dkim",
             f"a signed invitation does not verify against the key at {name}: it is not the "

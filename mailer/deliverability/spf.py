@@ -54,14 +54,14 @@ class _Term:
 
 
 def _term(text: str, domain: str) -> _Term:
-    qualifier = text[0] if text[0] in "+-~?" else "+"
-    found = _TERM.fullmatch(text.lstrip("+-~?"))
+    qualifier = text[0] if text[0] in "+-~?" else ""
+    found = _TERM.fullmatch(text[len(qualifier) :])
     if found is None or found[1].lower() not in _MECHANISMS:
         raise _PermError(f"{domain}: {text!r} is not an SPF mechanism")
     name, arg, four, six = found[1].lower(), found[2] or "", found[3], found[4]
     if name in ("ip4", "ip6") and four is not None:
         arg, four = f"{arg}/{four}", None
-    return _Term(_QUALIFIERS[qualifier], name, arg, int(four or 32), int(six or 128), text)
+    return _Term(_QUALIFIERS[qualifier or "+"], name, arg, int(four or 32), int(six or 128), text)
 
 
 _MACRO = re.compile(r"%\{([slodiphcrtv])(\d*)(r?)([-.+,/_=]*)\}|%%|%_|%-", re.I)

@@ -63,6 +63,8 @@ _PEM = re.compile(
 _ED25519_PKCS8 = bytes.fromhex("302e020100300506032b657004220420")
 _RSA_OID = bytes.fromhex("2a864886f70d010101")  # rsaEncryption, 1.2.840.113549.1.1.1
 
+MIN_RSA_BITS = 1024  # RFC 8301: verifiers must not accept less
+
 Lookup = Callable[[str], str | None]
 """The TXT record at a DNS name (its strings joined), or None when there is none."""
 
@@ -212,6 +214,12 @@ class DkimSigner:
             raise self._unusable()
         self._key = key
         self.sign(b"From: probe@invalid\r\nSubject: probe\r\n\r\nprobe\r\n")  # fails now
+        if self.algorithm == "rsa-sha256" and self.key_bits() < MIN_RSA_BITS:
+            raise MailerError(
+                f"DKIM_PRIVATE_KEY_FILE={str(self.key_file)!r} is a {self.key_bits()}-bit RSA "
+                f"key; receivers ignore signatures by keys under {MIN_RSA_BITS} bits. Make a "
+                '2048-bit key as README "Deliverability" shows'
+            )
 
     @property
     def record_name(self) -> str:
