@@ -73,7 +73,7 @@ def run_check(ws: Workspace, contacts_file: Path | None = None) -> CheckReport:
             sample = {"changes": [Change("when", "วันและเวลา", "เดิม", "ใหม่")]}
             try:
                 mail = OutgoingMail(invitee, template, "<check@invalid>", 0, extra=sample)
-                ws.composer.compose(mail, now)
+                ws.composer.compose(mail, now, signed=False)  # signing: ~9 ms each
             except MailerError as exc:
                 failures.setdefault(str(exc).replace(invitee.invitee_id, "{invitee}"), []).append(
                     invitee.invitee_id

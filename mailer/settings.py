@@ -2,7 +2,9 @@
 
 Library code never reads `os.environ`: it receives a `Settings`. Every bad or missing
 value is reported at once, each with an example of a good one. What a good host is lives
-in `mailer.hosts`; how a URL is shown without its password, in `mailer.redact`.
+in `mailer.hosts`; how a URL is shown without its password, in `mailer.redact`. The DKIM
+settings are read by `mailer.delivery.dkim` and MAILER_DNS_SERVER by
+`mailer.deliverability.resolver`, next to what uses them.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from typing import Literal
 from dotenv import dotenv_values
 from dotenv.parser import parse_stream
 
+from mailer.deliverability.resolver import dns_servers
+from mailer.delivery.dkim import DkimSettings, dkim_settings
 from mailer.delivery.pacing import PRESETS, RateLimits
 from mailer.errors import SettingsError
 from mailer.errors import cut as cut
@@ -99,6 +103,9 @@ class Settings:
     imap: ImapSettings = field(default_factory=ImapSettings)
     public_url: str = ""  # MAILER_PUBLIC_URL: where the web dashboard is reached, no final /
     warnings: tuple[str, ...] = ()  # worth saying, not worth refusing to run (see `_dotenv`)
+    dkim: DkimSettings | None = None  # None: messages go out unsigned
+    # The DNS servers `check --deliverability` asks, (address, port); empty: the system's.
+    dns_servers: tuple[tuple[str, int], ...] = ()
 
 
 _DATABASE_EXAMPLE = (
@@ -370,7 +377,8 @@ def _public_url(v: _Values) -> str:
 
 def load_settings(environ: Mapping[str, str], dotenv_path: Path | None = Path(".env")) -> Settings:
     """Read settings from `.env` (if present) overlaid by `environ`: one group at a time
-    (database, SMTP, paths, limits, IMAP), each taking its values and adding its problems.
+    (database, SMTP, paths, limits, IMAP, DKIM, DNS), each taking its values and adding its
+    problems.
 
     Raises `SettingsError` listing every problem at once.
     """
@@ -399,6 +407,8 @@ def load_settings(environ: Mapping[str, str], dotenv_path: Path | None = Path(".
         imap=imap,
         public_url=_public_url(v),
         warnings=tuple(warnings.values()),
+        dkim=dkim_settings(v),
+        dns_servers=dns_servers(v.raw("MAILER_DNS_SERVER"), problems),
     )
     if problems:
         raise SettingsError(problems)

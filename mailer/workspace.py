@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 
     from mailer.campaign import Campaign
     from mailer.compose import Composer
+    from mailer.delivery.dkim import DkimSigner
     from mailer.delivery.ledger import Ledger
     from mailer.delivery.transport import SmtpTransport
 
@@ -56,13 +57,23 @@ class Workspace:
     def composer(self) -> Composer:
         from mailer.compose import Composer
 
-        return Composer(self.campaign, self.settings.templates_dir)
+        return Composer(self.campaign, self.settings.templates_dir, self.signer)
+
+    @cached_property
+    def signer(self) -> DkimSigner | None:
+        """The DKIM signer every composed message passes through (None: DKIM is not set)."""
+        if self.settings.dkim is None:
+            return None
+        from mailer.delivery.dkim import DkimSigner
+
+        return DkimSigner(self.settings.dkim, self.campaign.sender.email)
 
     def reload(self) -> None:
         """Read the campaign file and templates again (the scheduler does before each pass,
         so an edited event is what the next reminder carries)."""
         self.__dict__.pop("campaign", None)
         self.__dict__.pop("composer", None)
+        self.__dict__.pop("signer", None)  # its d= may be the sender's domain
 
     def ledger(self) -> Ledger:
         from mailer.delivery.ledger import Ledger

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import ssl
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-import trustme
 from aiosmtpd.controller import Controller
 from sqlalchemy import select
 
-from mailer.delivery.devserver import DevServer, MaildirHandler
+from mailer.delivery.devserver import DevServer
 from mailer.errors import LedgerError, MailerError, TemplateProblem, TransportError
 from mailer.invitees.importing import import_contacts
 from mailer.models import Delivery
@@ -20,6 +18,7 @@ from mailer.rounds.send import send_round, send_test
 from mailer.views.report import status
 from tests.conftest import CONTACTS, Mailhog, free_port
 from tests.helpers import EXPECTED_TREE, calendar_of, decoded, parse, raw_headers, text_of, tree
+from tests.tls_smtp import tls_smtp_server as _tls_server
 
 
 def _ready(make_ws, port: int, **env: str):  # type: ignore[no-untyped-def]
@@ -168,28 +167,6 @@ def test_a_refusing_server_fails_rows_then_pauses_the_run(make_ws) -> None:
     assert (totals["failed"], totals["queued"], totals["sending"]) == (5, 527, 0)
     failed = [i for i in status(ws.ledger(), ws.campaign).invitees if i.delivery == "failed"]
     assert all("550 5.1.1" in (i.last_reply or "") for i in failed)
-
-
-def _tls_server(tmp_path: Path, implicit: bool) -> Iterator[tuple[int, Path, Mailhog]]:
-    """A real SMTP server with a certificate from a throw-away test CA: STARTTLS required,
-    or TLS from the first byte (implicit)."""
-    ca = trustme.CA()
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ca.issue_cert("127.0.0.1", "localhost").configure_cert(context)
-    ca_file = tmp_path / "ca.pem"
-    ca.cert_pem.write_to_path(str(ca_file))
-    port = free_port()
-    tls = (
-        {"ssl_context": context} if implicit else {"require_starttls": True, "tls_context": context}
-    )
-    controller = Controller(
-        MaildirHandler(tmp_path / "tls-mail"), hostname="127.0.0.1", port=port, **tls
-    )
-    controller.start()
-    try:
-        yield port, ca_file, Mailhog(None, port, tmp_path / "tls-mail")  # type: ignore[arg-type]
-    finally:
-        controller.stop()
 
 
 @pytest.fixture

@@ -153,11 +153,22 @@ def check(
     contacts: Annotated[
         Path | None, typer.Option(help="Check this invitee file instead of the imported list.")
     ] = None,
+    deliverability: Annotated[
+        bool,
+        typer.Option(
+            "--deliverability",
+            help="Instead: SPF, DKIM, DMARC, MX, the relay's TLS and PTR (asks DNS and the "
+            "relay; exit 1 on any fail).",
+        ),
+    ] = False,
 ) -> None:
     """Check the campaign, every template for every invitee, the contacts, and Thai text.
 
-    Example: mailer check --contacts contacts.csv
+    Example: mailer check --contacts contacts.csv, or mailer check --deliverability
     """
+    if deliverability:
+        _check_deliverability(ctx)
+        return
     from mailer.check import run_check
 
     report = run_check(workspace(ctx), contacts)
@@ -170,3 +181,28 @@ def check(
     if not report.ok:
         raise MailerError(f"check found {len(report.errors)} problem(s); see above")
     out.print("All checks passed.")
+
+
+def _check_deliverability(ctx: typer.Context) -> None:
+    from mailer.deliverability.findings import VERDICTS
+    from mailer.deliverability.report import check_deliverability
+    from mailer.deliverability.resolver import Dns
+
+    ws = workspace(ctx)
+    settings = ws.settings
+    dns = Dns(settings.dns_servers)
+    report = check_deliverability(ws.composer, settings.smtp, dns, ws.signer, ws.clock())
+    out.print(
+        f"Deliverability (การส่งถึงกล่องจดหมาย) of {report.sender_domain} (sender) and "
+        f"{report.coordinator_domain} (coordinator); DNS: {report.dns}"
+    )
+    for finding in report.findings:
+        mark, style, _ = VERDICTS[finding.verdict]
+        flag(out, mark, style, finding.line())
+    counts = f"{report.count('pass')} passed, {report.count('warn')} warning(s), "
+    counts += f"{report.count('fail')} failed"
+    if not report.ok:
+        raise MailerError(
+            f"deliverability: {counts}; fix what is marked ✗ before sending (ไม่ผ่าน: ควรแก้ก่อนส่ง)"
+        )
+    out.print(f"Deliverability: {counts}.")

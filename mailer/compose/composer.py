@@ -11,16 +11,17 @@
 
 The bytes are written by `mime` (see there for why not `EmailMessage`): every header value
 that comes from data is folded to one line and encoded, so no CSV field can add a header.
+With a `signer` (DKIM: `mailer.delivery.dkim`), its signature is the last thing added.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from email.utils import format_datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from mailer.campaign import Campaign, Event
 from mailer.compose import mime
@@ -73,12 +74,21 @@ class ComposedMessage:
     data: bytes
 
 
+class Signer(Protocol):
+    def sign(self, data: bytes) -> bytes:
+        """The message with a signature header in front."""
+        ...
+
+
 class Composer:
     """Everything built once per campaign; `compose` is then cheap and pure."""
 
-    def __init__(self, campaign: Campaign, templates_dir: Path) -> None:
+    def __init__(
+        self, campaign: Campaign, templates_dir: Path, signer: Signer | None = None
+    ) -> None:
         self.campaign = campaign
         self.templates_dir = templates_dir
+        self.signer = signer
         self.invites = InviteBuilder(campaign)
         self._renderers: dict[str, LetterRenderer] = {}
         self._contexts: dict[Event, dict[str, Any]] = {}
@@ -138,16 +148,20 @@ class Composer:
             uid=event_uid(self.campaign, invitee.invitee_id),
         )
 
-    def compose(self, mail: OutgoingMail, now: datetime) -> ComposedMessage:
-        """The whole message. An office whose message cannot be built (an address no header
-        can carry, stored by an older import) raises `MessageProblem` naming it."""
+    def compose(self, mail: OutgoingMail, now: datetime, *, signed: bool = True) -> ComposedMessage:
+        """The whole message, signed if there is a signer (`signed=False`: not, for what
+        only looks at it, `mailer check`). An office whose message cannot be built (an
+        address no header can carry, stored by an older import) raises `MessageProblem`."""
         try:
-            return self._compose(mail, now)
+            message = self._compose(mail, now)
         except ValueError as problem:  # email.headerregistry / mime refuse the value
             raise MessageProblem(
                 f"{mail.invitee.invitee_id}: its message cannot be built ({cut(str(problem))}); "
                 "fix its addresses in the invitee list and import it again"
             ) from problem
+        if self.signer is None or not signed:
+            return message
+        return replace(message, data=self.signer.sign(message.data))
 
     def _compose(self, mail: OutgoingMail, now: datetime) -> ComposedMessage:
         campaign = self.campaign

@@ -99,6 +99,14 @@ class SmtpTransport:
         self._smtp = smtp
         self._sent_on_session = 0
 
+    def tls(self) -> tuple[str, dict[str, object]] | None:
+        """The TLS version and the (verified) certificate of the open session; None
+        without TLS (`check --deliverability` reports them)."""
+        sock = getattr(self._smtp, "sock", None)
+        if not isinstance(sock, ssl.SSLSocket):
+            return None
+        return sock.version() or "", dict(sock.getpeercert() or {})
+
     def close(self) -> None:
         smtp, self._smtp = self._smtp, None
         if smtp is None:

@@ -1,0 +1,54 @@
+"""What one deliverability check found: a `Finding` (pass / warn / fail, what was seen,
+what to change), named in English and Thai as the coordinator reads it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+Verdict = Literal["pass", "warn", "fail"]
+
+TITLES = {
+    "relay": "Relay (เซิร์ฟเวอร์ส่ง)",
+    "spf": "SPF (สิทธิ์ส่งในนามโดเมน)",
+    "dkim": "DKIM (ลายเซ็นดิจิทัล)",
+    "dmarc": "DMARC (นโยบายของโดเมนผู้ส่ง)",
+    "mx": "MX (ที่รับอีเมล)",
+    "tls": "TLS (การเข้ารหัสและใบรับรอง)",
+    "ptr": "PTR (ชื่อย้อนกลับของเซิร์ฟเวอร์ส่ง)",
+}
+VERDICTS: dict[Verdict, tuple[str, str, str]] = {  # mark, style, words
+    "pass": ("✓", "green", "pass ผ่าน"),
+    "warn": ("!", "yellow", "warn ควรแก้ไข"),
+    "fail": ("✗", "red", "fail ไม่ผ่าน"),
+}
+
+
+@dataclass(frozen=True)
+class Finding:
+    check: str  # a key of TITLES
+    verdict: Verdict
+    text: str  # what was found, and where
+    fix: str = ""  # what to change (empty for a pass)
+
+    @property
+    def title(self) -> str:
+        return TITLES[self.check]
+
+    def line(self) -> str:
+        """The finding as one line after its mark: verdict, check, what, the fix."""
+        words = VERDICTS[self.verdict][2]
+        fix = f" → {self.fix}" if self.fix else ""
+        return f"{words} · {self.title}: {self.text}{fix}"
+
+
+def passed(check: str, text: str) -> Finding:
+    return Finding(check, "pass", text)
+
+
+def warned(check: str, text: str, fix: str) -> Finding:
+    return Finding(check, "warn", text, fix)
+
+
+def failed(check: str, text: str, fix: str) -> Finding:
+    return Finding(check, "fail", text, fix)
