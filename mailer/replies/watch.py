@@ -126,6 +126,8 @@ class MailboxWatcher:
     # --- the scheduler's side -------------------------------------------------------------
 
     def start(self) -> None:
+        if self.alive:
+            return
         self._stopping.clear()
         self._thread = threading.Thread(target=self._run, name="mailbox-watcher", daemon=True)
         self._thread.start()
@@ -173,6 +175,7 @@ class MailboxWatcher:
     def _attempt(self, when: str = "") -> bool:
         """One sync; its outcome goes into the state. False if it failed."""
         with self._sync_lock:
+            started = self.ws.clock()  # what the folder held then is what is stored now
             try:
                 report = _sync(self.ws, self.source)
             except Exception as exc:  # a background reader must not die, nor stop the rounds
@@ -184,36 +187,41 @@ class MailboxWatcher:
                 )
                 self._failed(f"cannot sync {self._state.source}: {self._reason(exc)}", then)
                 return False
-        before = self.status().consecutive_failures
-        self._update(
-            last_good_sync=self.ws.clock(), consecutive_failures=0, new_in_last_sync=report.new
+        before = self._update(
+            last_good_sync=started, consecutive_failures=0, new_in_last_sync=report.new
         )
-        if before:
-            self.log(f"replies: {self._state.source} syncs again after {before} failure(s)")
+        if before.consecutive_failures:
+            self.log(
+                f"replies: {self._state.source} syncs again after "
+                f"{before.consecutive_failures} failure(s)"
+            )
         if report.new:
             self.log(f"replies: {report.new} new message(s) from {self._state.source}")
         return True
 
     def _wait_for_mail(self) -> None:
         """Return when there may be new mail, after a failure's delay, or on stop."""
-        if isinstance(self.source, Path) or self._idle_offered is False:
-            self._update(mode="poll")
-            self._pause(self.timing.poll.total_seconds())
-            return
-        try:
-            self._idle(self.source)
-        except Exception as exc:  # as in _attempt
-            self._drop_idle(logout=False)
-            self._idle_failures += 1
-            delay = self.timing.retry_after(self._idle_failures)
-            self._failed(
-                f"cannot wait for new mail in {self._state.source}: {self._reason(exc)}",
-                f"; trying again in {_seconds(delay)}",
-            )
-            self._pause(delay)
+        if isinstance(self.source, ImapSettings) and self._idle_offered is not False:
+            try:
+                self._idle(self.source)
+            except Exception as exc:  # as in _attempt
+                self._drop_idle(logout=False)
+                self._idle_failures += 1
+                delay = self.timing.retry_after(self._idle_failures)
+                self._failed(
+                    f"cannot wait for new mail in {self._state.source}: {self._reason(exc)}",
+                    f"; trying again in {_seconds(delay)}",
+                )
+                self._pause(delay)
+                return
+            if self._idle_offered:
+                return
+        self._update(mode="poll")
+        self._pause(self.timing.poll.total_seconds())
 
     def _idle(self, settings: ImapSettings) -> None:
-        """Wait with IDLE until the folder reports a change (or fall back to polling)."""
+        """Wait with IDLE until the folder reports a change; return at once after a new
+        connection, or one that finds the server offers no IDLE (`_idle_offered`)."""
         client = self._idle_client
         if client is None:
             client, _ = sources.open_folder(settings)
@@ -225,7 +233,6 @@ class MailboxWatcher:
                     f"replies: {settings.host} does not offer IMAP IDLE; reading "
                     f"{self._state.source} every {minutes:g} min"
                 )
-                self._wait_for_mail()
                 return
             _keep_alive(client.socket())
             self._idle_client = client
@@ -275,24 +282,33 @@ class MailboxWatcher:
     # --- the state ------------------------------------------------------------------------
 
     def _failed(self, reason: str, then: str) -> None:
-        with self._state_lock:
-            failures = self._state.consecutive_failures + 1
-        self._update(
-            last_error=reason, last_error_at=self.ws.clock(), consecutive_failures=failures
-        )
+        now = self.ws.clock()
+        self._change(
+            lambda s: replace(
+                s, last_error=reason, last_error_at=now,
+                consecutive_failures=s.consecutive_failures + 1,
+            )
+        )  # fmt: skip
         self._idle_offered = None  # the server may come back changed: ask again
         self.log(f"replies: {reason}{then}")
 
-    def _update(self, **changes: Any) -> None:
+    def _update(self, **changes: Any) -> WatchState:
+        return self._change(lambda s: replace(s, **changes), notify="last_good_sync" in changes)
+
+    def _change(
+        self, change: Callable[[WatchState], WatchState], *, notify: bool = True
+    ) -> WatchState:
+        """Apply `change` to the state (atomically); tell `on_status` after an attempt or
+        any change. The state before is returned."""
         with self._state_lock:
             before = self._state
-            self._state = replace(before, **changes)
-            state = self._state
-        if self.on_status is not None and (state != before or "last_good_sync" in changes):
+            self._state = state = change(before)
+        if self.on_status is not None and (notify or state != before):
             try:
                 self.on_status(state)
             except Exception as exc:  # recording must not stop the reading
                 self.log(f"replies: could not record the watcher's state: {self._reason(exc)}")
+        return before
 
     def _reason(self, exc: BaseException) -> str:
         """What went wrong, in one line, without the IMAP or database password."""
