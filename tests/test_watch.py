@@ -1,5 +1,6 @@
-"""The scheduler's mailbox watcher against a real Dovecot (with and without IDLE, stopped and
-started again, refusing the login) and a real Maildir."""
+"""The scheduler's mailbox watcher (mailer/replies/watch.py) against a real Dovecot — with
+IDLE and without, renewing IDLE, stopped and started again, a connection dropped, a refused
+login, an unverified certificate — and a real Maildir."""
 
 from __future__ import annotations
 
@@ -263,10 +264,10 @@ def test_an_idle_connection_dropped_without_a_word_is_made_again(
 
 @pytest.mark.slow
 def test_a_refused_login_is_logged_and_retried_ever_later(
-    invited,  # type: ignore[no-untyped-def]
+    make_ws,  # type: ignore[no-untyped-def]
     dovecot_quick_refusal: Dovecot,
 ) -> None:
-    ws = invited
+    ws = make_ws()
     lines: list[str] = []
     timing = Timing(
         poll=timedelta(minutes=10),
