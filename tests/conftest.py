@@ -118,6 +118,27 @@ class Dovecot:
     ca_file: Path  # the test CA that signed the server's certificate
     username: str
     password: str
+    root: Path  # its files (dovecot.conf; the users' Maildirs under mail/<user>)
+    binary: str = "dovecot"
+
+    def start(self) -> None:
+        """Start the server (the fixture does; a test may stop and start it again)."""
+        import subprocess
+        import time
+
+        subprocess.run([self.binary, "-c", str(self.root / "dovecot.conf")], check=True)
+        deadline = time.monotonic() + 20
+        while True:
+            with socket.socket() as probe:
+                if probe.connect_ex(("127.0.0.1", self.port)) == 0:
+                    break
+            assert time.monotonic() < deadline, (self.root / "dovecot.log").read_text()
+            time.sleep(0.1)
+
+    def stop(self) -> None:
+        import subprocess
+
+        subprocess.run([self.binary, "-c", str(self.root / "dovecot.conf"), "stop"], check=False)
 
 
 DOVECOT_CONF = """
@@ -156,13 +177,10 @@ service imap-login {{
 """
 
 
-@pytest.fixture
-def dovecot(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dovecot]:
+def run_dovecot(extra_conf: str = "") -> Iterator[Dovecot]:
     """A real Dovecot IMAP server on loopback with one test user (Debian's dovecot-imapd;
-    .ci/run installs it)."""
+    .ci/run installs it); `extra_conf` is appended to its configuration."""
     import shutil
-    import subprocess
-    import time
 
     binary = shutil.which("dovecot") or "/usr/sbin/dovecot"
     if not Path(binary).exists():
@@ -185,21 +203,20 @@ def dovecot(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dovecot]:
     cert.cert_chain_pems[0].write_to_path(str(root / "cert.pem"))
     ca.cert_pem.write_to_path(str(root / "ca.pem"))
     port, ssl_port = free_port(), free_port()
-    conf = root / "dovecot.conf"
-    conf.write_text(DOVECOT_CONF.format(root=root, port=port, ssl_port=ssl_port), encoding="utf-8")
-    subprocess.run([binary, "-c", str(conf)], check=True)
+    conf = DOVECOT_CONF.format(root=root, port=port, ssl_port=ssl_port) + extra_conf
+    (root / "dovecot.conf").write_text(conf, encoding="utf-8")
+    server = Dovecot(port, ssl_port, root / "ca.pem", "coordinator", "s3cret-imap", root, binary)
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            with socket.socket() as probe:
-                if probe.connect_ex(("127.0.0.1", port)) == 0:
-                    break
-            assert time.monotonic() < deadline, (root / "dovecot.log").read_text()
-            time.sleep(0.1)
-        yield Dovecot(port, ssl_port, root / "ca.pem", "coordinator", "s3cret-imap")
+        server.start()
+        yield server
     finally:
-        subprocess.run([binary, "-c", str(conf), "stop"], check=False)
+        server.stop()
         shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def dovecot() -> Iterator[Dovecot]:
+    yield from run_dovecot()
 
 
 def cli_env(tmp_path: Path, **extra: str) -> dict[str, str]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import ipaddress
 from typing import TYPE_CHECKING
 
-from mailer.redact import cut
+from mailer.errors import cut
 
 if TYPE_CHECKING:
     import dns.resolver

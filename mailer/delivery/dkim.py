@@ -24,9 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, Protocol
 
-from mailer.errors import MailerError
+from mailer.errors import MailerError, cut
 from mailer.hosts import host_problem
-from mailer.redact import cut
 
 if TYPE_CHECKING:
     from mailer.settings import Secret

@@ -76,20 +76,49 @@ def imap(settings: ImapSettings, highest_uid: Callable[[int], int]) -> Iterator[
 
     Incremental: only UIDs above the highest one stored for the folder's current
     UIDVALIDITY are fetched, so a re-sync costs one SEARCH. Keys are
-    `imap:<uidvalidity>:<uid>`."""
+    `imap:<uidvalidity>:<uid>`. A generator: nothing is opened until the first read."""
+    client, validity = open_folder(settings)
+    try:
+        since = highest_uid(validity)
+        uids = [uid for uid in client.search(["UID", f"{since + 1}:*"]) if uid > since]
+        for start in range(0, len(uids), 200):
+            batch = uids[start : start + 200]
+            for uid, data in sorted(client.fetch(batch, ["BODY.PEEK[]"]).items()):
+                yield f"imap:{validity}:{uid}", bytes(data[b"BODY[]"])
+    finally:
+        close(client)
+
+
+def open_folder(settings: ImapSettings, timeout: float = 30) -> tuple[IMAPClient, int]:
+    """A logged-in connection with the folder selected read-only, and its UIDVALIDITY
+    (also the long-lived connection `watch.py` waits on with IDLE). Each failure is a
+    `MailerError` that says why and never holds the password; `close` it after."""
     if not settings.host or not settings.username:
         raise MailerError(
             "set IMAP_HOST, IMAP_USERNAME and IMAP_PASSWORD (see .env.example) to read the "
             "coordinator's mailbox, or give --maildir / --mbox / --eml-dir"
         )
     where = f"the IMAP server {settings.host}:{settings.port}"
-    client = _logged_in(settings, where)
+    client = _logged_in(settings, where, timeout)
     try:
-        yield from _new_messages(client, settings.folder, where, highest_uid)
-    finally:
-        try:
-            client.logout()
-        except (IMAPClient.Error, OSError):
+        status = client.select_folder(settings.folder, readonly=True)
+    except IMAPClient.Error as exc:
+        close(client)
+        raise MailerError(
+            f"{where} has no folder IMAP_FOLDER={settings.folder!r} ({exc}); check its name"
+        ) from exc
+    except BaseException:
+        close(client)
+        raise
+    return client, int(status[b"UIDVALIDITY"])
+
+
+def close(client: IMAPClient) -> None:
+    """Log out, or drop the connection if the server is gone."""
+    try:
+        client.logout()
+    except (IMAPClient.Error, OSError):
+        with contextlib.suppress(OSError):
             client.shutdown()
 
 
@@ -100,13 +129,13 @@ def _unverified(where: str, exc: ssl.SSLCertVerificationError) -> MailerError:
     )
 
 
-def _logged_in(settings: ImapSettings, where: str) -> IMAPClient:
+def _logged_in(settings: ImapSettings, where: str, timeout: float) -> IMAPClient:
     """A client connected (TLS or STARTTLS) and logged in, or a `MailerError` saying why not."""
     context = ssl.create_default_context(cafile=str(settings.ca_file) if settings.ca_file else None)
     try:
         client = IMAPClient(
             settings.host, port=settings.port, ssl=settings.security == "ssl",
-            ssl_context=context, timeout=30,
+            ssl_context=context, timeout=timeout,
         )  # fmt: skip
     except ssl.SSLCertVerificationError as exc:
         raise _unverified(where, exc) from exc
@@ -132,22 +161,3 @@ def _logged_in(settings: ImapSettings, where: str) -> IMAPClient:
             f"{where} refused the login of IMAP_USERNAME={settings.username!r}: {exc}"
         ) from exc
     return client
-
-
-def _new_messages(
-    client: IMAPClient, folder: str, where: str, highest_uid: Callable[[int], int]
-) -> Iterator[tuple[str, bytes]]:
-    """The folder's messages above the highest UID stored, 200 to a FETCH."""
-    try:
-        status = client.select_folder(folder, readonly=True)
-    except IMAPClient.Error as exc:
-        raise MailerError(
-            f"{where} has no folder IMAP_FOLDER={folder!r} ({exc}); check its name"
-        ) from exc
-    validity = int(status[b"UIDVALIDITY"])
-    since = highest_uid(validity)
-    uids = [uid for uid in client.search(["UID", f"{since + 1}:*"]) if uid > since]
-    for start in range(0, len(uids), 200):
-        batch = uids[start : start + 200]
-        for uid, data in sorted(client.fetch(batch, ["BODY.PEEK[]"]).items()):
-            yield f"imap:{validity}:{uid}", bytes(data[b"BODY[]"])
