@@ -138,7 +138,7 @@ def test_every_problem_in_the_optional_tables_is_named(tmp_path: Path) -> None:
         _load(tmp_path, broken)
     text = str(caught.value)
     for expected in (
-        "replies: poll_minutes = 0 must be between 1 and 1440",
+        "replies: poll_minutes = 0 must be a number of minutes between 0.01 and 1440",
         "replies.when_stale = 'maybe' is not one of: wait, send",
         "replies.idle is not a known key",
         "digest.time is missing; write e.g. time = 08:00:00",

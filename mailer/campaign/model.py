@@ -92,7 +92,8 @@ class MessageKind:
 class RepliesPolicy:
     """`[replies]`: how the scheduler keeps the coordinator's replies current."""
 
-    poll_minutes: int = 5  # IMAP without IDLE, and Maildir sources
+    poll_minutes: float = 5  # IMAP without IDLE, and Maildir sources
+    maildir: Path | None = None  # a Maildir to read instead of the IMAP folder
     idle_minutes: int = 29  # IDLE is re-issued before the server's 30-minute timeout
     max_sync_age_minutes: int = 60  # older than this, a round that depends on answers …
     when_stale: str = "wait"  # … waits ("wait") or is sent anyway ("send")

@@ -14,11 +14,11 @@ from mailer.campaign.letter import LetterProblem, LetterSettings
 from mailer.campaign.model import DigestPolicy, RepliesPolicy
 from mailer.errors import cut
 
-POLL_MINUTES = (1, 1440)
+POLL_MINUTES = (0.01, 1440)  # a fraction of a minute for tests and busy days
 SYNC_AGE_MINUTES = (1, 10080)
 IDLE_MINUTES = (1, 29)  # RFC 2177: re-issue IDLE at least every 29 minutes
 
-_REPLIES = {"poll_minutes", "idle_minutes", "max_sync_age_minutes", "when_stale"}
+_REPLIES = {"poll_minutes", "idle_minutes", "max_sync_age_minutes", "when_stale", "maildir"}
 _DIGEST = {"time", "to"}
 _LETTER_TEXTS = ("number", "signer_name", "font")
 _LETTER_LISTS = ("agency_address", "signer_position", "contact", "references", "enclosures")
@@ -27,7 +27,7 @@ _LETTER = {
 }  # fmt: skip
 
 
-def read_replies(r: Any, data: dict[str, Any]) -> RepliesPolicy:
+def read_replies(r: Any, data: dict[str, Any], base: Path) -> RepliesPolicy:
     """`[replies]`: the poll interval (IMAP without IDLE, Maildir), how often IDLE is
     re-issued, how old the last good sync may be before a round that depends on answers
     waits, and whether such a round waits or is sent anyway."""
@@ -42,7 +42,10 @@ def read_replies(r: Any, data: dict[str, Any]) -> RepliesPolicy:
         return fallback if value is None else int(value)
 
     return RepliesPolicy(
-        poll_minutes=minutes("poll_minutes", POLL_MINUTES, default.poll_minutes),
+        poll_minutes=_poll(r, table, default.poll_minutes),
+        maildir=(base / table["maildir"]).resolve()
+        if isinstance(table.get("maildir"), str)
+        else None,
         idle_minutes=minutes("idle_minutes", IDLE_MINUTES, default.idle_minutes),
         max_sync_age_minutes=minutes(
             "max_sync_age_minutes", SYNC_AGE_MINUTES, default.max_sync_age_minutes
@@ -53,6 +56,31 @@ def read_replies(r: Any, data: dict[str, Any]) -> RepliesPolicy:
             else default.when_stale
         ),
     )
+
+
+def _maildir(r: Any, table: dict[str, Any], base: Path) -> Path | None:
+    """`maildir`: a Maildir the scheduler reads instead of the IMAP folder (relative to the
+    campaign file)."""
+    value = table.get("maildir")
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.strip():
+        r.problems.append('replies.maildir must name a folder, e.g. maildir = "/var/mail/seminar"')
+        return None
+    return (base / value).resolve()
+
+
+def _poll(r: Any, table: dict[str, Any], fallback: float) -> float:
+    """`poll_minutes`: a number of minutes (a fraction is allowed: 0.5 is half a minute)."""
+    value = table.get("poll_minutes", fallback)
+    low, high = POLL_MINUTES
+    if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
+        r.problems.append(
+            f"replies: poll_minutes = {_shown(value)} must be a number of minutes between "
+            f"{low} and {high}, e.g. poll_minutes = 5"
+        )
+        return fallback
+    return float(value)
 
 
 def read_digest(r: Any, data: dict[str, Any]) -> DigestPolicy | None:

@@ -173,7 +173,7 @@ def parse_campaign(data: dict[str, Any], path: Path) -> Campaign:
     coordinator = _read_coordinator(r, data)
     sender = _read_sender(r, data)
     rules = _read_rules(r, data.get("rules"), event)
-    replies = options.read_replies(r, data)
+    replies = options.read_replies(r, data, path.parent)
     digest = options.read_digest(r, data)
     letter = options.read_letter(r, data, path.parent)
     if r.problems:

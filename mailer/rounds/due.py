@@ -11,6 +11,7 @@ coordinator's daily digest once its time has come (`mailer.rounds.digest`), then
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -158,14 +159,17 @@ def _all_ids(ws: Workspace) -> list[str]:
 class PassEvent:
     rule_id: str
     due_at: datetime
-    status: str  # done | missed | cancelled | drained | queued (today's digest)
+    status: str  # done | missed | cancelled | drained | queued (today's digest) | waiting
     report: SendReport | None = None
     stats: DrainStats | None = None
+    note: str = ""  # why a round waits
 
 
-def due_pass(ws: Workspace) -> list[PassEvent]:
+def due_pass(ws: Workspace, gate: Callable[[Rule], str | None] | None = None) -> list[PassEvent]:
     """Run every round that is due and inside its window; record the ones whose window
-    passed. Safe to call any number of times, from any number of restarts."""
+    passed. Safe to call any number of times, from any number of restarts. `gate` (the
+    scheduler's: `mailer.rounds.mailbox.replies_gate`) is asked right before a round chooses
+    its audience; a reason back means the round waits, unrecorded, and stays due."""
     campaign = ws.campaign
     now = ws.clock()
     recorded = _recorded(ws)
@@ -187,6 +191,9 @@ def due_pass(ws: Workspace) -> list[PassEvent]:
         if cancelled:
             _record(ws, _Ran(rule, due, "cancelled", "not sent: the event was cancelled"))
             events.append(PassEvent(rule.id, due, "cancelled"))
+            continue
+        if gate is not None and (waits := gate(rule)) is not None:
+            events.append(PassEvent(rule.id, due, "waiting", note=waits))
             continue
         report = send_round(ws, rule.ledger_kind)
         _record(ws, _Ran(rule, due, "done", f"{report.drain.sent} sent", report.enqueued))

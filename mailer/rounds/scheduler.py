@@ -26,13 +26,14 @@ from sqlalchemy.engine import Connection, make_url
 from mailer.compose.digest import TEMPLATE as DIGEST_TEMPLATE
 from mailer.errors import MailerError
 from mailer.rounds.due import due_pass
+from mailer.rounds.mailbox import Gate, replies_gate, start_watcher
 from mailer.rounds.standby import NO_STANDBY, Presence, SchedulerBusy, record_pass  # standby (#14)
 from mailer.signals import stop_on_signals
 from mailer.workspace import Workspace
 
 Log = Callable[[str], None]
 _ADVISORY_KEY = 0x6D61696C  # "mail": the one scheduler of this database
-_ACTIVE: tuple[Workspace, Log] | None = None
+_ACTIVE: tuple[Workspace, Log, Gate | None] | None = None
 _PASS = threading.Lock()
 
 
@@ -92,11 +93,11 @@ def tick() -> None:
     """The job behind every schedule entry (importable, so the job store can keep it)."""
     if _ACTIVE is None:
         return
-    ws, log = _ACTIVE
+    ws, log, gate = _ACTIVE
     try:
         with _PASS:  # the sweep and a date job may fire together: one pass at a time
             ws.reload()
-            events = due_pass(ws)
+            events = due_pass(ws, gate)
     except MailerError as exc:
         log(f"Error: {exc} — the round stays due; the next sweep tries again")
         record_pass(ws, error=str(exc))  # status (#14)
@@ -107,6 +108,8 @@ def tick() -> None:
         if event.stats is not None:
             s = event.stats
             log(f"due messages: {s.sent} sent, {s.retry} to retry, {s.failed} failed")
+        elif event.status == "waiting":  # the replies could not be read (#14)
+            log(f"round {event.rule_id} (due {local:%Y-%m-%d %H:%M}) {event.note}")
         elif event.status == "queued":  # the coordinator's digest of today
             log(f"{event.rule_id}: queued for the coordinator")
         elif event.report is None:
@@ -160,7 +163,8 @@ def run_scheduler(ws: Workspace, log: Log, sweep: timedelta = timedelta(minutes=
             jobstores={"default": SQLAlchemyJobStore(engine=ws.engine)},
             job_defaults={"coalesce": True, "max_instances": 1},
         )
-        _ACTIVE = (ws, log)
+        watcher = start_watcher(ws, log)  # the replies, read by itself (#14)
+        _ACTIVE = (ws, log, replies_gate(ws, watcher, log) if watcher else None)
         try:
             scheduler.start()
             log(f"scheduler for campaign {ws.campaign.id} started (pid {os.getpid()})")
@@ -175,6 +179,8 @@ def run_scheduler(ws: Workspace, log: Log, sweep: timedelta = timedelta(minutes=
         finally:
             scheduler.shutdown(wait=True)
             _ACTIVE = None
+            if watcher is not None:
+                watcher.stop()
             presence.stop()  # standby (#14)
             lock.release()
     log("scheduler stopped")
