@@ -54,9 +54,15 @@ class Workspace:
 
     @cached_property
     def composer(self) -> Composer:
+        """With personal links on (`MAILER_PUBLIC_URL`), every letter carries its office's."""
         from mailer.compose import Composer
 
-        return Composer(self.campaign, self.settings.templates_dir)
+        links = None
+        if self.settings.web.links:
+            from mailer.web.links import RsvpLinks
+
+            links = RsvpLinks(self.settings.web, self.ledger())
+        return Composer(self.campaign, self.settings.templates_dir, links)
 
     def reload(self) -> None:
         """Read the campaign file and templates again (the scheduler does before each pass,

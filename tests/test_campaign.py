@@ -108,7 +108,7 @@ def test_the_optional_tables_are_read(tmp_path: Path) -> None:
     campaign = _load(
         tmp_path,
         SHIPPED
-        + "\n[replies]\npoll_minutes = 2\nmax_sync_age_minutes = 30\nwhen_stale = \"send\"\n"
+        + '\n[replies]\npoll_minutes = 2\nmax_sync_age_minutes = 30\nwhen_stale = "send"\n'
         + "\n[digest]\ntime = 07:30:00\n"
         + '\n[letter]\nnumber = "สรอ ๐๑๐๐/ว ๑๒๓"\nattach = true\nemblem = "emblem.png"\n'
         + 'agency_address = ["สำนักงาน", "กรุงเทพฯ ๑๐๔๐๐"]\ndated = 2016-11-01\n'
@@ -130,7 +130,7 @@ def test_every_problem_in_the_optional_tables_is_named(tmp_path: Path) -> None:
     broken = (
         SHIPPED
         + '\n[replies]\npoll_minutes = 0\nwhen_stale = "maybe"\nidle = 3\n'
-        + "\n[digest]\nto = \"not an address\"\n"
+        + '\n[digest]\nto = "not an address"\n'
         + '\n[letter]\nattach = "yes"\nemblem = "missing.png"\ndated = "1 Nov"\n'
         + 'font = "Bad;Font"\n[letter.later_numbers]\none = 3\n'
     )

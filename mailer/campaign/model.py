@@ -107,6 +107,16 @@ class DigestPolicy:
 
 
 @dataclass(frozen=True)
+class RsvpPolicy:
+    """`[rsvp]`: until when an office may answer or change its answer on its page
+    (`reply_deadline`; None: until the event starts), and how many days after the event
+    its link still opens (`grace_days`)."""
+
+    reply_deadline: datetime | None = None
+    grace_days: int = 7
+
+
+@dataclass(frozen=True)
 class Campaign:
     id: str
     path: Path
@@ -118,6 +128,7 @@ class Campaign:
     replies: RepliesPolicy = RepliesPolicy()
     digest: DigestPolicy | None = None
     letter: LetterSettings = field(default_factory=LetterSettings)
+    rsvp: RsvpPolicy = RsvpPolicy()
 
     @property
     def uid_domain(self) -> str:
@@ -143,8 +154,9 @@ class Campaign:
         raise CampaignError(self.path, [f"there is no rule {rule_id!r}; the rules are: {known}"])
 
     def message_kind(self, kind: str) -> MessageKind:
-        """`invitation` and `reminder:<rule id>` come from the rules; `update:<sequence>`
-        and `cancel` are built in (templates/update/, templates/cancel/)."""
+        """`invitation` and `reminder:<rule id>` come from the rules; `update:<sequence>`,
+        `cancel` and `confirm:<n>` are built in (templates/update/, templates/cancel/,
+        templates/confirm/: a confirmation carries no calendar, its method is "")."""
         try:
             parsed = LedgerKind.parse(kind)
         except ValueError:
@@ -153,6 +165,8 @@ class Campaign:
             return MessageKind("update")
         if parsed == CANCEL:
             return MessageKind("cancel", method="CANCEL")
+        if parsed is not None and parsed.name == "confirm":
+            return MessageKind("confirm", method="", automatic=True)
         for rule in self.rules:
             if rule.ledger_kind == kind:
                 return MessageKind(rule.template, automatic=rule.kind != "invitation")

@@ -7,13 +7,19 @@
     │   └── text/calendar; charset=utf-8; method=REQUEST   (base64, no Content-Disposition)
     └── application/ics; name=invite.ics       (attachment, base64)
 
+A message of method "" (a confirmation of an answer given on the office's page) carries
+no calendar: its multipart/mixed holds the multipart/alternative of text and HTML alone.
+
 The bytes are written by `mime` (see there for why not `EmailMessage`): every header value
 that comes from data is folded to one line and encoded, so no CSV field can add a header.
+
+With `links` (personal links on: mailer/web/links.py), every letter's templates receive
+`rsvp_url`, the office's own page; otherwise, and in a --test-to sample, it is "".
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from email.utils import format_datetime
@@ -62,9 +68,15 @@ class ComposedMessage:
 class Composer:
     """Everything built once per campaign; `compose` is then cheap and pure."""
 
-    def __init__(self, campaign: Campaign, templates_dir: Path) -> None:
+    def __init__(
+        self,
+        campaign: Campaign,
+        templates_dir: Path,
+        links: Callable[[str], str] | None = None,  # invitee id → its personal link
+    ) -> None:
         self.campaign = campaign
         self.templates_dir = templates_dir
+        self.links = links
         self.invites = InviteBuilder(campaign)
         self._renderers: dict[str, LetterRenderer] = {}
         self._contexts: dict[Event, dict[str, Any]] = {}
@@ -112,12 +124,13 @@ class Composer:
     ) -> dict[str, Any]:
         """What a letter's templates receive for this office: the e-mail's, and the same
         values for the PDF letter (`mailer.letter_pdf`), which reuses the e-mail's text."""
-        return dict(
-            self._base_context(event or self.campaign.event),
+        return {
+            **self._base_context(event or self.campaign.event),
+            "rsvp_url": self.links(invitee.invitee_id) if self.links else "",
             **(extra or {}),
-            invitee=invitee,
-            uid=event_uid(self.campaign, invitee.invitee_id),
-        )
+            "invitee": invitee,
+            "uid": event_uid(self.campaign, invitee.invitee_id),
+        }
 
     def compose(self, mail: OutgoingMail, now: datetime) -> ComposedMessage:
         """The whole message. An office whose message cannot be built (an address no header
@@ -141,14 +154,14 @@ class Composer:
                 "Fix the address in the invitee list"
             )
         event = mail.event or campaign.event
-        letter = self.letter(invitee, mail.template, mail.extra, event)
+        extra = {**mail.extra, "rsvp_url": ""} if mail.test else mail.extra  # not its link
+        letter = self.letter(invitee, mail.template, extra, event)
         uid = event_uid(campaign, invitee.invitee_id, test=mail.test)
         subject = letter.subject
         if mail.test:
             subject = f"[ทดสอบ] {subject}"
-        ics = self.invites.build(
-            invitee, CalendarVersion(event, mail.method, mail.sequence), uid=uid, stamp=now
-        )
+        calendar = CalendarVersion(event, mail.method, mail.sequence)
+        ics = self.invites.build(invitee, calendar, uid=uid, stamp=now) if mail.method else None
         return ComposedMessage(
             message_id=mail.message_id,
             envelope_from=campaign.sender.email,
@@ -181,23 +194,18 @@ class Composer:
         return b"".join(headers)
 
     @staticmethod
-    def _body(mail: OutgoingMail, letter: Letter, ics: bytes) -> bytes:
+    def _body(mail: OutgoingMail, letter: Letter, ics: bytes | None) -> bytes:
         """The MIME tree of the module's docstring, its boundaries made from the Message-ID."""
         outer, inner = mime.boundaries(mail.message_id, 2)
+        parts = [
+            mime.leaf('text/plain; charset="utf-8"', mime.base64_body(mime.text_data(letter.text))),
+            mime.leaf('text/html; charset="utf-8"', mime.base64_body(mime.text_data(letter.html))),
+        ]
+        if ics is None:  # a confirmation: the letter alone
+            return mime.multipart("mixed", outer, [mime.multipart("alternative", inner, parts)])
         calendar = mime.base64_body(ics)  # the same bytes twice: encoded once
-        alternative = mime.multipart(
-            "alternative",
-            inner,
-            [
-                mime.leaf(
-                    'text/plain; charset="utf-8"', mime.base64_body(mime.text_data(letter.text))
-                ),
-                mime.leaf(
-                    'text/html; charset="utf-8"', mime.base64_body(mime.text_data(letter.html))
-                ),
-                mime.leaf(f'text/calendar; charset="utf-8"; method={mail.method}', calendar),
-            ],
-        )
+        parts.append(mime.leaf(f'text/calendar; charset="utf-8"; method={mail.method}', calendar))
+        alternative = mime.multipart("alternative", inner, parts)
         attachment = mime.leaf(
             'application/ics; name="invite.ics"', calendar, 'attachment; filename="invite.ics"'
         )

@@ -62,8 +62,14 @@ class RowMessages:
         return self.composer.compose(mail, self.clock())
 
     def _extra(self, claim: Claim) -> Mapping[str, object]:
-        """What an update's template needs besides the usual: the list of changes."""
-        if LedgerKind.parse(claim.kind).name != "update":
+        """What an update's template needs besides the usual: the list of changes; and a
+        confirmation's: the answer it confirms (`mailer.replies.online`)."""
+        kind = LedgerKind.parse(claim.kind)
+        if kind.name == "confirm":
+            from mailer.replies.online import confirmation
+
+            return confirmation(self.ledger, claim.invitee_id, kind.number)
+        if kind.name != "update":
             return {}
         if claim.sequence not in self._changes:
             self._changes[claim.sequence] = changes_at(
