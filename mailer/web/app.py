@@ -57,7 +57,7 @@ STATUS: dict[Problem, int] = {
 }
 HEADERS = {
     "Cache-Control": "no-store",
-    "Referrer-Policy": "no-referrer",  # the link is the key: never sent on to another site
+    "Referrer-Policy": "same-origin",  # the link is the key: never sent to another site
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",
     "X-Robots-Tag": "noindex, nofollow",
@@ -120,7 +120,8 @@ class RsvpApp:
         values = await run_in_threadpool(page_values, self.site, office)
         cookie = request.cookies.get(COOKIE) or ""
         nonce, field = self.forms.issue(office.token, cookie if _NONCE.fullmatch(cookie) else None)
-        values.update(csrf=field, self_href=office.token, problems={}, given={}, **extra)
+        values.update({"csrf": field, "self_href": office.token, "problems": {}, "given": {}})
+        values.update(extra)
         response = self.html("rsvp", values, status)
         response.set_cookie(
             COOKIE, nonce, max_age=12 * 3600, path=request.url.path, httponly=True,
