@@ -288,6 +288,8 @@ def test_the_schema_head_is_the_newest_migration() -> None:
 def test_a_database_of_an_older_schema_is_upgraded_when_opened(database_url: str) -> None:
     engine = open_database(database_url)
     with engine.begin() as conn:  # back to how 0004 left it
+        for table in ("web_answer", "rsvp_visit", "rsvp_token"):  # 0009
+            conn.execute(text(f"DROP TABLE {table}"))
         conn.execute(text("DROP TABLE scheduler_state"))  # 0008
         conn.execute(text("DROP TABLE attendance_mark"))
         conn.execute(text("DROP TABLE inbound_message"))
@@ -301,6 +303,7 @@ def test_a_database_of_an_older_schema_is_upgraded_when_opened(database_url: str
         assert conn.execute(text("SELECT count(*) FROM attendance_mark")).scalar() == 0
         assert conn.execute(text("SELECT count(*) FROM delivery WHERE refused = ''")).scalar() == 0
         assert conn.execute(text("SELECT count(*) FROM scheduler_state")).scalar() == 0
+        assert conn.execute(text("SELECT count(*) FROM web_answer")).scalar() == 0
     engine.dispose()
 
 

@@ -28,6 +28,7 @@ from mailer.compose import Composer, OutgoingMail
 from mailer.delivery.drain import drain_due
 from mailer.errors import CampaignError, SettingsError
 from mailer.invitees.importing import import_contacts
+from mailer.invitees.records import InviteeRecord
 from mailer.kinds import LedgerKind, confirm
 from mailer.models import Delivery, RsvpVisit, WebAnswer
 from mailer.replies.attendance import attendance, mark
@@ -141,7 +142,9 @@ def test_every_invitation_reminder_and_update_carries_the_link_and_a_cancel_does
     link = "https://rsvp.example.go.th/r/TOKEN.SIG"
     with_links = Composer(campaign, TEMPLATES, links=lambda invitee_id: f"{link}-{invitee_id}")
     without = Composer(campaign, TEMPLATES)
-    office = next(i for i in _offices() if i.invitee_id == "TH-50-agri")
+    office = InviteeRecord(
+        "TH-50-agri", "สำนักงานเกษตรจังหวัดเชียงใหม่", "เรียน เกษตรจังหวัดเชียงใหม่", ("agri@example.go.th",)
+    )
     now = datetime(2016, 11, 10, 2, 0, tzinfo=UTC)
     for template, method in [("invitation", "REQUEST"), ("followup", "REQUEST"),
                              ("reminder", "REQUEST"), ("update", "REQUEST"), ("cancel", "CANCEL")]:  # fmt: skip
@@ -175,12 +178,6 @@ def test_a_rate_limit_is_a_sliding_window() -> None:
     assert limit.allow("b")
     now[0] = 10.5
     assert limit.allow("a")
-
-
-def _offices():  # type: ignore[no-untyped-def]
-    from mailer.invitees.importing import read_contacts
-
-    return read_contacts(CONTACTS).records
 
 
 # --- the served app ------------------------------------------------------------------------
@@ -533,3 +530,34 @@ def test_a_scanner_that_opens_every_link_of_every_invitation_answers_nothing(
         assert web.count(Delivery) == 532  # no confirmation queued
         assert web.count(RsvpVisit) == 532 * 3
         assert len(select_invitees(web.ws.engine)) == 532
+
+
+@pytest.mark.slow
+def test_page_answers_follow_the_attendance_rules_on_both_databases(
+    make_ws, database_url: str
+) -> None:  # type: ignore[no-untyped-def]
+    from mailer.replies.online import Answer, Evidence, answer
+
+    ws = make_ws(DATABASE_URL=database_url)
+    assert import_contacts(ws.engine, CONTACTS).written
+    ledger, evidence = ws.ledger(), Evidence("192.0.2.7", "phone", 0)
+    rep = Answer(
+        Attendance.representative,
+        {"name": "นายสมชาย ใจดี", "position": "ผอ.", "phone": "0812345678"},
+    )
+    assert (
+        answer(ledger, ws.campaign, "TH-50-agri", Answer(Attendance.accepted), evidence).number == 1
+    )
+    again = answer(ledger, ws.campaign, "TH-50-agri", Answer(Attendance.accepted), evidence)
+    assert (again.changed, again.number) == (False, 1)
+    assert answer(ledger, ws.campaign, "TH-50-agri", rep, evidence).number == 2
+    assert attendance(ledger)["TH-50-agri"].representative["name"] == "นายสมชาย ใจดี"
+    with ws.engine.connect() as conn:
+        kinds = conn.execute(
+            select(Delivery.kind, Delivery.recipients).order_by(Delivery.kind)
+        ).all()  # type: ignore[call-overload]
+    assert [k for k, _ in kinds] == ["confirm:1", "confirm:2"]
+    mark(ledger, "TH-50-agri", Attendance.declined, representative={}, note="by phone")
+    assert answer(ledger, ws.campaign, "TH-50-agri", Answer(Attendance.accepted), evidence).changed
+    assert attendance(ledger)["TH-50-agri"].status == Attendance.declined  # the mark still wins
+    assert attendance(ledger, only="TH-50-prov") == {}

@@ -65,7 +65,7 @@ class RowMessages:
         """What an update's template needs besides the usual: the list of changes; and a
         confirmation's: the answer it confirms (`mailer.replies.online`)."""
         kind = LedgerKind.parse(claim.kind)
-        if kind.name == "confirm":
+        if kind.name == "confirm":  # reply tracking loaded only when one is composed
             from mailer.replies.online import confirmation
 
             return confirmation(self.ledger, claim.invitee_id, kind.number)

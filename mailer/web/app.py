@@ -31,7 +31,7 @@ from mailer.compose.letters import environment
 from mailer.errors import TemplateProblem
 from mailer.identity import event_uid
 from mailer.replies.online import Evidence, answer
-from mailer.web.guard import COOKIE, Forms, RateLimit
+from mailer.web.guard import COOKIE, FORM_AGE, Forms, RateLimit
 from mailer.web.pages import (
     Office,
     Site,
@@ -75,6 +75,7 @@ class RsvpApp:
     def __init__(self, site: Site, public_url: str = "") -> None:
         self.site = site
         self.public_origin = _origin(public_url) if public_url else None
+        self.https = public_url.startswith("https://")  # behind an https proxy: Secure cookies
         self.forms = Forms(site.secret_key)
         self.by_link = RateLimit(site.posts_per_link, site.post_window)
         self.by_address = RateLimit(site.posts_per_address, site.post_window)
@@ -124,8 +125,8 @@ class RsvpApp:
         values.update(extra)
         response = self.html("rsvp", values, status)
         response.set_cookie(
-            COOKIE, nonce, max_age=12 * 3600, path=request.url.path, httponly=True,
-            secure=request.url.scheme == "https", samesite="strict",
+            COOKIE, nonce, max_age=FORM_AGE, path=request.url.path, httponly=True,
+            secure=request.url.scheme == "https" or self.https, samesite="strict",
         )  # fmt: skip
         return response
 
