@@ -19,6 +19,14 @@ from mailer.thai import script_slips
 from mailer.versions import Change, pending_change
 from mailer.workspace import Workspace
 
+SAMPLE_ANSWER = {  # what a confirmation (templates/confirm/) is rendered with
+    "answer": {
+        "status": "representative",
+        "label": "ส่งผู้แทน",
+        "representative": {"name": "ชื่อ", "position": "ตำแหน่ง", "phone": "๐๘", "email": "a@b.th"},
+    }
+}
+
 
 @dataclass
 class CheckReport:
@@ -49,7 +57,8 @@ def run_check(ws: Workspace, contacts_file: Path | None = None) -> CheckReport:
     for key, text in fields.items():
         report.errors.extend(s.describe() for s in script_slips(text, f"{campaign.path}: {key}"))
 
-    templates = sorted({rule.template for rule in campaign.rules} | {"update", "cancel"})
+    built_in = {"update", "cancel", "confirm"}
+    templates = sorted({rule.template for rule in campaign.rules} | built_in)
     usable = []
     for template in templates:
         try:
@@ -70,7 +79,7 @@ def run_check(ws: Workspace, contacts_file: Path | None = None) -> CheckReport:
     now = ws.clock()
     for template in usable:
         for invitee in invitees:
-            sample = {"changes": [Change("when", "วันและเวลา", "เดิม", "ใหม่")]}
+            sample = {"changes": [Change("when", "วันและเวลา", "เดิม", "ใหม่")], **SAMPLE_ANSWER}
             try:
                 mail = OutgoingMail(invitee, template, "<check@invalid>", 0, extra=sample)
                 ws.composer.compose(mail, now, signed=False)  # signing: ~9 ms each

@@ -1,7 +1,8 @@
 """What a ledger row is, as a value read once: `invitation`, `reminder:<rule id>`,
-`update:<sequence>` or `cancel` — an office's — or `digest:<YYYY-MM-DD>`, the coordinator's
-daily digest (a row of no office: its `invitee_id` is NULL) — the text stored in the `kind`
-column."""
+`update:<sequence>`, `cancel` or `confirm:<n>` (the confirmation of an office's n-th
+answer on its page, mailer/replies/online.py) — an office's — or `digest:<YYYY-MM-DD>`, the
+coordinator's daily digest (a row of no office: its `invitee_id` is NULL) — the text stored in
+the `kind` column."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Literal
 
-Name = Literal["invitation", "reminder", "update", "cancel", "digest"]
+Name = Literal["invitation", "reminder", "update", "cancel", "confirm", "digest"]
 UPDATE_PREFIX = "update:"  # for the ledger queries that pick out updates
 DIGEST_PREFIX = "digest:"  # … and the coordinator's digests
 
@@ -20,6 +21,7 @@ class LedgerKind:
     rule: str = ""  # a reminder's rule id
     sequence: int = 0  # an update's SEQUENCE
     day: date | None = None  # a digest's day (campaign time zone)
+    number: int = 0  # a confirmation's answer number
 
     @classmethod
     def parse(cls, text: str) -> LedgerKind:
@@ -32,6 +34,8 @@ class LedgerKind:
             return cls("update", sequence=int(tail))
         if colon and head == "digest" and _is_day(tail):
             return cls("digest", day=date.fromisoformat(tail))
+        if colon and head == "confirm" and tail.isdecimal():
+            return cls("confirm", number=int(tail))
         raise ValueError(f"{text!r} is not a kind of ledger row")
 
     def __str__(self) -> str:
@@ -41,6 +45,8 @@ class LedgerKind:
             return f"{UPDATE_PREFIX}{self.sequence}"
         if self.name == "digest" and self.day is not None:
             return f"{DIGEST_PREFIX}{self.day.isoformat()}"
+        if self.name == "confirm":
+            return f"confirm:{self.number}"
         return self.name
 
     @property
@@ -74,3 +80,7 @@ def update(sequence: int) -> LedgerKind:
 
 def digest(day: date) -> LedgerKind:
     return LedgerKind("digest", day=day)
+
+
+def confirm(number: int) -> LedgerKind:
+    return LedgerKind("confirm", number=number)

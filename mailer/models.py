@@ -225,3 +225,53 @@ class LetterPdf(SQLModel, table=True):
     pdf: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
     sha256: str = Field(max_length=64)
     rendered_at: datetime = _when()
+
+
+class RsvpToken(SQLModel, table=True):
+    """An office's personal link version (mailer/web/store.py): a link signed with an older
+    version no longer opens. No row: version 1. `mailer rsvp revoke` bumps it."""
+
+    __tablename__ = "rsvp_token"
+
+    campaign_id: str = Field(primary_key=True, max_length=64)
+    invitee_id: str = Field(primary_key=True, max_length=64)
+    version: int = 1
+    revoked_at: datetime | None = _when(nullable=True)
+
+
+class RsvpVisit(SQLModel, table=True):
+    """A GET or HEAD of an office's page or its .ics: "link opened", with the user agent
+    (so the coordinator can tell a mail scanner from a person). Nothing else is recorded."""
+
+    __tablename__ = "rsvp_visit"
+    __table_args__ = (Index("ix_rsvp_visit_invitee", "campaign_id", "invitee_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    campaign_id: str = Field(max_length=64)
+    invitee_id: str = Field(max_length=64)
+    method: str = Field(max_length=8)  # GET | HEAD
+    what: str = Field(max_length=16)  # page | ics
+    user_agent: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
+    at: datetime = _when()
+
+
+class WebAnswer(SQLModel, table=True):
+    """An office's answer on its own page (mailer/replies/online.py), with its evidence: one
+    row per change of answer (`number` 1, 2, …; its confirmation is ledger kind
+    `confirm:<number>`). Attendance reads these beside replies and marks."""
+
+    __tablename__ = "web_answer"
+    __table_args__ = (
+        UniqueConstraint("campaign_id", "invitee_id", "number", name="uq_web_answer_number"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    campaign_id: str = Field(max_length=64)
+    invitee_id: str = Field(max_length=64)
+    number: int
+    status: str = Field(max_length=32)
+    representative: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
+    sequence: int  # the event version the page showed
+    address: str = Field(default="", max_length=64)
+    user_agent: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
+    answered_at: datetime = _when()

@@ -91,6 +91,22 @@ class ImapSettings:
 
 
 @dataclass(frozen=True)
+class WebSettings:
+    """The invitees' personal links and their page (`mailer web`, mailer/web): off while
+    `public_url` is empty."""
+
+    public_url: str = ""  # e.g. https://rsvp.example.go.th (no trailing slash)
+    secret_key: Secret = Secret("")  # signs the links and the forms
+
+    @property
+    def links(self) -> bool:
+        return bool(self.public_url)
+
+
+MIN_SECRET_KEY = 32  # characters
+
+
+@dataclass(frozen=True)
 class Settings:
     database_url: str = field(default=DEFAULT_DATABASE_URL, repr=False)  # may hold a password
     campaign_path: Path = Path(DEFAULT_CAMPAIGN)
@@ -101,7 +117,7 @@ class Settings:
     limits: RateLimits = field(default_factory=RateLimits)
     rate_preset: str = "none"
     imap: ImapSettings = field(default_factory=ImapSettings)
-    public_url: str = ""  # MAILER_PUBLIC_URL: where the web dashboard is reached, no final /
+    web: WebSettings = field(default_factory=WebSettings)
     warnings: tuple[str, ...] = ()  # worth saying, not worth refusing to run (see `_dotenv`)
     dkim: DkimSettings | None = None  # None: messages go out unsigned
     # The DNS servers `check --deliverability` asks, (address, port); empty: the system's.
@@ -147,7 +163,7 @@ def _database_problem(url: str) -> str | None:
     return None
 
 
-_SECRETS = ("SMTP_PASSWORD", "IMAP_PASSWORD", "DATABASE_URL")
+_SECRETS = ("SMTP_PASSWORD", "IMAP_PASSWORD", "DATABASE_URL", "MAILER_SECRET_KEY")
 
 
 def _dotenv(path: Path, problems: list[str]) -> tuple[dict[str, str], dict[str, str]]:
@@ -352,33 +368,34 @@ def _imap(v: _Values) -> ImapSettings:
     )
 
 
-def _public_url(v: _Values) -> str:
-    """MAILER_PUBLIC_URL: the web dashboard's address as people reach it (the digest links
-    to it); optional, an http(s) URL with a host, kept without its final slash."""
-    from urllib.parse import urlsplit
-
-    raw = v.text("MAILER_PUBLIC_URL", "")
-    if not raw:
-        return ""
-    try:
-        parts = urlsplit(raw)
-        host = parts.hostname
-    except ValueError:
-        parts, host = None, None
-    if parts is None or parts.scheme not in ("http", "https") or not host or parts.query \
-            or parts.fragment or any(c.isspace() for c in raw):  # fmt: skip
+def _web(v: _Values) -> WebSettings:
+    """The personal links: the public address of `mailer web`, and the key that signs them
+    (required with the address, at least `MIN_SECRET_KEY` characters: it guards every
+    office's answer)."""
+    url = v.text("MAILER_PUBLIC_URL", "").rstrip("/")
+    key = v.raw("MAILER_SECRET_KEY").strip()
+    example = "e.g. MAILER_PUBLIC_URL=https://rsvp.example.go.th"
+    if url and (
+        not re.fullmatch(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[A-Za-z0-9._~/-]*)?", url)
+    ):
         v.problems.append(
-            f"MAILER_PUBLIC_URL={cut(raw)!r} is not a web address; give where people open "
-            "mailer's pages, e.g. MAILER_PUBLIC_URL=https://mailer.example.org (or leave it empty)"
+            f"MAILER_PUBLIC_URL={cut(url)!r} must be an http(s) address without ? or #; {example}"
         )
-        return ""
-    return raw.rstrip("/")
+    make = 'make one with: python3 -c "import secrets; print(secrets.token_urlsafe(48))"'
+    if url and not key:
+        v.problems.append(f"MAILER_PUBLIC_URL is set but MAILER_SECRET_KEY is empty; {make}")
+    elif key and len(key) < MIN_SECRET_KEY:
+        v.problems.append(
+            f"MAILER_SECRET_KEY is {len(key)} characters long; it must be at least "
+            f"{MIN_SECRET_KEY} ({make})"
+        )
+    return WebSettings(public_url=url, secret_key=Secret(key))
 
 
 def load_settings(environ: Mapping[str, str], dotenv_path: Path | None = Path(".env")) -> Settings:
     """Read settings from `.env` (if present) overlaid by `environ`: one group at a time
-    (database, SMTP, paths, limits, IMAP, DKIM, DNS), each taking its values and adding its
-    problems.
+    (database, SMTP, paths, limits, IMAP, DKIM, DNS, web), each taking its values and adding
+    its problems.
 
     Raises `SettingsError` listing every problem at once.
     """
@@ -395,6 +412,7 @@ def load_settings(environ: Mapping[str, str], dotenv_path: Path | None = Path(".
     campaign_path, templates_dir = _paths(v)
     limits, preset = _limits(v, smtp)
     imap = _imap(v)
+    web = _web(v)
     settings = Settings(
         database_url=database_url,
         campaign_path=campaign_path,
@@ -405,7 +423,7 @@ def load_settings(environ: Mapping[str, str], dotenv_path: Path | None = Path(".
         limits=limits,
         rate_preset=preset,
         imap=imap,
-        public_url=_public_url(v),
+        web=web,
         warnings=tuple(warnings.values()),
         dkim=dkim_settings(v),
         dns_servers=dns_servers(v.raw("MAILER_DNS_SERVER"), problems),

@@ -55,9 +55,15 @@ class Workspace:
 
     @cached_property
     def composer(self) -> Composer:
+        """With personal links on (`MAILER_PUBLIC_URL`), every letter carries its office's."""
         from mailer.compose import Composer
 
-        return Composer(self.campaign, self.settings.templates_dir, self.signer)
+        links = None
+        if self.settings.web.links:
+            from mailer.web.links import RsvpLinks
+
+            links = RsvpLinks(self.settings.web, self.ledger())
+        return Composer(self.campaign, self.settings.templates_dir, signer=self.signer, links=links)
 
     @cached_property
     def signer(self) -> DkimSigner | None:

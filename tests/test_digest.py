@@ -70,6 +70,7 @@ def invited(make_ws, smtp_server: Mailhog, tmp_path: Path, clock: FakeClock):  #
         SMTP_PORT=str(smtp_server.port),
         MAILER_CAMPAIGN=str(_campaign(tmp_path)),
         MAILER_PUBLIC_URL="https://mailer.example.org/",
+        MAILER_SECRET_KEY="k" * 40,
     )
     import_contacts(ws.engine, CONTACTS)
     send_round(ws, "invitation", only=["TH-50"])  # 7 offices invited
@@ -474,9 +475,14 @@ def test_the_public_url_is_a_plain_optional_web_address(tmp_path: Path) -> None:
     from mailer.errors import SettingsError
     from tests.conftest import make_settings
 
-    assert make_settings(tmp_path).public_url == ""
-    url = make_settings(tmp_path, MAILER_PUBLIC_URL="https://mailer.example.org/th/").public_url
+    key = "k" * 40
+    assert make_settings(tmp_path).web.public_url == ""
+    url = make_settings(
+        tmp_path, MAILER_PUBLIC_URL="https://mailer.example.org/th/", MAILER_SECRET_KEY=key
+    ).web.public_url
     assert url == "https://mailer.example.org/th"
     for bad in ("mailer.example.org", "ftp://x.example", "https://", "https://x.example/?a=1"):
-        with pytest.raises(SettingsError, match=r"MAILER_PUBLIC_URL=.* is not a web address"):
-            make_settings(tmp_path, MAILER_PUBLIC_URL=bad)
+        with pytest.raises(
+            SettingsError, match=r"MAILER_PUBLIC_URL=.* must be an http\(s\) address"
+        ):
+            make_settings(tmp_path, MAILER_PUBLIC_URL=bad, MAILER_SECRET_KEY=key)

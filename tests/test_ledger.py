@@ -283,6 +283,8 @@ def test_a_database_of_an_older_schema_is_upgraded_when_opened(database_url: str
     with engine.begin() as conn:  # back to how 0004 left it
         conn.execute(text("DROP TABLE letter_pdf"))  # 0009
         conn.execute(text("DROP INDEX uq_delivery_coordinator_once"))  # 0010
+        for table in ("web_answer", "rsvp_visit", "rsvp_token"):  # 0011
+            conn.execute(text(f"DROP TABLE {table}"))
         conn.execute(text("DROP TABLE scheduler_state"))  # 0008
         conn.execute(text("DROP TABLE attendance_mark"))
         conn.execute(text("DROP TABLE inbound_message"))
@@ -296,6 +298,7 @@ def test_a_database_of_an_older_schema_is_upgraded_when_opened(database_url: str
         assert conn.execute(text("SELECT count(*) FROM attendance_mark")).scalar() == 0
         assert conn.execute(text("SELECT count(*) FROM delivery WHERE refused = ''")).scalar() == 0
         assert conn.execute(text("SELECT count(*) FROM scheduler_state")).scalar() == 0
+        assert conn.execute(text("SELECT count(*) FROM web_answer")).scalar() == 0
     indexes = {i["name"] for i in inspect(engine).get_indexes("delivery")}
     assert "uq_delivery_coordinator_once" in indexes  # 0010
     engine.dispose()

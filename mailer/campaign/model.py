@@ -108,6 +108,16 @@ class DigestPolicy:
 
 
 @dataclass(frozen=True)
+class RsvpPolicy:
+    """`[rsvp]`: until when an office may answer or change its answer on its page
+    (`reply_deadline`; None: until the event starts), and how many days after the event
+    its link still opens (`grace_days`)."""
+
+    reply_deadline: datetime | None = None
+    grace_days: int = 7
+
+
+@dataclass(frozen=True)
 class Campaign:
     id: str
     path: Path
@@ -119,6 +129,7 @@ class Campaign:
     replies: RepliesPolicy = RepliesPolicy()
     digest: DigestPolicy | None = None
     letter: LetterSettings = field(default_factory=LetterSettings)
+    rsvp: RsvpPolicy = RsvpPolicy()
 
     @property
     def uid_domain(self) -> str:
@@ -145,8 +156,9 @@ class Campaign:
 
     def message_kind(self, kind: str) -> MessageKind:
         """`invitation` and `reminder:<rule id>` come from the rules; `update:<sequence>`,
-        `cancel` and the coordinator's `digest:<day>` are built in (templates/update/,
-        templates/cancel/, templates/digest/)."""
+        `cancel`, `confirm:<n>` and the coordinator's `digest:<day>` are built in
+        (templates/update/, templates/cancel/, templates/confirm/, templates/digest/; a
+        confirmation and a digest carry no calendar: their method is ""))."""
         try:
             parsed = LedgerKind.parse(kind)
         except ValueError:
@@ -157,6 +169,8 @@ class Campaign:
             return MessageKind("cancel", method="CANCEL")
         if parsed is not None and parsed.name == "digest":
             return MessageKind("digest", method="", automatic=True)
+        if parsed is not None and parsed.name == "confirm":
+            return MessageKind("confirm", method="", automatic=True)
         for rule in self.rules:
             if rule.ledger_kind == kind:
                 return MessageKind(rule.template, automatic=rule.kind != "invitation")

@@ -1,7 +1,8 @@
 """The campaign file's optional tables: `[replies]` (how the scheduler keeps the picture
-current), `[digest]` (the coordinator's daily summary) and `[letter]` (the official letter
-as a PDF). Each is read into a typed value with every problem reported, like the rest of the
-file; an absent table means its defaults.
+current), `[digest]` (the coordinator's daily summary), `[letter]` (the official letter
+as a PDF) and `[rsvp]` (the offices' own page: until when they may answer there). Each is
+read into a typed value with every problem reported, like the rest of the file; an absent
+table means its defaults.
 """
 
 from __future__ import annotations
@@ -11,15 +12,17 @@ from pathlib import Path
 from typing import Any
 
 from mailer.campaign.letter import LetterProblem, LetterSettings
-from mailer.campaign.model import DigestPolicy, RepliesPolicy
+from mailer.campaign.model import DigestPolicy, Event, RepliesPolicy, RsvpPolicy
 from mailer.errors import cut
 
 POLL_MINUTES = (0.01, 1440)  # a fraction of a minute for tests and busy days
 SYNC_AGE_MINUTES = (1, 10080)
 IDLE_MINUTES = (1, 29)  # RFC 2177: re-issue IDLE at least every 29 minutes
+GRACE_DAYS = (0, 365)
 
 _REPLIES = {"poll_minutes", "idle_minutes", "max_sync_age_minutes", "when_stale", "maildir"}
 _DIGEST = {"time", "to"}
+_RSVP = {"reply_deadline", "grace_days"}
 _LETTER_TEXTS = ("number", "signer_name", "font")
 _LETTER_LISTS = ("agency_address", "signer_position", "contact", "references", "enclosures")
 _LETTER = {
@@ -95,6 +98,25 @@ def read_digest(r: Any, data: dict[str, Any]) -> DigestPolicy | None:
         r.problems.append("digest.time is missing; write e.g. time = 08:00:00")
     to = r.email(table, "digest", "to") if "to" in table else ""
     return DigestPolicy(time_of_day=at or time(8, 0), to=to)
+
+
+def read_rsvp(r: Any, data: dict[str, Any], event: Event) -> RsvpPolicy:
+    """`[rsvp]`: the reply deadline (a local date and time before the event ends; absent:
+    until the event starts) and the days after the event an office's link still opens."""
+    if "rsvp" not in data:
+        return RsvpPolicy()
+    table = r.table(data, "rsvp")
+    r.known_keys(table, "rsvp", _RSVP)
+    deadline = r.moment(table, "rsvp", "reply_deadline", required=False)
+    if deadline is not None and deadline >= event.end:
+        r.problems.append(
+            f"rsvp.reply_deadline ({deadline:%Y-%m-%d %H:%M}) must be before the event ends"
+        )
+    grace = r.within("rsvp", "grace_days", r.optional(table, "rsvp", "grace_days", int, "7"),
+                     GRACE_DAYS)  # fmt: skip
+    return RsvpPolicy(
+        reply_deadline=deadline, grace_days=RsvpPolicy.grace_days if grace is None else grace
+    )
 
 
 def read_letter(r: Any, data: dict[str, Any], base: Path) -> LetterSettings:

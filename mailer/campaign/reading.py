@@ -24,7 +24,9 @@ from mailer.invitees.addresses import AddressProblem, ascii_address
 _ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 DAYS_BEFORE = (0, 3650)  # inclusive: up to ten years ahead
 CATCH_UP_HOURS = (1, 8760)  # inclusive: an hour to a year
-_TABLES = {"campaign", "event", "coordinator", "sender", "rules", "replies", "digest", "letter"}
+_TABLES = {
+    "campaign", "event", "coordinator", "sender", "rules", "replies", "digest", "letter", "rsvp",
+}  # fmt: skip
 YEARS = (1970, 9998)  # dates outside these overflow on the way to UTC and back
 
 
@@ -163,11 +165,7 @@ def parse_campaign(data: dict[str, Any], path: Path) -> Campaign:
     r = _Reader(path, zone)
     if problem:
         r.problems.append(problem)
-    r.known_keys(
-        data,
-        "",
-        {"campaign", "event", "coordinator", "sender", "rules", "replies", "digest", "letter"},
-    )
+    r.known_keys(data, "", _TABLES)
     campaign_id = _read_id(r, data)
     event = _read_event(r, data)
     coordinator = _read_coordinator(r, data)
@@ -176,6 +174,7 @@ def parse_campaign(data: dict[str, Any], path: Path) -> Campaign:
     replies = options.read_replies(r, data, path.parent)
     digest = options.read_digest(r, data)
     letter = options.read_letter(r, data, path.parent)
+    rsvp = options.read_rsvp(r, data, event)
     if r.problems:
         raise CampaignError(path, r.problems)
     return Campaign(
@@ -189,6 +188,7 @@ def parse_campaign(data: dict[str, Any], path: Path) -> Campaign:
         replies=replies,
         digest=digest,
         letter=letter,
+        rsvp=rsvp,
     )
 
 

@@ -1,6 +1,6 @@
 """`mailer`: the command line. Importing the submodules registers their commands."""
 
-from mailer.cli import commands, ledger, replying, scheduling, sending, viewing
+from mailer.cli import commands, ledger, replying, scheduling, sending, viewing, web
 from mailer.cli.app import app
 
 
@@ -8,4 +8,14 @@ def main() -> None:
     app()
 
 
-__all__ = ["app", "commands", "ledger", "main", "replying", "scheduling", "sending", "viewing"]
+__all__ = [
+    "app",
+    "commands",
+    "ledger",
+    "main",
+    "replying",
+    "scheduling",
+    "sending",
+    "viewing",
+    "web",
+]

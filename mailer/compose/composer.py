@@ -9,14 +9,20 @@
     └── application/pdf; name=letter-<office>.pdf   (only when the mail carries one: the
                                                      official letter, `Attachment`)
 
+A message of method "" (a confirmation of an answer given on the office's page) carries
+no calendar: its multipart/mixed holds the multipart/alternative of text and HTML alone.
+
 The bytes are written by `mime` (see there for why not `EmailMessage`): every header value
 that comes from data is folded to one line and encoded, so no CSV field can add a header.
 With a `signer` (DKIM: `mailer.delivery.dkim`), its signature is the last thing added.
+
+With `links` (personal links on: mailer/web/links.py), every letter's templates receive
+`rsvp_url`, the office's own page; otherwise, and in a --test-to sample, it is "".
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from email.utils import format_datetime
@@ -84,11 +90,17 @@ class Composer:
     """Everything built once per campaign; `compose` is then cheap and pure."""
 
     def __init__(
-        self, campaign: Campaign, templates_dir: Path, signer: Signer | None = None
+        self,
+        campaign: Campaign,
+        templates_dir: Path,
+        *,
+        signer: Signer | None = None,
+        links: Callable[[str], str] | None = None,  # invitee id → its personal link
     ) -> None:
         self.campaign = campaign
         self.templates_dir = templates_dir
         self.signer = signer
+        self.links = links
         self.invites = InviteBuilder(campaign)
         self._renderers: dict[str, LetterRenderer] = {}
         self._contexts: dict[Event, dict[str, Any]] = {}
@@ -141,12 +153,13 @@ class Composer:
     ) -> dict[str, Any]:
         """What a letter's templates receive for this office: the e-mail's, and the same
         values for the PDF letter (`mailer.letter_pdf`), which reuses the e-mail's text."""
-        return dict(
-            self._base_context(event or self.campaign.event),
+        return {
+            **self._base_context(event or self.campaign.event),
+            "rsvp_url": self.links(invitee.invitee_id) if self.links else "",
             **(extra or {}),
-            invitee=invitee,
-            uid=event_uid(self.campaign, invitee.invitee_id),
-        )
+            "invitee": invitee,
+            "uid": event_uid(self.campaign, invitee.invitee_id),
+        }
 
     def compose(self, mail: OutgoingMail, now: datetime, *, signed: bool = True) -> ComposedMessage:
         """The whole message, signed if there is a signer (`signed=False`: not, for what
@@ -174,14 +187,14 @@ class Composer:
                 "Fix the address in the invitee list"
             )
         event = mail.event or campaign.event
-        letter = self.letter(invitee, mail.template, mail.extra, event)
+        extra = {**mail.extra, "rsvp_url": ""} if mail.test else mail.extra  # not its link
+        letter = self.letter(invitee, mail.template, extra, event)
         uid = event_uid(campaign, invitee.invitee_id, test=mail.test)
         subject = letter.subject
         if mail.test:
             subject = f"[ทดสอบ] {subject}"
-        ics = self.invites.build(
-            invitee, CalendarVersion(event, mail.method, mail.sequence), uid=uid, stamp=now
-        )
+        calendar = CalendarVersion(event, mail.method, mail.sequence)
+        ics = self.invites.build(invitee, calendar, uid=uid, stamp=now) if mail.method else None
         return ComposedMessage(
             message_id=mail.message_id,
             envelope_from=campaign.sender.email,
@@ -214,23 +227,18 @@ class Composer:
         return b"".join(headers)
 
     @staticmethod
-    def _body(mail: OutgoingMail, letter: Letter, ics: bytes) -> bytes:
+    def _body(mail: OutgoingMail, letter: Letter, ics: bytes | None) -> bytes:
         """The MIME tree of the module's docstring, its boundaries made from the Message-ID."""
         outer, inner = mime.boundaries(mail.message_id, 2)
+        parts = [
+            mime.leaf('text/plain; charset="utf-8"', mime.base64_body(mime.text_data(letter.text))),
+            mime.leaf('text/html; charset="utf-8"', mime.base64_body(mime.text_data(letter.html))),
+        ]
+        if ics is None:  # a confirmation: the letter alone
+            return mime.multipart("mixed", outer, [mime.multipart("alternative", inner, parts)])
         calendar = mime.base64_body(ics)  # the same bytes twice: encoded once
-        alternative = mime.multipart(
-            "alternative",
-            inner,
-            [
-                mime.leaf(
-                    'text/plain; charset="utf-8"', mime.base64_body(mime.text_data(letter.text))
-                ),
-                mime.leaf(
-                    'text/html; charset="utf-8"', mime.base64_body(mime.text_data(letter.html))
-                ),
-                mime.leaf(f'text/calendar; charset="utf-8"; method={mail.method}', calendar),
-            ],
-        )
+        parts.append(mime.leaf(f'text/calendar; charset="utf-8"; method={mail.method}', calendar))
+        alternative = mime.multipart("alternative", inner, parts)
         attachment = mime.leaf(
             'application/ics; name="invite.ics"', calendar, 'attachment; filename="invite.ics"'
         )

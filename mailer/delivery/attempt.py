@@ -64,7 +64,7 @@ class Run:
         self.lease = ctx.lease
         self.stats = DrainStats()
         self.failures = 0  # in a row
-        self.messages = RowMessages(ctx.composer, ledger, ctx.clock, ctx.digest)
+        self.messages = RowMessages(ctx.composer, ledger, ctx.clock, ctx.digest, ctx.confirmation)
         self._wanted: dict[str, Callable[[str], bool]] = {}  # asked again for every batch
 
     def new_batch(self) -> None:

@@ -32,6 +32,10 @@ DigestValues = Callable[[LedgerKind], Mapping[str, object]]
 """For a digest row's kind (`digest:<day>`), the values its templates receive, read from the
 ledger as it stands when the message is composed (`mailer.rounds.digest`)."""
 
+Confirmation = Callable[[str, int], Mapping[str, object]]
+"""For a `confirm:<n>` row, the office's n-th page answer as its templates tell it
+(`mailer.replies.online.confirmation`), by invitee id and n."""
+
 
 @dataclass(frozen=True)
 class DeliveryContext:
@@ -51,6 +55,7 @@ class DeliveryContext:
     sleep: Callable[[float], None] | None = None  # None: wait on `stopping`
     wanted: Wanted | None = None  # None: every row is still wanted
     digest: DigestValues | None = None  # None: a digest row cannot be composed (fails)
+    confirmation: Confirmation | None = None  # None: a confirm row cannot be composed (fails)
 
     @property
     def lease(self) -> timedelta:

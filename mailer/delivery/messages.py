@@ -16,7 +16,7 @@ from mailer.campaign import Event
 from mailer.clock import Clock
 from mailer.compose import Attachment, ComposedMessage, Composer, OutgoingMail
 from mailer.compose.digest import DigestMail, compose_digest
-from mailer.delivery.context import DigestValues
+from mailer.delivery.context import Confirmation, DigestValues
 from mailer.delivery.ledger import Claim, Ledger
 from mailer.errors import MailerError
 from mailer.invitees.importing import InviteeRecord
@@ -29,10 +29,16 @@ if TYPE_CHECKING:
 
 class RowMessages:
     def __init__(
-        self, composer: Composer, ledger: Ledger, clock: Clock, digest: DigestValues | None = None
+        self,
+        composer: Composer,
+        ledger: Ledger,
+        clock: Clock,
+        digest: DigestValues | None = None,
+        confirmation: Confirmation | None = None,
     ) -> None:
         self.composer = composer
         self.digest = digest
+        self.confirmation = confirmation
         self.campaign = composer.campaign
         self.ledger = ledger
         self.clock = clock
@@ -104,8 +110,14 @@ class RowMessages:
         return compose_digest(self.composer, mail, self.clock())
 
     def _extra(self, claim: Claim) -> Mapping[str, object]:
-        """What an update's template needs besides the usual: the list of changes."""
-        if LedgerKind.parse(claim.kind).name != "update":
+        """What an update's template needs besides the usual: the list of changes; and a
+        confirmation's: the answer it confirms (`mailer.replies.online`)."""
+        kind = LedgerKind.parse(claim.kind)
+        if kind.name == "confirm":
+            if self.confirmation is None or claim.invitee_id is None:
+                raise MailerError("this run cannot compose an answer's confirmation")
+            return self.confirmation(claim.invitee_id, kind.number)
+        if kind.name != "update":
             return {}
         if claim.sequence not in self._changes:
             self._changes[claim.sequence] = changes_at(

@@ -1,10 +1,11 @@
 """From stored replies and the coordinator's marks to each office's attendance.
 
-`attendance` derives each office's `OfficeAttendance` from its replies and the coordinator's
-marks, with the history kept (`AttendanceEvent`s): a mark always wins over an automatic
-reading, and a calendar reply to an older SEQUENCE is kept and shown but never overrides.
-`changed` says which offices' attendance moved between two moments (the coordinator's
-digest). `mark` records the coordinator's decision; `review` lists what needs a human.
+`attendance` derives each office's `OfficeAttendance` from its replies, its answers on its
+own page (`mailer.replies.online`) and the coordinator's marks, with the history kept
+(`AttendanceEvent`s): a mark always wins over an automatic reading or a page answer, and a
+reply or page answer to an older SEQUENCE is kept and shown but never overrides. `changed`
+says which offices' attendance moved between two moments (the coordinator's digest). `mark`
+records the coordinator's decision; `review` lists what needs a human.
 """
 
 from __future__ import annotations
@@ -15,27 +16,28 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from sqlalchemy import or_, select
+from sqlalchemy import Connection, func, or_, select
 
 from mailer.errors import MailerError
 from mailer.replies.classify import headers
 from mailer.replies.statuses import ANSWERS, DECISIVE, Attendance, Outcome, one_of, outcome
-from mailer.replies.tables import MARKS, I, K, M
+from mailer.replies.tables import MARKS, I, K, M, V, W
 from mailer.replies.text import MAX_LINE, header_text, one_line
 
 if TYPE_CHECKING:
     from mailer.delivery.ledger import Ledger
 
 MARK = "mark"  # the source (and kind) of a coordinator's mark in a history
+WEB = "web"  # the kind of an answer given on the office's page; its source is "web <id>"
 
 
 @dataclass(frozen=True)
 class AttendanceEvent:
     """One entry of an office's history: a stored reply, or a coordinator's mark."""
 
-    source: str  # "reply <id>" or "mark"
-    status: Outcome  # what the reply read as, or what was marked
-    kind: str  # the message's kind (calendar_reply, human_reply, bounce, …) or "mark"
+    source: str  # "reply <id>", "web <id>" or "mark"
+    status: Outcome  # what the reply read as, what was answered, or what was marked
+    kind: str  # the message's kind (calendar_reply, human_reply, bounce, …), "web" or "mark"
     stale: bool  # it answers an earlier SEQUENCE: shown, never counted
     evidence: str
     representative: dict[str, str]
@@ -57,17 +59,18 @@ class OfficeAttendance:
 
     invitee_id: str
     status: Attendance
-    source: str  # "reply <id>" or "mark"
+    source: str  # "reply <id>", "web <id>" or "mark"
     at: datetime
     representative: dict[str, str]
     evidence: str
     history: list[AttendanceEvent]
 
 
-def attendance(ledger: Ledger) -> dict[str, OfficeAttendance]:
-    """Each office's attendance, derived from its replies and the coordinator's marks (of
-    the ledger's campaign); an office with neither has no entry (it is `no_reply`)."""
-    return _as_of(_histories(ledger), None)
+def attendance(ledger: Ledger, only: str | None = None) -> dict[str, OfficeAttendance]:
+    """Each office's attendance (or only office `only`'s), derived from its replies, its
+    page answers and the coordinator's marks (of the ledger's campaign); an office with
+    none has no entry (it is `no_reply`)."""
+    return _as_of(_histories(ledger, only), None)
 
 
 def _as_of(
@@ -108,14 +111,18 @@ def changed(ledger: Ledger, since: datetime | None, until: datetime) -> list[Att
     return found
 
 
-def _histories(ledger: Ledger) -> dict[str, list[AttendanceEvent]]:
-    """Every office's replies and marks, oldest first."""
+def _histories(ledger: Ledger, only: str | None = None) -> dict[str, list[AttendanceEvent]]:
+    """Every office's replies, page answers and marks (or office `only`'s), oldest first."""
     events: dict[str, list[AttendanceEvent]] = {}
+    replies = M.invitee_id.is_not(None) if only is None else M.invitee_id == only
+    marks = K.campaign_id == ledger.campaign_id
+    if only is not None:
+        marks &= K.invitee_id == only
     with ledger.reads.connect() as conn:
         for row in conn.execute(
             select(M.id, M.invitee_id, M.outcome, M.kind, M.stale, M.evidence,
                    M.representative, M.fetched_at)
-            .where(M.invitee_id.is_not(None)).order_by(M.fetched_at, M.id)
+            .where(replies).order_by(M.fetched_at, M.id)
         ):  # fmt: skip
             events.setdefault(row.invitee_id, []).append(
                 AttendanceEvent(
@@ -130,7 +137,7 @@ def _histories(ledger: Ledger) -> dict[str, list[AttendanceEvent]]:
             )
         for decided in conn.execute(
             select(K.id, K.invitee_id, K.status, K.note, K.representative, K.marked_at)
-            .where(K.campaign_id == ledger.campaign_id).order_by(K.marked_at, K.id)
+            .where(marks).order_by(K.marked_at, K.id)
         ):  # fmt: skip
             events.setdefault(decided.invitee_id, []).append(
                 AttendanceEvent(
@@ -143,9 +150,40 @@ def _histories(ledger: Ledger) -> dict[str, list[AttendanceEvent]]:
                     at=decided.marked_at,
                 )
             )
+        for answered in _web_answers(conn, ledger.campaign_id, only):
+            events.setdefault(answered[0], []).append(answered[1])
     for history in events.values():
         history.sort(key=lambda e: e.at)
     return events
+
+
+def _web_answers(
+    conn: Connection, campaign_id: str, only: str | None
+) -> Iterator[tuple[str, AttendanceEvent]]:
+    """The answers given on the offices' pages, each with its evidence; one given to an
+    earlier SEQUENCE than the latest announced is stale, as a reply to it would be."""
+    latest = conn.execute(select(func.max(V.sequence)).where(V.campaign_id == campaign_id)).scalar()
+    chosen = W.campaign_id == campaign_id
+    if only is not None:
+        chosen &= W.invitee_id == only
+    for row in conn.execute(select(*W).where(chosen).order_by(W.answered_at, W.id)):
+        evidence = (
+            f"answered on its page (answer {row.number}) at {row.answered_at:%Y-%m-%d %H:%M:%S}Z "
+            f"from {row.address or 'an unknown address'}, to event version SEQUENCE "
+            f"{row.sequence}; user agent: {one_line(row.user_agent, 200) or '(none)'}"
+        )
+        yield (
+            row.invitee_id,
+            AttendanceEvent(
+                source=f"{WEB} {row.id}",
+                status=Attendance(row.status),
+                kind=WEB,
+                stale=latest is not None and row.sequence < latest,
+                evidence=evidence,
+                representative=json.loads(row.representative or "{}"),
+                at=row.answered_at,
+            ),
+        )
 
 
 def _decide(invitee_id: str, history: list[AttendanceEvent]) -> OfficeAttendance | None:

@@ -1,7 +1,7 @@
 """The workspace as sending takes it: `delivery_context` builds the `DeliveryContext` that
 `mailer.delivery` drains with, `still_wanted` is where the rounds tell sending which
-offices a reminder is still for, and the digest's values come from `mailer.rounds.digest`
-(sending itself never reads the offices' answers)."""
+offices a reminder is still for, the digest's values come from `mailer.rounds.digest` and a
+confirmation's from `mailer.replies.online` (sending itself never reads the offices' answers)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from collections.abc import Callable
 
 from mailer.delivery.context import DeliveryContext, Wanted
 from mailer.kinds import LedgerKind
+from mailer.replies.online import confirmation
 from mailer.rounds.audience import audience_ids
 from mailer.rounds.digest import digest_builder
 from mailer.workspace import Workspace
@@ -28,9 +29,9 @@ def still_wanted(ws: Workspace) -> Wanted:
 
 
 def delivery_context(ws: Workspace) -> DeliveryContext:
-    settings = ws.settings
+    settings, ledger = ws.settings, ws.ledger()
     return DeliveryContext(
-        ledger=ws.ledger(),
+        ledger=ledger,
         composer=ws.composer,
         transport=ws.transport,
         limits=settings.limits,
@@ -41,4 +42,5 @@ def delivery_context(ws: Workspace) -> DeliveryContext:
         sleep=ws.sleep,
         wanted=still_wanted(ws),
         digest=digest_builder(ws),
+        confirmation=lambda invitee_id, n: confirmation(ledger, invitee_id, n),
     )

@@ -132,7 +132,7 @@ def _when(ws: Workspace, moment: datetime) -> str:
 
 
 def _link(ws: Workspace, path: str) -> str:
-    base = ws.settings.public_url
+    base = ws.settings.web.public_url
     return f"{base}{path}" if base else ""
 
 
