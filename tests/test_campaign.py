@@ -129,7 +129,7 @@ def test_the_optional_tables_are_read(tmp_path: Path) -> None:
 def test_every_problem_in_the_optional_tables_is_named(tmp_path: Path) -> None:
     broken = (
         SHIPPED
-        + '\n[replies]\npoll_minutes = 0\nwhen_stale = "maybe"\nidle = 3\n'
+        + '\n[replies]\npoll_minutes = 0\nwhen_stale = "maybe"\nidle = 3\nmaildir = "no-box"\n'
         + '\n[digest]\nto = "not an address"\n'
         + '\n[letter]\nattach = "yes"\nemblem = "missing.png"\ndated = "1 Nov"\n'
         + 'font = "Bad;Font"\n[letter.later_numbers]\none = 3\n'
@@ -141,6 +141,8 @@ def test_every_problem_in_the_optional_tables_is_named(tmp_path: Path) -> None:
         "replies: poll_minutes = 0 must be a number of minutes between 0.01 and 1440",
         "replies.when_stale = 'maybe' is not one of: wait, send",
         "replies.idle is not a known key",
+        "replies.maildir = 'no-box':",
+        "is not a Maildir (it has no cur/ or new/ folder)",
         "digest.time is missing; write e.g. time = 08:00:00",
         "digest.to = 'not an address'",
         "letter.attach = 'yes' must be true or false",

@@ -367,3 +367,23 @@ def test_dns_servers_are_read_with_their_ports(tmp_path: Path) -> None:
     settings = make_settings(tmp_path, MAILER_DNS_SERVER="127.0.0.1:5353, [::1]:53, 192.0.2.1")
     assert settings.dns_servers == (("127.0.0.1", 5353), ("::1", 53), ("192.0.2.1", 53))
     assert make_settings(tmp_path).dns_servers == ()
+
+
+@pytest.mark.slow
+def test_the_coordinators_digest_is_signed_too(
+    make_ws, smtp_server: Mailhog, rsa_key: Path, dns: LocalDns, tmp_path: Path
+) -> None:
+    """Review: the digest was built beside the composer and went out unsigned (with DMARC
+    p=reject, the coordinator's own digest refused)."""
+    from mailer.rounds.digest import preview_digest
+
+    with_digest = tmp_path / "digest.toml"
+    with_digest.write_text(
+        CAMPAIGN.read_text(encoding="utf-8") + "\n[digest]\ntime = 08:00:00\n", encoding="utf-8"
+    )
+    ws = _signed_ws(make_ws, smtp_server.port, rsa_key, MAILER_CAMPAIGN=str(with_digest))
+    assert ws.signer is not None
+    resolver = publish(dns, ws.signer)
+    raw = preview_digest(ws).data
+    assert raw.startswith(b"DKIM-Signature:")
+    assert verifies(raw, resolver.txt_lookup)

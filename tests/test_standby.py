@@ -339,3 +339,54 @@ def test_a_pass_that_failed_on_a_broken_campaign_file_is_recorded(tmp_path: Path
     assert row.campaign_id == "egov-seminar-2559"
     assert row.role == "stopped"
     assert row.last_pass.startswith(f"error: {campaign}: the campaign file has 1 problem")
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+def test_an_active_scheduler_that_loses_its_lock_stops_and_a_standby_takes_over(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    """Review: the lock's connection dropped (a failover, an idle timeout: here
+    pg_terminate_backend); PostgreSQL let the lock go, a standby took it, and the first kept
+    sending rounds beside it. Now it notices within seconds, says so and exits 1 (systemd
+    restarts it as a standby); the standby is the one active scheduler."""
+    from sqlalchemy import text
+
+    from mailer.rounds.scheduler import _ADVISORY_KEY
+
+    script = Script()
+    with ScriptedServer(script) as server:
+        env = {
+            **os.environ,
+            **cli_env(tmp_path, DATABASE_URL=postgres_url, SMTP_PORT=str(server.port)),
+            "MAILER_CAMPAIGN": str(_campaign(tmp_path / "campaign.toml", timedelta(hours=1))),
+        }
+        ws = Workspace(make_settings(tmp_path, DATABASE_URL=postgres_url))
+        first_log, second_log = tmp_path / "first.log", tmp_path / "second.log"
+        first = _start(env, first_log)
+        try:
+            _wait("the first active", lambda: _active_pid(ws) == first.pid, 30)
+            second = _start(env, second_log)
+            _wait("the second standing by", lambda: b"standing by" in second_log.read_bytes(), 30)
+            with ws.engine.connect() as conn:
+                (backend,) = conn.execute(
+                    text(
+                        "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND objid = :key "
+                        "AND database = (SELECT oid FROM pg_database "
+                        "WHERE datname = current_database())"
+                    ),
+                    {"key": _ADVISORY_KEY},
+                ).one()
+                conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": backend})
+                conn.commit()
+            assert first.wait(timeout=30) == 1, first_log.read_text()
+            shown = first_log.read_text()
+            assert "lost its lock on the database" in shown
+            assert "Traceback" not in shown
+            _wait("the standby active", lambda: _active_pid(ws) == second.pid, 30)
+        finally:
+            for proc in (first, second):
+                if proc.poll() is None:
+                    proc.send_signal(signal.SIGTERM)
+                    proc.wait(timeout=60)
+            ws.close()

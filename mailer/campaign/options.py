@@ -46,9 +46,7 @@ def read_replies(r: Any, data: dict[str, Any], base: Path) -> RepliesPolicy:
 
     return RepliesPolicy(
         poll_minutes=_poll(r, table, default.poll_minutes),
-        maildir=(base / table["maildir"]).resolve()
-        if isinstance(table.get("maildir"), str)
-        else None,
+        maildir=_maildir(r, table, base),
         idle_minutes=minutes("idle_minutes", IDLE_MINUTES, default.idle_minutes),
         max_sync_age_minutes=minutes(
             "max_sync_age_minutes", SYNC_AGE_MINUTES, default.max_sync_age_minutes
@@ -70,7 +68,13 @@ def _maildir(r: Any, table: dict[str, Any], base: Path) -> Path | None:
     if not isinstance(value, str) or not value.strip():
         r.problems.append('replies.maildir must name a folder, e.g. maildir = "/var/mail/seminar"')
         return None
-    return (base / value).resolve()
+    path = (base / value).resolve()
+    if not (path / "cur").is_dir() and not (path / "new").is_dir():
+        r.problems.append(
+            f"replies.maildir = {_shown(value)}: {path} is not a Maildir (it has no cur/ or new/ "
+            "folder); name the folder your mail server delivers the coordinator's mail to"
+        )
+    return path
 
 
 def _poll(r: Any, table: dict[str, Any], fallback: float) -> float:

@@ -80,10 +80,11 @@ def compose_digest(composer: Composer, mail: DigestMail, now: datetime) -> Compo
             mime.leaf('text/html; charset="utf-8"', mime.base64_body(mime.text_data(letter.html))),
         ],
     )
+    data = b"".join(headers) + body
     return ComposedMessage(
         message_id=mail.message_id,
         envelope_from=sender.email,
         recipients=(address,),
         subject=letter.subject,
-        data=b"".join(headers) + body,
+        data=composer.signer.sign(data) if composer.signer is not None else data,  # DKIM too
     )

@@ -11,9 +11,11 @@ are the record.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import threading
+import time
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
@@ -24,7 +26,8 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection, make_url
 
 from mailer.compose.digest import TEMPLATE as DIGEST_TEMPLATE
-from mailer.errors import MailerError
+from mailer.errors import MailerError, cut
+from mailer.redact import hide_secrets
 from mailer.rounds.due import due_pass
 from mailer.rounds.mailbox import Gate, replies_gate, start_watcher
 from mailer.rounds.standby import NO_STANDBY, Presence, SchedulerBusy, record_pass  # standby (#14)
@@ -33,8 +36,13 @@ from mailer.workspace import Workspace
 
 Log = Callable[[str], None]
 _ADVISORY_KEY = 0x6D61696C  # "mail": the one scheduler of this database
-_ACTIVE: tuple[Workspace, Log, Gate | None] | None = None
+_ACTIVE: tuple[Workspace, Log, Gate | None, SchedulerLock] | None = None
 _PASS = threading.Lock()
+_LOST = threading.Event()  # set when the lock was lost: `run_scheduler` then raises
+_MINE = text(  # this session's own hold of the scheduler's advisory lock
+    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted "
+    "AND pid = pg_backend_pid() AND classid = 0 AND objid = :key AND objsubid = 1"
+)
 
 
 class SchedulerLock:
@@ -44,6 +52,7 @@ class SchedulerLock:
         self.ws = ws
         self._fd: int | None = None
         self._conn: Connection | None = None
+        self._guard = threading.Lock()  # the lock's connection, asked from two threads
 
     def acquire(self) -> None:
         url = make_url(self.ws.settings.database_url)
@@ -76,16 +85,34 @@ class SchedulerLock:
             + (f". {hint}" if hint else "")
         )
 
+    def held(self) -> bool:
+        """Whether this process still holds the lock. On PostgreSQL the lock lives as long as
+        its connection: a dropped connection (a network blip, a failover, an idle timeout)
+        lets it go, and a standby takes over — this process must then stop passing."""
+        if self._conn is None:
+            return self._fd is not None
+        with self._guard:
+            try:
+                found = self._conn.execute(_MINE, {"key": _ADVISORY_KEY}).scalar()
+                self._conn.commit()
+            except Exception:  # the connection is gone: so is the lock
+                return False
+        return bool(found)
+
     def release(self) -> None:
         if self._fd is not None:
             fcntl.flock(self._fd, fcntl.LOCK_UN)
             os.close(self._fd)
             self._fd = None
         if self._conn is not None:
-            # The connection goes back to a pool: the session-level lock must be let go.
-            self._conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": _ADVISORY_KEY})
-            self._conn.commit()
-            self._conn.close()
+            # The connection goes back to a pool: the session-level lock must be let go (a
+            # connection already gone let it go with it).
+            with contextlib.suppress(Exception):
+                unlock = text("SELECT pg_advisory_unlock(:key)")
+                self._conn.execute(unlock, {"key": _ADVISORY_KEY})
+                self._conn.commit()
+            with contextlib.suppress(Exception):
+                self._conn.close()
             self._conn = None
 
 
@@ -93,7 +120,10 @@ def tick() -> None:
     """The job behind every schedule entry (importable, so the job store can keep it)."""
     if _ACTIVE is None:
         return
-    ws, log, gate = _ACTIVE
+    ws, log, gate, lock = _ACTIVE
+    if not lock.held():
+        _lost(ws, log)
+        return
     try:
         with _PASS:  # the sweep and a date job may fire together: one pass at a time
             ws.reload()
@@ -101,6 +131,11 @@ def tick() -> None:
     except MailerError as exc:
         log(f"Error: {exc} — the round stays due; the next sweep tries again")
         record_pass(ws, error=str(exc))  # status (#14)
+        return
+    except Exception as exc:  # e.g. the database went away mid-pass: shown, and tried again
+        said = hide_secrets(f"{type(exc).__name__}: {exc}", ws.settings.database_url)
+        log(f"Error: the pass failed ({cut(said, 300, flat=True)}); the next sweep tries again")
+        record_pass(ws, error=cut(said, 300, flat=True))
         return
     record_pass(ws, events)  # status (#14)
     for event in events:
@@ -120,6 +155,21 @@ def tick() -> None:
                 f"round {event.rule_id} (due {local:%Y-%m-%d %H:%M}): {event.report.enqueued} "
                 f"enqueued, {d.sent} sent, {d.retry} to retry, {d.failed} failed"
             )
+
+
+LOCK_CHECK = 5.0  # seconds between checks that this process still holds the lock
+
+
+def _lost(ws: Workspace, log: Log) -> None:
+    """The lock went with its database connection: another scheduler may be active now, so
+    this one stops passing and exits (systemd restarts it, and it stands by)."""
+    if not ws.stopping.is_set():
+        log(
+            "Error: this scheduler lost its lock on the database (its connection dropped); "
+            "it stops so that only one scheduler sends rounds — restarted, it stands by"
+        )
+    ws.stopping.set()
+    _LOST.set()
 
 
 def _sync_jobs(scheduler: BackgroundScheduler, ws: Workspace) -> None:
@@ -164,7 +214,7 @@ def run_scheduler(ws: Workspace, log: Log, sweep: timedelta = timedelta(minutes=
             job_defaults={"coalesce": True, "max_instances": 1},
         )
         watcher = start_watcher(ws, log)  # the replies, read by itself (#14)
-        _ACTIVE = (ws, log, replies_gate(ws, watcher, log) if watcher else None)
+        _ACTIVE = (ws, log, replies_gate(ws, watcher, log) if watcher else None, lock)
         try:
             scheduler.start()
             log(f"scheduler for campaign {ws.campaign.id} started (pid {os.getpid()})")
@@ -173,9 +223,15 @@ def run_scheduler(ws: Workspace, log: Log, sweep: timedelta = timedelta(minutes=
                 tick, "interval", seconds=sweep.total_seconds(), id=f"{ws.campaign.id}:sweep",
                 replace_existing=True, misfire_grace_time=None,
             )  # fmt: skip
+            synced = float("-inf")
             while not stop.is_set():
-                _sync_jobs(scheduler, ws)
-                stop.wait(sweep.total_seconds())
+                if not lock.held():
+                    _lost(ws, log)
+                    break
+                if time.monotonic() - synced >= sweep.total_seconds():
+                    _sync_jobs(scheduler, ws)
+                    synced = time.monotonic()
+                stop.wait(min(sweep.total_seconds(), LOCK_CHECK))
         finally:
             scheduler.shutdown(wait=True)
             _ACTIVE = None
@@ -183,4 +239,10 @@ def run_scheduler(ws: Workspace, log: Log, sweep: timedelta = timedelta(minutes=
                 watcher.stop()
             presence.stop()  # standby (#14)
             lock.release()
+    if _LOST.is_set():
+        _LOST.clear()
+        raise MailerError(
+            "the scheduler lost its database lock and stopped; start it again (as a service "
+            "it is restarted) and it stands by while another is active"
+        )
     log("scheduler stopped")

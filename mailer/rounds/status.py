@@ -24,7 +24,8 @@ if TYPE_CHECKING:
 
 _LOCK_HELD = text(  # scheduler.SchedulerLock's key, as pg_locks shows a one-bigint key
     "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted "
-    "AND classid = 0 AND objid = :key AND objsubid = 1"
+    "AND classid = 0 AND objid = :key AND objsubid = 1 "
+    "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
 )
 
 
