@@ -151,6 +151,9 @@ def test_no_spf_fails_and_says_what_to_publish(ws, dns: LocalDns) -> None:  # ty
         ("v=spf1 include:_spf.nothing.test -all", "fail", "_spf.nothing.test has no SPF record"),
         ("v=spf1 ip4:300.1.1.1 -all", "fail", "'ip4:300.1.1.1' is not an address"),
         ("v=spf1 frobnicate -all", "fail", "'frobnicate' is not an SPF mechanism"),
+        # review: a prefix length out of range was a traceback (ValueError)
+        ("v=spf1 a/99 -all", "fail", "'a/99' has a prefix length out of range"),
+        ("v=spf1 mx//200 -all", "fail", "'mx//200' has a prefix length out of range"),
     ],
 )
 def test_spf_is_evaluated_as_receivers_do(
@@ -173,6 +176,19 @@ def test_spf_is_evaluated_as_receivers_do(
     assert said in spf.text, spf.line()
     if verdict != "pass":
         assert spf.fix
+
+
+def test_text_from_dns_cannot_draw_on_the_terminal(ws, dns: LocalDns) -> None:  # type: ignore[no-untyped-def]
+    """Review: escape codes and line breaks in a TXT record reached the terminal and could
+    print a forged "✓ pass" line; every finding is one printable line."""
+    forged = "v=spf1 ip4:192.0.2.1 \x1b[1A\x1b[2K\r\n✓ pass ผ่าน · TLS: ok -all"
+    zone = good_zone(ws.signer, {"ega.or.th": {"TXT": [forged], "MX": ["10 mx.ega.or.th."]}})
+    report = run(ws, dns, zone)
+    for finding in report.findings:
+        for text in (finding.text, finding.fix):
+            assert "\x1b" not in text
+            assert "\n" not in text
+            assert "\r" not in text
 
 
 def test_spf_stops_after_ten_lookups_and_at_two_records(ws, dns: LocalDns) -> None:  # type: ignore[no-untyped-def]

@@ -6,6 +6,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from mailer.errors import cut
+from mailer.redact import printable
+
 Verdict = Literal["pass", "warn", "fail"]
 
 TITLES = {
@@ -31,6 +34,12 @@ class Finding:
     text: str  # what was found, and where
     fix: str = ""  # what to change (empty for a pass)
 
+    def __post_init__(self) -> None:
+        # Text from DNS (a TXT record, a name) may carry escape codes or line breaks that
+        # would draw a fake verdict on the terminal: one printable line, cut.
+        object.__setattr__(self, "text", _one_line(self.text))
+        object.__setattr__(self, "fix", _one_line(self.fix))
+
     @property
     def title(self) -> str:
         return TITLES[self.check]
@@ -52,3 +61,8 @@ def warned(check: str, text: str, fix: str) -> Finding:
 
 def failed(check: str, text: str, fix: str) -> Finding:
     return Finding(check, "fail", text, fix)
+
+
+def _one_line(text: str, limit: int = 600) -> str:
+    shown = "".join(c if printable(c) else " " for c in text)
+    return cut(" ".join(shown.split()), limit)

@@ -61,7 +61,10 @@ def _term(text: str, domain: str) -> _Term:
     name, arg, four, six = found[1].lower(), found[2] or "", found[3], found[4]
     if name in ("ip4", "ip6") and four is not None:
         arg, four = f"{arg}/{four}", None
-    return _Term(_QUALIFIERS[qualifier or "+"], name, arg, int(four or 32), int(six or 128), text)
+    cidr4, cidr6 = int(four or 32), int(six or 128)
+    if cidr4 > 32 or cidr6 > 128:  # RFC 7208 §5.6: an invalid prefix length is a permerror
+        raise _PermError(f"{domain}: {text!r} has a prefix length out of range (/0–32, //0–128)")
+    return _Term(_QUALIFIERS[qualifier or "+"], name, arg, cidr4, cidr6, text)
 
 
 _MACRO = re.compile(r"%\{([slodiphcrtv])(\d*)(r?)([-.+,/_=]*)\}|%%|%_|%-", re.I)
