@@ -486,3 +486,20 @@ def test_the_public_url_is_a_plain_optional_web_address(tmp_path: Path) -> None:
             SettingsError, match=r"MAILER_PUBLIC_URL=.* must be an http\(s\) address"
         ):
             make_settings(tmp_path, MAILER_PUBLIC_URL=bad, MAILER_SECRET_KEY=key)
+
+
+@pytest.mark.slow
+def test_the_digest_read_back_from_the_coordinators_mailbox_is_not_for_review(
+    invited, smtp_server: Mailhog, clock: FakeClock, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    """Review: the digest goes to the coordinator, whose mailbox the scheduler reads; read
+    back, it went to `replies review` as a message of no office, one more every day."""
+    ws = invited
+    _at(clock, DAY_ONE + timedelta(seconds=30))
+    due_pass(ws)
+    (raw,) = _digests(smtp_server)
+    box = _mailbox(tmp_path, [raw])
+    report = sync(ws.ledger(), ws.campaign, "maildir:test", sources.maildir(box))
+    assert report.new == 1
+    assert report.unmatched == 0
+    assert list(review(ws.ledger())) == []

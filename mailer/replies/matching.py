@@ -50,6 +50,7 @@ class Directory:
     ids: frozenset[str]
     sequences: dict[str, int]  # the latest SEQUENCE each office was sent
     sent_to: dict[str, frozenset[str]]  # address a delivery went to → invitee_ids
+    coordinators: frozenset[str] = frozenset()  # Message-IDs of our rows to the coordinator
 
     @classmethod
     def read(cls, ledger: Ledger) -> Directory:
@@ -81,12 +82,21 @@ class Directory:
                 .group_by(D.invitee_id)
             ):
                 sequences[invitee_id] = int(top)
+            own = frozenset(
+                m
+                for (m,) in conn.execute(
+                    select(D.message_id).where(
+                        D.campaign_id == ledger.campaign_id, D.invitee_id.is_(None)
+                    )
+                )
+            )
         return cls(
             threads,
             {a: sorted(o) for a, o in found.items()},
             ids,
             sequences,
             {a: frozenset(o) for a, o in sent.items()},
+            own,
         )
 
     def belongs(self, address: str, invitee_id: str) -> bool:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from sqlalchemy import select
@@ -52,6 +52,9 @@ def sync(
         if key in known:
             continue
         c = _read(raw)
+        if c.message_id in directory.coordinators:  # our own digest, in the coordinator's box
+            evidence = "the coordinator's own daily digest (our Message-ID): nothing to read"
+            c = replace(c, outcome=NoAnswer.auto_reply, evidence=evidence)
         found = match(c, campaign, directory)
         stored = _Stored.of(c, found, directory.sequences.get(found.invitee_id or "", 0))
         try:
