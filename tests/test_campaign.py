@@ -152,3 +152,13 @@ def test_every_problem_in_the_optional_tables_is_named(tmp_path: Path) -> None:
         'letter.later_numbers.one: write SEQUENCE = "number"',
     ):
         assert expected in text, expected
+
+
+def test_a_table_written_as_a_value_is_named_as_such(tmp_path: Path) -> None:
+    """Review: `replies = 5` or `[[digest]]` said "[replies] is missing"."""
+    with pytest.raises(CampaignError) as caught:
+        _load(tmp_path, "replies = 5\n" + SHIPPED + "\n[[digest]]\ntime = 08:00:00\n")
+    text = str(caught.value)
+    assert "replies = 5 must be a table: write [replies] on a line of its own" in text
+    assert "digest = [[...]] (a list of tables) must be a table" in text
+    assert "is missing" not in text

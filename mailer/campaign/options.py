@@ -37,6 +37,8 @@ def read_replies(r: Any, data: dict[str, Any], base: Path) -> RepliesPolicy:
     if "replies" not in data:
         return RepliesPolicy()
     table = r.table(data, "replies")
+    if not isinstance(data["replies"], dict):  # named by `table`
+        return RepliesPolicy()
     r.known_keys(table, "replies", _REPLIES)
     default = RepliesPolicy()
 
@@ -96,6 +98,8 @@ def read_digest(r: Any, data: dict[str, Any]) -> DigestPolicy | None:
     if "digest" not in data:
         return None
     table = r.table(data, "digest")
+    if not isinstance(data["digest"], dict):  # named by `table`
+        return None
     r.known_keys(table, "digest", _DIGEST)
     at = r.optional(table, "digest", "time", time, "08:00:00")
     if at is None and "time" not in table:
@@ -110,6 +114,8 @@ def read_rsvp(r: Any, data: dict[str, Any], event: Event) -> RsvpPolicy:
     if "rsvp" not in data:
         return RsvpPolicy()
     table = r.table(data, "rsvp")
+    if not isinstance(data["rsvp"], dict):  # named by `table`
+        return RsvpPolicy()
     r.known_keys(table, "rsvp", _RSVP)
     deadline = r.moment(table, "rsvp", "reply_deadline", required=False)
     if deadline is not None and deadline >= event.end:
@@ -129,6 +135,8 @@ def read_letter(r: Any, data: dict[str, Any], base: Path) -> LetterSettings:
     if "letter" not in data:
         return LetterSettings()
     table = r.table(data, "letter")
+    if not isinstance(data["letter"], dict):  # named by `table`
+        return LetterSettings()
     r.known_keys(table, "letter", _LETTER)
     values: dict[str, Any] = {}
     for key in _LETTER_TEXTS:

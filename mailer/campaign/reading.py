@@ -40,6 +40,13 @@ class _Reader:
 
     def table(self, data: dict[str, Any], key: str) -> dict[str, Any]:
         value = data.get(key)
+        if key in data and not isinstance(value, dict):
+            shape = "[[...]] (a list of tables)" if isinstance(value, list) else _shown(value)
+            self.problems.append(
+                f"{key} = {shape} must be a table: write [{key}] on a line of its own, its keys "
+                "below it"
+            )
+            return {}
         if not isinstance(value, dict):
             self.problems.append(f"[{key}] is missing; add a [{key}] table")
             return {}
