@@ -145,6 +145,10 @@ def _library_slip(library_says: object, given: object) -> bool:
         return True
     if len(library_says) < len(given) and all(a in given for a in library_says):
         return True
+    if len(library_says) < len(given):  # the encoded comma merged two entries into one
+        merged = " ".join(f"{n} <{a}>" for n, a in library_says)
+        if all(address in merged for _, address in given):
+            return True
     return [(n.replace(" ", ""), a) for n, a in library_says] == [
         (n.replace(" ", ""), a) for n, a in given
     ]
