@@ -14,6 +14,7 @@ without the library's exception chained to it. MSAL is imported only when a toke
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import threading
 from dataclasses import dataclass
@@ -170,8 +171,7 @@ class TokenSource:
                     authority=s.authority_url,
                     validate_authority=s.authority == MICROSOFT_AUTHORITY,
                     instance_discovery=s.authority == MICROSOFT_AUTHORITY,
-                    verify=str(s.ca_file) if s.ca_file else True,
-                    timeout=30,
+                    http_client=_http_client(s.ca_file),
                 )
             except OAuthError:
                 raise
@@ -195,7 +195,7 @@ class TokenSource:
 
     def _refused(self, result: dict[str, Any]) -> OAuthError:
         error = self._scrubbed(str(result.get("error", "no token in the answer")))
-        description = self._scrubbed(str(result.get("error_description", "")))
+        description = self._scrubbed(str(result.get("error_description", ""))).rstrip(".")
         return OAuthError(
             f"{self.settings.where()} refused OAUTH_CLIENT_ID={self.settings.client_id!r}: "
             f"{cut(error, 80)}{': ' + cut(description, 300) if description else ''}. Check "
@@ -207,6 +207,18 @@ class TokenSource:
     def _scrubbed(self, text: str) -> str:
         secret = self.settings.client_secret.value
         return text.replace(secret, "********") if secret else text
+
+
+def _http_client(ca_file: Path | None) -> Any:
+    """MSAL's HTTP session: a 30 s timeout, and OAUTH_CA_FILE given with every request
+    (a session-wide `verify` loses to REQUESTS_CA_BUNDLE in the environment)."""
+    import requests
+
+    session = requests.Session()
+    verify = str(ca_file) if ca_file else True
+    session.request = functools.partial(session.request, timeout=30, verify=verify)  # type: ignore[method-assign]
+    session.mount("https://", requests.adapters.HTTPAdapter(max_retries=1))
+    return session
 
 
 def _certificate_credential(path: Path) -> dict[str, str]:

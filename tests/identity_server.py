@@ -1,0 +1,128 @@
+"""A local OAuth2 identity server over HTTPS (a throw-away test CA), speaking what MSAL asks
+of a Microsoft tenant for app-only sign-in: the OpenID discovery document
+(`/{tenant}/v2.0/.well-known/openid-configuration`) and the token endpoint's
+client-credentials grant. Tokens are random, live for `expires_in` seconds (real time) and
+can be revoked; `live(token)` is what the test's SMTP server asks."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import ssl
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import parse_qs
+
+import trustme
+
+TENANT = "agency.example"
+CLIENT_ID = "11111111-2222-3333-4444-555555555555"
+CLIENT_SECRET = "s3cret~client.value-ThatMustNeverShow"
+
+
+@dataclass
+class IdentityServer:
+    port: int = 0
+    ca_file: Path = Path()
+    expires_in: int = 3600
+    tokens: dict[str, float] = field(default_factory=dict)  # token -> when it dies
+    issued: list[str] = field(default_factory=list)
+    requests: list[str] = field(default_factory=list)  # "GET /path", "POST /path"
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def authority(self) -> str:
+        return f"https://127.0.0.1:{self.port}"
+
+    def issue(self) -> dict[str, object]:
+        token = secrets.token_urlsafe(32)
+        with self.lock:
+            self.tokens[token] = time.monotonic() + self.expires_in
+            self.issued.append(token)
+        return {"token_type": "Bearer", "expires_in": self.expires_in, "access_token": token}
+
+    def live(self, token: str) -> bool:
+        with self.lock:
+            return self.tokens.get(token, 0) > time.monotonic()
+
+    def revoke_all(self) -> None:
+        with self.lock:
+            self.tokens.clear()
+
+
+def _handler(server: IdentityServer) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+        def _answer(self, status: int, body: dict[str, object]) -> None:
+            data = json.dumps(body).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def do_GET(self) -> None:
+            server.requests.append(f"GET {self.path}")
+            base = f"{server.authority}/{TENANT}"
+            if self.path.split("?")[0] == f"/{TENANT}/v2.0/.well-known/openid-configuration":
+                self._answer(
+                    200,
+                    {
+                        "issuer": f"{base}/v2.0",
+                        "authorization_endpoint": f"{base}/oauth2/v2.0/authorize",
+                        "token_endpoint": f"{base}/oauth2/v2.0/token",
+                        "device_authorization_endpoint": f"{base}/oauth2/v2.0/devicecode",
+                    },
+                )
+            else:
+                self._answer(404, {"error": "not_found"})
+
+        def do_POST(self) -> None:
+            server.requests.append(f"POST {self.path}")
+            length = int(self.headers.get("Content-Length", "0"))
+            form = {k: v[0] for k, v in parse_qs(self.rfile.read(length).decode()).items()}
+            if self.path != f"/{TENANT}/oauth2/v2.0/token":
+                self._answer(404, {"error": "not_found"})
+            elif form.get("grant_type") != "client_credentials":
+                self._answer(400, {"error": "unsupported_grant_type"})
+            elif form.get("client_id") != CLIENT_ID or form.get("client_secret") != CLIENT_SECRET:
+                self._answer(
+                    401,
+                    {
+                        "error": "invalid_client",
+                        "error_description": "AADSTS7000215: Invalid client secret provided.",
+                    },
+                )
+            elif form.get("scope") != "https://outlook.office365.com/.default":
+                self._answer(400, {"error": "invalid_scope"})
+            else:
+                self._answer(200, server.issue())
+
+    return Handler
+
+
+@contextmanager
+def identity_server(tmp_path: Path, expires_in: int = 3600) -> Iterator[IdentityServer]:
+    ca = trustme.CA()
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(context)
+    ca_file = tmp_path / "identity-ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    server = IdentityServer(ca_file=ca_file, expires_in=expires_in)
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler(server))
+    httpd.socket = context.wrap_socket(httpd.socket, server_side=True)
+    server.port = httpd.server_address[1]
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
