@@ -1,0 +1,245 @@
+"""XOAUTH2 (#15 item 1): Microsoft 365 app-only sign-in through MSAL against a local identity
+server over HTTPS (tests/identity_server.py), and a real SMTP server on loopback that takes
+AUTH XOAUTH2 only with a live token that server issued."""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiosmtpd.smtp import AuthResult
+from typer.testing import CliRunner
+
+from mailer.cli import app
+from mailer.errors import SettingsError, TransportError
+from mailer.oauth import token_source
+from tests.conftest import cli_env, make_settings
+from tests.helpers import write_synthetic_contacts
+from tests.identity_server import CLIENT_ID, CLIENT_SECRET, TENANT, IdentityServer, identity_server
+from tests.scripted_smtp import Script, ScriptedHandler, ScriptedServer
+
+MAILBOX = "seminar@ega.example"
+MESSAGE = b"Subject: sample\r\n\r\nHello\r\n"
+
+
+class XOAuth2Handler(ScriptedHandler):
+    """AUTH XOAUTH2 for `MAILBOX` with a token the identity server says is live; before the
+    AUTHs numbered in `revoke_at` (1-based), every token is revoked."""
+
+    def __init__(self, script: Script, idp: IdentityServer, revoke_at: set[int]) -> None:
+        super().__init__(script)
+        self.idp = idp
+        self.revoke_at = revoke_at
+        self.auths: list[str] = []  # the code answered to each AUTH
+
+    async def auth_XOAUTH2(self, server: Any, args: list[str]) -> AuthResult:
+        if len(self.auths) + 1 in self.revoke_at:
+            self.idp.revoke_all()
+        raw = base64.b64decode(args[1]).decode() if len(args) == 2 else ""
+        given = re.fullmatch("user=(.*)\x01auth=Bearer (.*)\x01\x01", raw)
+        ok = bool(given) and given[1] == MAILBOX and self.idp.live(given[2])  # type: ignore[index]
+        self.auths.append("235" if ok else "535")
+        return AuthResult(success=ok, handled=False)
+
+
+def xoauth2_server(script: Script, idp: IdentityServer, revoke_at: set[int]) -> ScriptedServer:
+    handler = XOAuth2Handler(script, idp, revoke_at)
+    return ScriptedServer(script, handler=handler, without_auth=["PLAIN", "LOGIN"])
+
+
+def oauth_env(idp: IdentityServer, **extra: str) -> dict[str, str]:
+    return {
+        "SMTP_AUTH": "microsoft",
+        "SMTP_USERNAME": MAILBOX,
+        "OAUTH_TENANT": TENANT,
+        "OAUTH_CLIENT_ID": CLIENT_ID,
+        "OAUTH_CLIENT_SECRET": CLIENT_SECRET,
+        "OAUTH_AUTHORITY": idp.authority,
+        "OAUTH_CA_FILE": str(idp.ca_file),
+        **extra,
+    }
+
+
+def send_batch(
+    tmp_path: Path, server: ScriptedServer, idp: IdentityServer, count: int = 6
+) -> tuple[Any, dict[str, str]]:
+    contacts = tmp_path / "offices.csv"
+    write_synthetic_contacts(contacts, count)
+    env = cli_env(
+        tmp_path,
+        SMTP_PORT=str(server.port),
+        SMTP_RECONNECT_EVERY="2",
+        **oauth_env(idp),
+    )
+    runner = CliRunner()
+    imported = runner.invoke(app, ["import", str(contacts)], env=env, catch_exceptions=False)
+    assert imported.exit_code == 0, imported.output
+    return runner.invoke(app, ["send", "invitations"], env=env, catch_exceptions=False), env
+
+
+def delivered(tmp_path: Path, env: dict[str, str]) -> list[str]:
+    listed = CliRunner().invoke(app, ["deliveries", "--json"], env=env, catch_exceptions=False)
+    return sorted(str(row["state"]) for row in json.loads(listed.output))
+
+
+def test_a_batch_signs_in_with_one_cached_token(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    script = Script()
+    with identity_server(tmp_path) as idp, xoauth2_server(script, idp, set()) as server:
+        result, env = send_batch(tmp_path, server, idp)
+    assert result.exit_code == 0, result.output
+    assert sorted(script.received_by(f"o{n:05d}@synthetic.example") for n in range(6)) == [1] * 6
+    assert server.controller.handler.auths == ["235", "235", "235"]  # type: ignore[attr-defined]
+    assert len(idp.issued) == 1  # three sessions, one token: MSAL's cache
+    assert idp.requests == [
+        f"GET /{TENANT}/v2.0/.well-known/openid-configuration",
+        f"POST /{TENANT}/oauth2/v2.0/token",
+    ]
+    assert delivered(tmp_path, env) == ["sent"] * 6
+    for shown in (result.output, caplog.text):
+        assert CLIENT_SECRET not in shown
+        assert idp.issued[0] not in shown
+
+
+def test_a_token_near_its_expiry_is_fetched_again_mid_batch(tmp_path: Path) -> None:
+    script = Script(pace=0.6)  # six messages: longer than a token lives
+    with identity_server(tmp_path, expires_in=2) as idp, xoauth2_server(script, idp, set()) as s:
+        result, env = send_batch(tmp_path, s, idp)
+        first_died = not idp.live(idp.issued[0])
+    assert result.exit_code == 0, result.output
+    assert s.controller.handler.auths == ["235", "235", "235"]  # type: ignore[attr-defined]
+    assert len(idp.issued) == 3  # a token with minutes left is not used again
+    assert first_died  # so the first session's token would have been refused by the third
+    assert delivered(tmp_path, env) == ["sent"] * 6
+
+
+def test_a_535_mid_run_signs_in_again_once_and_nothing_is_uncertain(tmp_path: Path) -> None:
+    script = Script()
+    with identity_server(tmp_path) as idp, xoauth2_server(script, idp, {2}) as server:
+        result, env = send_batch(tmp_path, server, idp)
+    assert result.exit_code == 0, result.output
+    assert server.controller.handler.auths == ["235", "535", "235", "235"]  # type: ignore[attr-defined]
+    assert len(idp.issued) == 2
+    assert sorted(script.received_by(f"o{n:05d}@synthetic.example") for n in range(6)) == [1] * 6
+    assert delivered(tmp_path, env) == ["sent"] * 6
+
+
+def test_a_second_535_stops_the_run_before_the_message_and_names_the_tenant_setup(
+    tmp_path: Path,
+) -> None:
+    script = Script()
+    with identity_server(tmp_path) as idp, xoauth2_server(script, idp, {1, 2}) as server:
+        settings = make_settings(tmp_path, SMTP_PORT=str(server.port), **oauth_env(idp))
+        from mailer.delivery.transport import SmtpTransport
+
+        with pytest.raises(TransportError) as caught:
+            SmtpTransport(settings.smtp).connect()
+    message = str(caught.value)
+    assert f"refused the login of SMTP_USERNAME={MAILBOX!r}: 535" in message
+    assert "New-ServicePrincipal" in message
+    assert "Nothing was sent" in message
+    assert CLIENT_SECRET not in message
+    assert script.mail_commands == 0
+
+
+def test_a_wrong_client_secret_is_an_error_without_the_secret(tmp_path: Path) -> None:
+    wrong = "wrong~secret-value-9876"
+    with identity_server(tmp_path) as idp, xoauth2_server(Script(), idp, set()) as server:
+        _, env = send_batch(tmp_path, server, idp, count=1)
+        env["OAUTH_CLIENT_SECRET"] = wrong
+        result = CliRunner().invoke(app, ["send", "invitations"], env=env)
+    assert result.exit_code == 1
+    assert "refused OAUTH_CLIENT_ID=" in result.output
+    assert "invalid_client" in result.output
+    assert wrong not in result.output
+    assert "Traceback" not in result.output
+
+
+def test_the_identity_servers_certificate_is_verified(tmp_path: Path) -> None:
+    with identity_server(tmp_path) as idp:
+        env = oauth_env(idp)
+        del env["OAUTH_CA_FILE"]
+        settings = make_settings(tmp_path, **env)
+        assert settings.smtp.oauth is not None
+        with pytest.raises(TransportError, match="CERTIFICATE_VERIFY_FAILED") as caught:
+            token_source(settings.smtp.oauth).token()
+    assert "OAUTH_CA_FILE" in str(caught.value)
+    assert CLIENT_SECRET not in str(caught.value)
+
+
+class _BasicAuthOff:
+    def __call__(self, *args: Any) -> AuthResult:
+        return AuthResult(
+            success=False,
+            handled=False,
+            message="550 5.7.30 Basic authentication is not supported for Client Submission",
+        )
+
+
+def test_basic_auth_switched_off_says_to_use_smtp_auth_microsoft(tmp_path: Path) -> None:
+    server = ScriptedServer(Script())
+    server.controller.SMTP_kwargs.update(authenticator=_BasicAuthOff(), auth_require_tls=False)
+    with server:
+        settings = make_settings(
+            tmp_path, SMTP_PORT=str(server.port), SMTP_USERNAME=MAILBOX, SMTP_PASSWORD="pw-123"
+        )
+        from mailer.delivery.transport import SmtpTransport
+
+        with pytest.raises(TransportError) as caught:
+            SmtpTransport(settings.smtp).connect()
+    message = str(caught.value)
+    assert "550 5.7.30 Basic authentication is not supported" in message
+    assert "set SMTP_AUTH=microsoft" in message
+    assert "Authenticated SMTP" in message
+    assert "SmtpClientAuthenticationDisabled" in message
+    assert "pw-123" not in message
+
+
+def test_every_bad_auth_setting_is_listed_with_the_others(tmp_path: Path) -> None:
+    with pytest.raises(SettingsError) as caught:
+        make_settings(
+            tmp_path,
+            SMTP_AUTH="oauth",
+            IMAP_AUTH="microsoft",
+            OAUTH_CLIENT_SECRET=CLIENT_SECRET,
+            OAUTH_CERTIFICATE_FILE=str(tmp_path / "missing.pem"),
+            OAUTH_AUTHORITY="http://login.example",
+            SMTP_PORT="x",
+        )
+    problems = caught.value.problems
+    assert any(
+        "SMTP_AUTH='oauth' must be one of password, microsoft, google" in p for p in problems
+    )
+    assert any("IMAP_AUTH=microsoft signs in as the mailbox IMAP_USERNAME" in p for p in problems)
+    assert any(p.startswith("OAUTH_TENANT is empty") for p in problems)
+    assert any(p.startswith("OAUTH_CLIENT_ID is empty") for p in problems)
+    assert any("OAUTH_CERTIFICATE_FILE=" in p and "does not exist" in p for p in problems)
+    assert any(p.startswith("set one of OAUTH_CLIENT_SECRET") for p in problems)
+    assert any("OAUTH_AUTHORITY='http://login.example' must be an https" in p for p in problems)
+    assert any("SMTP_PORT='x'" in p for p in problems)
+    assert len(problems) == len(set(problems)) == 8
+    assert CLIENT_SECRET not in str(caught.value)
+
+
+def test_password_stays_the_default_and_needs_no_oauth_settings(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, SMTP_USERNAME="u", SMTP_PASSWORD="p")
+    assert settings.smtp.oauth is None
+    assert settings.imap.oauth is None
+    with_oauth = make_settings(
+        tmp_path,
+        SMTP_AUTH="Microsoft",
+        SMTP_USERNAME=MAILBOX,
+        OAUTH_TENANT=TENANT,
+        OAUTH_CLIENT_ID=CLIENT_ID,
+        OAUTH_CLIENT_SECRET=CLIENT_SECRET,
+    )
+    assert with_oauth.smtp.oauth is not None
+    assert with_oauth.smtp.oauth.authority_url == f"https://login.microsoftonline.com/{TENANT}"
+    assert CLIENT_SECRET not in repr(with_oauth)
