@@ -1,7 +1,8 @@
 """A local OAuth2 identity server over HTTPS (a throw-away test CA), speaking what MSAL asks
 of a Microsoft tenant for app-only sign-in: the OpenID discovery document
 (`/{tenant}/v2.0/.well-known/openid-configuration`) and the token endpoint's
-client-credentials grant. Tokens are random, live for `expires_in` seconds (real time) and
+client-credentials grant; and RFC 7662 introspection (`/introspect`) for Dovecot's oauth2
+passdb. Tokens are random, live for `expires_in` seconds (real time) and
 can be revoked; `live(token)` is what the test's SMTP server asks."""
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ class IdentityServer:
     port: int = 0
     ca_file: Path = Path()
     expires_in: int = 3600
+    mailbox: str = "coordinator"  # whom `/introspect` says a live token is for (Dovecot)
     tokens: dict[str, float] = field(default_factory=dict)  # token -> when it dies
     issued: list[str] = field(default_factory=list)
     requests: list[str] = field(default_factory=list)  # "GET /path", "POST /path"
@@ -88,7 +90,10 @@ def _handler(server: IdentityServer) -> type[BaseHTTPRequestHandler]:
             server.requests.append(f"POST {self.path}")
             length = int(self.headers.get("Content-Length", "0"))
             form = {k: v[0] for k, v in parse_qs(self.rfile.read(length).decode()).items()}
-            if self.path != f"/{TENANT}/oauth2/v2.0/token":
+            if self.path == "/introspect":  # RFC 7662, as Dovecot's oauth2 passdb asks it
+                live = server.live(form.get("token", ""))
+                self._answer(200, {"active": live, "username": server.mailbox})
+            elif self.path != f"/{TENANT}/oauth2/v2.0/token":
                 self._answer(404, {"error": "not_found"})
             elif form.get("grant_type") != "client_credentials":
                 self._answer(400, {"error": "unsupported_grant_type"})

@@ -1,6 +1,7 @@
 """XOAUTH2 (#15 item 1): Microsoft 365 app-only sign-in through MSAL against a local identity
-server over HTTPS (tests/identity_server.py), and a real SMTP server on loopback that takes
-AUTH XOAUTH2 only with a live token that server issued."""
+server over HTTPS (tests/identity_server.py); a real SMTP server on loopback that takes AUTH
+XOAUTH2 only with a live token that server issued, and a real Dovecot whose oauth2 passdb
+asks that server whether a token is live."""
 
 from __future__ import annotations
 
@@ -8,6 +9,9 @@ import base64
 import json
 import logging
 import re
+import shutil
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +22,8 @@ from typer.testing import CliRunner
 from mailer.cli import app
 from mailer.errors import SettingsError, TransportError
 from mailer.oauth import token_source
-from tests.conftest import cli_env, make_settings
+from mailer.replies.sources import close, open_folder
+from tests.conftest import Dovecot, cli_env, make_settings, run_dovecot
 from tests.helpers import write_synthetic_contacts
 from tests.identity_server import CLIENT_ID, CLIENT_SECRET, TENANT, IdentityServer, identity_server
 from tests.scripted_smtp import Script, ScriptedHandler, ScriptedServer
@@ -243,3 +248,107 @@ def test_password_stays_the_default_and_needs_no_oauth_settings(tmp_path: Path) 
     assert with_oauth.smtp.oauth is not None
     assert with_oauth.smtp.oauth.authority_url == f"https://login.microsoftonline.com/{TENANT}"
     assert CLIENT_SECRET not in repr(with_oauth)
+
+
+# --- IMAP: a real Dovecot whose oauth2 passdb introspects tokens at the identity server ---
+
+
+@pytest.fixture
+def idp(tmp_path: Path) -> Iterator[IdentityServer]:
+    with identity_server(tmp_path) as server:
+        yield server
+
+
+@pytest.fixture
+def oauth_dovecot(tmp_path: Path, idp: IdentityServer) -> Iterator[Dovecot]:
+    """Dovecot taking AUTHENTICATE XOAUTH2 for `coordinator` with a live token (its auth
+    process asks the identity server's `/introspect` over HTTPS, trusting the test CA)."""
+    folder = Path(tempfile.mkdtemp(prefix="mailer-oauth2-"))  # readable by Dovecot's auth
+    folder.chmod(0o755)
+    ca = folder / "identity-ca.pem"
+    ca.write_bytes(idp.ca_file.read_bytes())
+    ca.chmod(0o644)
+    conf = folder / "oauth2.conf.ext"
+    conf.write_text(
+        "introspection_mode = post\n"
+        f"introspection_url = {idp.authority}/introspect\n"
+        "username_attribute = username\nactive_attribute = active\nactive_value = true\n"
+        f"tls_ca_cert_file = {ca}\n",
+        encoding="utf-8",
+    )
+    conf.chmod(0o644)
+    extra = (
+        "auth_mechanisms = plain login xoauth2\n"
+        f"passdb {{\n  driver = oauth2\n  mechanisms = xoauth2\n  args = {conf}\n}}\n"
+    )
+    try:
+        yield from run_dovecot(extra)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def imap_env(idp: IdentityServer, dovecot: Dovecot) -> dict[str, str]:
+    return {
+        "IMAP_AUTH": "microsoft",
+        "IMAP_HOST": "127.0.0.1",
+        "IMAP_PORT": str(dovecot.ssl_port),
+        "IMAP_USERNAME": dovecot.username,
+        "IMAP_CA_FILE": str(dovecot.ca_file),
+        **{k: v for k, v in oauth_env(idp).items() if k.startswith("OAUTH_")},
+    }
+
+
+def test_imap_signs_in_with_xoauth2_and_a_refused_token_is_fetched_again(
+    tmp_path: Path, idp: IdentityServer, oauth_dovecot: Dovecot
+) -> None:
+    settings = make_settings(tmp_path, **imap_env(idp, oauth_dovecot))
+    client, _ = open_folder(settings.imap)
+    close(client)
+    client, _ = open_folder(settings.imap)  # the cached token again
+    close(client)
+    assert len(idp.issued) == 1
+    idp.revoke_all()  # Dovecot now refuses the cached token: fetched again, once
+    client, _ = open_folder(settings.imap)
+    close(client)
+    assert len(idp.issued) == 2
+    log = (oauth_dovecot.root / "dovecot.log").read_text(encoding="utf-8")
+    assert log.count("method=XOAUTH2") == 3
+    assert CLIENT_SECRET not in log
+
+
+def test_replies_sync_reads_the_mailbox_with_xoauth2(
+    tmp_path: Path, idp: IdentityServer, oauth_dovecot: Dovecot
+) -> None:
+    env = cli_env(tmp_path, **imap_env(idp, oauth_dovecot))
+    result = CliRunner().invoke(app, ["replies", "sync"], env=env, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert CLIENT_SECRET not in result.output
+    assert "method=XOAUTH2" in (oauth_dovecot.root / "dovecot.log").read_text(encoding="utf-8")
+
+
+def test_check_auth_signs_in_to_smtp_and_imap_and_says_what_failed(
+    tmp_path: Path, idp: IdentityServer, oauth_dovecot: Dovecot
+) -> None:
+    with xoauth2_server(Script(), idp, set()) as server:
+        both = {**oauth_env(idp), **imap_env(idp, oauth_dovecot)}
+        env = cli_env(tmp_path, SMTP_PORT=str(server.port), **both)
+        good = CliRunner().invoke(app, ["check", "--auth"], env=env, catch_exceptions=False)
+        bad = CliRunner().invoke(
+            app, ["check", "--auth"], env={**env, "OAUTH_CLIENT_SECRET": "nope-123456"}
+        )
+        assert server.controller.handler.auths == ["235"]  # type: ignore[attr-defined]
+    assert good.exit_code == 0, good.output
+    assert "✓ token: the identity server" in good.output
+    assert f"✓ SMTP 127.0.0.1:{server.port}: signed in as {MAILBOX!r} with XOAUTH2" in good.output
+    assert f"✓ IMAP 127.0.0.1:{oauth_dovecot.ssl_port}: signed in as 'coordinator'" in good.output
+    assert "Sign-in checks passed." in good.output
+    assert bad.exit_code == 1
+    assert "✗ token: the identity server" in bad.output
+    assert "invalid_client" in bad.output
+    assert f"✗ SMTP 127.0.0.1:{server.port}: not tried (no token, see above)" in bad.output
+    assert f"✗ IMAP 127.0.0.1:{oauth_dovecot.ssl_port}: not tried" in bad.output
+    assert "Error: check --auth: 3 of 3 step(s) failed" in bad.output
+    for shown in (good.output, bad.output):
+        assert CLIENT_SECRET not in shown
+        assert "nope-123456" not in shown
+        assert not any(token in shown for token in idp.issued)
