@@ -1,11 +1,14 @@
 """OAuth2 sign-in for SMTP and IMAP (XOAUTH2): the settings and the token source.
 
-`SMTP_AUTH` / `IMAP_AUTH` = `password` (the default) or `microsoft`: Microsoft 365 app-only
+`SMTP_AUTH` / `IMAP_AUTH` = `password` (the default), `microsoft`: Microsoft 365 app-only
 client credentials through MSAL (a client secret or a certificate; scope
-`https://outlook.office365.com/.default`). `token_source(settings).token()` gives an access
-token; MSAL keeps it in memory and hands out the cached one until shortly before it
-expires, then fetches a new one, so a long batch or an IMAP IDLE never uses a stale one.
-`token(fresh=True)` drops the cached token first (a server answered 535 to it).
+`https://outlook.office365.com/.default`), or `google`: a Google Workspace service account
+with domain-wide delegation acting for the mailbox (google-auth; scope
+`https://mail.google.com/`). `token_source(settings).token()` gives an access token, kept in
+memory and handed out again until shortly before it expires (MSAL: five minutes;
+google-auth: under four), then fetched anew, so a long batch or the IMAP watcher, which log
+in again on each new session, never use a stale one. `token(fresh=True)` fetches a new one
+whatever the cache holds (a server answered 535 to the cached one).
 
 The client secret, the certificate's key and the tokens never reach a message: every
 failure is an `OAuthError` (a `TransportError`) that names the setting to check, raised
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import json
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +35,11 @@ AuthKind = Literal["password", "microsoft", "google"]
 AUTH_KINDS: tuple[AuthKind, ...] = ("password", "microsoft", "google")
 MICROSOFT_SCOPE = "https://outlook.office365.com/.default"
 MICROSOFT_AUTHORITY = "https://login.microsoftonline.com"
+GOOGLE_SCOPE = "https://mail.google.com/"
+DELEGATION = (
+    "the Workspace admin console allows the service account's client ID the scope "
+    f"{GOOGLE_SCOPE} (Security, API controls, Domain-wide delegation)"
+)
 
 
 class OAuthError(TransportError):
@@ -41,19 +50,26 @@ class OAuthError(TransportError):
 class OAuthSettings:
     """Who signs in (the application) and where (the tenant at the authority)."""
 
-    provider: Literal["microsoft"]
+    provider: Literal["microsoft", "google"]
     tenant: str
     client_id: str
     client_secret: Secret
     certificate_file: Path | None = None  # PEM: the private key and its certificate
     authority: str = MICROSOFT_AUTHORITY
     ca_file: Path | None = None  # the identity server's private CA (tests, proxies)
+    service_account_file: Path | None = None  # google: the service account's JSON key
+    subject: str = ""  # google: the mailbox the service account acts for
 
     @property
     def authority_url(self) -> str:
         return f"{self.authority}/{self.tenant}"
 
     def where(self) -> str:
+        if self.provider == "google":
+            return (
+                f"Google's token endpoint for {self.subject!r} "
+                f"(OAUTH_SERVICE_ACCOUNT_FILE={str(self.service_account_file)!r})"
+            )
         return f"the identity server {self.authority_url} (OAUTH_TENANT, OAUTH_AUTHORITY)"
 
 
@@ -69,18 +85,12 @@ def auth_setting(v: Values, name: str, user_setting: str) -> OAuthSettings | Non
         return None
     if kind == "password":
         return None
-    if kind == "google":
-        v.problems.append(
-            f"{name}=google is not supported yet (only password and microsoft); use a Google "
-            f"Workspace app password with {name}=password"
-        )
-        return None
     if not v.text(user_setting, ""):
         v.problems.append(
-            f"{name}=microsoft signs in as the mailbox {user_setting}, which is empty; "
+            f"{name}={kind} signs in as the mailbox {user_setting}, which is empty; "
             f"e.g. {user_setting}=seminar@agency.go.th"
         )
-    return _microsoft(v)
+    return _google(v, v.text(user_setting, "")) if kind == "google" else _microsoft(v)
 
 
 def _once(v: Values, problem: str) -> None:
@@ -129,6 +139,33 @@ def _microsoft(v: Values) -> OAuthSettings:
     )
 
 
+def _google(v: Values, subject: str) -> OAuthSettings:
+    from mailer.settings import Secret  # (settings imports this module)
+
+    what = "the JSON key of a service account with domain-wide delegation"
+    key = _file(v, "OAUTH_SERVICE_ACCOUNT_FILE", what)
+    if not v.text("OAUTH_SERVICE_ACCOUNT_FILE", ""):
+        _once(v, f"OAUTH_SERVICE_ACCOUNT_FILE is empty; Google sign-in needs {what}")
+    client_id = ""
+    if key is not None and key.is_file():
+        try:
+            info = json.loads(key.read_text(encoding="utf-8"))
+            client_id = str(info["client_email"])
+            if info.get("type") != "service_account" or not info.get("private_key"):
+                raise KeyError("type")
+        except (OSError, ValueError, KeyError, TypeError):
+            _once(v, f"OAUTH_SERVICE_ACCOUNT_FILE={str(key)!r} is not {what} (JSON)")
+    return OAuthSettings(
+        provider="google",
+        tenant="",
+        client_id=client_id,
+        client_secret=Secret(""),
+        ca_file=_file(v, "OAUTH_CA_FILE", "the PEM file of the identity server's CA"),
+        service_account_file=key,
+        subject=subject,
+    )
+
+
 def xoauth2(user: str, token: str) -> str:
     """The XOAUTH2 initial response, before base64 (Google's and Microsoft's SASL XOAUTH2)."""
     return f"user={user}\x01auth=Bearer {token}\x01\x01"
@@ -146,6 +183,8 @@ class TokenSource:
     def token(self, *, fresh: bool = False) -> str:
         """A live access token; `fresh`: never the cached one. Raises `OAuthError`."""
         with self._lock:
+            if self.settings.provider == "google":
+                return self._google_token(fresh=fresh)
             app = self._application()
             if fresh:
                 app.remove_tokens_for_client()
@@ -158,6 +197,32 @@ class TokenSource:
             if result.get("token_source") == "identity_provider":
                 self.acquired += 1
             return str(result["access_token"])
+
+    def _google_token(self, *, fresh: bool) -> str:
+        from google.auth.exceptions import GoogleAuthError, RefreshError
+        from google.auth.transport.requests import Request
+        from google.oauth2 import service_account
+
+        s = self.settings
+        try:
+            if self._app is None:
+                assert s.service_account_file is not None  # (settings checked it)
+                info = json.loads(s.service_account_file.read_text(encoding="utf-8"))
+                self._app = service_account.Credentials.from_service_account_info(  # type: ignore[no-untyped-call]
+                    info, scopes=[GOOGLE_SCOPE], subject=s.subject
+                )
+            if fresh or not self._app.valid:  # valid: more than 3¾ minutes left
+                self._app.refresh(Request(_http_client(s.ca_file)))
+                self.acquired += 1
+        except RefreshError as exc:
+            raise OAuthError(
+                f"{s.where()} refused the service account {s.client_id!r}: "
+                f"{cut(str(exc), 300)}. Check that {DELEGATION}, and that the mailbox "
+                "exists. Nothing was sent"
+            ) from None
+        except (GoogleAuthError, OSError, ValueError) as exc:
+            raise self._failed(exc) from None
+        return str(self._app.token)
 
     def _application(self) -> Any:
         if self._app is None:
@@ -187,10 +252,15 @@ class TokenSource:
 
     def _failed(self, exc: BaseException) -> OAuthError:
         reason = self._scrubbed(str(exc)) or type(exc).__name__
+        check = (
+            "OAUTH_SERVICE_ACCOUNT_FILE"
+            if self.settings.provider == "google"
+            else "OAUTH_AUTHORITY, OAUTH_TENANT"
+        )
         return OAuthError(
             f"cannot get a token from {self.settings.where()}: {cut(reason, 300)}. "
-            "Check OAUTH_AUTHORITY, OAUTH_TENANT, the network, and OAUTH_CA_FILE if it uses "
-            "a private CA. Nothing was sent"
+            f"Check {check}, the network, and OAUTH_CA_FILE if it uses a private CA. "
+            "Nothing was sent"
         )
 
     def _refused(self, result: dict[str, Any]) -> OAuthError:

@@ -1,7 +1,8 @@
 """A local OAuth2 identity server over HTTPS (a throw-away test CA), speaking what MSAL asks
 of a Microsoft tenant for app-only sign-in: the OpenID discovery document
 (`/{tenant}/v2.0/.well-known/openid-configuration`) and the token endpoint's
-client-credentials grant; and RFC 7662 introspection (`/introspect`) for Dovecot's oauth2
+client-credentials grant; Google's token endpoint for a service account's signed JWT
+(`/google/token`, RFC 7523, with `sub` the mailbox); and RFC 7662 introspection (`/introspect`) for Dovecot's oauth2
 passdb. Tokens are random, live for `expires_in` seconds (real time) and
 can be revoked; `live(token)` is what the test's SMTP server asks."""
 
@@ -19,7 +20,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs
 
+import jwt
 import trustme
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 TENANT = "agency.example"
 CLIENT_ID = "11111111-2222-3333-4444-555555555555"
@@ -36,6 +40,48 @@ class IdentityServer:
     issued: list[str] = field(default_factory=list)
     requests: list[str] = field(default_factory=list)  # "GET /path", "POST /path"
     lock: threading.Lock = field(default_factory=threading.Lock)
+    subjects: dict[str, str] = field(default_factory=dict)  # Google: token -> the mailbox
+    google_key: rsa.RSAPrivateKey = field(
+        default_factory=lambda: rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    )
+
+    def service_account_file(self, path: Path) -> Path:
+        """A Google service account's JSON key whose token_uri is this server."""
+        pem = self.google_key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        ).decode()
+        info = {
+            "type": "service_account",
+            "project_id": "mailer-test",
+            "private_key_id": "key-1",
+            "private_key": pem,
+            "client_email": "mailer@mailer-test.iam.gserviceaccount.com",
+            "client_id": "1234567890",
+            "token_uri": f"{self.authority}/google/token",
+        }
+        path.write_text(json.dumps(info), encoding="utf-8")
+        return path
+
+    def google_grant(self, form: dict[str, str]) -> tuple[int, dict[str, object]]:
+        """RFC 7523: a JWT signed with the service account's key, for `sub` (delegation)."""
+        if form.get("grant_type") != "urn:ietf:params:oauth:grant-type:jwt-bearer":
+            return 400, {"error": "unsupported_grant_type"}
+        try:
+            claims = jwt.decode(
+                form.get("assertion", ""),
+                self.google_key.public_key(),
+                algorithms=["RS256"],
+                audience="https://oauth2.googleapis.com/token",  # google-auth's, whatever the URI
+            )
+        except jwt.InvalidTokenError as exc:
+            return 400, {"error": "invalid_grant", "error_description": str(exc)}
+        if claims.get("scope") != "https://mail.google.com/" or not claims.get("sub"):
+            return 400, {"error": "unauthorized_client", "error_description": "scope or sub"}
+        answer = self.issue()
+        self.subjects[str(answer["access_token"])] = str(claims["sub"])
+        return 200, answer
 
     @property
     def authority(self) -> str:
@@ -93,6 +139,8 @@ def _handler(server: IdentityServer) -> type[BaseHTTPRequestHandler]:
             if self.path == "/introspect":  # RFC 7662, as Dovecot's oauth2 passdb asks it
                 live = server.live(form.get("token", ""))
                 self._answer(200, {"active": live, "username": server.mailbox})
+            elif self.path == "/google/token":
+                self._answer(*server.google_grant(form))
             elif self.path != f"/{TENANT}/oauth2/v2.0/token":
                 self._answer(404, {"error": "not_found"})
             elif form.get("grant_type") != "client_credentials":

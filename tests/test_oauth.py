@@ -47,7 +47,12 @@ class XOAuth2Handler(ScriptedHandler):
             self.idp.revoke_all()
         raw = base64.b64decode(args[1]).decode() if len(args) == 2 else ""
         given = re.fullmatch("user=(.*)\x01auth=Bearer (.*)\x01\x01", raw)
-        ok = bool(given) and given[1] == MAILBOX and self.idp.live(given[2])  # type: ignore[index]
+        ok = (
+            given is not None
+            and given[1] == MAILBOX
+            and self.idp.live(given[2])
+            and self.idp.subjects.get(given[2], MAILBOX) == MAILBOX  # Google: for whom
+        )
         self.auths.append("235" if ok else "535")
         return AuthResult(success=ok, handled=False)
 
@@ -57,7 +62,15 @@ def xoauth2_server(script: Script, idp: IdentityServer, revoke_at: set[int]) -> 
     return ScriptedServer(script, handler=handler, without_auth=["PLAIN", "LOGIN"])
 
 
-def oauth_env(idp: IdentityServer, **extra: str) -> dict[str, str]:
+def oauth_env(idp: IdentityServer, provider: str = "microsoft") -> dict[str, str]:
+    if provider == "google":
+        key = idp.service_account_file(idp.ca_file.with_name("service-account.json"))
+        return {
+            "SMTP_AUTH": "google",
+            "SMTP_USERNAME": MAILBOX,
+            "OAUTH_SERVICE_ACCOUNT_FILE": str(key),
+            "OAUTH_CA_FILE": str(idp.ca_file),
+        }
     return {
         "SMTP_AUTH": "microsoft",
         "SMTP_USERNAME": MAILBOX,
@@ -66,20 +79,16 @@ def oauth_env(idp: IdentityServer, **extra: str) -> dict[str, str]:
         "OAUTH_CLIENT_SECRET": CLIENT_SECRET,
         "OAUTH_AUTHORITY": idp.authority,
         "OAUTH_CA_FILE": str(idp.ca_file),
-        **extra,
     }
 
 
 def send_batch(
-    tmp_path: Path, server: ScriptedServer, idp: IdentityServer, count: int = 6
+    tmp_path: Path, server: ScriptedServer, idp: IdentityServer, provider: str = "microsoft"
 ) -> tuple[Any, dict[str, str]]:
     contacts = tmp_path / "offices.csv"
-    write_synthetic_contacts(contacts, count)
+    write_synthetic_contacts(contacts, 6)
     env = cli_env(
-        tmp_path,
-        SMTP_PORT=str(server.port),
-        SMTP_RECONNECT_EVERY="2",
-        **oauth_env(idp),
+        tmp_path, SMTP_PORT=str(server.port), SMTP_RECONNECT_EVERY="2", **oauth_env(idp, provider)
     )
     runner = CliRunner()
     imported = runner.invoke(app, ["import", str(contacts)], env=env, catch_exceptions=False)
@@ -92,31 +101,40 @@ def delivered(tmp_path: Path, env: dict[str, str]) -> list[str]:
     return sorted(str(row["state"]) for row in json.loads(listed.output))
 
 
+PROVIDERS = pytest.mark.parametrize("provider", ["microsoft", "google"])
+
+
+@PROVIDERS
 def test_a_batch_signs_in_with_one_cached_token(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, provider: str
 ) -> None:
     caplog.set_level(logging.DEBUG)
     script = Script()
     with identity_server(tmp_path) as idp, xoauth2_server(script, idp, set()) as server:
-        result, env = send_batch(tmp_path, server, idp)
+        result, env = send_batch(tmp_path, server, idp, provider)
     assert result.exit_code == 0, result.output
     assert sorted(script.received_by(f"o{n:05d}@synthetic.example") for n in range(6)) == [1] * 6
     assert server.controller.handler.auths == ["235", "235", "235"]  # type: ignore[attr-defined]
     assert len(idp.issued) == 1  # three sessions, one token: MSAL's cache
-    assert idp.requests == [
-        f"GET /{TENANT}/v2.0/.well-known/openid-configuration",
-        f"POST /{TENANT}/oauth2/v2.0/token",
-    ]
+    assert idp.requests == (
+        ["POST /google/token"]
+        if provider == "google"
+        else [
+            f"GET /{TENANT}/v2.0/.well-known/openid-configuration",
+            f"POST /{TENANT}/oauth2/v2.0/token",
+        ]
+    )
     assert delivered(tmp_path, env) == ["sent"] * 6
     for shown in (result.output, caplog.text):
         assert CLIENT_SECRET not in shown
         assert idp.issued[0] not in shown
 
 
-def test_a_token_near_its_expiry_is_fetched_again_mid_batch(tmp_path: Path) -> None:
+@PROVIDERS
+def test_a_token_near_its_expiry_is_fetched_again_mid_batch(tmp_path: Path, provider: str) -> None:
     script = Script(pace=0.6)  # six messages: longer than a token lives
     with identity_server(tmp_path, expires_in=2) as idp, xoauth2_server(script, idp, set()) as s:
-        result, env = send_batch(tmp_path, s, idp)
+        result, env = send_batch(tmp_path, s, idp, provider)
         first_died = not idp.live(idp.issued[0])
     assert result.exit_code == 0, result.output
     assert s.controller.handler.auths == ["235", "235", "235"]  # type: ignore[attr-defined]
@@ -125,10 +143,13 @@ def test_a_token_near_its_expiry_is_fetched_again_mid_batch(tmp_path: Path) -> N
     assert delivered(tmp_path, env) == ["sent"] * 6
 
 
-def test_a_535_mid_run_signs_in_again_once_and_nothing_is_uncertain(tmp_path: Path) -> None:
+@PROVIDERS
+def test_a_535_mid_run_signs_in_again_once_and_nothing_is_uncertain(
+    tmp_path: Path, provider: str
+) -> None:
     script = Script()
     with identity_server(tmp_path) as idp, xoauth2_server(script, idp, {2}) as server:
-        result, env = send_batch(tmp_path, server, idp)
+        result, env = send_batch(tmp_path, server, idp, provider)
     assert result.exit_code == 0, result.output
     assert server.controller.handler.auths == ["235", "535", "235", "235"]  # type: ignore[attr-defined]
     assert len(idp.issued) == 2
@@ -157,7 +178,7 @@ def test_a_second_535_stops_the_run_before_the_message_and_names_the_tenant_setu
 def test_a_wrong_client_secret_is_an_error_without_the_secret(tmp_path: Path) -> None:
     wrong = "wrong~secret-value-9876"
     with identity_server(tmp_path) as idp, xoauth2_server(Script(), idp, set()) as server:
-        _, env = send_batch(tmp_path, server, idp, count=1)
+        _, env = send_batch(tmp_path, server, idp)
         env["OAUTH_CLIENT_SECRET"] = wrong
         result = CliRunner().invoke(app, ["send", "invitations"], env=env)
     assert result.exit_code == 1

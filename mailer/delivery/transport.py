@@ -32,7 +32,7 @@ from mailer.delivery.answers import (
     strict_reply,
 )
 from mailer.errors import TransportError
-from mailer.oauth import OAuthSettings, token_source, xoauth2
+from mailer.oauth import DELEGATION, OAuthSettings, token_source, xoauth2
 from mailer.settings import SmtpSettings
 
 
@@ -248,6 +248,12 @@ def _refused_login(
 ) -> TransportError:
     reply = SmtpReply.of(exc.smtp_code, exc.smtp_error)
     login = f"{where} refused the login of SMTP_USERNAME={s.username!r}: {reply}."
+    if s.oauth is not None and s.oauth.provider == "google":
+        return TransportError(
+            f"{login} The token was fresh (fetched again after a first refusal), so check "
+            f"that SMTP_USERNAME is a mailbox of the Workspace domain and that {DELEGATION}. "
+            "Nothing was sent"
+        )
     if s.oauth is not None:
         return TransportError(
             f"{login} The token was fresh (fetched again after a first refusal), so check "
