@@ -1,5 +1,5 @@
 """`mailer check --auth`: sign in the way a send run and `replies sync` would, and say what
-failed and where: the token (SMTP_AUTH / IMAP_AUTH=microsoft), the SMTP login, the IMAP
+failed and where: the token (SMTP_AUTH / IMAP_AUTH = microsoft or google), the SMTP login, the IMAP
 login and folder. Nothing is sent, nothing in the mailbox changes; no secret or token is
 shown."""
 
@@ -34,8 +34,7 @@ def check_auth(smtp: SmtpSettings, imap: ImapSettings) -> list[AuthStep]:
             steps.append(
                 AuthStep(
                     ok=True,
-                    line=f"token: {oauth.where()} gave OAUTH_CLIENT_ID={oauth.client_id!r} a "
-                    "token for Exchange Online",
+                    line=f"token: {oauth.where()} gave {oauth.client_id!r} a token",
                 )
             )
     steps.append(_smtp(smtp, broken))

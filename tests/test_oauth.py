@@ -373,3 +373,36 @@ def test_check_auth_signs_in_to_smtp_and_imap_and_says_what_failed(
         assert CLIENT_SECRET not in shown
         assert "nope-123456" not in shown
         assert not any(token in shown for token in idp.issued)
+
+
+def test_imap_signs_in_as_the_mailbox_through_a_google_service_account(
+    tmp_path: Path, idp: IdentityServer, oauth_dovecot: Dovecot
+) -> None:
+    env = {**imap_env(idp, oauth_dovecot), "IMAP_AUTH": "google"}
+    env["OAUTH_SERVICE_ACCOUNT_FILE"] = str(idp.service_account_file(tmp_path / "sa.json"))
+    settings = make_settings(tmp_path, **env)
+    assert settings.imap.oauth is not None
+    assert settings.imap.oauth.subject == "coordinator"
+    client, _ = open_folder(settings.imap)
+    close(client)
+    assert list(idp.subjects.values()) == ["coordinator"]
+    assert "method=XOAUTH2" in (oauth_dovecot.root / "dovecot.log").read_text(encoding="utf-8")
+
+
+def test_google_needs_a_service_account_key(tmp_path: Path) -> None:
+    (tmp_path / "not-a-key.json").write_text('{"type": "authorized_user"}', encoding="utf-8")
+    with pytest.raises(SettingsError) as caught:
+        make_settings(tmp_path, SMTP_AUTH="google", SMTP_USERNAME=MAILBOX, IMAP_AUTH="google")
+    assert caught.value.problems == [
+        "OAUTH_SERVICE_ACCOUNT_FILE is empty; Google sign-in needs the JSON key of a service "
+        "account with domain-wide delegation",
+        "IMAP_AUTH=google signs in as the mailbox IMAP_USERNAME, which is empty; e.g. "
+        "IMAP_USERNAME=seminar@agency.go.th",
+    ]
+    with pytest.raises(SettingsError, match="is not the JSON key of a service account"):
+        make_settings(
+            tmp_path,
+            SMTP_AUTH="google",
+            SMTP_USERNAME=MAILBOX,
+            OAUTH_SERVICE_ACCOUNT_FILE=str(tmp_path / "not-a-key.json"),
+        )
