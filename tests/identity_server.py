@@ -16,13 +16,14 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs
 
 import jwt
 import trustme
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 TENANT = "agency.example"
@@ -41,6 +42,7 @@ class IdentityServer:
     requests: list[str] = field(default_factory=list)  # "GET /path", "POST /path"
     lock: threading.Lock = field(default_factory=threading.Lock)
     subjects: dict[str, str] = field(default_factory=dict)  # Google: token -> the mailbox
+    certificate_key: rsa.RSAPublicKey | None = None  # the app's certificate (`client_proven`)
     google_key: rsa.RSAPrivateKey = field(
         default_factory=lambda: rsa.generate_private_key(public_exponent=65537, key_size=2048)
     )
@@ -63,6 +65,52 @@ class IdentityServer:
         }
         path.write_text(json.dumps(info), encoding="utf-8")
         return path
+
+    def client_certificate_file(self, path: Path) -> Path:
+        """A PEM file with a private key and its self-signed certificate (what an app
+        registration has uploaded); its key is what `client_proven` accepts from now on."""
+        from cryptography import x509
+        from cryptography.x509.oid import NameOID
+
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "mailer")])
+        now = datetime.now(UTC)
+        certificate = (
+            x509.CertificateBuilder()
+            .subject_name(name)
+            .issuer_name(name)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - timedelta(days=1))
+            .not_valid_after(now + timedelta(days=30))
+            .sign(key, hashes.SHA256())
+        )
+        self.certificate_key = key.public_key()
+        pem = key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        ) + certificate.public_bytes(serialization.Encoding.PEM)
+        path.write_bytes(pem)
+        return path
+
+    def client_proven(self, form: dict[str, str]) -> bool:
+        """The client secret, or a client assertion (RFC 7523) signed with the uploaded
+        certificate's key, for this token endpoint."""
+        if "client_assertion" not in form:
+            return form.get("client_secret") == CLIENT_SECRET
+        if self.certificate_key is None:
+            return False
+        try:
+            claims = jwt.decode(
+                form["client_assertion"],
+                self.certificate_key,
+                algorithms=["RS256", "PS256"],
+                audience=f"{self.authority}/{TENANT}/oauth2/v2.0/token",
+            )
+        except jwt.InvalidTokenError:
+            return False
+        return bool(claims.get("iss") == claims.get("sub") == CLIENT_ID)
 
     def google_grant(self, form: dict[str, str]) -> tuple[int, dict[str, object]]:
         """RFC 7523: a JWT signed with the service account's key, for `sub` (delegation)."""
@@ -145,7 +193,7 @@ def _handler(server: IdentityServer) -> type[BaseHTTPRequestHandler]:
                 self._answer(404, {"error": "not_found"})
             elif form.get("grant_type") != "client_credentials":
                 self._answer(400, {"error": "unsupported_grant_type"})
-            elif form.get("client_id") != CLIENT_ID or form.get("client_secret") != CLIENT_SECRET:
+            elif form.get("client_id") != CLIENT_ID or not server.client_proven(form):
                 self._answer(
                     401,
                     {

@@ -406,3 +406,22 @@ def test_google_needs_a_service_account_key(tmp_path: Path) -> None:
             SMTP_USERNAME=MAILBOX,
             OAUTH_SERVICE_ACCOUNT_FILE=str(tmp_path / "not-a-key.json"),
         )
+
+
+def test_microsoft_with_a_certificate_instead_of_a_secret(tmp_path: Path) -> None:
+    script = Script()
+    with identity_server(tmp_path) as idp, xoauth2_server(script, idp, set()) as server:
+        env = oauth_env(idp)
+        del env["OAUTH_CLIENT_SECRET"]
+        env["OAUTH_CERTIFICATE_FILE"] = str(idp.client_certificate_file(tmp_path / "app.pem"))
+        settings = make_settings(tmp_path, SMTP_PORT=str(server.port), **env)
+        from mailer.delivery.transport import SmtpTransport
+
+        with SmtpTransport(settings.smtp) as transport:
+            sent = transport.send(MAILBOX, ["o1@synthetic.example"], MESSAGE)
+        idp.certificate_key = None  # the certificate was removed from the app registration
+        assert settings.smtp.oauth is not None
+        with pytest.raises(TransportError, match="invalid_client"):
+            token_source(settings.smtp.oauth).token(fresh=True)
+    assert sent.reply.code == 250
+    assert server.controller.handler.auths == ["235"]  # type: ignore[attr-defined]
