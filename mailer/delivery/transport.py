@@ -78,7 +78,7 @@ class SmtpTransport:
         except ssl.SSLError as exc:
             raise TransportError(f"TLS with {where} failed: {exc}. Nothing was sent") from exc
         except smtplib.SMTPAuthenticationError as exc:
-            raise _refused_login(s, where, exc) from None  # (no traceback: the AUTH line)
+            raise _refused_login(s, where, exc) from exc
         except smtplib.SMTPConnectError as exc:
             raise TransportError(
                 f"{where} refused the session: {SmtpReply.of(exc.smtp_code, exc.smtp_error)}. "
@@ -250,13 +250,13 @@ def _refused_login(
     login = f"{where} refused the login of SMTP_USERNAME={s.username!r}: {reply}."
     if s.oauth is not None and s.oauth.provider == "google":
         return TransportError(
-            f"{login} The token was fresh (fetched again after a first refusal), so check "
+            f"{login} (After a 535 the token is fetched again and tried once more.) Check "
             f"that SMTP_USERNAME is a mailbox of the Workspace domain and that {DELEGATION}. "
             "Nothing was sent"
         )
     if s.oauth is not None:
         return TransportError(
-            f"{login} The token was fresh (fetched again after a first refusal), so check "
+            f"{login} (After a 535 the token is fetched again and tried once more.) Check "
             "that the app registration's service principal is registered in Exchange Online "
             "(New-ServicePrincipal) with FullAccess or SendAs on this mailbox, and that SMTP "
             "AUTH is enabled for the mailbox. Nothing was sent"
