@@ -3,8 +3,9 @@
 Library code never reads `os.environ`: it receives a `Settings`. Every bad or missing
 value is reported at once, each with an example of a good one. What a good host is lives
 in `mailer.hosts`; how a URL is shown without its password, in `mailer.redact`. The DKIM
-settings are read by `mailer.delivery.dkim` and MAILER_DNS_SERVER by
-`mailer.deliverability.resolver`, next to what uses them.
+settings are read by `mailer.delivery.dkim`, SMTP_AUTH / IMAP_AUTH and the OAUTH_ settings
+by `mailer.oauth` and MAILER_DNS_SERVER by `mailer.deliverability.resolver`, next to what
+uses them.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from mailer.errors import SettingsError
 from mailer.errors import cut as cut
 from mailer.hosts import host_problem
 from mailer.hosts import is_loopback_host as is_loopback_host  # also reached from here
+from mailer.oauth import OAuthSettings, auth_setting
 from mailer.redact import hide_secrets as hide_secrets
 from mailer.redact import shown_url as shown_url
 
@@ -62,6 +64,7 @@ class SmtpSettings:
     timeout: float = 30.0
     ca_file: Path | None = None
     reconnect_every: int = 100
+    oauth: OAuthSettings | None = None  # SMTP_AUTH=microsoft: XOAUTH2 instead of the password
 
     @property
     def server_id(self) -> str:
@@ -84,6 +87,7 @@ class ImapSettings:
     password: Secret = Secret("")
     folder: str = "INBOX"
     ca_file: Path | None = None
+    oauth: OAuthSettings | None = None  # IMAP_AUTH=microsoft: XOAUTH2 instead of the password
 
     @property
     def source_id(self) -> str:
@@ -163,7 +167,13 @@ def _database_problem(url: str) -> str | None:
     return None
 
 
-_SECRETS = ("SMTP_PASSWORD", "IMAP_PASSWORD", "DATABASE_URL", "MAILER_SECRET_KEY")
+_SECRETS = (
+    "SMTP_PASSWORD",
+    "IMAP_PASSWORD",
+    "DATABASE_URL",
+    "MAILER_SECRET_KEY",
+    "OAUTH_CLIENT_SECRET",
+)
 
 
 def _dotenv(path: Path, problems: list[str]) -> tuple[dict[str, str], dict[str, str]]:
@@ -279,7 +289,8 @@ def _smtp(v: _Values) -> SmtpSettings:
     security = v.security("SMTP_SECURITY", "none", "starttls")
     username = v.text("SMTP_USERNAME", "")
     password = v.raw("SMTP_PASSWORD")
-    if username and not password:
+    oauth = auth_setting(v, "SMTP_AUTH", "SMTP_USERNAME")
+    if username and not password and oauth is None:
         v.problems.append("SMTP_USERNAME is set but SMTP_PASSWORD is empty; set both or neither")
     if password and not username:
         v.problems.append("SMTP_PASSWORD is set but SMTP_USERNAME is empty; set both or neither")
@@ -304,6 +315,7 @@ def _smtp(v: _Values) -> SmtpSettings:
         timeout=v.seconds("SMTP_TIMEOUT", 30.0, 3600, "30"),
         ca_file=ca_file,
         reconnect_every=v.integer("SMTP_RECONNECT_EVERY", 100, 1, 100_000, "100"),
+        oauth=oauth,
     )
 
 
@@ -365,6 +377,7 @@ def _imap(v: _Values) -> ImapSettings:
         password=Secret(v.raw("IMAP_PASSWORD")),
         folder=v.text("IMAP_FOLDER", "INBOX"),
         ca_file=Path(ca) if ca else None,
+        oauth=auth_setting(v, "IMAP_AUTH", "IMAP_USERNAME"),
     )
 
 

@@ -180,9 +180,11 @@ class ScriptedServer:
         refuse_auth: bool = False,
         login: tuple[str, str] | None = None,
         without_auth: Iterable[str] = (),
+        handler: ScriptedHandler | None = None,
     ) -> None:
         """`login` (user name, password) is the one login accepted; `without_auth` names
-        AUTH mechanisms the server does not offer (e.g. "PLAIN")."""
+        AUTH mechanisms the server does not offer (e.g. "PLAIN"); `handler`: a subclass
+        with more (e.g. an `auth_XOAUTH2`), for `script`."""
         self.script = script
         self.port = free_port()
         kwargs: dict[str, Any] = {}
@@ -192,8 +194,10 @@ class ScriptedServer:
             kwargs = {"authenticator": _OneLogin(script, *login), "auth_require_tls": False}
         if without_auth:
             kwargs["auth_exclude_mechanism"] = list(without_auth)
+        if handler is not None:
+            kwargs["auth_require_tls"] = False
         self.controller = _Controller(
-            ScriptedHandler(script), hostname="127.0.0.1", port=self.port, **kwargs
+            handler or ScriptedHandler(script), hostname="127.0.0.1", port=self.port, **kwargs
         )
 
     def __enter__(self) -> ScriptedServer:

@@ -161,13 +161,25 @@ def check(
             "relay; exit 1 on any fail).",
         ),
     ] = False,
+    auth: Annotated[
+        bool,
+        typer.Option(
+            "--auth",
+            help="Instead: get the OAuth2 token, log in to SMTP and IMAP, log out (sends "
+            "nothing; exit 1 on any failure).",
+        ),
+    ] = False,
 ) -> None:
     """Check the campaign, every template for every invitee, the contacts, and Thai text.
 
-    Example: mailer check --contacts contacts.csv, or mailer check --deliverability
+    Example: mailer check --contacts contacts.csv, mailer check --deliverability, or
+    mailer check --auth
     """
     if deliverability:
         _check_deliverability(ctx)
+        return
+    if auth:
+        _check_auth(ctx)
         return
     from mailer.check import run_check
 
@@ -181,6 +193,19 @@ def check(
     if not report.ok:
         raise MailerError(f"check found {len(report.errors)} problem(s); see above")
     out.print("All checks passed.")
+
+
+def _check_auth(ctx: typer.Context) -> None:
+    from mailer.auth_check import check_auth
+
+    settings = workspace(ctx).settings
+    steps = check_auth(settings.smtp, settings.imap)
+    for step in steps:
+        flag(out, "✓" if step.ok else "✗", "green" if step.ok else "red", step.line)
+    failed = sum(not step.ok for step in steps)
+    if failed:
+        raise MailerError(f"check --auth: {failed} of {len(steps)} step(s) failed; see above")
+    out.print("Sign-in checks passed.")
 
 
 def _check_deliverability(ctx: typer.Context) -> None:

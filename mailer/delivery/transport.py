@@ -1,4 +1,5 @@
-"""SMTP sessions: TLS verified, login from settings, one session reused for many messages.
+"""SMTP sessions: TLS verified, login from settings (a password, or XOAUTH2 with a token from
+`mailer.oauth`), one session reused for many messages.
 
 `send` returns what the server's answers came to, as a value (`mailer.delivery.answers`:
 `Delivered`, `Deferred`, `Refused`, `Uncertain`), and raises `TransportError` (a
@@ -31,6 +32,7 @@ from mailer.delivery.answers import (
     strict_reply,
 )
 from mailer.errors import TransportError
+from mailer.oauth import DELEGATION, OAuthSettings, token_source, xoauth2
 from mailer.settings import SmtpSettings
 
 
@@ -76,11 +78,7 @@ class SmtpTransport:
         except ssl.SSLError as exc:
             raise TransportError(f"TLS with {where} failed: {exc}. Nothing was sent") from exc
         except smtplib.SMTPAuthenticationError as exc:
-            raise TransportError(
-                f"{where} refused the login of SMTP_USERNAME={s.username!r}: "
-                f"{SmtpReply.of(exc.smtp_code, exc.smtp_error)}. Check SMTP_USERNAME and "
-                "SMTP_PASSWORD. Nothing was sent"
-            ) from exc
+            raise _refused_login(s, where, exc) from exc
         except smtplib.SMTPConnectError as exc:
             raise TransportError(
                 f"{where} refused the session: {SmtpReply.of(exc.smtp_code, exc.smtp_error)}. "
@@ -235,12 +233,68 @@ def _session(s: SmtpSettings, where: str) -> smtplib.SMTP:
                 )
             smtp.starttls(context=ssl_context(s))
             smtp.ehlo()
-        if s.username:
+        if s.oauth is not None:
+            _xoauth2_login(smtp, s.username, s.oauth)
+        elif s.username:
             _login(smtp, s.username, s.password.value, where)
     except BaseException:
         _abandon(smtp)
         raise
     return smtp
+
+
+def _refused_login(
+    s: SmtpSettings, where: str, exc: smtplib.SMTPAuthenticationError
+) -> TransportError:
+    reply = SmtpReply.of(exc.smtp_code, exc.smtp_error)
+    login = f"{where} refused the login of SMTP_USERNAME={s.username!r}: {reply}."
+    if s.oauth is not None and s.oauth.provider == "google":
+        return TransportError(
+            f"{login} (After a 535 the token is fetched again and tried once more.) Check "
+            f"that SMTP_USERNAME is a mailbox of the Workspace domain and that {DELEGATION}. "
+            "Nothing was sent"
+        )
+    if s.oauth is not None:
+        return TransportError(
+            f"{login} (After a 535 the token is fetched again and tried once more.) Check "
+            "that the app registration's service principal is registered in Exchange Online "
+            "(New-ServicePrincipal) with FullAccess or SendAs on this mailbox, and that SMTP "
+            "AUTH is enabled for the mailbox. Nothing was sent"
+        )
+    if basic_auth_disabled(reply):
+        return TransportError(
+            f"{login} The server no longer takes passwords (Basic authentication) for SMTP "
+            "AUTH: set SMTP_AUTH=microsoft with OAUTH_TENANT, OAUTH_CLIENT_ID and "
+            "OAUTH_CLIENT_SECRET (see README, OAuth2). If a password must keep working, a "
+            "tenant admin checks, in the Microsoft 365 admin centre, the mailbox's Mail apps "
+            "setting 'Authenticated SMTP' (SMTP AUTH for the mailbox: Set-CASMailbox "
+            "-SmtpClientAuthenticationDisabled $false) and the tenant's "
+            "SmtpClientAuthenticationDisabled / Security defaults. Nothing was sent"
+        )
+    return TransportError(f"{login} Check SMTP_USERNAME and SMTP_PASSWORD. Nothing was sent")
+
+
+def basic_auth_disabled(reply: SmtpReply) -> bool:
+    """Whether a refused password login says passwords are off (Exchange Online's
+    `550 5.7.30 Basic authentication is not supported for Client Submission`, `535 5.7.139
+    ... basic authentication is disabled`, and the like)."""
+    text = reply.text.lower()
+    return "5.7.30" in text or ("basic auth" in text and ("disabled" in text or "not" in text))
+
+
+def _xoauth2_login(smtp: smtplib.SMTP, username: str, oauth: OAuthSettings) -> None:
+    """AUTH XOAUTH2 with the token source's token; a 535 (the token was revoked, or
+    expired early) gets one more try with a token fetched again."""
+    source = token_source(oauth)
+    for fresh in (False, True):
+        response = xoauth2(username, source.token(fresh=fresh))
+        try:  # an error challenge (334) is answered with an empty line, as XOAUTH2 asks
+            smtp.auth("XOAUTH2", lambda challenge=None, r=response: "" if challenge else r)
+        except smtplib.SMTPAuthenticationError as exc:
+            if exc.smtp_code != 535 or fresh:
+                raise
+        else:
+            return
 
 
 def _login(smtp: smtplib.SMTP, username: str, password: str, where: str) -> None:

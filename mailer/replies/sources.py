@@ -17,6 +17,7 @@ from pathlib import Path
 from imapclient import IMAPClient
 
 from mailer.errors import MailerError
+from mailer.oauth import OAuthSettings, token_source
 from mailer.settings import ImapSettings
 
 
@@ -129,6 +130,15 @@ def _unverified(where: str, exc: ssl.SSLCertVerificationError) -> MailerError:
     )
 
 
+def _oauth2_login(client: IMAPClient, username: str, oauth: OAuthSettings) -> None:
+    """AUTHENTICATE XOAUTH2; refused once, tried again with a token fetched again."""
+    source = token_source(oauth)
+    try:
+        client.oauth2_login(username, source.token())
+    except IMAPClient.Error:
+        client.oauth2_login(username, source.token(fresh=True))
+
+
 def _logged_in(settings: ImapSettings, where: str, timeout: float) -> IMAPClient:
     """A client connected (TLS or STARTTLS) and logged in, or a `MailerError` saying why not."""
     context = ssl.create_default_context(cafile=str(settings.ca_file) if settings.ca_file else None)
@@ -146,7 +156,9 @@ def _logged_in(settings: ImapSettings, where: str, timeout: float) -> IMAPClient
     try:
         if settings.security == "starttls":
             client.starttls(context)
-        if f"{settings.username}{settings.password.value}".isascii():
+        if settings.oauth is not None:
+            _oauth2_login(client, settings.username, settings.oauth)
+        elif f"{settings.username}{settings.password.value}".isascii():
             client.login(settings.username, settings.password.value)
         else:  # LOGIN's arguments are ASCII only; AUTHENTICATE PLAIN carries UTF-8 (RFC 4616)
             client.plain_login(settings.username, settings.password.value)
@@ -154,6 +166,10 @@ def _logged_in(settings: ImapSettings, where: str, timeout: float) -> IMAPClient
         with contextlib.suppress(OSError):
             client.shutdown()
         raise _unverified(where, exc) from exc
+    except MailerError:  # no token (mailer.oauth says why)
+        with contextlib.suppress(OSError):
+            client.shutdown()
+        raise
     except (IMAPClient.Error, OSError) as exc:
         with contextlib.suppress(OSError):
             client.shutdown()
