@@ -158,7 +158,7 @@ class Campaign:
         """`invitation` and `reminder:<rule id>` come from the rules; `update:<sequence>`,
         `cancel`, `confirm:<n>` and the coordinator's `digest:<day>` are built in
         (templates/update/, templates/cancel/, templates/confirm/, templates/digest/; a
-        confirmation and a digest carry no calendar: their method is ""))."""
+        confirmation and a digest carry no calendar: their method is "")."""
         try:
             parsed = LedgerKind.parse(kind)
         except ValueError:
