@@ -97,6 +97,9 @@ class WebSettings:
 
     public_url: str = ""  # e.g. https://rsvp.example.go.th (no trailing slash)
     secret_key: Secret = Secret("")  # signs the links and the forms
+    # The coordinator's dashboard (/dashboard): off while empty. An argon2 hash, printed by
+    # `mailer web hash-password`.
+    dashboard_password_hash: Secret = Secret("")
 
     @property
     def links(self) -> bool:
@@ -163,7 +166,8 @@ def _database_problem(url: str) -> str | None:
     return None
 
 
-_SECRETS = ("SMTP_PASSWORD", "IMAP_PASSWORD", "DATABASE_URL", "MAILER_SECRET_KEY")
+_SECRETS = ("SMTP_PASSWORD", "IMAP_PASSWORD", "DATABASE_URL", "MAILER_SECRET_KEY",
+            "MAILER_DASHBOARD_PASSWORD_HASH")  # fmt: skip
 
 
 def _dotenv(path: Path, problems: list[str]) -> tuple[dict[str, str], dict[str, str]]:
@@ -389,7 +393,20 @@ def _web(v: _Values) -> WebSettings:
             f"MAILER_SECRET_KEY is {len(key)} characters long; it must be at least "
             f"{MIN_SECRET_KEY} ({make})"
         )
-    return WebSettings(public_url=url, secret_key=Secret(key))
+    password_hash = v.raw("MAILER_DASHBOARD_PASSWORD_HASH").strip()
+    if password_hash and not password_hash.startswith("$argon2"):
+        v.problems.append(
+            "MAILER_DASHBOARD_PASSWORD_HASH is not an argon2 hash (it starts with $argon2); "
+            "make one with `mailer web hash-password` (never put the password itself here)"
+        )
+        password_hash = ""
+    if password_hash and not key:
+        v.problems.append(
+            f"MAILER_DASHBOARD_PASSWORD_HASH is set but MAILER_SECRET_KEY is empty (it signs the "
+            f"dashboard's session); {make}"
+        )
+    return WebSettings(public_url=url, secret_key=Secret(key),
+                       dashboard_password_hash=Secret(password_hash))  # fmt: skip
 
 
 def load_settings(environ: Mapping[str, str], dotenv_path: Path | None = Path(".env")) -> Settings:
