@@ -120,7 +120,9 @@ class Dashboard:
         if not self.password_hash:
             return self.html("dashboard_off", {}, 503)
         nonce, field = self.forms.issue(LOGIN_KEY)
-        response = self.html("dashboard_login", {"csrf": field, "login": True, **values}, code)
+        response = self.html(
+            "dashboard_login", {"csrf": field, "login": True, "problem": "", **values}, code
+        )
         self._cookie(response, LOGIN_COOKIE, nonce, FORM_AGE, request)
         return response
 
