@@ -37,7 +37,8 @@ PASSWORD = "รหัสผ่าน-ของผู้ประสานงา�
 HASH = hash_password(PASSWORD)
 URLS = ["/dashboard", "/dashboard?province=TH-50&attendance=needs_review", "/dashboard/review",
         "/dashboard/totals.json", "/dashboard/totals.json?agency=agri", "/dashboard/export.xlsx",
-        "/dashboard/export.csv?what=call-sheet", "/dashboard/login"]  # fmt: skip
+        "/dashboard/export.csv?what=call-sheet", "/dashboard/office/TH-50-agri",
+        "/dashboard/office/TH-50-rd", "/dashboard/login"]  # fmt: skip
 
 
 # --- fast: the parts on their own ----------------------------------------------------------
@@ -380,6 +381,35 @@ def test_without_a_hash_the_dashboard_is_off(
             posted = client.post(f"{off.base}/dashboard/login", data={"password": ""})
             assert posted.status_code == 503
             assert client.get(off.web.links["TH-50-agri"]).status_code == 200  # pages still on
+
+
+@pytest.mark.slow
+def test_an_office_page_shows_its_timeline_and_marks(board: Board) -> None:
+    link = board.web.links["TH-50-agri"]
+    firefox = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0"
+    with httpx.Client(headers={"User-Agent": firefox}, timeout=30) as person:
+        person.get(link)
+    with _client() as client:
+        board.login(client)
+        page = client.get(f"{board.base}/dashboard/office/TH-50-agri")
+        assert page.status_code == 200
+        timeline = page.text[page.text.index('id="timeline"') :]
+        for shown in ["อีเมล</strong> invitation (SEQUENCE 0): ส่งแล้ว", "เปิดลิงก์</strong> คน: GET page",
+                      "อีเมลตอบกลับ</strong> เข้าร่วม (reply", "ยินดีเข้าร่วมค่ะ"]:  # fmt: skip
+            assert shown in timeline, shown
+        sent, opened, replied = (timeline.index(s) for s in ("invitation (", "เปิดลิงก์", "ยินดี"))
+        assert sent < opened < replied  # oldest first
+        marked = client.post(
+            f"{board.base}/dashboard/mark",
+            data={"csrf": _csrf(page.text), "invitee_id": "TH-50-agri", "status": "declined",
+                  "back": "office"},
+        )  # fmt: skip
+        assert marked.url.path == "/dashboard/office/TH-50-agri"
+        assert 'id="attendance">ไม่เข้าร่วม<' in marked.text
+        assert "ผู้ประสานงานบันทึก</strong> ไม่เข้าร่วม (mark" in marked.text
+        assert client.get(f"{board.base}/dashboard/office/TH-99-x").status_code == 404
+    (office,) = [i for i in board.status_json()["invitees"] if i["invitee_id"] == "TH-50-agri"]
+    assert office["attendance"] == "declined"
 
 
 # --- a real browser --------------------------------------------------------------------------

@@ -70,7 +70,7 @@ HEADERS = {
     ),
 }
 PAGES = ("rsvp", "done", "problem", "dashboard", "dashboard_login", "dashboard_off",
-         "dashboard_problem", "dashboard_review")  # fmt: skip
+         "dashboard_office", "dashboard_problem", "dashboard_review")  # fmt: skip
 _NONCE = re.compile(r"[A-Za-z0-9_-]{20,40}")
 
 

@@ -6,6 +6,7 @@
     GET|HEAD  /dashboard/totals.json         the totals, as `mailer status --json` has them
     GET|HEAD  /dashboard/export.{xlsx,csv}   the filtered view's export (?what=all|call-sheet|…)
     GET|HEAD  /dashboard/review              the review queue
+    GET|HEAD  /dashboard/office/{id}         an office's whole timeline, with buttons to mark
     POST      /dashboard/mark                the coordinator's mark for an office
 
 Every GET only reads. Every POST needs the form's CSRF token (signed for the session, or
@@ -16,6 +17,7 @@ Without `MAILER_DASHBOARD_PASSWORD_HASH` the dashboard is off: a page says how t
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -29,6 +31,7 @@ from mailer.views.report import status
 from mailer.web.board import MEDIA, board_values, export_bytes, filters_of, review_values, totals
 from mailer.web.guard import FORM_AGE, Forms, RateLimit, same_origin
 from mailer.web.login import LOGIN_COOKIE, SESSION_AGE, SESSION_COOKIE, Sessions, password_ok
+from mailer.web.timeline import office_values
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -77,6 +80,7 @@ class Dashboard:
             Route(f"{ROOT}/totals.json", self.totals, methods=get),
             Route(f"{ROOT}/export.{{suffix}}", self.export, methods=get),
             Route(f"{ROOT}/review", self.review, methods=get),
+            Route(f"{ROOT}/office/{{invitee_id}}", self.office, methods=get),
             Route(f"{ROOT}/mark", self.mark, methods=["POST"]),
         ]
 
@@ -223,6 +227,21 @@ class Dashboard:
         )
         return self.html("dashboard_review", values)
 
+    async def office(self, request: Request) -> Response:
+        gate = self._gate(request)
+        if not isinstance(gate, str):
+            return gate
+        invitee_id = request.path_params["invitee_id"][:64]
+        try:
+            values = await run_in_threadpool(
+                office_values, self.site.ledger, self.site.campaign, invitee_id
+            )
+        except MailerError as exc:
+            return self.html("dashboard_problem", {"problem": "filter", "text": str(exc)}, 404)
+        values.update(csrf=self.forms.issue(FORM_KEY, gate)[1],
+                      marked=request.query_params.get("marked", "")[:64])  # fmt: skip
+        return self.html("dashboard_office", values)
+
     # --- marking -----------------------------------------------------------------------
 
     async def mark(self, request: Request) -> Response:
@@ -242,14 +261,15 @@ class Dashboard:
         note = (
             f"marked on the dashboard (review of reply {reply})"
             if reply.isdigit()
-            else ("marked on the dashboard")
+            else "marked on the dashboard"
         )
         try:
             await run_in_threadpool(self._mark, invitee_id, Attendance(choice), note)
         except MailerError as exc:
             return self.html("dashboard_problem", {"problem": "filter", "text": str(exc)}, 422)
+        back = f"office/{quote(invitee_id)}" if form.get("back") == "office" else "review"
         return RedirectResponse(
-            f"{ROOT}/review?marked={invitee_id}", status_code=303, headers=HEADERS
+            f"{ROOT}/{back}?marked={quote(invitee_id)}", status_code=303, headers=HEADERS
         )
 
     def _mark(self, invitee_id: str, status_: Attendance, note: str) -> None:
