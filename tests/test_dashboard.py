@@ -299,6 +299,9 @@ def test_the_dashboard_shows_what_status_json_says(board: Board) -> None:
         page = client.get(f"{board.base}/dashboard").text
         agri = client.get(f"{board.base}/dashboard/totals.json?agency=agri").json()
         wrong = client.get(f"{board.base}/dashboard?province=TH-99")
+        sent = client.get(f"{board.base}/dashboard/totals.json?delivery=sent").json()
+        bad_state = client.get(f"{board.base}/dashboard?delivery=lost")
+        waiting = client.get(f"{board.base}/dashboard?delivery=not_enqueued&province=TH-11").text
         xlsx = client.get(f"{board.base}/dashboard/export.xlsx")
         chase = client.get(f"{board.base}/dashboard/export.csv?what=call-sheet&province=TH-50")
     assert totals == expected["totals"]
@@ -306,6 +309,11 @@ def test_the_dashboard_shows_what_status_json_says(board: Board) -> None:
     assert agri["invitees"] == sum(1 for i in expected["invitees"] if i["agency"] == "agri")
     assert agri["attendance"]["accepted"] == 1
     assert wrong.status_code == 400
+    assert sent["invitees"] == sent["sent"] == expected["totals"]["sent"] > 0
+    assert bad_state.status_code == 400
+    assert "is not one of" in bad_state.text
+    assert 'id="office-TH-50-agri"' not in waiting
+    assert 'id="office-TH-11-agri"' in waiting
     assert "is not a province" in wrong.text
     assert f'data-total="invitees">{totals["invitees"]}<' in page
     assert f'data-attendance="needs_review">{totals["attendance"]["needs_review"]}<' in page

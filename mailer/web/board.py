@@ -77,7 +77,7 @@ def filters_of(query: Mapping[str, str]) -> Filters:
         value = query.get(name, "").strip()
         return value[:80] or None
 
-    return Filters(given("province"), given("agency"), given("attendance"))
+    return Filters(given("province"), given("agency"), given("attendance"), given("delivery"))
 
 
 def totals(report: StatusReport) -> dict[str, Any]:
@@ -110,6 +110,7 @@ def board_values(ledger: Ledger, campaign: Campaign, filters: Filters) -> dict[s
             "province": filters.province or "",
             "agency": filters.agency or "",
             "attendance": filters.attendance or "",
+            "delivery": filters.delivery or "",
         },
         "choices": {
             "provinces": [{"value": c, "label": f"{p} ({c})"} for c, p in provinces],
@@ -118,6 +119,7 @@ def board_values(ledger: Ledger, campaign: Campaign, filters: Filters) -> dict[s
                 for a in sorted({i.agency for i in everyone.invitees})
             ],
             "attendance": [{"value": s.value, "label": ATTENDANCE_TH[s]} for s in STATUSES],
+            "delivery": [{"value": k, "label": v} for k, v in DELIVERY_TH.items()],
         },
     }
 
