@@ -100,6 +100,9 @@ class WebSettings:
     # The coordinator's dashboard (/dashboard): off while empty. An argon2 hash, printed by
     # `mailer web hash-password`.
     dashboard_password_hash: Secret = Secret("")
+    # The reverse proxy whose X-Forwarded-For/-Proto `mailer web` believes (addresses or
+    # networks); empty: none, the headers are ignored.
+    trusted_proxies: tuple[str, ...] = ()
 
     @property
     def links(self) -> bool:
@@ -406,7 +409,23 @@ def _web(v: _Values) -> WebSettings:
             f"dashboard's session); {make}"
         )
     return WebSettings(public_url=url, secret_key=Secret(key),
-                       dashboard_password_hash=Secret(password_hash))  # fmt: skip
+                       dashboard_password_hash=Secret(password_hash),
+                       trusted_proxies=_proxies(v))  # fmt: skip
+
+
+def _proxies(v: _Values) -> tuple[str, ...]:
+    import ipaddress
+
+    found = []
+    for given in v.text("MAILER_TRUSTED_PROXY", "").replace(",", " ").split():
+        try:
+            found.append(str(ipaddress.ip_network(given, strict=False)))
+        except ValueError:
+            v.problems.append(
+                f"MAILER_TRUSTED_PROXY: {cut(given)!r} is not an IP address or network; "
+                "e.g. MAILER_TRUSTED_PROXY=127.0.0.1"
+            )
+    return tuple(found)
 
 
 def load_settings(environ: Mapping[str, str], dotenv_path: Path | None = Path(".env")) -> Settings:

@@ -9,6 +9,7 @@ import csv
 import io
 import json
 import re
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from typing import Any
 
 import httpx
 import pytest
+import uvicorn
 from sqlalchemy import func, select
 from typer.testing import CliRunner
 
@@ -27,8 +29,10 @@ from mailer.replies import sources
 from mailer.replies.attendance import mark, review
 from mailer.replies.statuses import Attendance
 from mailer.replies.sync import sync
+from mailer.web.app import create_app, server_options
 from mailer.web.board import looks_like_scanner
 from mailer.web.login import Sessions, hash_password, password_ok
+from mailer.web.pages import Site
 from tests.conftest import CAMPAIGN, TEMPLATES, FakeClock, Mailhog, free_port, make_settings
 from tests.test_replies import _mailbox, _reply
 from tests.test_web import KEY, Served, Web, _serve
@@ -224,9 +228,6 @@ def test_the_session_cookie_is_httponly_strict_and_expires(board: Board) -> None
         assert flags["max-age"].strip() == "Max-Age=28800"
         assert "secure" not in flags  # plain http on loopback
     https = board.web.ws  # behind an https proxy (MAILER_PUBLIC_URL https): Secure cookies
-    from mailer.web.app import create_app
-    from mailer.web.pages import Site
-
     port = free_port()
     application = create_app(
         Site(https.ledger(), https.campaign, https.settings.templates_dir, KEY,
@@ -418,6 +419,39 @@ def test_an_office_page_shows_its_timeline_and_marks(board: Board) -> None:
         assert client.get(f"{board.base}/dashboard/office/TH-99-x").status_code == 404
     (office,) = [i for i in board.status_json()["invitees"] if i["invitee_id"] == "TH-50-agri"]
     assert office["attendance"] == "declined"
+
+
+class Proxied(Served):
+    """The app served as `mailer web` serves it, forwarded headers believed from `trusted`."""
+
+    def __init__(self, application: Any, port: int, trusted: tuple[str, ...]) -> None:
+        options = {**server_options(trusted), "log_level": "warning"}
+        config = uvicorn.Config(application, host="127.0.0.1", port=port, lifespan="off",
+                                **options)  # fmt: skip
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+
+@pytest.mark.slow
+def test_forwarded_headers_count_only_from_the_trusted_proxy(board: Board) -> None:
+    ws = board.web.ws
+    site = Site(ws.ledger(), ws.campaign, ws.settings.templates_dir, KEY, password_hash=HASH,
+                logins_per_address=2)  # fmt: skip
+    forwarded = {"X-Forwarded-Proto": "https"}
+    for trusted, believed in [(("127.0.0.1/32",), True), (("10.9.9.9/32",), False)]:
+        port = free_port()
+        base = f"http://127.0.0.1:{port}"
+        with Proxied(create_app(site), port, trusted), _client() as client:
+            form = client.get(f"{base}/dashboard/login", headers=forwarded)
+            (nonce,) = [c for c in form.headers.get_list("set-cookie") if "dashboard_form" in c]
+            assert ("secure" in nonce.lower()) == believed, trusted
+            tries = [
+                client.post(f"{base}/dashboard/login", data={"password": "x"},
+                            headers={"X-Forwarded-For": f"203.0.113.{n}"}).status_code
+                for n in range(3)
+            ]  # fmt: skip
+            # Believed: three addresses, none over its limit; else one address, throttled.
+            assert (429 in tries) != believed, (trusted, tries)
 
 
 # --- a real browser --------------------------------------------------------------------------

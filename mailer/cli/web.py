@@ -42,7 +42,7 @@ def web_cmd(
     import uvicorn
 
     from mailer.hosts import is_loopback_host
-    from mailer.web.app import create_app
+    from mailer.web.app import create_app, server_options
     from mailer.web.pages import Site
 
     ws = workspace(ctx)
@@ -71,9 +71,7 @@ def web_cmd(
         create_app(site, web.public_url),
         host=host,
         port=port,
-        proxy_headers=False,
-        server_header=False,
-        log_level="warning",
+        **server_options(web.trusted_proxies),
     )
 
 

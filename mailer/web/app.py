@@ -212,6 +212,17 @@ def _origin(url: str) -> str:
     return f"{parts.scheme}://{parts.netloc}"
 
 
+def server_options(trusted_proxies: tuple[str, ...]) -> dict[str, Any]:
+    """uvicorn's options for `mailer web`: forwarded headers believed only from the
+    configured proxies (none: ignored)."""
+    return {
+        "proxy_headers": bool(trusted_proxies),
+        "forwarded_allow_ips": ",".join(trusted_proxies) or "127.0.0.1",
+        "server_header": False,
+        "log_level": "warning",
+    }
+
+
 def create_app(site: Site, public_url: str = "") -> Starlette:
     rsvp = RsvpApp(site, public_url)
     routes = [
