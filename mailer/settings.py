@@ -100,6 +100,7 @@ class WebSettings:
     # The coordinator's dashboard (/dashboard): off while empty. An argon2 hash, printed by
     # `mailer web hash-password`.
     dashboard_password_hash: Secret = Secret("")
+    dashboard_readonly_hash: Secret = Secret("")  # a second password: sees, never marks
     # The reverse proxy whose X-Forwarded-For/-Proto `mailer web` believes (addresses or
     # networks); empty: none, the headers are ignored.
     trusted_proxies: tuple[str, ...] = ()
@@ -170,7 +171,7 @@ def _database_problem(url: str) -> str | None:
 
 
 _SECRETS = ("SMTP_PASSWORD", "IMAP_PASSWORD", "DATABASE_URL", "MAILER_SECRET_KEY",
-            "MAILER_DASHBOARD_PASSWORD_HASH")  # fmt: skip
+            "MAILER_DASHBOARD_PASSWORD_HASH", "MAILER_DASHBOARD_READONLY_HASH")  # fmt: skip
 
 
 def _dotenv(path: Path, problems: list[str]) -> tuple[dict[str, str], dict[str, str]]:
@@ -396,13 +397,13 @@ def _web(v: _Values) -> WebSettings:
             f"MAILER_SECRET_KEY is {len(key)} characters long; it must be at least "
             f"{MIN_SECRET_KEY} ({make})"
         )
-    password_hash = v.raw("MAILER_DASHBOARD_PASSWORD_HASH").strip()
-    if password_hash and not password_hash.startswith("$argon2"):
+    password_hash = _password_hash(v, "MAILER_DASHBOARD_PASSWORD_HASH")
+    readonly_hash = _password_hash(v, "MAILER_DASHBOARD_READONLY_HASH")
+    if readonly_hash and not password_hash:
         v.problems.append(
-            "MAILER_DASHBOARD_PASSWORD_HASH is not an argon2 hash (it starts with $argon2); "
-            "make one with `mailer web hash-password` (never put the password itself here)"
+            "MAILER_DASHBOARD_READONLY_HASH is set but MAILER_DASHBOARD_PASSWORD_HASH is empty: "
+            "the dashboard is on only with the coordinator's password"
         )
-        password_hash = ""
     if password_hash and not key:
         v.problems.append(
             f"MAILER_DASHBOARD_PASSWORD_HASH is set but MAILER_SECRET_KEY is empty (it signs the "
@@ -410,7 +411,19 @@ def _web(v: _Values) -> WebSettings:
         )
     return WebSettings(public_url=url, secret_key=Secret(key),
                        dashboard_password_hash=Secret(password_hash),
+                       dashboard_readonly_hash=Secret(readonly_hash),
                        trusted_proxies=_proxies(v))  # fmt: skip
+
+
+def _password_hash(v: _Values, name: str) -> str:
+    found = v.raw(name).strip()
+    if found and not found.startswith("$argon2"):
+        v.problems.append(
+            f"{name} is not an argon2 hash (it starts with $argon2); make one with "
+            "`mailer web hash-password` (never put the password itself here)"
+        )
+        return ""
+    return found
 
 
 def _proxies(v: _Values) -> tuple[str, ...]:

@@ -76,6 +76,13 @@ def test_the_hash_setting_must_be_an_argon2_hash_with_a_key(tmp_path: Path) -> N
         make_settings(tmp_path, MAILER_DASHBOARD_PASSWORD_HASH=PASSWORD, MAILER_SECRET_KEY=KEY)
     with pytest.raises(SettingsError, match="MAILER_SECRET_KEY is empty"):
         make_settings(tmp_path, MAILER_DASHBOARD_PASSWORD_HASH=HASH)
+    with pytest.raises(SettingsError, match="MAILER_DASHBOARD_PASSWORD_HASH is empty"):
+        make_settings(tmp_path, MAILER_DASHBOARD_READONLY_HASH=HASH, MAILER_SECRET_KEY=KEY)
+    with pytest.raises(SettingsError, match=r"MAILER_TRUSTED_PROXY: 'proxy\.local'"):
+        make_settings(tmp_path, MAILER_TRUSTED_PROXY="127.0.0.1, proxy.local")
+    assert make_settings(
+        tmp_path, MAILER_TRUSTED_PROXY="127.0.0.1,10.0.0.0/8"
+    ).web.trusted_proxies == ("127.0.0.1/32", "10.0.0.0/8")
     settings = make_settings(tmp_path, MAILER_DASHBOARD_PASSWORD_HASH=HASH, MAILER_SECRET_KEY=KEY)
     assert settings.web.dashboard_password_hash.value == HASH
     assert HASH not in repr(settings)
@@ -419,6 +426,30 @@ def test_an_office_page_shows_its_timeline_and_marks(board: Board) -> None:
         assert client.get(f"{board.base}/dashboard/office/TH-99-x").status_code == 404
     (office,) = [i for i in board.status_json()["invitees"] if i["invitee_id"] == "TH-50-agri"]
     assert office["attendance"] == "declined"
+
+
+@pytest.mark.slow
+def test_the_read_only_role_sees_and_never_marks(
+    make_ws, smtp_server: Mailhog, clock: FakeClock, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    viewer = "ดูอย่างเดียว-password-123"
+    for board in _board(make_ws, smtp_server, clock, tmp_path, readonly_hash=hash_password(viewer)):
+        with _client() as client:
+            assert board.login(client, viewer).url.path == "/dashboard"
+            review_page = client.get(f"{board.base}/dashboard/review").text
+            assert "อ่านอย่างเดียว" in review_page
+            assert 'action="/dashboard/mark"' not in review_page
+            office = client.get(f"{board.base}/dashboard/office/TH-50-rd").text
+            assert 'action="/dashboard/mark"' not in office
+            refused = client.post(f"{board.base}/dashboard/mark", data={"csrf": _csrf(review_page),
+                                  "invitee_id": "TH-50-rd", "status": "accepted"})  # fmt: skip
+            assert refused.status_code == 403
+            assert "สิทธิ์อ่านอย่างเดียว" in refused.text
+            assert client.get(f"{board.base}/dashboard/totals.json").status_code == 200
+        assert board.counts()[2] == 0
+        with _client() as client:  # the coordinator's password still marks
+            board.login(client)
+            assert 'action="/dashboard/mark"' in client.get(f"{board.base}/dashboard/review").text
 
 
 class Proxied(Served):

@@ -59,6 +59,7 @@ def web_cmd(
     site = Site(
         ws.ledger(), ws.campaign, ws.settings.templates_dir, web.secret_key.value,
         password_hash=web.dashboard_password_hash.value,
+        readonly_hash=web.dashboard_readonly_hash.value,
     )  # fmt: skip
     out.print(f"Serving the answer pages on http://{host}:{port}/ (Ctrl-C stops).")
     if web.dashboard_password_hash:

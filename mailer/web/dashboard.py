@@ -7,7 +7,8 @@
     GET|HEAD  /dashboard/export.{xlsx,csv}   the filtered view's export (?what=all|call-sheet|…)
     GET|HEAD  /dashboard/review              the review queue
     GET|HEAD  /dashboard/office/{id}         an office's whole timeline, with buttons to mark
-    POST      /dashboard/mark                the coordinator's mark for an office
+    POST      /dashboard/mark                the coordinator's mark for an office (not the
+                                             read-only role's)
 
 Every GET only reads. Every POST needs the form's CSRF token (signed for the session, or
 for the login form's cookie: `mailer.web.guard.Forms`) and its own origin (`same_origin`).
@@ -30,7 +31,16 @@ from mailer.replies.statuses import ANSWERS, Attendance
 from mailer.views.report import status
 from mailer.web.board import MEDIA, board_values, export_bytes, filters_of, review_values, totals
 from mailer.web.guard import FORM_AGE, Forms, RateLimit, same_origin
-from mailer.web.login import LOGIN_COOKIE, SESSION_AGE, SESSION_COOKIE, Sessions, password_ok
+from mailer.web.login import (
+    COORDINATOR,
+    LOGIN_COOKIE,
+    SESSION_AGE,
+    SESSION_COOKIE,
+    VIEWER,
+    Sessions,
+    password_ok,
+    role_of,
+)
 from mailer.web.timeline import office_values
 
 if TYPE_CHECKING:
@@ -67,7 +77,7 @@ class Dashboard:
         self.templates = templates
         self.forms, self.public_origin, self.https = guard
         self.password_hash = site.password_hash
-        self.sessions = Sessions(site.secret_key, site.password_hash)
+        self.sessions = Sessions(site.secret_key, site.password_hash + site.readonly_hash)
         self.logins = RateLimit(site.logins_per_address, site.post_window)
 
     def routes(self) -> list[Route]:
@@ -144,13 +154,21 @@ class Dashboard:
         ):
             return self._login_form(request, {"problem": "form"}, 403)
         given = str(form.get("password") or "")
-        if not await run_in_threadpool(password_ok, self.password_hash, given):
+        role = await run_in_threadpool(self._role, given)
+        if role is None:
             return self._login_form(request, {"problem": "password"}, 401)
-        _, cookie = self.sessions.start()
+        _, cookie = self.sessions.start(role)
         response = RedirectResponse(ROOT, status_code=303, headers=HEADERS)
         self._cookie(response, SESSION_COOKIE, cookie, SESSION_AGE, request)
         response.delete_cookie(LOGIN_COOKIE, path=ROOT)
         return response
+
+    def _role(self, password: str) -> str | None:
+        if password_ok(self.password_hash, password):
+            return COORDINATOR
+        if self.site.readonly_hash and password_ok(self.site.readonly_hash, password):
+            return VIEWER
+        return None
 
     async def logout(self, request: Request) -> Response:
         gate = self._gate(request)
@@ -223,6 +241,7 @@ class Dashboard:
         values = await run_in_threadpool(review_values, self.site.ledger)
         values.update(
             csrf=self.forms.issue(FORM_KEY, gate)[1],
+            can_mark=role_of(gate) == COORDINATOR,
             marked=request.query_params.get("marked", "")[:64],
         )
         return self.html("dashboard_review", values)
@@ -239,6 +258,7 @@ class Dashboard:
         except MailerError as exc:
             return self.html("dashboard_problem", {"problem": "filter", "text": str(exc)}, 404)
         values.update(csrf=self.forms.issue(FORM_KEY, gate)[1],
+                      can_mark=role_of(gate) == COORDINATOR,
                       marked=request.query_params.get("marked", "")[:64])  # fmt: skip
         return self.html("dashboard_office", values)
 
@@ -253,6 +273,8 @@ class Dashboard:
         form = await request.form(max_files=0, max_fields=10)
         if not self._posted(request, FORM_KEY, gate, form.get("csrf")):
             return self.html("dashboard_problem", {"problem": "form"}, 403)
+        if role_of(gate) != COORDINATOR:
+            return self.html("dashboard_problem", {"problem": "readonly"}, 403)
         invitee_id = str(form.get("invitee_id") or "").strip()[:64]
         choice = str(form.get("status") or "")
         if choice not in {a.value for a in ANSWERS}:

@@ -1,6 +1,7 @@
 """The coordinator's login to the dashboard: the password checked against its argon2 hash
-(`MAILER_DASHBOARD_PASSWORD_HASH`, made by `hash_password`), and a session held in a signed
-cookie (itsdangerous, `MAILER_SECRET_KEY`): a random session id and nothing else, good for
+(`MAILER_DASHBOARD_PASSWORD_HASH`, made by `hash_password`; or the read-only one,
+`MAILER_DASHBOARD_READONLY_HASH`), and a session held in a signed cookie (itsdangerous,
+`MAILER_SECRET_KEY`): its role and a random session id, nothing else, good for
 `SESSION_AGE` seconds, or until the coordinator logs out (the id is then refused by this
 process). The dashboard's forms are signed for the session's id (`mailer.web.guard.Forms`)."""
 
@@ -15,6 +16,13 @@ from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 SESSION_AGE = 8 * 3600  # seconds a login lasts
 SESSION_COOKIE = "mailer_dashboard"
 LOGIN_COOKIE = "dashboard_form"  # the login form's nonce, before there is a session
+COORDINATOR = "coordinator"  # sees and marks
+VIEWER = "viewer"  # the read-only role: sees, never marks
+
+
+def role_of(session: str) -> str:
+    """The role a session was started with (its id's signed prefix)."""
+    return COORDINATOR if session.startswith(f"{COORDINATOR}.") else VIEWER
 
 
 def hash_password(password: str) -> str:
@@ -50,9 +58,9 @@ class Sessions:
         self._ended: set[str] = set()
         self._lock = threading.Lock()
 
-    def start(self) -> tuple[str, str]:
-        """(the session's id, the cookie's value)."""
-        session = secrets.token_urlsafe(18)
+    def start(self, role: str = COORDINATOR) -> tuple[str, str]:
+        """(the session's id, the cookie's value); the id starts with its role."""
+        session = f"{role}.{secrets.token_urlsafe(18)}"
         return session, str(self._serializer.dumps(session))
 
     def read(self, cookie: str | None) -> str | None:

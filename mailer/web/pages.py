@@ -51,6 +51,7 @@ class Site:
     posts_per_address: int = 60
     post_window: float = 600.0
     password_hash: str = ""
+    readonly_hash: str = ""  # the read-only role's password hash (empty: no such role)
     logins_per_address: int = 10
     refresh_seconds: float = 10.0  # how often the dashboard's totals refresh themselves
 
