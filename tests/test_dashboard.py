@@ -341,6 +341,35 @@ def test_the_dashboard_shows_what_status_json_says(board: Board) -> None:
 
 
 @pytest.mark.slow
+def test_no_answer_after_a_reminder(board: Board) -> None:
+    from mailer.rounds.send import send_round
+    from mailer.views.report import status
+
+    ws = board.web.ws
+    kind = "reminder:followup-no-reply"
+    assert send_round(ws, kind, only=["TH-50"]).drain.sent > 0
+    expected = {
+        i.invitee_id
+        for i in status(ws.ledger(), ws.campaign, kind).invitees
+        if i.delivery == "sent" and i.attendance == Attendance.no_reply
+    }
+    assert expected
+    assert "TH-50-agri" not in expected  # it answered
+    with _client() as client:
+        board.login(client)
+        page = client.get(f"{board.base}/dashboard").text
+        assert f"kind={kind.replace(':', '%3A')}&amp;delivery=sent&amp;attendance=no_reply" in page
+        view = client.get(f"{board.base}/dashboard",
+                          params={"kind": kind, "delivery": "sent", "attendance": "no_reply"})  # fmt: skip
+        sums = client.get(f"{board.base}/dashboard/totals.json",
+                          params={"kind": kind, "delivery": "sent", "attendance": "no_reply"})  # fmt: skip
+        unknown = client.get(f"{board.base}/dashboard/totals.json?kind=reminder:nothing")
+    assert set(re.findall(r'id="office-([A-Za-z0-9-]+)"', view.text)) == expected
+    assert sums.json()["invitees"] == len(expected)
+    assert unknown.status_code == 400
+
+
+@pytest.mark.slow
 def test_link_opened_tells_a_scanner_from_a_person(board: Board) -> None:
     link = board.web.links["TH-50-agri"]
     with httpx.Client(timeout=30) as scanner:  # python-httpx: a scanner

@@ -15,12 +15,16 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 
+from mailer.errors import MailerError
 from mailer.labels import AGENCY_LABELS, AGENCY_SHORT, ATTENDANCE_TH, DELIVERY_TH, MARKS
+from mailer.models import Delivery
 from mailer.replies.attendance import review
 from mailer.replies.statuses import ANSWERS, STATUSES
 from mailer.views.exports import export, matrix
 from mailer.views.report import Filters, StatusReport, status
 from mailer.web.store import V
+
+D = Delivery.__table__.c  # type: ignore[attr-defined]
 
 if TYPE_CHECKING:
     from mailer.campaign import Campaign
@@ -80,15 +84,39 @@ def filters_of(query: Mapping[str, str]) -> Filters:
     return Filters(given("province"), given("agency"), given("attendance"), given("delivery"))
 
 
+def sent_kinds(ledger: Ledger) -> list[str]:
+    """The kinds of message the ledger holds for offices (invitation, reminder:…, update…)."""
+    with ledger.reads.connect() as conn:
+        found = conn.execute(
+            select(D.kind)
+            .where(D.campaign_id == ledger.campaign_id, D.invitee_id.is_not(None))
+            .distinct()
+        ).scalars()
+        return sorted({"invitation", *found}, key=lambda k: (k != "invitation", k))
+
+
+def report_of(ledger: Ledger, campaign: Campaign, query: Mapping[str, str]) -> StatusReport:
+    """`mailer status` of the view a dashboard URL names: its filters, and `kind`, the message
+    whose delivery it shows (default the invitation; `kind=reminder:R&delivery=sent&
+    attendance=no_reply` is "no answer after reminder R")."""
+    kind = query.get("kind", "").strip()[:64] or "invitation"
+    filters = filters_of(query)
+    if kind != "invitation" and kind not in sent_kinds(ledger):
+        raise MailerError(f"kind {kind!r}: no such message was sent; one of {sent_kinds(ledger)}")
+    return status(ledger, campaign, kind, filters)
+
+
 def totals(report: StatusReport) -> dict[str, Any]:
     """What `status --json` says under "totals"."""
     return dict(report.to_json()["totals"])
 
 
-def board_values(ledger: Ledger, campaign: Campaign, filters: Filters) -> dict[str, Any]:
+def board_values(ledger: Ledger, campaign: Campaign, query: Mapping[str, str]) -> dict[str, Any]:
     """The dashboard's values: totals, matrix, offices (with "link opened"), the filters."""
-    report = status(ledger, campaign, filters=filters)
-    everyone = status(ledger, campaign) if filters != Filters() else report
+    report = report_of(ledger, campaign, query)
+    filters = filters_of(query)
+    everyone = status(ledger, campaign)
+    kinds = sent_kinds(ledger)
     agencies, rows = matrix(report)
     opens = opened(ledger)
     provinces = sorted(
@@ -111,6 +139,7 @@ def board_values(ledger: Ledger, campaign: Campaign, filters: Filters) -> dict[s
             "agency": filters.agency or "",
             "attendance": filters.attendance or "",
             "delivery": filters.delivery or "",
+            "kind": query.get("kind", "") or "invitation",
         },
         "choices": {
             "provinces": [{"value": c, "label": f"{p} ({c})"} for c, p in provinces],
@@ -120,6 +149,8 @@ def board_values(ledger: Ledger, campaign: Campaign, filters: Filters) -> dict[s
             ],
             "attendance": [{"value": s.value, "label": ATTENDANCE_TH[s]} for s in STATUSES],
             "delivery": [{"value": k, "label": v} for k, v in DELIVERY_TH.items()],
+            "kinds": kinds,
+            "reminders": [k for k in kinds if k.startswith("reminder:")],
         },
     }
 

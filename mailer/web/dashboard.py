@@ -28,8 +28,7 @@ from starlette.routing import Route
 from mailer.errors import MailerError
 from mailer.replies.attendance import mark
 from mailer.replies.statuses import ANSWERS, Attendance
-from mailer.views.report import status
-from mailer.web.board import MEDIA, board_values, export_bytes, filters_of, review_values, totals
+from mailer.web.board import MEDIA, board_values, export_bytes, report_of, review_values, totals
 from mailer.web.guard import FORM_AGE, Forms, RateLimit, same_origin
 from mailer.web.login import (
     COORDINATOR,
@@ -189,9 +188,8 @@ class Dashboard:
         if not isinstance(gate, str):
             return gate
         try:
-            filters = filters_of(request.query_params)
             values = await run_in_threadpool(
-                board_values, self.site.ledger, self.site.campaign, filters
+                board_values, self.site.ledger, self.site.campaign, request.query_params
             )
         except MailerError as exc:
             return self.html("dashboard_problem", {"problem": "filter", "text": str(exc)}, 400)
@@ -207,9 +205,8 @@ class Dashboard:
         if not isinstance(gate, str):
             return JSONResponse({"error": "login"}, status_code=401, headers=HEADERS)
         try:
-            filters = filters_of(request.query_params)
             report = await run_in_threadpool(
-                status, self.site.ledger, self.site.campaign, "invitation", filters
+                report_of, self.site.ledger, self.site.campaign, request.query_params
             )
         except MailerError as exc:
             return JSONResponse({"error": str(exc)}, status_code=400, headers=HEADERS)
@@ -224,9 +221,8 @@ class Dashboard:
         if suffix not in MEDIA or what not in ("all", "call-sheet", "attendees"):
             return self.html("dashboard_problem", {"problem": "filter", "text": "?"}, 404)
         try:
-            filters = filters_of(request.query_params)
             report = await run_in_threadpool(
-                status, self.site.ledger, self.site.campaign, "invitation", filters
+                report_of, self.site.ledger, self.site.campaign, request.query_params
             )
         except MailerError as exc:
             return self.html("dashboard_problem", {"problem": "filter", "text": str(exc)}, 400)
