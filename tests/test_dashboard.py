@@ -552,5 +552,11 @@ def test_chromium_logs_in_and_sees_the_totals_change_by_themselves(
                 assert time.monotonic() < deadline, "the totals did not refresh by themselves"
                 page.wait_for_timeout(200)
             assert page.evaluate("window.loadedOnce") is True
+            page.goto(f"{live.base}/dashboard/review")
+            seen = page.evaluate("[document.documentElement.scrollWidth, innerWidth]")
+            assert seen[0] <= seen[1], f"the review queue scrolls sideways at 360 px: {seen}"
+            page.set_viewport_size({"width": 1280, "height": 900})
+            page.goto(f"{live.base}/dashboard")
+            page.screenshot(path=str(tmp_path / "dashboard-desktop.png"), full_page=True)
         finally:
             browser.close()
