@@ -101,6 +101,13 @@ class WebSettings:
 
     public_url: str = ""  # e.g. https://rsvp.example.go.th (no trailing slash)
     secret_key: Secret = Secret("")  # signs the links and the forms
+    # The coordinator's dashboard (/dashboard): off while empty. An argon2 hash, printed by
+    # `mailer web hash-password`.
+    dashboard_password_hash: Secret = Secret("")
+    dashboard_readonly_hash: Secret = Secret("")  # a second password: sees, never marks
+    # The reverse proxy whose X-Forwarded-For/-Proto `mailer web` believes (addresses or
+    # networks); empty: none, the headers are ignored.
+    trusted_proxies: tuple[str, ...] = ()
 
     @property
     def links(self) -> bool:
@@ -173,6 +180,8 @@ _SECRETS = (
     "DATABASE_URL",
     "MAILER_SECRET_KEY",
     "OAUTH_CLIENT_SECRET",
+    "MAILER_DASHBOARD_PASSWORD_HASH",
+    "MAILER_DASHBOARD_READONLY_HASH",
 )
 
 
@@ -402,7 +411,48 @@ def _web(v: _Values) -> WebSettings:
             f"MAILER_SECRET_KEY is {len(key)} characters long; it must be at least "
             f"{MIN_SECRET_KEY} ({make})"
         )
-    return WebSettings(public_url=url, secret_key=Secret(key))
+    password_hash = _password_hash(v, "MAILER_DASHBOARD_PASSWORD_HASH")
+    readonly_hash = _password_hash(v, "MAILER_DASHBOARD_READONLY_HASH")
+    if readonly_hash and not password_hash:
+        v.problems.append(
+            "MAILER_DASHBOARD_READONLY_HASH is set but MAILER_DASHBOARD_PASSWORD_HASH is empty: "
+            "the dashboard is on only with the coordinator's password"
+        )
+    if password_hash and not key:
+        v.problems.append(
+            f"MAILER_DASHBOARD_PASSWORD_HASH is set but MAILER_SECRET_KEY is empty (it signs the "
+            f"dashboard's session); {make}"
+        )
+    return WebSettings(public_url=url, secret_key=Secret(key),
+                       dashboard_password_hash=Secret(password_hash),
+                       dashboard_readonly_hash=Secret(readonly_hash),
+                       trusted_proxies=_proxies(v))  # fmt: skip
+
+
+def _password_hash(v: _Values, name: str) -> str:
+    found = v.raw(name).strip()
+    if found and not found.startswith("$argon2"):
+        v.problems.append(
+            f"{name} is not an argon2 hash (it starts with $argon2); make one with "
+            "`mailer web hash-password` (never put the password itself here)"
+        )
+        return ""
+    return found
+
+
+def _proxies(v: _Values) -> tuple[str, ...]:
+    import ipaddress
+
+    found = []
+    for given in v.text("MAILER_TRUSTED_PROXY", "").replace(",", " ").split():
+        try:
+            found.append(str(ipaddress.ip_network(given, strict=False)))
+        except ValueError:
+            v.problems.append(
+                f"MAILER_TRUSTED_PROXY: {cut(given)!r} is not an IP address or network; "
+                "e.g. MAILER_TRUSTED_PROXY=127.0.0.1"
+            )
+    return tuple(found)
 
 
 def load_settings(environ: Mapping[str, str], dotenv_path: Path | None = Path(".env")) -> Settings:

@@ -84,10 +84,14 @@ class Filters:
     province: str | None = None  # a code (TH-50) or the Thai name
     agency: str | None = None
     attendance: str | None = None  # one of `STATUSES`
+    delivery: str | None = None  # a `DeliveryState` or NOT_ENQUEUED (the dashboard's filter)
 
     def __post_init__(self) -> None:
         if self.attendance is not None:
             one_of(self.attendance, STATUSES, f"--attendance {cut(self.attendance)!r}")
+        states = (NOT_ENQUEUED, *(s.value for s in DeliveryState))
+        if self.delivery is not None and self.delivery not in states:
+            raise MailerError(f"delivery {cut(self.delivery)!r} is not one of {', '.join(states)}")
 
     def keep(self, item: InviteeStatus) -> bool:
         code = province_of(item.invitee_id)
@@ -95,6 +99,7 @@ class Filters:
             (self.province is None or self.province in (code, item.province))
             and (self.agency is None or self.agency == item.agency)
             and (self.attendance is None or self.attendance == item.attendance)
+            and (self.delivery is None or self.delivery == item.delivery)
         )
 
 

@@ -3,7 +3,9 @@
     GET|HEAD /r/{token}             the office's page; recorded only as "link opened"
     POST     /r/{token}             the answer (CSRF token, same origin, rate limited)
     GET|HEAD /r/{token}/invite.ics  the calendar entry of the event's current version
-    GET|HEAD /static/web.css, /static/fonts/{name}   every asset from the app itself
+    GET|HEAD /static/web.css, /static/dashboard.js, /static/fonts/{name}   every asset from
+                                    the app itself
+    /dashboard…                     the coordinator's dashboard (mailer.web.dashboard)
 
 A link that does not open (malformed, forged, unknown, revoked, expired) gets a Thai page with
 the coordinator's phone and a 4xx status, and changes nothing. The database is used from
@@ -31,7 +33,8 @@ from mailer.compose.letters import environment
 from mailer.errors import TemplateProblem
 from mailer.identity import event_uid
 from mailer.replies.online import Evidence, answer
-from mailer.web.guard import COOKIE, FORM_AGE, Forms, RateLimit
+from mailer.web.dashboard import Dashboard
+from mailer.web.guard import COOKIE, FORM_AGE, Forms, RateLimit, same_origin
 from mailer.web.pages import (
     Office,
     Site,
@@ -66,6 +69,8 @@ HEADERS = {
         "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
     ),
 }
+PAGES = ("rsvp", "done", "problem", "dashboard", "dashboard_login", "dashboard_off",
+         "dashboard_office", "dashboard_problem", "dashboard_review")  # fmt: skip
 _NONCE = re.compile(r"[A-Za-z0-9_-]{20,40}")
 
 
@@ -81,15 +86,14 @@ class RsvpApp:
         self.by_address = RateLimit(site.posts_per_address, site.post_window)
         env = environment(site.templates_dir, site.campaign.timezone, autoescape=True)
         try:
-            self.templates = {
-                name: env.get_template(f"web/{name}.html") for name in ("rsvp", "done", "problem")
-            }
+            self.templates = {name: env.get_template(f"web/{name}.html") for name in PAGES}
         except jinja2.TemplateError as exc:
             raise TemplateProblem(
                 f"{site.templates_dir / 'web'}: {exc}; restore templates/web/ from mailer"
             ) from exc
         self.coordinator = coordinator_values(site.campaign)
         self.css = (site.templates_dir / "web" / "web.css").read_bytes()
+        self.script = (site.templates_dir / "web" / "dashboard.js").read_bytes()
 
     @cached_property
     def invites(self) -> InviteBuilder:
@@ -147,7 +151,7 @@ class RsvpApp:
             return self.problem("rate")
         if int(request.headers.get("content-length") or MAX_BODY + 1) > MAX_BODY:
             return self.problem("malformed")
-        if not self._same_origin(request):
+        if not same_origin(request, self.public_origin):
             return self.problem("form")
         form = await request.form(max_files=0, max_fields=20)
         field = form.get("csrf")
@@ -166,17 +170,6 @@ class RsvpApp:
         values = await run_in_threadpool(page_values, self.site, office)
         values.update(changed=recorded.changed, self_href=office.token)
         return self.html("done", values)
-
-    def _same_origin(self, request: Request) -> bool:
-        """A browser's POST from our own page: no cross-site fetch, an Origin (if sent) of
-        this server or of MAILER_PUBLIC_URL."""
-        if request.headers.get("sec-fetch-site", "same-origin") not in ("same-origin", "none"):
-            return False
-        origin = request.headers.get("origin")
-        if origin is None:
-            return True
-        own = f"{request.url.scheme}://{request.url.netloc}"
-        return origin in (own, self.public_origin)
 
     async def ics(self, request: Request) -> Response:
         try:
@@ -198,6 +191,9 @@ class RsvpApp:
     async def stylesheet(self, request: Request) -> Response:
         return Response(self.css, media_type="text/css", headers=_cached())
 
+    async def javascript(self, request: Request) -> Response:
+        return Response(self.script, media_type="text/javascript", headers=_cached())
+
     async def font(self, request: Request) -> Response:
         name = request.path_params["name"]
         if name in FONTS:
@@ -216,6 +212,17 @@ def _origin(url: str) -> str:
     return f"{parts.scheme}://{parts.netloc}"
 
 
+def server_options(trusted_proxies: tuple[str, ...]) -> dict[str, Any]:
+    """uvicorn's options for `mailer web`: forwarded headers believed only from the
+    configured proxies (none: ignored)."""
+    return {
+        "proxy_headers": bool(trusted_proxies),
+        "forwarded_allow_ips": ",".join(trusted_proxies) or "127.0.0.1",
+        "server_header": False,
+        "log_level": "warning",
+    }
+
+
 def create_app(site: Site, public_url: str = "") -> Starlette:
     rsvp = RsvpApp(site, public_url)
     routes = [
@@ -223,6 +230,9 @@ def create_app(site: Site, public_url: str = "") -> Starlette:
         Route("/r/{token}", rsvp.post, methods=["POST"]),
         Route("/r/{token}/invite.ics", rsvp.ics, methods=["GET", "HEAD"]),
         Route("/static/web.css", rsvp.stylesheet, methods=["GET", "HEAD"]),
+        Route("/static/dashboard.js", rsvp.javascript, methods=["GET", "HEAD"]),
         Route("/static/fonts/{name}", rsvp.font, methods=["GET", "HEAD"]),
     ]
+    board = Dashboard(site, rsvp.templates, (rsvp.forms, rsvp.public_origin, rsvp.https))
+    routes += board.routes()
     return Starlette(routes=routes)

@@ -1,4 +1,4 @@
-"""What guards a POST: the form's CSRF token, and the rate limits.
+"""What guards a POST: the form's CSRF token, its origin, and the rate limits.
 
 CSRF (double submit, signed): showing a page sets a random nonce in a cookie (HttpOnly,
 SameSite=Strict, on the page's path) and puts in the form the nonce signed with
@@ -18,8 +18,12 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+
+if TYPE_CHECKING:
+    from starlette.requests import Request
 
 FORM_AGE = 12 * 3600  # seconds a form shown stays good to post
 COOKIE = "rsvp_form"
@@ -75,3 +79,15 @@ class RateLimit:
                     k: v for k, v in self._seen.items() if v and v[-1] > now - self.window
                 }
             return True
+
+
+def same_origin(request: Request, public_origin: str | None) -> bool:
+    """A browser's POST from our own page: no cross-site fetch, an Origin (if sent) of this
+    server or of MAILER_PUBLIC_URL (`public_origin`)."""
+    if request.headers.get("sec-fetch-site", "same-origin") not in ("same-origin", "none"):
+        return False
+    origin = request.headers.get("origin")
+    if origin is None:
+        return True
+    own = f"{request.url.scheme}://{request.url.netloc}"
+    return origin in (own, public_origin)

@@ -39,8 +39,9 @@ if TYPE_CHECKING:
 @dataclass(frozen=True)
 class Site:
     """What `mailer web` serves from: the ledger (and its clock), the campaign, the
-    templates folder (templates/web/), the link key, and how many POSTs a link and an
-    address may make in `post_window` seconds."""
+    templates folder (templates/web/), the link key, how many POSTs a link and an address
+    may make in `post_window` seconds; the dashboard's password hash (empty: the dashboard
+    is off) and how many logins an address may try in that window."""
 
     ledger: Ledger
     campaign: Campaign
@@ -49,6 +50,10 @@ class Site:
     posts_per_link: int = 10
     posts_per_address: int = 60
     post_window: float = 600.0
+    password_hash: str = ""
+    readonly_hash: str = ""  # the read-only role's password hash (empty: no such role)
+    logins_per_address: int = 10
+    refresh_seconds: float = 10.0  # how often the dashboard's totals refresh themselves
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,209 @@
+"""What the coordinator's dashboard shows, as plain values for the sandboxed templates: the
+totals and the rows of `mailer status` (`mailer.views.report.status`, the same numbers as
+`status --json`), the province × agency matrix (`mailer.views.exports.matrix`), "link opened"
+per office told apart as a mail scanner or a person (`rsvp_visit`), the review queue
+(`mailer.replies.attendance.review`), and the exports as bytes (`mailer.views.exports`)."""
+
+from __future__ import annotations
+
+import re
+import tempfile
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import select
+
+from mailer.errors import MailerError
+from mailer.labels import AGENCY_LABELS, AGENCY_SHORT, ATTENDANCE_TH, DELIVERY_TH, MARKS
+from mailer.models import Delivery
+from mailer.replies.attendance import review
+from mailer.replies.statuses import ANSWERS, STATUSES
+from mailer.views.exports import export, matrix
+from mailer.views.report import Filters, StatusReport, status
+from mailer.web.store import V
+
+D = Delivery.__table__.c  # type: ignore[attr-defined]
+
+if TYPE_CHECKING:
+    from mailer.campaign import Campaign
+    from mailer.delivery.ledger import Ledger
+
+# What a mail scanner's fetch looks like: a HEAD, or an agent that is no browser a person
+# uses (Safe Links and its kin, link previews, libraries). A guess, shown as one.
+_SCANNER = re.compile(
+    r"bot|crawl|spider|scan|preview|safelinks|defender|proofpoint|mimecast|barracuda|"
+    r"python|curl|wget|httpx|java/|go-http|okhttp|libwww|headlesschrome",
+    re.IGNORECASE,
+)
+
+
+def looks_like_scanner(method: str, user_agent: str) -> bool:
+    return (
+        method == "HEAD"
+        or not user_agent.startswith("Mozilla/")
+        or bool(_SCANNER.search(user_agent))
+    )
+
+
+@dataclass(frozen=True)
+class Opened:
+    people: int = 0
+    scanners: int = 0
+    last_at: str = ""  # ISO, UTC
+    last_agent: str = ""
+
+
+def opened(ledger: Ledger) -> dict[str, Opened]:
+    """Per office, its link's opens: by people, by scanners, and the last one."""
+    found: dict[str, Opened] = {}
+    with ledger.reads.connect() as conn:
+        rows = conn.execute(
+            select(V.invitee_id, V.method, V.user_agent, V.at)
+            .where(V.campaign_id == ledger.campaign_id)
+            .order_by(V.at, V.id)
+        ).all()
+    for row in rows:
+        seen = found.get(row.invitee_id, Opened())
+        scanner = looks_like_scanner(row.method, row.user_agent)
+        found[row.invitee_id] = Opened(
+            seen.people + (not scanner), seen.scanners + scanner, row.at.isoformat(),
+            row.user_agent[:120],
+        )  # fmt: skip
+    return found
+
+
+def filters_of(query: Mapping[str, str]) -> Filters:
+    """The filters a dashboard URL names (empty ones: none); `MailerError` for a wrong one."""
+
+    def given(name: str) -> str | None:
+        value = query.get(name, "").strip()
+        return value[:80] or None
+
+    return Filters(given("province"), given("agency"), given("attendance"), given("delivery"))
+
+
+def sent_kinds(ledger: Ledger) -> list[str]:
+    """The kinds of message the ledger holds for offices (invitation, reminder:…, update…)."""
+    with ledger.reads.connect() as conn:
+        found = conn.execute(
+            select(D.kind)
+            .where(D.campaign_id == ledger.campaign_id, D.invitee_id.is_not(None))
+            .distinct()
+        ).scalars()
+        return sorted({"invitation", *found}, key=lambda k: (k != "invitation", k))
+
+
+def report_of(ledger: Ledger, campaign: Campaign, query: Mapping[str, str]) -> StatusReport:
+    """`mailer status` of the view a dashboard URL names: its filters, and `kind`, the message
+    whose delivery it shows (default the invitation; `kind=reminder:R&delivery=sent&
+    attendance=no_reply` is "no answer after reminder R")."""
+    kind = query.get("kind", "").strip()[:64] or "invitation"
+    filters = filters_of(query)
+    if kind != "invitation" and kind not in sent_kinds(ledger):
+        raise MailerError(f"kind {kind!r}: no such message was sent; one of {sent_kinds(ledger)}")
+    return status(ledger, campaign, kind, filters)
+
+
+def totals(report: StatusReport) -> dict[str, Any]:
+    """What `status --json` says under "totals"."""
+    return dict(report.to_json()["totals"])
+
+
+def board_values(ledger: Ledger, campaign: Campaign, query: Mapping[str, str]) -> dict[str, Any]:
+    """The dashboard's values: totals, matrix, offices (with "link opened"), the filters."""
+    report = report_of(ledger, campaign, query)
+    filters = filters_of(query)
+    everyone = status(ledger, campaign)
+    kinds = sent_kinds(ledger)
+    agencies, rows = matrix(report)
+    opens = opened(ledger)
+    provinces = sorted(
+        {(i.province_code or i.invitee_id[:5], i.province) for i in everyone.invitees}
+    )
+    return {
+        "totals": _totals(report),
+        "agencies": [{"code": a, "short": AGENCY_SHORT.get(a, a)} for a in agencies],
+        "matrix": [
+            {
+                "code": r.code,
+                "province": r.province,
+                "cells": [_cell(c, agencies[n]) for n, c in enumerate(r.cells)],
+            }
+            for r in rows
+        ],
+        "offices": [_office(i, opens.get(i.invitee_id)) for i in report.invitees],
+        "filters": {
+            "province": filters.province or "",
+            "agency": filters.agency or "",
+            "attendance": filters.attendance or "",
+            "delivery": filters.delivery or "",
+            "kind": query.get("kind", "") or "invitation",
+        },
+        "choices": {
+            "provinces": [{"value": c, "label": f"{p} ({c})"} for c, p in provinces],
+            "agencies": [
+                {"value": a, "label": AGENCY_LABELS.get(a, a)}
+                for a in sorted({i.agency for i in everyone.invitees})
+            ],
+            "attendance": [{"value": s.value, "label": ATTENDANCE_TH[s]} for s in STATUSES],
+            "delivery": [{"value": k, "label": v} for k, v in DELIVERY_TH.items()],
+            "kinds": kinds,
+            "reminders": [k for k in kinds if k.startswith("reminder:")],
+        },
+    }
+
+
+def _totals(report: StatusReport) -> dict[str, Any]:
+    delivery = [{"key": k, "label": DELIVERY_TH.get(k, k), "n": v}
+                for k, v in report.totals.items() if k != "invitees"]  # fmt: skip
+    answers = [{"key": s.value, "label": ATTENDANCE_TH[s], "n": n}
+               for s, n in (report.attendance or {}).items()]  # fmt: skip
+    return {"invitees": report.totals["invitees"], "delivery": delivery, "attendance": answers}
+
+
+def _cell(found: Any, agency: str) -> dict[str, str]:
+    if found is None:
+        return {"mark": "", "status": "", "label": "", "agency": agency}
+    symbol, _ = MARKS[found]
+    return {"mark": symbol, "status": found.value, "label": ATTENDANCE_TH[found], "agency": agency}
+
+
+def _office(item: Any, seen: Opened | None) -> dict[str, Any]:
+    return {
+        "id": item.invitee_id,
+        "organisation": item.organisation,
+        "province": item.province,
+        "delivery": DELIVERY_TH.get(item.delivery, item.delivery),
+        "delivery_state": item.delivery,
+        "attendance": ATTENDANCE_TH[item.attendance],
+        "status": item.attendance.value,
+        "evidence": item.attendance_evidence or "",
+        "representative": dict(item.representative or {}),
+        "opened": asdict(seen) if seen else None,
+    }
+
+
+def review_values(ledger: Ledger) -> dict[str, Any]:
+    items = [
+        {"id": r.id, "invitee_id": r.invitee_id or "", "kind": r.kind, "evidence": r.evidence,
+         "subject": r.subject}
+        for r in review(ledger)
+    ]  # fmt: skip
+    return {"items": items, "answers": [{"value": a.value, "label": ATTENDANCE_TH[a]}
+                                        for a in ANSWERS]}  # fmt: skip
+
+
+MEDIA = {
+    "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+    "csv": "text/csv; charset=utf-8",
+}
+
+
+def export_bytes(report: StatusReport, what: str, suffix: str) -> bytes:
+    """The export `mailer export` writes (`what`: all, call-sheet, attendees), as bytes."""
+    with tempfile.TemporaryDirectory(prefix="mailer-export-") as folder:
+        path = Path(folder) / f"{what}.{suffix}"
+        export(report, path, what)
+        return path.read_bytes()
