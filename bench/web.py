@@ -1,0 +1,172 @@
+"""Web benchmark: `python -m bench.web [--offices 100000]` (a measurement, not a test).
+
+With N offices in the ledger (each with its invitation queued), served by one `mailer web`
+app on a real uvicorn on loopback, it measures, in one run:
+  - a static file the same server serves (`/static/web.css`): the baseline;
+  - an office's answer page (GET, a different office each time);
+  - the coordinator's dashboard, first view (logged in);
+  - answer POSTs from 50 concurrent clients (each its own office, CSRF token first);
+and prints p50/p99 of each and the ratios to the static page's. Absolute figures move ×2–3
+between machines here: read the ratios. Goal (issue #13): the dashboard within 5× a static
+page; no request over 1 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import httpx
+import uvicorn
+
+from bench.__main__ import free_port, write_contacts
+
+ROOT = Path(__file__).resolve().parent.parent
+KEY = "bench-" + "k" * 40
+PASSWORD = "bench-password-123"
+
+
+def _campaign(target: Path) -> Path:
+    """The shipped campaign moved to 2030, so every link still opens."""
+    text = (ROOT / "schedules" / "egov-seminar-2559.toml").read_text(encoding="utf-8")
+    target.write_text(text.replace("2016-11-22T", "2030-11-22T"), encoding="utf-8")
+    return target
+
+
+def _percentiles(seconds: list[float]) -> tuple[float, float]:
+    ordered = sorted(seconds)
+    p99 = ordered[min(len(ordered) - 1, round(0.99 * (len(ordered) - 1)))]
+    return statistics.median(ordered), p99
+
+
+class _Served:
+    def __init__(self, app: Any, port: int) -> None:
+        config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> _Served:
+        self.thread.start()
+        while not self.server.started:
+            time.sleep(0.02)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=30)
+
+
+def _timed(client: httpx.Client, url: str) -> float:
+    start = time.perf_counter()
+    answer = client.get(url)
+    took = time.perf_counter() - start
+    if answer.status_code != 200:
+        raise SystemExit(f"GET {url}: {answer.status_code}")
+    return took
+
+
+def _post_answer(base: str, link: str) -> float:
+    with httpx.Client(timeout=60) as client:
+        page = client.get(link)
+        found = re.search(r'name="csrf" value="([^"]+)"', page.text)
+        if found is None:
+            raise SystemExit(f"no form on {link}: {page.status_code}")
+        start = time.perf_counter()
+        answer = client.post(
+            link, data={"csrf": found.group(1), "choice": "accepted"}, headers={"Origin": base}
+        )
+        took = time.perf_counter() - start
+        if answer.status_code != 200:
+            raise SystemExit(f"POST {link}: {answer.status_code}")
+        return took
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--offices", type=int, default=100_000)
+    parser.add_argument("--requests", type=int, default=100, help="GETs of each kind")
+    parser.add_argument("--posts", type=int, default=200, help="answer POSTs in all")
+    parser.add_argument("--clients", type=int, default=50, help="POSTs at once")
+    args = parser.parse_args()
+
+    from mailer.invitees.importing import import_contacts
+    from mailer.settings import load_settings
+    from mailer.web.app import create_app
+    from mailer.web.links import RsvpLinks
+    from mailer.web.login import hash_password
+    from mailer.web.pages import Site
+    from mailer.workspace import Workspace
+
+    work = Path(tempfile.mkdtemp(prefix="mailer-bench-web-"))
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    os.environ.update(
+        DATABASE_URL=f"sqlite:///{work / 'mailer.db'}",
+        MAILER_CAMPAIGN=str(_campaign(work / "campaign.toml")),
+        MAILER_TEMPLATES=str(ROOT / "templates"),
+        MAILER_PUBLIC_URL=base,
+        MAILER_SECRET_KEY=KEY,
+    )
+    ws = Workspace(load_settings(os.environ, dotenv_path=None))
+    contacts = work / "contacts.csv"
+    write_contacts(contacts, args.offices)
+    start = time.perf_counter()
+    import_contacts(ws.engine, contacts)
+    ids = [f"B-{n:06d}" for n in range(args.offices)]
+    ws.ledger().enqueue(
+        ((i, f"office{n:06d}@bench.example") for n, i in enumerate(ids)),
+        "invitation",
+        0,
+        lambda i: f"<bench.{i}@bench.example>",
+    )
+    print(f"{args.offices:,} offices imported and queued in {time.perf_counter() - start:.1f} s")
+    links = RsvpLinks(ws.settings.web, ws.ledger())
+    site = Site(
+        ws.ledger(), ws.campaign, ws.settings.templates_dir, KEY,
+        password_hash=hash_password(PASSWORD), posts_per_link=10_000,
+        posts_per_address=10_000_000,
+    )  # fmt: skip
+    step = max(1, args.offices // max(args.requests, args.posts))
+    with _Served(create_app(site, base), port), httpx.Client(timeout=120) as client:
+        static = [_timed(client, f"{base}/static/web.css") for _ in range(args.requests)]
+        pages = [_timed(client, links(ids[(n * step) % len(ids)])) for n in range(args.requests)]
+        login = client.get(f"{base}/dashboard/login")
+        token = re.search(r'name="csrf" value="([^"]+)"', login.text)
+        assert token is not None
+        client.post(
+            f"{base}/dashboard/login", data={"csrf": token.group(1), "password": PASSWORD},
+            headers={"Origin": base},
+        )  # fmt: skip
+        board = [_timed(client, f"{base}/dashboard") for _ in range(max(5, args.requests // 10))]
+        targets = [links(ids[(n * step + 1) % len(ids)]) for n in range(args.posts)]
+        with ThreadPoolExecutor(args.clients) as pool:
+            posts = list(pool.map(lambda link: _post_answer(base, link), targets))
+    base_p50, base_p99 = _percentiles(static)
+    print(f"{'request':34} {'p50':>9} {'p99':>9} {'p50 ×static':>12} {'p99 ×static':>12}")
+    for name, seconds in (
+        ("static file (baseline)", static),
+        ("an office's answer page (GET)", pages),
+        ("the dashboard, first view", board),
+        (f"answer POSTs, {args.clients} at once", posts),
+    ):
+        p50, p99 = _percentiles(seconds)
+        print(
+            f"{name:34} {p50 * 1000:7.1f}ms {p99 * 1000:7.1f}ms "
+            f"{p50 / base_p50:11.1f}× {p99 / base_p99:11.1f}×"
+        )
+    slowest = max(max(static), max(pages), max(board), max(posts))
+    print(f"slowest request: {slowest * 1000:.0f} ms (goal: none over 1 s)", file=sys.stderr)
+    ws.close()
+
+
+if __name__ == "__main__":
+    main()
