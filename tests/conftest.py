@@ -6,12 +6,14 @@ In CI (CI=true) a missing PostgreSQL is a failure, never a skip.
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any, NoReturn
 
 import psycopg
 import pytest
@@ -26,6 +28,38 @@ TEMPLATES = ROOT / "templates"
 CONTACTS = ROOT / "contacts.csv"
 PG_ADMIN = os.environ.get("TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/test")
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+
+
+def needed(message: str) -> NoReturn:
+    """A service or tool a test needs is missing: a skip on a developer's machine, a failure
+    in CI (`.ci/run` installs and starts everything the tests need)."""
+    if IN_CI:
+        pytest.fail(f"{message}; in CI this is a failure: .ci/run must provide it")
+    pytest.skip(message)
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or "/usr/bin/chromium"
+CHROMIUM_FLAGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+    "--disable-component-update", "--no-first-run",
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """Debian's Chromium driven by Playwright (no downloaded browser), one per module."""
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        needed("Playwright is not installed (pip install -e '.[test]')")
+    if not Path(CHROMIUM).is_file():
+        needed("Chromium is not installed (apt-get install chromium fonts-thai-tlwg)")
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        try:
+            yield launched
+        finally:
+            launched.close()
 
 
 class FakeClock:
@@ -83,10 +117,7 @@ def _postgres_database() -> Iterator[str]:
     try:
         admin = psycopg.connect(PG_ADMIN, autocommit=True, connect_timeout=5)
     except psycopg.OperationalError as exc:
-        message = f"PostgreSQL is not reachable at {PG_ADMIN}: {exc}"
-        if IN_CI:
-            pytest.fail(message + " (in CI this is a failure: .ci/run must start it)")
-        pytest.skip(message)
+        needed(f"PostgreSQL is not reachable at {PG_ADMIN}: {exc}")
     with admin:
         admin.execute(f'CREATE DATABASE "{name}"')
     try:
@@ -180,14 +211,10 @@ service imap-login {{
 def run_dovecot(extra_conf: str = "") -> Iterator[Dovecot]:
     """A real Dovecot IMAP server on loopback with one test user (Debian's dovecot-imapd;
     .ci/run installs it); `extra_conf` is appended to its configuration."""
-    import shutil
 
     binary = shutil.which("dovecot") or "/usr/sbin/dovecot"
     if not Path(binary).exists():
-        message = "Dovecot is not installed (apt-get install dovecot-imapd)"
-        if IN_CI:
-            pytest.fail(message + "; in CI this is a failure: .ci/run must install it")
-        pytest.skip(message)
+        needed("Dovecot is not installed (apt-get install dovecot-imapd)")
     root = Path("/tmp") / f"mailer-dovecot-{uuid.uuid4().hex[:8]}"  # short: socket paths
     for sub in ("run", "state", "mail"):
         (root / sub).mkdir(parents=True)

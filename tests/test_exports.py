@@ -4,7 +4,6 @@ sheet rendered by a real headless Chromium."""
 from __future__ import annotations
 
 import csv
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -19,7 +18,7 @@ from mailer.replies.attendance import mark
 from mailer.rounds.send import send_round
 from mailer.views.exports import export, matrix
 from mailer.views.report import Filters, status
-from tests.conftest import CAMPAIGN, CONTACTS, IN_CI, TEMPLATES, Mailhog
+from tests.conftest import CAMPAIGN, CHROMIUM, CONTACTS, TEMPLATES, Mailhog, needed
 
 SEEDED = {
     "TH-50-agri": ("accepted", {}),
@@ -180,12 +179,9 @@ def test_an_empty_campaign_exports_valid_files_and_says_so(make_ws, tmp_path: Pa
 
 @pytest.fixture
 def chromium() -> str:
-    found = shutil.which("chromium") or shutil.which("chromium-browser")
-    if not found:
-        if IN_CI:
-            pytest.fail("Chromium is not installed; in CI .ci/run must install it")
-        pytest.skip("Chromium is not installed (apt-get install chromium)")
-    return found
+    if not Path(CHROMIUM).is_file():
+        needed("Chromium is not installed (apt-get install chromium)")
+    return CHROMIUM
 
 
 @pytest.mark.slow

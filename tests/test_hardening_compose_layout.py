@@ -6,8 +6,6 @@ is downloaded); the screenshots are kept in the test's tmp_path."""
 from __future__ import annotations
 
 import re
-import shutil
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -18,13 +16,9 @@ from mailer.campaign import load_campaign
 from mailer.compose import Composer, OutgoingMail
 from mailer.invitees.importing import InviteeRecord
 from mailer.versions import Change
-from tests.conftest import CAMPAIGN, IN_CI, TEMPLATES
+from tests.conftest import CAMPAIGN, TEMPLATES
 from tests.helpers import parse, text_of
 
-CHROMIUM_FLAGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--no-first-run",
-]  # fmt: skip
 KINDS = ["invitation", "followup", "reminder", "update", "cancel"]
 CHANGES = [
     Change("when", "วันและเวลา", "วันอังคารที่ ๒๒ พฤศจิกายน ๒๕๕๙ เวลา ๑๓.๐๐ – ๑๖.๓๐ น.",
@@ -54,29 +48,6 @@ MEASURE = """() => {
   return {scroll: document.documentElement.scrollWidth, width: width,
           column: column.getBoundingClientRect().width, problems: out};
 }"""
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        message = "Playwright is not installed (pip install -e '.[test]')"
-        if IN_CI:
-            pytest.fail(message + "; in CI this is a failure")
-        pytest.skip(message)
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    if not chromium:
-        message = "Chromium is not installed (apt-get install chromium fonts-thai-tlwg)"
-        if IN_CI:
-            pytest.fail(message + "; in CI .ci/run must install it")
-        pytest.skip(message)
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_FLAGS)
-        try:
-            yield launched
-        finally:
-            launched.close()
 
 
 @pytest.fixture(scope="module")

@@ -13,11 +13,9 @@ import pytest
 
 from mailer.replies.attendance import attendance
 from mailer.replies.statuses import Attendance
-from tests.conftest import IN_CI, FakeClock, Mailhog
-from tests.test_hardening_compose_layout import CHROMIUM_FLAGS
+from tests.conftest import FakeClock, Mailhog
 from tests.test_web import Web, _serve
 
-CHROMIUM = "/usr/bin/chromium"
 MEASURE = """() => ({
   scroll: document.documentElement.scrollWidth,
   width: document.documentElement.clientWidth,
@@ -25,26 +23,6 @@ MEASURE = """() => ({
     .filter(el => el.offsetParent !== null && el.getBoundingClientRect().height < 44)
     .map(el => el.outerHTML.slice(0, 80)),
 })"""
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        if IN_CI:
-            pytest.fail("Playwright is not installed; in CI this is a failure")
-        pytest.skip("Playwright is not installed (pip install -e '.[test]')")
-    if not Path(CHROMIUM).is_file():
-        if IN_CI:
-            pytest.fail("Chromium is not installed; in CI .ci/run must install it")
-        pytest.skip("Chromium is not installed (apt-get install chromium fonts-thai-tlwg)")
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
-        try:
-            yield launched
-        finally:
-            launched.close()
 
 
 @pytest.fixture
