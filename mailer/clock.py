@@ -1,4 +1,4 @@
-""" "Now", injected: the real clock is `utcnow`; tests pass a frozen one (STYLE.md §4)."""
+""" "Now", injected: the real clock is `utcnow`; tests pass a frozen one."""
 
 from __future__ import annotations
 

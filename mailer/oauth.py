@@ -23,13 +23,10 @@ import json
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
-from mailer.delivery.dkim import Values
 from mailer.errors import TransportError, cut
-
-if TYPE_CHECKING:
-    from mailer.settings import Secret
+from mailer.values import Secret, Values
 
 AuthKind = Literal["password", "microsoft", "google"]
 AUTH_KINDS: tuple[AuthKind, ...] = ("password", "microsoft", "google")
@@ -106,7 +103,6 @@ def _file(v: Values, name: str, what: str) -> Path | None:
 
 
 def _microsoft(v: Values) -> OAuthSettings:
-    from mailer.settings import Secret  # (settings imports this module)
 
     tenant, client_id = v.text("OAUTH_TENANT", ""), v.text("OAUTH_CLIENT_ID", "")
     for name, value, example in (
@@ -140,7 +136,6 @@ def _microsoft(v: Values) -> OAuthSettings:
 
 
 def _google(v: Values, subject: str) -> OAuthSettings:
-    from mailer.settings import Secret  # (settings imports this module)
 
     what = "the JSON key of a service account with domain-wide delegation"
     key = _file(v, "OAUTH_SERVICE_ACCOUNT_FILE", what)

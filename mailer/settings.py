@@ -31,27 +31,15 @@ from mailer.hosts import is_loopback_host as is_loopback_host  # also reached fr
 from mailer.oauth import OAuthSettings, auth_setting
 from mailer.redact import hide_secrets as hide_secrets
 from mailer.redact import shown_url as shown_url
+from mailer.values import Secret as Secret  # also reached from here
+from mailer.web.settings import WebSettings as WebSettings
+from mailer.web.settings import web_settings
 
 Security = Literal["none", "starttls", "ssl"]
 _SECURITIES: tuple[Security, ...] = ("none", "starttls", "ssl")
 
 DEFAULT_DATABASE_URL = "sqlite:///var/mailer.db"
 DEFAULT_CAMPAIGN = "schedules/egov-seminar-2559.toml"
-
-
-@dataclass(frozen=True)
-class Secret:
-    """A value that never shows itself in logs, reprs or tracebacks."""
-
-    value: str = field(repr=False)
-
-    def __repr__(self) -> str:
-        return "Secret('********')" if self.value else "Secret('')"
-
-    __str__ = __repr__
-
-    def __bool__(self) -> bool:
-        return bool(self.value)
 
 
 @dataclass(frozen=True)
@@ -92,29 +80,6 @@ class ImapSettings:
     @property
     def source_id(self) -> str:
         return f"imap:{self.username}@{self.host}:{self.port}/{self.folder}"
-
-
-@dataclass(frozen=True)
-class WebSettings:
-    """The invitees' personal links and their page (`mailer web`, mailer/web): off while
-    `public_url` is empty."""
-
-    public_url: str = ""  # e.g. https://rsvp.example.go.th (no trailing slash)
-    secret_key: Secret = Secret("")  # signs the links and the forms
-    # The coordinator's dashboard (/dashboard): off while empty. An argon2 hash, printed by
-    # `mailer web hash-password`.
-    dashboard_password_hash: Secret = Secret("")
-    dashboard_readonly_hash: Secret = Secret("")  # a second password: sees, never marks
-    # The reverse proxy whose X-Forwarded-For/-Proto `mailer web` believes (addresses or
-    # networks); empty: none, the headers are ignored.
-    trusted_proxies: tuple[str, ...] = ()
-
-    @property
-    def links(self) -> bool:
-        return bool(self.public_url)
-
-
-MIN_SECRET_KEY = 32  # characters
 
 
 @dataclass(frozen=True)
@@ -390,71 +355,6 @@ def _imap(v: _Values) -> ImapSettings:
     )
 
 
-def _web(v: _Values) -> WebSettings:
-    """The personal links: the public address of `mailer web`, and the key that signs them
-    (required with the address, at least `MIN_SECRET_KEY` characters: it guards every
-    office's answer)."""
-    url = v.text("MAILER_PUBLIC_URL", "").rstrip("/")
-    key = v.raw("MAILER_SECRET_KEY").strip()
-    example = "e.g. MAILER_PUBLIC_URL=https://rsvp.example.go.th"
-    if url and (
-        not re.fullmatch(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[A-Za-z0-9._~/-]*)?", url)
-    ):
-        v.problems.append(
-            f"MAILER_PUBLIC_URL={cut(url)!r} must be an http(s) address without ? or #; {example}"
-        )
-    make = 'make one with: python3 -c "import secrets; print(secrets.token_urlsafe(48))"'
-    if url and not key:
-        v.problems.append(f"MAILER_PUBLIC_URL is set but MAILER_SECRET_KEY is empty; {make}")
-    elif key and len(key) < MIN_SECRET_KEY:
-        v.problems.append(
-            f"MAILER_SECRET_KEY is {len(key)} characters long; it must be at least "
-            f"{MIN_SECRET_KEY} ({make})"
-        )
-    password_hash = _password_hash(v, "MAILER_DASHBOARD_PASSWORD_HASH")
-    readonly_hash = _password_hash(v, "MAILER_DASHBOARD_READONLY_HASH")
-    if readonly_hash and not password_hash:
-        v.problems.append(
-            "MAILER_DASHBOARD_READONLY_HASH is set but MAILER_DASHBOARD_PASSWORD_HASH is empty: "
-            "the dashboard is on only with the coordinator's password"
-        )
-    if password_hash and not key:
-        v.problems.append(
-            f"MAILER_DASHBOARD_PASSWORD_HASH is set but MAILER_SECRET_KEY is empty (it signs the "
-            f"dashboard's session); {make}"
-        )
-    return WebSettings(public_url=url, secret_key=Secret(key),
-                       dashboard_password_hash=Secret(password_hash),
-                       dashboard_readonly_hash=Secret(readonly_hash),
-                       trusted_proxies=_proxies(v))  # fmt: skip
-
-
-def _password_hash(v: _Values, name: str) -> str:
-    found = v.raw(name).strip()
-    if found and not found.startswith("$argon2"):
-        v.problems.append(
-            f"{name} is not an argon2 hash (it starts with $argon2); make one with "
-            "`mailer web hash-password` (never put the password itself here)"
-        )
-        return ""
-    return found
-
-
-def _proxies(v: _Values) -> tuple[str, ...]:
-    import ipaddress
-
-    found = []
-    for given in v.text("MAILER_TRUSTED_PROXY", "").replace(",", " ").split():
-        try:
-            found.append(str(ipaddress.ip_network(given, strict=False)))
-        except ValueError:
-            v.problems.append(
-                f"MAILER_TRUSTED_PROXY: {cut(given)!r} is not an IP address or network; "
-                "e.g. MAILER_TRUSTED_PROXY=127.0.0.1"
-            )
-    return tuple(found)
-
-
 def load_settings(environ: Mapping[str, str], dotenv_path: Path | None = Path(".env")) -> Settings:
     """Read settings from `.env` (if present) overlaid by `environ`: one group at a time
     (database, SMTP, paths, limits, IMAP, DKIM, DNS, web), each taking its values and adding
@@ -475,7 +375,7 @@ def load_settings(environ: Mapping[str, str], dotenv_path: Path | None = Path(".
     campaign_path, templates_dir = _paths(v)
     limits, preset = _limits(v, smtp)
     imap = _imap(v)
-    web = _web(v)
+    web = web_settings(v)
     settings = Settings(
         database_url=database_url,
         campaign_path=campaign_path,

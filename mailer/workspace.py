@@ -1,4 +1,4 @@
-"""What every command works on, built once at the edge and handed down (STYLE.md §1).
+"""What every command works on, built once at the edge and handed down (docs/design.md §9).
 
 The database, the campaign and the composer are opened lazily — and their modules imported
 only then — so a command that needs none of them (e.g. `mailer devserver`, `--help`) neither

@@ -81,10 +81,11 @@ def test_env_example_documents_every_setting() -> None:
     import re
 
     mailer = Path(__file__).resolve().parent.parent / "mailer"
-    source = (mailer / "settings.py").read_text(encoding="utf-8")
-    source += (mailer / "delivery" / "dkim.py").read_text(encoding="utf-8")  # DKIM_*
-    names = set(re.findall(r'"((?:SMTP|MAILER|DATABASE|DKIM)_[A-Z_]+)"', source))
+    readers = ["settings.py", "delivery/dkim.py", "oauth.py", "web/settings.py"]  # beside what they set
+    source = "".join((mailer / name).read_text(encoding="utf-8") for name in readers)
+    names = set(re.findall(r'"((?:SMTP|IMAP|MAILER|DATABASE|DKIM|OAUTH)_[A-Z_]+)"', source))
     assert {"DKIM_SELECTOR", "DKIM_PRIVATE_KEY_FILE", "DKIM_DOMAIN", "DKIM_ALGORITHM"} <= names
+    assert {"MAILER_SECRET_KEY", "MAILER_DASHBOARD_PASSWORD_HASH", "OAUTH_CLIENT_ID"} <= names
     example = (Path(__file__).resolve().parent.parent / ".env.example").read_text(encoding="utf-8")
     documented = set(re.findall(r"^#?\s*([A-Z_]+)=", example, flags=re.M))
     assert names

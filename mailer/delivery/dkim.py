@@ -22,13 +22,11 @@ import stat
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, Protocol
+from typing import Literal
 
 from mailer.errors import MailerError, cut
 from mailer.hosts import host_problem
-
-if TYPE_CHECKING:
-    from mailer.settings import Secret
+from mailer.values import Secret, Values
 
 DkimAlgorithm = Literal["rsa-sha256", "ed25519-sha256"]
 ALGORITHMS: tuple[DkimAlgorithm, ...] = ("rsa-sha256", "ed25519-sha256")
@@ -80,16 +78,6 @@ class DkimSettings:
     algorithm: DkimAlgorithm = "rsa-sha256"
 
 
-class Values(Protocol):
-    """How `mailer.settings` hands its raw values over (`_Values`)."""
-
-    problems: list[str]
-
-    def raw(self, name: str) -> str: ...
-
-    def text(self, name: str, default: str) -> str: ...
-
-
 _SELECTOR = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
 _BOTH = "(e.g. DKIM_SELECTOR=mailer2568 and DKIM_PRIVATE_KEY_FILE=/etc/mailer/dkim.pem)"
 
@@ -114,7 +102,6 @@ def dkim_settings(v: Values) -> DkimSettings | None:
             f"DKIM_SELECTOR={cut(selector)!r} is not a DNS name (letters, digits and "
             "hyphens); e.g. DKIM_SELECTOR=mailer2568"
         )
-    from mailer.settings import Secret  # (settings imports this module)
 
     algorithm = _algorithm(v)
     text, problem = read_private_key("DKIM_PRIVATE_KEY_FILE", Path(key_file), algorithm)
