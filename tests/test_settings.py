@@ -81,7 +81,12 @@ def test_env_example_documents_every_setting() -> None:
     import re
 
     mailer = Path(__file__).resolve().parent.parent / "mailer"
-    readers = ["settings.py", "delivery/dkim.py", "oauth.py", "web/settings.py"]  # beside what they set
+    readers = [
+        "settings.py",
+        "delivery/dkim.py",
+        "oauth.py",
+        "web/settings.py",
+    ]  # beside what they set
     source = "".join((mailer / name).read_text(encoding="utf-8") for name in readers)
     names = set(re.findall(r'"((?:SMTP|IMAP|MAILER|DATABASE|DKIM|OAUTH)_[A-Z_]+)"', source))
     assert {"DKIM_SELECTOR", "DKIM_PRIVATE_KEY_FILE", "DKIM_DOMAIN", "DKIM_ALGORITHM"} <= names
