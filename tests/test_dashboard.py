@@ -305,6 +305,9 @@ def test_the_dashboard_shows_what_status_json_says(board: Board) -> None:
         board.login(client)
         totals = client.get(f"{board.base}/dashboard/totals.json").json()
         page = client.get(f"{board.base}/dashboard").text
+        # The list of offices is paged (100 a page); every office is on one of its pages.
+        pages = [client.get(f"{board.base}/dashboard?page={n}").text for n in range(1, 7)]
+        beyond = client.get(f"{board.base}/dashboard?page=99").text
         agri = client.get(f"{board.base}/dashboard/totals.json?agency=agri").json()
         wrong = client.get(f"{board.base}/dashboard?province=TH-99")
         sent = client.get(f"{board.base}/dashboard/totals.json?delivery=sent").json()
@@ -329,9 +332,18 @@ def test_the_dashboard_shows_what_status_json_says(board: Board) -> None:
     for short in ("สนจ.", "กษจ.", "สรพ."):
         assert f"<th>{short}</th>" in page
     assert "เชียงใหม่" in page
-    for office in expected["invitees"]:
-        assert f'id="office-{office["invitee_id"]}"' in page
-    assert "ยินดีเข้าร่วมค่ะ" in page  # the evidence of TH-50-agri's answer
+    listed = [re.findall(r'<article class="office" id="office-([^"]+)"', p) for p in pages]
+    assert [len(ids) for ids in listed] == [100, 100, 100, 100, 100, 32]
+    assert sorted(i for ids in listed for i in ids) == [
+        o["invitee_id"] for o in expected["invitees"]
+    ]
+    assert listed[0][0] in page
+    assert "หน้า 1 จาก 6" in page
+    assert "หน้า 6 จาก 6" in beyond  # a page past the end shows the last one
+    cells = re.findall(r'<td class="status-[a-z_]+" data-office="([^"]+)"', page)
+    assert sorted(cells) == [o["invitee_id"] for o in expected["invitees"]]  # one page
+    evidence = next(p for p, ids in zip(pages, listed, strict=True) if "TH-50-agri" in ids)
+    assert "ยินดีเข้าร่วมค่ะ" in evidence  # the evidence of TH-50-agri's answer
     assert xlsx.headers["content-type"].startswith("application/vnd.openxmlformats")
     assert xlsx.content[:2] == b"PK"
     rows = list(csv.reader(io.StringIO(chase.content.decode("utf-8-sig"))))

@@ -34,11 +34,21 @@ def display_name(name: str) -> str:
     return name.replace("\\", "/")
 
 
-def _vtimezone(key: str) -> Timezone:
-    """The generated VTIMEZONE, without the COMMENT icalendar puts directly in it (RFC 5545
-    allows COMMENT only inside STANDARD/DAYLIGHT; strict parsers reject it there)."""
+@functools.lru_cache(maxsize=8)
+def _vtimezone_lines(key: str) -> bytes:
+    # icalendar walks every transition of the zone to build it: 60 ms for Asia/Bangkok,
+    # once per process now, not once per answer page (`python -m bench.web`).
     zone = Timezone.from_tzid(key)
     zone.pop("COMMENT", None)
+    return zone.to_ical()
+
+
+def _vtimezone(key: str) -> Timezone:
+    """The generated VTIMEZONE, without the COMMENT icalendar puts directly in it (RFC 5545
+    allows COMMENT only inside STANDARD/DAYLIGHT; strict parsers reject it there): a new
+    component each time, read from the lines made once per zone."""
+    zone = Timezone.from_ical(_vtimezone_lines(key))
+    assert isinstance(zone, Timezone)
     return zone
 
 
@@ -55,7 +65,10 @@ class CalendarVersion:
 class InviteBuilder:
     def __init__(self, campaign: Campaign) -> None:
         self.campaign = campaign
-        self.vtimezone = _vtimezone(campaign.timezone.key)
+
+    @functools.cached_property
+    def vtimezone(self) -> Timezone:
+        return _vtimezone(self.campaign.timezone.key)
 
     def description(self, event: campaigns.Event) -> str:
         coordinator = self.campaign.coordinator

@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 from mailer.errors import MailerError
 from mailer.labels import AGENCY_ORDER, ATTENDANCE_TH, DELIVERY_TH, KINDS
 from mailer.replies.statuses import COMING, TO_CHASE, Attendance
-from mailer.views.report import InviteeStatus, StatusReport, province_of
+from mailer.views.report import InviteeStatus, StatusReport, code_of
 
 BANGKOK = ZoneInfo("Asia/Bangkok")
 
@@ -34,7 +34,7 @@ def _rep(item: InviteeStatus, key: str) -> str:
 def _by_place(items: Sequence[InviteeStatus]) -> list[InviteeStatus]:
     def key(item: InviteeStatus) -> tuple[str, int, str]:
         agency = AGENCY_ORDER.index(item.agency) if item.agency in AGENCY_ORDER else 99
-        return (province_of(item.invitee_id), agency, item.invitee_id)
+        return (code_of(item), agency, item.invitee_id)
 
     return sorted(items, key=key)
 
@@ -144,19 +144,26 @@ class MatrixRow:
     code: str
     province: str
     cells: list[Attendance | None]  # attendance per agency column (None: no such office)
+    offices: list[str | None]  # the office (invitee id) of each cell
 
 
 def matrix(report: StatusReport) -> tuple[list[str], list[MatrixRow]]:
     """Provinces × agencies, one attendance per office."""
     present = {i.agency for i in report.invitees}
     agencies = [a for a in AGENCY_ORDER if a in present] + sorted(present - set(AGENCY_ORDER))
+    columns = {agency: n for n, agency in enumerate(agencies)}
     rows: dict[tuple[str, int], MatrixRow] = {}
+    free: dict[tuple[str, int], int] = {}  # (province, column): its first line still empty
     for item in report.invitees:
         code = item.province_code or item.province or item.invitee_id
-        column = agencies.index(item.agency)
-        line = 0
-        while (code, line) in rows and rows[code, line].cells[column]:
-            line += 1  # two offices of one agency in one province: another line, none hidden
-        row = rows.setdefault((code, line), MatrixRow(code, item.province, [None] * len(agencies)))
+        column = columns[item.agency]
+        # Two offices of one agency in one province: another line, none hidden.
+        line = free.get((code, column), 0)
+        free[code, column] = line + 1
+        row = rows.get((code, line))
+        if row is None:
+            empty = len(agencies)
+            row = rows[code, line] = MatrixRow(code, item.province, [None] * empty, [None] * empty)
         row.cells[column] = item.attendance
+        row.offices[column] = item.invitee_id
     return agencies, [rows[k] for k in sorted(rows)]

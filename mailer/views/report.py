@@ -26,6 +26,11 @@ def province_of(invitee_id: str) -> str:
     return invitee_id.rsplit("-", 1)[0]
 
 
+def code_of(item: InviteeStatus) -> str:
+    """The office's province code: as imported, else what its id starts with."""
+    return item.province_code or province_of(item.invitee_id)
+
+
 @dataclass(frozen=True)
 class InviteeStatus:
     invitee_id: str
@@ -93,7 +98,7 @@ class Filters:
             raise MailerError(f"delivery {cut(self.delivery)!r} is not one of {', '.join(states)}")
 
     def keep(self, item: InviteeStatus) -> bool:
-        code = province_of(item.invitee_id)
+        code = code_of(item)
         return (
             (self.province is None or self.province in (code, item.province))
             and (self.agency is None or self.agency == item.agency)
@@ -108,7 +113,7 @@ def _check_filters(filters: Filters, everyone: list[InviteeStatus]) -> None:
         return
     if not everyone:
         raise MailerError("no offices have been imported yet; run `mailer import contacts.csv`")
-    provinces = {province_of(i.invitee_id): i.province for i in everyone}
+    provinces = {code_of(i): i.province for i in everyone}
     if filters.province is not None and filters.province not in {*provinces, *provinces.values()}:
         shown = ", ".join(f"{code} ({name})" for code, name in sorted(provinces.items())[:3])
         raise MailerError(
@@ -158,6 +163,8 @@ def narrow(report: StatusReport, filters: Filters) -> StatusReport:
     """The offices of `report` (every office, as `status` reads them) that `filters` keep,
     with their totals; `MailerError` for a province or agency no office has."""
     _check_filters(filters, report.invitees)
+    if report.totals and filters == Filters():
+        return report  # every office, its totals already counted
     rows = list(filter(filters.keep, report.invitees))
     totals: dict[str, int] = {"invitees": 0, NOT_ENQUEUED: 0, **{s.value: 0 for s in DeliveryState}}
     totals_attendance = dict.fromkeys(STATUSES, 0)

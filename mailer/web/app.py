@@ -15,7 +15,9 @@ sandboxed Jinja2 (`mailer.compose.letters.environment`, autoescaped) from templa
 
 from __future__ import annotations
 
+import contextlib
 import re
+from collections.abc import AsyncIterator
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -235,4 +237,12 @@ def create_app(site: Site, public_url: str = "") -> Starlette:
     ]
     board = Dashboard(site, rsvp.templates, (rsvp.forms, rsvp.public_origin, rsvp.https))
     routes += board.routes()
-    return Starlette(routes=routes)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        if site.password_hash:
+            board.boards.warm()  # the dashboard's first view need not wait for it
+        yield
+        board.boards.close()
+
+    return Starlette(routes=routes, lifespan=lifespan)

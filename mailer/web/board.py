@@ -1,8 +1,9 @@
 """What the coordinator's dashboard shows, as plain values for the sandboxed templates: the
 totals and the rows of `mailer status` (`mailer.views.report.status`, the same numbers as
-`status --json`), the province × agency matrix (`mailer.views.exports.matrix`), "link opened"
-per office told apart as a mail scanner or a person (`rsvp_visit`), the review queue
-(`mailer.replies.attendance.review`), and the exports as bytes (`mailer.views.exports`)."""
+`status --json`, read once per change: `mailer.web.snapshot`), paged; the province × agency
+matrix (`mailer.views.exports.matrix`); "link opened" per office told apart as a mail scanner
+or a person (`rsvp_visit`); the review queue (`mailer.replies.attendance.review`); and the
+exports as bytes (`mailer.views.exports`)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlencode
 
 from sqlalchemy import select
 
@@ -20,15 +22,15 @@ from mailer.labels import AGENCY_LABELS, AGENCY_SHORT, ATTENDANCE_TH, DELIVERY_T
 from mailer.models import Delivery
 from mailer.replies.attendance import review
 from mailer.replies.statuses import ANSWERS, STATUSES
-from mailer.views.exports import export, matrix
-from mailer.views.report import Filters, StatusReport, status
+from mailer.views.exports import BANGKOK, MatrixRow, export, matrix
+from mailer.views.report import Filters, InviteeStatus, StatusReport, code_of, narrow
 from mailer.web.store import V
 
 D = Delivery.__table__.c  # type: ignore[attr-defined]
 
 if TYPE_CHECKING:
-    from mailer.campaign import Campaign
     from mailer.delivery.ledger import Ledger
+    from mailer.web.snapshot import Board
 
 # What a mail scanner's fetch looks like: a HEAD, or an agent that is no browser a person
 # uses (Safe Links and its kin, link previews, libraries). A guess, shown as one.
@@ -95,33 +97,101 @@ def sent_kinds(ledger: Ledger) -> list[str]:
         return sorted({"invitation", *found}, key=lambda k: (k != "invitation", k))
 
 
-def report_of(ledger: Ledger, campaign: Campaign, query: Mapping[str, str]) -> StatusReport:
-    """`mailer status` of the view a dashboard URL names: its filters, and `kind`, the message
-    whose delivery it shows (default the invitation; `kind=reminder:R&delivery=sent&
-    attendance=no_reply` is "no answer after reminder R")."""
+OFFICES_PER_PAGE = 100
+LINES_PER_PAGE = 80  # of the matrix: the 76 provinces fit on one
+
+
+def kind_of(query: Mapping[str, str], kinds: list[str]) -> str:
+    """The message whose delivery the view shows (default the invitation; `kind=reminder:R
+    &delivery=sent&attendance=no_reply` is "no answer after reminder R"), one of `kinds`."""
     kind = query.get("kind", "").strip()[:64] or "invitation"
-    filters = filters_of(query)
-    if kind != "invitation" and kind not in sent_kinds(ledger):
-        raise MailerError(f"kind {kind!r}: no such message was sent; one of {sent_kinds(ledger)}")
-    return status(ledger, campaign, kind, filters)
+    if kind != "invitation" and kind not in kinds:
+        raise MailerError(f"kind {kind!r}: no such message was sent; one of {kinds}")
+    return kind
+
+
+def report_of(board: Board, query: Mapping[str, str]) -> StatusReport:
+    """`mailer status` of the view a dashboard URL names (`board` is its kind's)."""
+    return narrow(board.report, filters_of(query))
 
 
 def totals(report: StatusReport) -> dict[str, Any]:
     """What `status --json` says under "totals"."""
-    return dict(report.to_json()["totals"])
+    answers = {k.value: n for k, n in (report.attendance or {}).items()}
+    return {**report.totals, "attendance": answers}
 
 
-def board_values(ledger: Ledger, campaign: Campaign, query: Mapping[str, str]) -> dict[str, Any]:
-    """The dashboard's values: totals, matrix, offices (with "link opened"), the filters."""
-    report = report_of(ledger, campaign, query)
-    filters = filters_of(query)
-    everyone = status(ledger, campaign)
-    kinds = sent_kinds(ledger)
+def _page(query: Mapping[str, str], name: str, count: int, size: int) -> tuple[int, int]:
+    """The page a view shows (1 if none or a wrong one) and how many there are."""
+    pages = max(1, -(-count // size))
+    given = query.get(name, "1").strip()[:6]
+    number = int(given) if given.isdigit() else 1
+    return min(max(number, 1), pages), pages
+
+
+@dataclass(frozen=True)
+class View:
+    """What one dashboard URL shows: its report, the matrix lines and offices on its pages."""
+
+    report: StatusReport
+    agencies: list[str]
+    lines: list[MatrixRow]
+    offices: list[InviteeStatus]
+    pages: dict[str, Any]  # per pager ("lines", "page"): its number, count and items
+
+
+def shown(board: Board, query: Mapping[str, str]) -> View:
+    """The view `query` names, made once per board (and query)."""
+    key = urlencode(sorted(query.items()))
+    return board.keep("view", key, lambda: _view(board, query))
+
+
+def _view(board: Board, query: Mapping[str, str]) -> View:
+    report = report_of(board, query)
     agencies, rows = matrix(report)
-    opens = opened(ledger)
-    provinces = sorted(
-        {(i.province_code or i.invitee_id[:5], i.province) for i in everyone.invitees}
-    )
+    pages: dict[str, Any] = {}
+    cut_out: dict[str, list[Any]] = {}
+    for name, items, size in (
+        ("lines", rows, LINES_PER_PAGE),
+        ("page", report.invitees, OFFICES_PER_PAGE),
+    ):
+        number, count = _page(query, name, len(items), size)
+        pages[name] = {"number": number, "count": count, "items": len(items)}
+        cut_out[name] = items[(number - 1) * size : number * size]
+    return View(report, agencies, cut_out["lines"], cut_out["page"], pages)
+
+
+def _links(query: Mapping[str, str], name: str, page: dict[str, Any]) -> dict[str, Any]:
+    """A pager's values with the query strings of the pages before and after this one."""
+
+    def to(number: int) -> str:
+        return urlencode({**query, name: str(number)}) if 1 <= number <= page["count"] else ""
+
+    return {**page, "prev": to(page["number"] - 1), "next": to(page["number"] + 1)}
+
+
+def live_values(board: Board, query: Mapping[str, str]) -> dict[str, Any]:
+    """What the page's script refreshes: the view's totals and the attendance of each
+    office it shows (in the matrix or the list), with its Thai label."""
+    view = shown(board, query)
+    ids = {o for row in view.lines for o in row.offices if o is not None}
+    ids.update(i.invitee_id for i in view.offices)
+    found = {i.invitee_id: i.attendance for i in view.report.invitees if i.invitee_id in ids}
+    return {
+        "totals": totals(view.report),
+        "offices": {k: [v.value, ATTENDANCE_TH[v], MARKS[v][0]] for k, v in sorted(found.items())},
+        "read_at": board.read_at.isoformat(),
+    }
+
+
+def board_values(board: Board, query: Mapping[str, str]) -> dict[str, Any]:
+    """The dashboard's values: totals, matrix, offices (with "link opened"), the filters,
+    the pages."""
+    view = shown(board, query)
+    report, agencies = view.report, view.agencies
+    filters = filters_of(query)
+    everyone = board.report.invitees
+    provinces = sorted({(code_of(i), i.province) for i in everyone})
     return {
         "totals": _totals(report),
         "agencies": [{"code": a, "short": AGENCY_SHORT.get(a, a)} for a in agencies],
@@ -129,11 +199,13 @@ def board_values(ledger: Ledger, campaign: Campaign, query: Mapping[str, str]) -
             {
                 "code": r.code,
                 "province": r.province,
-                "cells": [_cell(c, agencies[n]) for n, c in enumerate(r.cells)],
+                "cells": [_cell(c, agencies[n], r.offices[n]) for n, c in enumerate(r.cells)],
             }
-            for r in rows
+            for r in view.lines
         ],
-        "offices": [_office(i, opens.get(i.invitee_id)) for i in report.invitees],
+        "offices": [_office(i, board.opens.get(i.invitee_id)) for i in view.offices],
+        "pages": {name: _links(query, name, p) for name, p in view.pages.items()},
+        "read_at": board.read_at.astimezone(BANGKOK).strftime("%H:%M:%S"),
         "filters": {
             "province": filters.province or "",
             "agency": filters.agency or "",
@@ -145,12 +217,12 @@ def board_values(ledger: Ledger, campaign: Campaign, query: Mapping[str, str]) -
             "provinces": [{"value": c, "label": f"{p} ({c})"} for c, p in provinces],
             "agencies": [
                 {"value": a, "label": AGENCY_LABELS.get(a, a)}
-                for a in sorted({i.agency for i in everyone.invitees})
+                for a in sorted({i.agency for i in everyone})
             ],
             "attendance": [{"value": s.value, "label": ATTENDANCE_TH[s]} for s in STATUSES],
             "delivery": [{"value": k, "label": v} for k, v in DELIVERY_TH.items()],
-            "kinds": kinds,
-            "reminders": [k for k in kinds if k.startswith("reminder:")],
+            "kinds": board.kinds,
+            "reminders": [k for k in board.kinds if k.startswith("reminder:")],
         },
     }
 
@@ -163,11 +235,12 @@ def _totals(report: StatusReport) -> dict[str, Any]:
     return {"invitees": report.totals["invitees"], "delivery": delivery, "attendance": answers}
 
 
-def _cell(found: Any, agency: str) -> dict[str, str]:
+def _cell(found: Any, agency: str, office: str | None) -> dict[str, str]:
     if found is None:
-        return {"mark": "", "status": "", "label": "", "agency": agency}
+        return {"mark": "", "status": "", "label": "", "agency": agency, "office": ""}
     symbol, _ = MARKS[found]
-    return {"mark": symbol, "status": found.value, "label": ATTENDANCE_TH[found], "agency": agency}
+    return {"mark": symbol, "status": found.value, "label": ATTENDANCE_TH[found],
+            "agency": agency, "office": office or ""}  # fmt: skip
 
 
 def _office(item: Any, seen: Opened | None) -> dict[str, Any]:

@@ -17,6 +17,7 @@ Without `MAILER_DASHBOARD_PASSWORD_HASH` the dashboard is off: a page says how t
 
 from __future__ import annotations
 
+import secrets
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
@@ -28,7 +29,16 @@ from starlette.routing import Route
 from mailer.errors import MailerError
 from mailer.replies.attendance import mark
 from mailer.replies.statuses import ANSWERS, Attendance
-from mailer.web.board import MEDIA, board_values, export_bytes, report_of, review_values, totals
+from mailer.web.board import (
+    MEDIA,
+    board_values,
+    export_bytes,
+    kind_of,
+    live_values,
+    report_of,
+    review_values,
+    totals,
+)
 from mailer.web.guard import FORM_AGE, Forms, RateLimit, same_origin
 from mailer.web.login import (
     COORDINATOR,
@@ -40,6 +50,7 @@ from mailer.web.login import (
     password_ok,
     role_of,
 )
+from mailer.web.snapshot import Board, Boards
 from mailer.web.timeline import office_values
 
 if TYPE_CHECKING:
@@ -78,6 +89,10 @@ class Dashboard:
         self.password_hash = site.password_hash
         self.sessions = Sessions(site.secret_key, site.password_hash + site.readonly_hash)
         self.logins = RateLimit(site.logins_per_address, site.post_window)
+        self.boards = Boards(site.ledger, site.campaign)
+        # A rendered view is kept with its board; each response puts its own form token
+        # where this stands (a random string no page can otherwise contain).
+        self._token_here = f"csrf-{secrets.token_hex(16)}"
 
     def routes(self) -> list[Route]:
         get = ["GET", "HEAD"]
@@ -87,6 +102,7 @@ class Dashboard:
             Route(f"{ROOT}/logout", self.logout, methods=["POST"]),
             Route(ROOT, self.board, methods=get),
             Route(f"{ROOT}/totals.json", self.totals, methods=get),
+            Route(f"{ROOT}/live.json", self.live, methods=get),
             Route(f"{ROOT}/export.{{suffix}}", self.export, methods=get),
             Route(f"{ROOT}/review", self.review, methods=get),
             Route(f"{ROOT}/office/{{invitee_id}}", self.office, methods=get),
@@ -186,34 +202,54 @@ class Dashboard:
 
     # --- reading -----------------------------------------------------------------------
 
+    def _board(self, query: Mapping[str, str]) -> Board:
+        """The board of the message kind `query` names (`MailerError`: none such sent)."""
+        first = self.boards.board()
+        kind = kind_of(query, first.kinds)
+        return first if kind == "invitation" else self.boards.board(kind)
+
+    def _page(self, query: Mapping[str, str], key: str) -> str:
+        board = self._board(query)
+
+        def render() -> str:
+            values = board_values(board, query)
+            values.update(csrf=self._token_here, query=key, every=self.site.refresh_seconds)
+            return self.templates["dashboard"].render(values)
+
+        return board.keep("page", key, render)
+
     async def board(self, request: Request) -> Response:
         gate = self._gate(request)
         if not isinstance(gate, str):
             return gate
         try:
-            values = await run_in_threadpool(
-                board_values, self.site.ledger, self.site.campaign, request.query_params
-            )
+            page = await run_in_threadpool(self._page, request.query_params, request.url.query)
         except MailerError as exc:
             return self.html("dashboard_problem", {"problem": "filter", "text": str(exc)}, 400)
-        query = str(request.url.query)
-        values.update(
-            csrf=self.forms.issue(FORM_KEY, gate)[1], query=query,
-            every=self.site.refresh_seconds,
-        )  # fmt: skip
-        return self.html("dashboard", values)
+        page = page.replace(self._token_here, self.forms.issue(FORM_KEY, gate)[1])
+        return HTMLResponse(page, headers=HEADERS)
 
-    async def totals(self, request: Request) -> Response:
+    async def _read(self, request: Request, reading: Any) -> Response:
+        """A JSON view of the board (`reading(board, query)`), for the page's script."""
         gate = self._gate(request)
         if not isinstance(gate, str):
             return JSONResponse({"error": "login"}, status_code=401, headers=HEADERS)
+        query = request.query_params
+
+        def read() -> Any:
+            return reading(self._board(query), query)
+
         try:
-            report = await run_in_threadpool(
-                report_of, self.site.ledger, self.site.campaign, request.query_params
-            )
+            found = await run_in_threadpool(read)
         except MailerError as exc:
             return JSONResponse({"error": str(exc)}, status_code=400, headers=HEADERS)
-        return JSONResponse(totals(report), headers=HEADERS)
+        return JSONResponse(found, headers=HEADERS)
+
+    async def totals(self, request: Request) -> Response:
+        return await self._read(request, lambda board, query: totals(report_of(board, query)))
+
+    async def live(self, request: Request) -> Response:
+        return await self._read(request, live_values)
 
     async def export(self, request: Request) -> Response:
         gate = self._gate(request)
@@ -223,10 +259,9 @@ class Dashboard:
         what = request.query_params.get("what", "all")
         if suffix not in MEDIA or what not in ("all", "call-sheet", "attendees"):
             return self.html("dashboard_problem", {"problem": "filter", "text": "?"}, 404)
+        query = request.query_params
         try:
-            report = await run_in_threadpool(
-                report_of, self.site.ledger, self.site.campaign, request.query_params
-            )
+            report = await run_in_threadpool(lambda: report_of(self._board(query), query))
         except MailerError as exc:
             return self.html("dashboard_problem", {"problem": "filter", "text": str(exc)}, 400)
         data = await run_in_threadpool(export_bytes, report, what, suffix)

@@ -1,5 +1,6 @@
-// The dashboard's totals, refreshed without a reload: every 10 seconds, the same numbers as
-// `mailer status --json` from /dashboard/totals.json (same origin, the session's cookie).
+// The dashboard, refreshed without a reload: every few seconds (data-every) the view's
+// totals and the attendance of each office it shows, from /dashboard/live.json (same
+// origin, the session's cookie; the same numbers as `mailer status --json`).
 (function () {
   "use strict";
   var box = document.getElementById("totals");
@@ -9,10 +10,32 @@
     var cell = box.querySelector(selector);
     if (cell && cell.textContent !== String(value)) { cell.textContent = String(value); }
   }
+  function restyle(node, status) {
+    node.className = node.className.replace(/\bstatus-[a-z_]+/g, "").trim() + " status-" + status;
+    node.setAttribute("data-status", status);
+  }
+  function offices(found) {
+    Object.keys(found).forEach(function (id) {
+      var status = found[id][0], label = found[id][1], mark = found[id][2];
+      document.querySelectorAll("td[data-office]").forEach(function (cell) {
+        if (cell.getAttribute("data-office") !== id || cell.getAttribute("data-status") === status) { return; }
+        restyle(cell, status);
+        var link = cell.querySelector("a");
+        if (link) { link.setAttribute("title", label); link.textContent = mark; }
+      });
+      var entry = document.getElementById("office-" + id);
+      var shown = entry && entry.querySelector("[data-status]");
+      if (shown && shown.getAttribute("data-status") !== status) {
+        restyle(shown, status);
+        shown.textContent = label;
+      }
+    });
+  }
   function refresh() {
     fetch(box.getAttribute("data-source"), { credentials: "same-origin", cache: "no-store" })
       .then(function (r) { return r.ok ? r.json() : Promise.reject(r.status); })
-      .then(function (totals) {
+      .then(function (live) {
+        var totals = live.totals;
         Object.keys(totals).forEach(function (key) {
           if (key === "attendance") {
             Object.keys(totals.attendance).forEach(function (a) {
@@ -24,8 +47,9 @@
             put('[data-delivery="' + key + '"]', totals[key]);
           }
         });
+        offices(live.offices);
         var stamp = document.getElementById("updated");
-        if (stamp) { stamp.textContent = "ปรับล่าสุด " + new Date().toLocaleTimeString("th-TH"); }
+        if (stamp) { stamp.textContent = "ข้อมูล ณ " + new Date(live.read_at).toLocaleTimeString("th-TH", { timeZone: "Asia/Bangkok" }) + " น."; }
       })
       .catch(function () { /* the next tick tries again */ });
   }

@@ -1,0 +1,89 @@
+"""The dashboard's kept board (mailer/web/snapshot.py), on real SQLite and PostgreSQL: read
+once per change, whoever commits it (here another process: `mailer mark`), and never waited
+on longer than `wait` while a read is slow."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mailer.invitees.importing import import_contacts
+from mailer.replies.statuses import Attendance
+from mailer.web.snapshot import Board, Boards
+from tests.conftest import CONTACTS, cli_env
+
+
+def _mark(env: dict[str, str], office: str, status: str) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "mailer", "mark", office, status],
+        env={**os.environ, **env}, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+
+
+def _status(board: Board, office: str) -> Attendance:
+    return next(i.attendance for i in board.report.invitees if i.invitee_id == office)
+
+
+@pytest.fixture
+def seeded(make_ws: Any, database_url: str, tmp_path: Path) -> tuple[Any, dict[str, str]]:
+    ws = make_ws(DATABASE_URL=database_url)
+    import_contacts(ws.engine, CONTACTS)
+    return ws, cli_env(tmp_path, DATABASE_URL=database_url)
+
+
+def test_a_board_is_read_once_per_change_whoever_commits_it(
+    seeded: tuple[Any, dict[str, str]],
+) -> None:
+    ws, env = seeded
+    boards = Boards(ws.ledger(), ws.campaign)
+    try:
+        first = boards.board()
+        assert boards.board() is first  # nothing committed: the same board, not read again
+        assert _status(first, "TH-50-agri") == Attendance.no_reply
+        _mark(env, "TH-50-agri", "declined")  # another process commits
+        after = boards.board()
+        assert after is not first
+        assert _status(after, "TH-50-agri") == Attendance.declined
+        assert boards.board() is after
+    finally:
+        boards.close()
+
+
+class _SlowBoards(Boards):
+    """Boards whose reads wait until the test lets them go (a read of 100,000 offices)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.go = threading.Event()
+        self.go.set()
+
+    def _build(self, kind: str) -> Board:
+        assert self.go.wait(timeout=30)
+        return super()._build(kind)
+
+
+def test_a_slow_read_serves_the_kept_board_after_wait_then_the_new_one(
+    seeded: tuple[Any, dict[str, str]],
+) -> None:
+    ws, env = seeded
+    boards = _SlowBoards(ws.ledger(), ws.campaign, wait=0.2)
+    try:
+        first = boards.board()
+        boards.go.clear()
+        _mark(env, "TH-11-prov", "accepted")
+        assert boards.board() is first  # the new read is held: the kept one, after 0.2 s
+        assert boards.board() is first  # the same read, still under way: not another one
+        boards.go.set()
+        fresh = boards.board()
+        assert _status(fresh, "TH-11-prov") == Attendance.accepted
+        assert fresh.read_at >= first.read_at
+    finally:
+        boards.go.set()
+        boards.close()
