@@ -62,6 +62,11 @@ if TYPE_CHECKING:
 
 Guard = tuple[Forms, str | None, bool]  # the app's forms, its public origin, behind https
 ROOT = "/dashboard"
+
+
+def json_bytes(value: Any) -> bytes:
+    """`value` as Starlette's JSONResponse writes it."""
+    return JSONResponse(value).body
 HEADERS = {
     "Cache-Control": "no-store",
     "Referrer-Policy": "same-origin",
@@ -229,27 +234,32 @@ class Dashboard:
         page = page.replace(self._token_here, self.forms.issue(FORM_KEY, gate)[1])
         return HTMLResponse(page, headers=HEADERS)
 
-    async def _read(self, request: Request, reading: Any) -> Response:
-        """A JSON view of the board (`reading(board, query)`), for the page's script."""
+    async def _read(self, request: Request, what: str, reading: Any) -> Response:
+        """A JSON view of the board (`reading(board, query)`), for the page's script: made
+        once per board and query."""
         gate = self._gate(request)
         if not isinstance(gate, str):
             return JSONResponse({"error": "login"}, status_code=401, headers=HEADERS)
         query = request.query_params
 
-        def read() -> Any:
-            return reading(self._board(query), query)
+        def read() -> bytes:
+            board = self._board(query)
+            key = str(request.url.query)
+            return board.keep(what, key, lambda: json_bytes(reading(board, query)))
 
         try:
             found = await run_in_threadpool(read)
         except MailerError as exc:
             return JSONResponse({"error": str(exc)}, status_code=400, headers=HEADERS)
-        return JSONResponse(found, headers=HEADERS)
+        return Response(found, media_type="application/json", headers=HEADERS)
 
     async def totals(self, request: Request) -> Response:
-        return await self._read(request, lambda board, query: totals(report_of(board, query)))
+        return await self._read(
+            request, "totals", lambda board, query: totals(report_of(board, query))
+        )
 
     async def live(self, request: Request) -> Response:
-        return await self._read(request, live_values)
+        return await self._read(request, "live", live_values)
 
     async def export(self, request: Request) -> Response:
         gate = self._gate(request)
