@@ -1,6 +1,8 @@
 """`mailer check --deliverability` against a real DNS server on loopback (tests/dns_server.py)
 serving a good zone and broken ones, and against real SMTP servers with TLS: each broken
-zone gets its verdict (pass / warn / fail) and what to change; any fail exits 1."""
+zone gets its verdict (pass / warn / fail) and what to change. DMARC is in
+test_deliverability_dmarc.py, the command (its exit code, --json, --contacts) in
+test_deliverability_command.py; both use the zones and helpers here."""
 
 from __future__ import annotations
 
@@ -9,14 +11,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
-from mailer.cli import app
 from mailer.deliverability.findings import Finding
 from mailer.deliverability.report import DeliverabilityReport, check_deliverability
 from mailer.deliverability.resolver import Dns
 from mailer.delivery.dkim import DkimSigner
-from tests.conftest import CAMPAIGN, Mailhog, cli_env
+from tests.conftest import CAMPAIGN, Mailhog
 from tests.dns_server import LocalDns, Zone, local_dns
 from tests.test_dkim import write_key
 from tests.tls_smtp import tls_smtp_server
@@ -211,7 +211,7 @@ def test_a_dns_that_cannot_answer_is_a_warning_not_a_missing_record(ws, dns: Loc
     assert only(report, "mx").verdict == "warn"
 
 
-# --- DKIM and DMARC --------------------------------------------------------------------------
+# --- DKIM ----------------------------------------------------------------------------------
 
 
 def test_no_dkim_key_fails_and_gives_the_record(ws, dns: LocalDns) -> None:  # type: ignore[no-untyped-def]
@@ -236,45 +236,6 @@ def test_another_key_in_dns_fails(ws, dns: LocalDns, tmp_path: Path, make_ws) ->
     assert "not the public half of DKIM_PRIVATE_KEY_FILE" in dkim.text
     revoked = good_zone(ws.signer, {"mailer2568._domainkey.ega.or.th": {"TXT": ["v=DKIM1; p="]}})
     assert "revoked" in only(run(ws, dns, revoked), "dkim").text
-
-
-def test_dmarc_reject_with_a_misaligned_from_fails(make_ws, tls, dns, key) -> None:  # type: ignore[no-untyped-def]
-    ws = _ws(make_ws, tls, dns, key, DKIM_DOMAIN="bulk-mailer.example")
-    assert ws.signer.domain == "bulk-mailer.example"
-    zone = good_zone(
-        ws.signer, {"ega.or.th": {"TXT": ["v=spf1 ip4:192.0.2.1 -all"], "MX": ["10 mx.ega.or.th."]}}
-    )
-    report = run(ws, dns, zone)
-    assert only(report, "dkim").verdict == "pass"  # it verifies, for bulk-mailer.example
-    dmarc = only(report, "dmarc")
-    assert dmarc.verdict == "fail", dmarc.line()
-    assert "From ega.or.th is not aligned with DKIM d=bulk-mailer.example" in dmarc.text
-    assert "receivers will reject these messages" in dmarc.text
-    assert "DKIM_DOMAIN=ega.or.th" in dmarc.fix
-    zone[f"_dmarc.{DOMAIN}"] = {"TXT": ["v=DMARC1; p=none"]}
-    assert only(run(ws, dns, zone), "dmarc").verdict == "warn"
-
-
-def test_a_subdomain_signature_aligns_relaxed_not_strict(make_ws, tls, dns, key) -> None:  # type: ignore[no-untyped-def]
-    ws = _ws(make_ws, tls, dns, key, DKIM_DOMAIN="mail.ega.or.th")
-    no_spf = {"TXT": ["v=spf1 -all"], "MX": ["10 mx.ega.or.th."]}
-    relaxed = only(run(ws, dns, good_zone(ws.signer, {"ega.or.th": no_spf})), "dmarc")
-    assert relaxed.verdict == "pass", relaxed.line()
-    assert "aligns with DKIM d=mail.ega.or.th" in relaxed.text
-    strict = good_zone(
-        ws.signer,
-        {"ega.or.th": no_spf, "_dmarc.ega.or.th": {"TXT": ["v=DMARC1; p=quarantine; adkim=s"]}},
-    )
-    dmarc = only(run(ws, dns, strict), "dmarc")
-    assert dmarc.verdict == "fail"
-    assert "receivers will quarantine" in dmarc.text
-
-
-def test_no_dmarc_is_a_warning_with_the_record_to_publish(ws, dns: LocalDns) -> None:  # type: ignore[no-untyped-def]
-    dmarc = only(run(ws, dns, good_zone(ws.signer, {"_dmarc.ega.or.th": None})), "dmarc")
-    assert dmarc.verdict == "warn"
-    assert 'TXT record "v=DMARC1; p=none;' in dmarc.fix
-    assert "at _dmarc.ega.or.th" in dmarc.fix
 
 
 def test_without_dkim_settings_the_check_says_nothing_is_signed(make_ws, tls, dns, key) -> None:  # type: ignore[no-untyped-def]
@@ -384,52 +345,6 @@ def test_ptr_missing_or_not_leading_back_is_a_warning(ws, dns: LocalDns) -> None
     finding = only(run(ws, dns, astray), "ptr")
     assert finding.verdict == "warn"
     assert "relay.ega.or.th, which does not lead back to it" in finding.text
-
-
-# --- the command ------------------------------------------------------------------------------
-
-
-def _cli(tmp_path: Path, tls, dns: LocalDns, key: Path, **extra: str):  # type: ignore[no-untyped-def]
-    port, ca_file, _box = tls
-    env = cli_env(
-        tmp_path,
-        SMTP_HOST="127.0.0.1",
-        SMTP_PORT=str(port),
-        SMTP_SECURITY="starttls",
-        SMTP_CA_FILE=str(ca_file),
-        DKIM_SELECTOR=SELECTOR,
-        DKIM_PRIVATE_KEY_FILE=str(key),
-        MAILER_DNS_SERVER=dns.address,
-        **extra,
-    )
-    return CliRunner().invoke(app, ["check", "--deliverability"], env=env)
-
-
-def test_the_command_exits_0_when_nothing_fails(
-    tmp_path: Path, tls, dns: LocalDns, key: Path
-) -> None:  # type: ignore[no-untyped-def]
-    dns.serve(good_zone(_signer_for(key)))
-    result = _cli(tmp_path, tls, dns, key)
-    assert result.exit_code == 0, result.output
-    assert f"DNS: {dns.address}" in result.output
-    assert "✓ pass ผ่าน · SPF (สิทธิ์ส่งในนามโดเมน): ega.or.th" in result.output
-    assert "! warn ควรแก้ไข · Relay (เซิร์ฟเวอร์ส่ง)" in result.output
-    assert "Deliverability: 6 passed, 1 warning(s), 0 failed." in result.output
-    assert "PRIVATE KEY" not in result.output
-
-
-def test_the_command_exits_1_on_any_fail(tmp_path: Path, tls, dns: LocalDns, key: Path) -> None:  # type: ignore[no-untyped-def]
-    dns.serve(
-        good_zone(
-            _signer_for(key), {"_dmarc.ega.or.th": None, "ega.or.th": {"MX": ["10 mx.ega.or.th."]}}
-        )
-    )
-    result = _cli(tmp_path, tls, dns, key)
-    assert result.exit_code == 1, result.output
-    assert (
-        "✗ fail ไม่ผ่าน · SPF (สิทธิ์ส่งในนามโดเมน): ega.or.th publishes no SPF record →" in result.output
-    )
-    assert "Error: deliverability: 4 passed, 2 warning(s), 1 failed" in result.output
 
 
 def test_a_1024_bit_key_is_a_warning(make_ws, tls, dns, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

@@ -9,10 +9,12 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from mailer.cli.app import app, err, flag, out, workspace
+from mailer.cli.app import app, emit_json, err, flag, out, workspace
 from mailer.errors import CampaignError, MailerError
 
 if TYPE_CHECKING:
+    from mailer.check import CheckReport
+    from mailer.deliverability.report import DeliverabilityReport
     from mailer.invitees.importing import ImportReport
 
 # --- import ------------------------------------------------------------------------------
@@ -151,15 +153,23 @@ def preview(
 def check(
     ctx: typer.Context,
     contacts: Annotated[
-        Path | None, typer.Option(help="Check this invitee file instead of the imported list.")
+        Path | None,
+        typer.Option(
+            help="Check this invitee file instead of the imported list (with "
+            "--deliverability: both checks run)."
+        ),
     ] = None,
     deliverability: Annotated[
         bool,
         typer.Option(
             "--deliverability",
-            help="Instead: SPF, DKIM, DMARC, MX, the relay's TLS and PTR (asks DNS and the "
-            "relay; exit 1 on any fail).",
+            help="Instead (or after the --contacts check): SPF, DKIM, DMARC, MX, the relay's "
+            "TLS and PTR (asks DNS and the relay; exit 1 on any fail).",
         ),
+    ] = False,
+    as_json: Annotated[
+        bool,
+        typer.Option("--json", help="With --deliverability: machine-readable results."),
     ] = False,
     auth: Annotated[
         bool,
@@ -175,8 +185,10 @@ def check(
     Example: mailer check --contacts contacts.csv, mailer check --deliverability, or
     mailer check --auth
     """
+    if as_json and not deliverability:
+        raise typer.BadParameter("--json goes with --deliverability", param_hint="--json")
     if deliverability:
-        _check_deliverability(ctx)
+        _check_deliverability(ctx, contacts, as_json=as_json)
         return
     if auth:
         _check_auth(ctx)
@@ -184,15 +196,19 @@ def check(
     from mailer.check import run_check
 
     report = run_check(workspace(ctx), contacts)
+    _print_check(report)
+    if not report.ok:
+        raise MailerError(f"check found {len(report.errors)} problem(s); see above")
+    out.print("All checks passed.")
+
+
+def _print_check(report: CheckReport) -> None:
     for note in report.notes:
         out.print(f"✓ {note}")
     for warning in report.warnings:
         flag(out, "!", "yellow", warning)
     for error in report.errors:
         flag(out, "✗", "red", error)
-    if not report.ok:
-        raise MailerError(f"check found {len(report.errors)} problem(s); see above")
-    out.print("All checks passed.")
 
 
 def _check_auth(ctx: typer.Context) -> None:
@@ -208,15 +224,49 @@ def _check_auth(ctx: typer.Context) -> None:
     out.print("Sign-in checks passed.")
 
 
-def _check_deliverability(ctx: typer.Context) -> None:
-    from mailer.deliverability.findings import VERDICTS
+def _check_deliverability(ctx: typer.Context, contacts: Path | None, *, as_json: bool) -> None:
+    """The deliverability checks, after the usual check of `contacts` when one is given
+    (a coordinator checking a new contact file before a batch wants both answers); one
+    exit code for all, as text or as one JSON document."""
+    from dataclasses import asdict
+
+    from mailer.check import run_check
     from mailer.deliverability.report import check_deliverability
     from mailer.deliverability.resolver import Dns
 
     ws = workspace(ctx)
-    settings = ws.settings
-    dns = Dns(settings.dns_servers)
-    report = check_deliverability(ws.composer, settings.smtp, dns, ws.signer, ws.clock())
+    checked = run_check(ws, contacts) if contacts is not None else None
+    if checked is not None and not as_json:
+        _print_check(checked)
+    dns = Dns(ws.settings.dns_servers)
+    report = check_deliverability(ws.composer, ws.settings.smtp, dns, ws.signer, ws.clock())
+    if as_json:
+        data = report.to_json()
+        if checked is not None:
+            data["ok"] = report.ok and checked.ok
+            data["check"] = {"contacts": str(contacts), "ok": checked.ok, **asdict(checked)}
+        emit_json(data)
+    else:
+        _print_deliverability(report)
+    problems = []
+    if checked is not None and not checked.ok:
+        problems.append(f"check found {len(checked.errors)} problem(s)")
+    if not report.ok:
+        marked = '"verdict": "fail"' if as_json else "what is marked ✗"
+        problems.append(
+            f"deliverability: {report.counts()}; fix {marked} before sending (ไม่ผ่าน: ควรแก้ก่อนส่ง)"
+        )
+    if problems:
+        above = "; see above" if checked is not None and not as_json else ""
+        raise MailerError("; ".join(problems) + above)
+    if not as_json:
+        done = "All checks passed. " if checked is not None else ""
+        out.print(f"{done}Deliverability: {report.counts()}.")
+
+
+def _print_deliverability(report: DeliverabilityReport) -> None:
+    from mailer.deliverability.findings import VERDICTS
+
     out.print(
         f"Deliverability (การส่งถึงกล่องจดหมาย) of {report.sender_domain} (sender) and "
         f"{report.coordinator_domain} (coordinator); DNS: {report.dns}"
@@ -224,10 +274,3 @@ def _check_deliverability(ctx: typer.Context) -> None:
     for finding in report.findings:
         mark, style, _ = VERDICTS[finding.verdict]
         flag(out, mark, style, finding.line())
-    counts = f"{report.count('pass')} passed, {report.count('warn')} warning(s), "
-    counts += f"{report.count('fail')} failed"
-    if not report.ok:
-        raise MailerError(
-            f"deliverability: {counts}; fix what is marked ✗ before sending (ไม่ผ่าน: ควรแก้ก่อนส่ง)"
-        )
-    out.print(f"Deliverability: {counts}.")

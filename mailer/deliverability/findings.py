@@ -31,6 +31,7 @@ VERDICTS: dict[Verdict, tuple[str, str, str]] = {  # mark, style, words
 class Finding:
     check: str  # a key of TITLES
     verdict: Verdict
+    domain: str  # the domain, host or address the check is about
     text: str  # what was found, and where
     fix: str = ""  # what to change (empty for a pass)
 
@@ -39,6 +40,7 @@ class Finding:
         # would draw a fake verdict on the terminal: one printable line, cut.
         object.__setattr__(self, "text", _one_line(self.text))
         object.__setattr__(self, "fix", _one_line(self.fix))
+        object.__setattr__(self, "domain", _one_line(self.domain))
 
     @property
     def title(self) -> str:
@@ -50,17 +52,30 @@ class Finding:
         fix = f" → {self.fix}" if self.fix else ""
         return f"{words} · {self.title}: {self.text}{fix}"
 
+    def to_json(self) -> dict[str, str]:
+        """For `check --deliverability --json`: what the line says, field by field (the
+        check's and the verdict's names in English and Thai, as the line has them)."""
+        return {
+            "check": self.check,
+            "title": self.title,
+            "domain": self.domain,
+            "verdict": self.verdict,
+            "verdict_words": VERDICTS[self.verdict][2],
+            "text": self.text,
+            "fix": self.fix,
+        }
 
-def passed(check: str, text: str) -> Finding:
-    return Finding(check, "pass", text)
+
+def passed(check: str, domain: str, text: str) -> Finding:
+    return Finding(check, "pass", domain, text)
 
 
-def warned(check: str, text: str, fix: str) -> Finding:
-    return Finding(check, "warn", text, fix)
+def warned(check: str, domain: str, text: str, fix: str) -> Finding:
+    return Finding(check, "warn", domain, text, fix)
 
 
-def failed(check: str, text: str, fix: str) -> Finding:
-    return Finding(check, "fail", text, fix)
+def failed(check: str, domain: str, text: str, fix: str) -> Finding:
+    return Finding(check, "fail", domain, text, fix)
 
 
 def _one_line(text: str, limit: int = 600) -> str:

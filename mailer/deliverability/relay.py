@@ -25,6 +25,7 @@ def relay_addresses(smtp: SmtpSettings) -> tuple[list[Address], Finding]:
     except OSError as exc:
         return [], failed(
             "relay",
+            smtp.host,
             f"SMTP_HOST={smtp.host} does not resolve ({exc.strerror or exc})",
             "check SMTP_HOST; SPF, PTR and TLS could not be checked",
         )
@@ -37,12 +38,13 @@ def relay_addresses(smtp: SmtpSettings) -> tuple[list[Address], Finding]:
     if all(address.is_loopback for address in found):
         return found, warned(
             "relay",
+            smtp.host,
             f"SMTP_HOST={smtp.host} is this machine ({shown}); SPF and PTR below are checked "
             "for that address",
             "a relay on this machine sends out from this machine's public address: check "
             "SPF and PTR for that one, or set SMTP_HOST to the provider's relay",
         )
-    return found, passed("relay", f"SMTP_HOST={smtp.host} is {shown}")
+    return found, passed("relay", smtp.host, f"SMTP_HOST={smtp.host} is {shown}")
 
 
 def ptr_findings(dns: Dns, addresses: list[Address]) -> list[Finding]:
@@ -53,19 +55,21 @@ def ptr_findings(dns: Dns, addresses: list[Address]) -> list[Finding]:
             names = dns.ptr(str(address))
             confirmed = [n for n in names if str(address) in dns.addresses(n)]
         except DnsFailure as exc:
-            findings.append(warned("ptr", f"{address}: {exc}", "run the check again later"))
+            findings.append(
+                warned("ptr", str(address), f"{address}: {exc}", "run the check again later")
+            )
             continue
         fix = (
             f"ask whoever runs {address} (the relay's provider) for a PTR record naming the "
             "relay, whose A/AAAA record gives this address back"
         )
         if not names:
-            findings.append(warned("ptr", f"{address} has no PTR record", fix))
+            findings.append(warned("ptr", str(address), f"{address} has no PTR record", fix))
         elif not confirmed:
             named = f"{address} is named {', '.join(names)}, which does not lead back to it"
-            findings.append(warned("ptr", named, fix))
+            findings.append(warned("ptr", str(address), named, fix))
         else:
-            findings.append(passed("ptr", f"{address} is {confirmed[0]} (and back)"))
+            findings.append(passed("ptr", str(address), f"{address} is {confirmed[0]} (and back)"))
     return findings
 
 
@@ -79,12 +83,15 @@ def tls_finding(smtp: SmtpSettings, now: datetime) -> Finding:
         with SmtpTransport(smtp) as transport:
             session = transport.tls()
     except TransportError as exc:
-        return failed("tls", str(exc), "fix SMTP_HOST/SMTP_PORT/SMTP_SECURITY as said")
+        return failed("tls", smtp.host, str(exc), "fix SMTP_HOST/SMTP_PORT/SMTP_SECURITY as said")
     if session is None:
         if smtp.is_loopback:
-            return passed("tls", f"{where}: no TLS, on this machine (nothing crosses a network)")
+            return passed(
+                "tls", smtp.host, f"{where}: no TLS, on this machine (nothing crosses a network)"
+            )
         return failed(
             "tls",
+            smtp.host,
             f"{where}: messages go to the relay unencrypted",
             "set SMTP_SECURITY=starttls (port 587) or ssl (port 465)",
         )
@@ -94,12 +101,17 @@ def tls_finding(smtp: SmtpSettings, now: datetime) -> Finding:
     subject = _name(cert)
     seen = f"{where}: {version}, certificate of {subject} verified, valid until {expires:%Y-%m-%d}"
     if version in ("TLSv1", "TLSv1.1", "SSLv3"):
-        return warned("tls", seen, "the relay offers only an old TLS version; ask for TLS 1.2+")
+        return warned(
+            "tls", smtp.host, seen, "the relay offers only an old TLS version; ask for TLS 1.2+"
+        )
     if days < CERT_DAYS_WARN:
         return warned(
-            "tls", f"{seen} ({days} day(s) left)", "have the relay's certificate renewed now"
+            "tls",
+            smtp.host,
+            f"{seen} ({days} day(s) left)",
+            "have the relay's certificate renewed now",
         )
-    return passed("tls", seen)
+    return passed("tls", smtp.host, seen)
 
 
 def _name(cert: dict[str, object]) -> str:

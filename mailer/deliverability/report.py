@@ -12,13 +12,8 @@ from datetime import datetime
 from email.utils import parseaddr
 
 from mailer.compose import Composer, OutgoingMail
-from mailer.deliverability.domains import (
-    Alignment,
-    dkim_finding,
-    dmarc_finding,
-    mx_finding,
-    spf_findings,
-)
+from mailer.deliverability.dmarc import Alignment, dmarc_finding
+from mailer.deliverability.domains import dkim_finding, mx_finding, spf_findings
 from mailer.deliverability.findings import Finding
 from mailer.deliverability.relay import ptr_findings, relay_addresses, tls_finding
 from mailer.deliverability.resolver import Dns
@@ -52,6 +47,23 @@ class DeliverabilityReport:
     def ok(self) -> bool:
         return self.count("fail") == 0
 
+    def counts(self) -> str:
+        return (
+            f"{self.count('pass')} passed, {self.count('warn')} warning(s), "
+            f"{self.count('fail')} failed"
+        )
+
+    def to_json(self) -> dict[str, object]:
+        """For `check --deliverability --json`: the findings in the order printed."""
+        return {
+            "sender_domain": self.sender_domain,
+            "coordinator_domain": self.coordinator_domain,
+            "dns": self.dns,
+            "ok": self.ok,
+            "counts": {verdict: self.count(verdict) for verdict in ("pass", "warn", "fail")},
+            "checks": [finding.to_json() for finding in self.findings],
+        }
+
 
 def _domain(address: str) -> str:
     return ascii_address(address).rpartition("@")[2].lower()
@@ -76,7 +88,7 @@ def check_deliverability(
     report = DeliverabilityReport(from_domain, _domain(campaign.coordinator.email), dns.where)
     addresses, relay = relay_addresses(smtp)
     spf, spf_pass = spf_findings(dns, addresses, envelope)
-    dkim, dkim_ok = dkim_finding(dns, signer, sample.data)
+    dkim, dkim_ok = dkim_finding(dns, signer, sample.data, from_domain)
     seen = Alignment(
         from_domain=from_domain,
         envelope_domain=_domain(envelope),
