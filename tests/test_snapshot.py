@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -64,26 +65,56 @@ class _SlowBoards(Boards):
         self.go = threading.Event()
         self.go.set()
 
-    def _build(self, kind: str) -> Board:
+    def _read_board(self, kind: str, stamp: object) -> Board:
         assert self.go.wait(timeout=30)
-        return super()._build(kind)
+        return super()._read_board(kind, stamp)
 
 
 def test_a_slow_read_serves_the_kept_board_after_wait_then_the_new_one(
     seeded: tuple[Any, dict[str, str]],
 ) -> None:
     ws, env = seeded
-    boards = _SlowBoards(ws.ledger(), ws.campaign, wait=0.2)
+    boards = _SlowBoards(ws.ledger(), ws.campaign, wait=0.3, glance=0.05)
     try:
         first = boards.board()
         boards.go.clear()
         _mark(env, "TH-11-prov", "accepted")
-        assert boards.board() is first  # the new read is held: the kept one, after 0.2 s
+        start = time.monotonic()
+        assert boards.board() is first  # the new read is held: the kept one, after `wait`
+        assert 0.3 <= time.monotonic() - start < 5
         assert boards.board() is first  # the same read, still under way: not another one
         boards.go.set()
         fresh = boards.board()
         assert _status(fresh, "TH-11-prov") == Attendance.accepted
         assert fresh.read_at >= first.read_at
+    finally:
+        boards.go.set()
+        boards.close()
+
+
+def test_once_a_read_was_slow_a_request_only_glances_for_the_next(
+    seeded: tuple[Any, dict[str, str]],
+) -> None:
+    ws, env = seeded
+    boards = _SlowBoards(ws.ledger(), ws.campaign, wait=0.3, glance=0.05)
+    try:
+        boards.board()
+        boards.go.clear()
+        _mark(env, "TH-11-prov", "accepted")
+        threading.Timer(0.6, boards.go.set).start()  # this read takes 0.6 s: slow
+        slow = boards.board()  # waited 0.3 s, got the kept board
+        boards.board()  # waits for nothing new... until the slow read lands
+        deadline = time.monotonic() + 10
+        while _status(boards.board(), "TH-11-prov") != Attendance.accepted:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        boards.go.clear()
+        _mark(env, "TH-11-agri", "declined")
+        start = time.monotonic()
+        kept = boards.board()  # the last read was slow: only a glance (0.05 s) this time
+        assert time.monotonic() - start < 0.25
+        assert _status(kept, "TH-11-agri") == Attendance.no_reply
+        assert kept is not slow
     finally:
         boards.go.set()
         boards.close()

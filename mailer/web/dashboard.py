@@ -67,6 +67,8 @@ ROOT = "/dashboard"
 def json_bytes(value: Any) -> bytes:
     """`value` as Starlette's JSONResponse writes it."""
     return JSONResponse(value).body
+
+
 HEADERS = {
     "Cache-Control": "no-store",
     "Referrer-Policy": "same-origin",
