@@ -338,6 +338,7 @@ def test_the_dashboard_shows_what_status_json_says(board: Board) -> None:
         o["invitee_id"] for o in expected["invitees"]
     ]
     assert listed[0][0] in page
+    assert "<h2>หน่วยงาน (532)</h2>" in page
     assert "หน้า 1 จาก 6" in page
     assert "หน้า 6 จาก 6" in beyond  # a page past the end shows the last one
     cells = re.findall(r'<td class="status-[a-z_]+" data-office="([^"]+)"', page)

@@ -136,13 +136,17 @@ def _answer_on_a_phone(browser: Any, link: str, folder: Path | None) -> tuple[li
         context.close()
 
 
-def _log_in(browser: Any, base: str) -> Any:
-    """The coordinator's page at a desktop's width, logged in, on the dashboard."""
+def _log_in(browser: Any, base: str, view: str = "") -> Any:
+    """The coordinator's page at a desktop's width, logged in, on the dashboard (`view`:
+    its query, e.g. one province: the list of offices is paged, a page shows 100)."""
     page = browser.new_context(viewport=DESKTOP).new_page()
     assert page.goto(f"{base}/dashboard").url.endswith("/dashboard/login")
     page.fill("#password", PASSWORD)
     page.click("button.send")
     page.wait_for_selector("#matrix")
+    if view:
+        page.goto(f"{base}/dashboard?{view}")
+        page.wait_for_selector("#matrix")
     return page
 
 
@@ -165,7 +169,7 @@ def test_an_office_answers_from_its_message_on_a_phone_and_the_open_dashboard_fo
 ) -> None:
     assert len(live.links) == 532
     link = _link_in_message(live, OFFICE)
-    desk = _log_in(browser, live.base)
+    desk = _log_in(browser, live.base, "province=TH-96")  # its province: cell and entry
     try:
         desk.evaluate("window.__marker = 1")  # gone if the page reloads
         navigations: list[str] = []

@@ -156,7 +156,7 @@ def _view(board: Board, query: Mapping[str, str]) -> View:
         ("page", report.invitees, OFFICES_PER_PAGE),
     ):
         number, count = _page(query, name, len(items), size)
-        pages[name] = {"number": number, "count": count, "items": len(items)}
+        pages[name] = {"number": number, "count": count, "total": len(items)}
         cut_out[name] = items[(number - 1) * size : number * size]
     return View(report, agencies, cut_out["lines"], cut_out["page"], pages)
 
