@@ -88,7 +88,7 @@ class IdentityServer:
             return 400, {"error": "invalid_scope", "error_description": form.get("scope", "")}
         device_code, user_code = secrets.token_urlsafe(24), secrets.token_hex(4).upper()
         with self.lock:
-            self.devices[device_code] = {"user_code": user_code, "user": ""}
+            self.devices[device_code] = {"user_code": user_code, "user": "", "scope": form["scope"]}
         where = f"{self.authority}/devicelogin"
         return 200, {
             "device_code": device_code,
@@ -126,7 +126,7 @@ class IdentityServer:
             return 400, {"error": "expired_token"}
         if not device["user"]:
             return 400, {"error": "authorization_pending", "error_description": "AADSTS70016"}
-        return 200, self.user_tokens(device["user"], form.get("scope", ""))
+        return 200, self.user_tokens(device["user"], device["scope"])  # what was asked for
 
     def user_tokens(self, user: str, scope: str) -> dict[str, object]:
         """An access token, a new refresh token (the old one stays valid, as Entra's do),

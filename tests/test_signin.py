@@ -13,7 +13,6 @@ import ssl
 import subprocess
 import sys
 import urllib.request
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import IO
@@ -22,7 +21,7 @@ import pytest
 from typer.testing import CliRunner
 
 from mailer.cli import app
-from mailer.errors import SettingsError
+from mailer.errors import SettingsError, TransportError
 from mailer.replies.watch import Mailbox, MailboxWatcher, Timing
 from tests import test_oauth, test_replies
 from tests.conftest import Dovecot, cli_env, make_settings
@@ -108,7 +107,8 @@ def sign_in_google(tmp_path: Path, idp: IdentityServer, env: dict[str, str]) -> 
     assert process.stdout is not None
     seen: list[str] = []
     url = _line(process.stdout, r"^(https://127\.0\.0\.1:\d+/google/auth\?\S+)$", seen)[1]
-    assert "code_challenge=" in url and "redirect_uri=http%3A%2F%2F127.0.0.1%3A" in url
+    assert "code_challenge=" in url
+    assert "redirect_uri=http%3A%2F%2F127.0.0.1%3A" in url
     with _https(idp).open(url, timeout=10) as page:  # 302 to http://127.0.0.1:<port>/?code=…
         assert page.url.startswith("http://127.0.0.1:")
         assert "mailer is signed in" in page.read().decode()
@@ -131,7 +131,7 @@ def test_microsoft_device_code_sign_in_then_a_batch_across_token_expiry(tmp_path
         assert token_file.stat().st_mode & 0o777 == 0o600
         assert (token_file.parent.stat().st_mode & 0o777) == 0o700  # made by mailer
         signed_in = json.loads(token_file.read_text())["microsoft"]
-        assert list(idp.refresh_tokens)[0] in signed_in  # MSAL's cache, refresh token kept
+        assert next(iter(idp.refresh_tokens)) in signed_in  # MSAL's cache, refresh token kept
         grants_before = len(idp.issued)
 
         send = {**env, "SMTP_PORT": str(s.port), "SMTP_RECONNECT_EVERY": "2"}
@@ -195,6 +195,26 @@ def test_google_installed_app_sign_in_then_smtp(tmp_path: Path) -> None:
         assert not any(secret in output for secret in _secrets(idp))
 
 
+def test_a_refused_refreshed_token_names_the_signed_in_user(tmp_path: Path) -> None:
+    from mailer.delivery.transport import SmtpTransport
+
+    script = Script()
+    with identity_server(tmp_path) as idp, xoauth2_server(script, idp, {1, 2}) as server:
+        env = microsoft_env(idp, tmp_path / "tokens.json")
+        sign_in_microsoft(tmp_path, idp, env)
+        settings = make_settings(
+            tmp_path, SMTP_PORT=str(server.port), SMTP_AUTH="microsoft", SMTP_USERNAME=MAILBOX,
+            **env,
+        )  # fmt: skip
+        with pytest.raises(TransportError) as caught:
+            SmtpTransport(settings.smtp).connect()
+    assert server.controller.handler.auths == ["535", "535"]  # type: ignore[attr-defined]
+    assert idp.grants.count("refresh_token") == 1  # the second try: a refreshed token
+    assert "SMTP_USERNAME is the user who signed in (`mailer auth status`)" in str(caught.value)
+    assert "New-ServicePrincipal" not in str(caught.value)  # that is app-only's setup
+    assert script.mail_commands == 0
+
+
 def test_no_sign_in_yet_says_to_run_auth_login(tmp_path: Path) -> None:
     with identity_server(tmp_path) as idp:
         env = cli_env(tmp_path, **microsoft_env(idp, tmp_path / "none.json"))
@@ -233,12 +253,15 @@ def test_delegated_is_chosen_by_leaving_the_app_credentials_out(tmp_path: Path) 
         user = make_settings(tmp_path, SMTP_AUTH="microsoft", **base)
         app_only = make_settings(tmp_path, SMTP_AUTH="microsoft", OAUTH_CLIENT_SECRET="x", **base)
         google = make_settings(tmp_path, SMTP_AUTH="google", **base)
-    assert user.smtp.oauth is not None and user.smtp.oauth.delegated
-    assert app_only.smtp.oauth is not None and not app_only.smtp.oauth.delegated
-    assert google.smtp.oauth is not None and google.smtp.oauth.delegated
+    assert user.smtp.oauth is not None
+    assert user.smtp.oauth.delegated
+    assert app_only.smtp.oauth is not None
+    assert not app_only.smtp.oauth.delegated
+    assert google.smtp.oauth is not None
+    assert google.smtp.oauth.delegated
     assert user.signin is not None
     assert user.signin.problems["google"]  # no installed app's OAuth client given
-    with pytest.raises(SettingsError, match="MAILER_TOKEN_FILE=.* is a folder"):
+    with pytest.raises(SettingsError, match=r"MAILER_TOKEN_FILE=.* is a folder"):
         make_settings(tmp_path, SMTP_AUTH="microsoft", **{**base, "MAILER_TOKEN_FILE": "."})
 
 
@@ -281,7 +304,9 @@ def test_the_watcher_keeps_reading_after_the_token_dies(
         _until(lambda: any("cannot wait for new mail" in line for line in lines))
         _deliver(oauth_dovecot, _reply("saraban.th50@prov.example", DECLINE, ids["TH-50-prov"]))
         _until(lambda: _status_of(ws, "TH-50-prov") == "declined")
-        _until(lambda: watcher.status().mode == "idle" and watcher.status().consecutive_failures == 0)
+        _until(
+            lambda: watcher.status().mode == "idle" and watcher.status().consecutive_failures == 0
+        )
     assert idp.grants.count("refresh_token") >= refreshed + 2
     assert sum("waiting for new mail in" in line for line in lines) == 2  # IDLE, IDLE again
     log = (oauth_dovecot.root / "dovecot.log").read_text(encoding="utf-8")
