@@ -117,9 +117,8 @@ class SignIn:
     problems: dict[str, tuple[str, ...]]  # provider -> its missing or wrong settings
 
     def settings(self, provider: str) -> OAuthSettings:
-        """The delegated settings of `provider`; an `OAuthError` if they are not usable."""
-        if provider not in ("microsoft", "google"):
-            raise OAuthError(f"{cut(provider)!r} is not microsoft or google")
+        """The delegated settings of `provider` (microsoft or google); an `OAuthError` if
+        they are not usable."""
         if self.problems[provider]:
             raise OAuthError("; ".join(self.problems[provider]))
         return self.microsoft if provider == "microsoft" else self.google
