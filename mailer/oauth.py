@@ -4,7 +4,10 @@
 client credentials through MSAL (a client secret or a certificate; scope
 `https://outlook.office365.com/.default`), or `google`: a Google Workspace service account
 with domain-wide delegation acting for the mailbox (google-auth; scope
-`https://mail.google.com/`). `token_source(settings).token()` gives an access token, kept in
+`https://mail.google.com/`). Without those app credentials (no client secret or certificate;
+no service account key) the sign-in is delegated: the user signed in once with `mailer auth
+login microsoft|google`, and the refresh token kept in MAILER_TOKEN_FILE gives the access
+tokens (`mailer.oauth_signin`). `token_source(settings).token()` gives an access token, kept in
 memory and handed out again until shortly before it expires (MSAL: five minutes;
 google-auth: under four), then fetched anew, so a long batch or the IMAP watcher, which log
 in again on each new session, never use a stale one. `token(fresh=True)` fetches a new one
@@ -21,7 +24,7 @@ import functools
 import hashlib
 import json
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -32,6 +35,7 @@ AuthKind = Literal["password", "microsoft", "google"]
 AUTH_KINDS: tuple[AuthKind, ...] = ("password", "microsoft", "google")
 MICROSOFT_SCOPE = "https://outlook.office365.com/.default"
 MICROSOFT_AUTHORITY = "https://login.microsoftonline.com"
+DEFAULT_TOKEN_FILE = "var/oauth-tokens.json"
 GOOGLE_SCOPE = "https://mail.google.com/"
 DELEGATION = (
     "the Workspace admin console allows the service account's client ID the scope "
@@ -56,12 +60,24 @@ class OAuthSettings:
     ca_file: Path | None = None  # the identity server's private CA (tests, proxies)
     service_account_file: Path | None = None  # google: the service account's JSON key
     subject: str = ""  # google: the mailbox the service account acts for
+    token_file: Path = Path(DEFAULT_TOKEN_FILE)  # delegated: the refresh token (0600)
+    client_secrets_file: Path | None = None  # google, delegated: the installed app's JSON
 
     @property
     def authority_url(self) -> str:
         return f"{self.authority}/{self.tenant}"
 
+    @property
+    def delegated(self) -> bool:
+        """A user's sign-in (`mailer auth login`), not the application's own credentials."""
+        if self.provider == "google":
+            return self.service_account_file is None
+        return not self.client_secret and self.certificate_file is None
+
     def where(self) -> str:
+        if self.delegated:
+            name = "Google's" if self.provider == "google" else f"{self.authority_url}'s"
+            return f"{name} sign-in kept in MAILER_TOKEN_FILE={str(self.token_file)!r}"
         if self.provider == "google":
             return (
                 f"Google's token endpoint for {self.subject!r} "
@@ -90,6 +106,66 @@ def auth_setting(v: Values, name: str, user_setting: str) -> OAuthSettings | Non
     return _google(v, v.text(user_setting, "")) if kind == "google" else _microsoft(v)
 
 
+@dataclass(frozen=True)
+class SignIn:
+    """What `mailer auth login|logout|status` use, read whatever SMTP_AUTH and IMAP_AUTH
+    say (a sign-in comes before switching them); `problems`: what `login` refuses with."""
+
+    token_file: Path
+    microsoft: OAuthSettings
+    google: OAuthSettings
+    problems: dict[str, tuple[str, ...]]  # provider -> its missing or wrong settings
+
+    def settings(self, provider: str) -> OAuthSettings:
+        """The delegated settings of `provider` (microsoft or google); an `OAuthError` if
+        they are not usable."""
+        if self.problems[provider]:
+            raise OAuthError("; ".join(self.problems[provider]))
+        return self.microsoft if provider == "microsoft" else self.google
+
+
+class _Scratch:
+    """The settings' values, with problems of their own (not the run's)."""
+
+    def __init__(self, v: Values) -> None:
+        self.v, self.problems = v, list[str]()
+
+    def raw(self, name: str) -> str:
+        return self.v.raw(name)
+
+    def text(self, name: str, default: str) -> str:
+        return self.v.text(name, default)
+
+
+def signin_setting(v: Values) -> SignIn:
+    """The delegated sign-in settings for `mailer auth` (MAILER_TOKEN_FILE, OAUTH_TENANT,
+    OAUTH_CLIENT_ID, OAUTH_AUTHORITY, OAUTH_CLIENT_SECRETS_FILE, OAUTH_CA_FILE)."""
+    found: dict[str, tuple[str, ...]] = {}
+    microsoft_values, google_values = _Scratch(v), _Scratch(v)
+    microsoft = replace(
+        _microsoft(microsoft_values), client_secret=Secret(""), certificate_file=None
+    )
+    found["microsoft"] = tuple(p for p in microsoft_values.problems if "set one of" not in p)
+    google = replace(_google(google_values, ""), service_account_file=None)
+    found["google"] = tuple(p for p in google_values.problems if "SERVICE_ACCOUNT" not in p)
+    if not (google.client_secrets_file or (google.client_id and google.client_secret)):
+        found["google"] += (
+            "Google sign-in needs the installed app's OAuth client: set "
+            "OAUTH_CLIENT_SECRETS_FILE (its client_secret_….json from the Google Cloud "
+            "console) or OAUTH_CLIENT_ID and OAUTH_CLIENT_SECRET",
+        )
+    return SignIn(microsoft.token_file, microsoft, google, found)
+
+
+def _token_file(v: Values) -> Path:
+    raw = v.text("MAILER_TOKEN_FILE", DEFAULT_TOKEN_FILE)
+    if Path(raw).is_dir():
+        _once(
+            v, f"MAILER_TOKEN_FILE={cut(raw)!r} is a folder; name a file, e.g. {DEFAULT_TOKEN_FILE}"
+        )
+    return Path(raw)
+
+
 def _once(v: Values, problem: str) -> None:
     if problem not in v.problems:
         v.problems.append(problem)
@@ -115,11 +191,12 @@ def _microsoft(v: Values) -> OAuthSettings:
         _once(v, f"OAUTH_TENANT={cut(tenant)!r} is not a tenant name or ID")
     secret = v.raw("OAUTH_CLIENT_SECRET").strip()
     certificate = _file(v, "OAUTH_CERTIFICATE_FILE", "a PEM file with the key and certificate")
-    if bool(secret) == bool(v.text("OAUTH_CERTIFICATE_FILE", "")):
+    if secret and v.text("OAUTH_CERTIFICATE_FILE", ""):
         _once(
             v,
             "set one of OAUTH_CLIENT_SECRET (the app registration's client secret) and "
-            "OAUTH_CERTIFICATE_FILE (a PEM file with its certificate's private key)",
+            "OAUTH_CERTIFICATE_FILE (a PEM file with its certificate's private key), not "
+            "both; or neither, for a user's sign-in with `mailer auth login microsoft`",
         )
     authority = v.text("OAUTH_AUTHORITY", MICROSOFT_AUTHORITY).rstrip("/")
     if not authority.startswith("https://") or any(c in authority for c in "?# "):
@@ -132,6 +209,7 @@ def _microsoft(v: Values) -> OAuthSettings:
         certificate_file=certificate,
         authority=authority,
         ca_file=_file(v, "OAUTH_CA_FILE", "the PEM file of the identity server's CA"),
+        token_file=_token_file(v),
     )
 
 
@@ -139,9 +217,7 @@ def _google(v: Values, subject: str) -> OAuthSettings:
 
     what = "the JSON key of a service account with domain-wide delegation"
     key = _file(v, "OAUTH_SERVICE_ACCOUNT_FILE", what)
-    if not v.text("OAUTH_SERVICE_ACCOUNT_FILE", ""):
-        _once(v, f"OAUTH_SERVICE_ACCOUNT_FILE is empty; Google sign-in needs {what}")
-    client_id = ""
+    client_id, client_secret = v.text("OAUTH_CLIENT_ID", ""), v.raw("OAUTH_CLIENT_SECRET").strip()
     if key is not None and key.is_file():
         try:
             info = json.loads(key.read_text(encoding="utf-8"))
@@ -154,10 +230,14 @@ def _google(v: Values, subject: str) -> OAuthSettings:
         provider="google",
         tenant="",
         client_id=client_id,
-        client_secret=Secret(""),
+        client_secret=Secret("" if key else client_secret),
         ca_file=_file(v, "OAUTH_CA_FILE", "the PEM file of the identity server's CA"),
         service_account_file=key,
         subject=subject,
+        token_file=_token_file(v),
+        client_secrets_file=_file(
+            v, "OAUTH_CLIENT_SECRETS_FILE", "the installed app's client_secret_….json"
+        ),
     )
 
 
@@ -178,6 +258,12 @@ class TokenSource:
     def token(self, *, fresh: bool = False) -> str:
         """A live access token; `fresh`: never the cached one. Raises `OAuthError`."""
         with self._lock:
+            if self.settings.delegated:
+                from mailer.oauth_signin import user_token
+
+                token, acquired = user_token(self.settings, fresh=fresh)
+                self.acquired += acquired
+                return token
             if self.settings.provider == "google":
                 return self._google_token(fresh=fresh)
             app = self._application()
@@ -207,7 +293,7 @@ class TokenSource:
                     info, scopes=[GOOGLE_SCOPE], subject=s.subject
                 )
             if fresh or not self._app.valid:  # valid: more than 3¾ minutes left
-                self._app.refresh(Request(_http_client(s.ca_file)))
+                self._app.refresh(Request(http_client(s.ca_file)))
                 self.acquired += 1
         except RefreshError as exc:
             raise OAuthError(
@@ -231,7 +317,7 @@ class TokenSource:
                     authority=s.authority_url,
                     validate_authority=s.authority == MICROSOFT_AUTHORITY,
                     instance_discovery=s.authority == MICROSOFT_AUTHORITY,
-                    http_client=_http_client(s.ca_file),
+                    http_client=http_client(s.ca_file),
                 )
             except OAuthError:
                 raise
@@ -274,7 +360,7 @@ class TokenSource:
         return text.replace(secret, "********") if secret else text
 
 
-def _http_client(ca_file: Path | None) -> Any:
+def http_client(ca_file: Path | None) -> Any:
     """MSAL's HTTP session: a 30 s timeout, and OAUTH_CA_FILE given with every request
     (a session-wide `verify` loses to REQUESTS_CA_BUNDLE in the environment)."""
     import requests

@@ -28,7 +28,7 @@ from mailer.errors import SettingsError
 from mailer.errors import cut as cut
 from mailer.hosts import host_problem
 from mailer.hosts import is_loopback_host as is_loopback_host  # also reached from here
-from mailer.oauth import OAuthSettings, auth_setting
+from mailer.oauth import OAuthSettings, SignIn, auth_setting, signin_setting
 from mailer.redact import hide_secrets as hide_secrets
 from mailer.redact import shown_url as shown_url
 from mailer.values import Secret as Secret  # also reached from here
@@ -98,6 +98,7 @@ class Settings:
     dkim: DkimSettings | None = None  # None: messages go out unsigned
     # The DNS servers `check --deliverability` asks, (address, port); empty: the system's.
     dns_servers: tuple[tuple[str, int], ...] = ()
+    signin: SignIn | None = None  # `mailer auth`: a user's sign-in, whatever SMTP_AUTH says
 
 
 _DATABASE_EXAMPLE = (
@@ -390,6 +391,7 @@ def load_settings(environ: Mapping[str, str], dotenv_path: Path | None = Path(".
         warnings=tuple(warnings.values()),
         dkim=dkim_settings(v),
         dns_servers=dns_servers(v.raw("MAILER_DNS_SERVER"), problems),
+        signin=signin_setting(v),
     )
     if problems:
         raise SettingsError(problems)

@@ -3,11 +3,18 @@ of a Microsoft tenant for app-only sign-in: the OpenID discovery document
 (`/{tenant}/v2.0/.well-known/openid-configuration`) and the token endpoint's
 client-credentials grant; Google's token endpoint for a service account's signed JWT
 (`/google/token`, RFC 7523, with `sub` the mailbox); and RFC 7662 introspection (`/introspect`) for Dovecot's oauth2
-passdb. Tokens are random, live for `expires_in` seconds (real time) and
-can be revoked; `live(token)` is what the test's SMTP server asks."""
+passdb. For a user's (delegated) sign-in: the device authorization grant (RFC 8628: the
+device-code endpoint named in the discovery document, `/devicelogin` where the test's "user"
+approves a code, the token endpoint's `device_code` grant answering `authorization_pending`
+until then), Google's authorization endpoint (`/google/auth`, redirecting to the loopback
+`redirect_uri` with a code, PKCE checked) and `authorization_code` grant, and both
+providers' `refresh_token` grant. Tokens are random, live for `expires_in` seconds (real
+time) and can be revoked; `live(token)` is what the test's SMTP server asks."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import secrets
 import ssl
@@ -19,7 +26,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 import jwt
 import trustme
@@ -29,6 +36,15 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 TENANT = "agency.example"
 CLIENT_ID = "11111111-2222-3333-4444-555555555555"
 CLIENT_SECRET = "s3cret~client.value-ThatMustNeverShow"
+USER_SCOPES = {  # what a delegated Microsoft sign-in asks (MSAL adds the last three)
+    "https://outlook.office.com/SMTP.Send",
+    "https://outlook.office.com/IMAP.AccessAsUser.All",
+    "offline_access",
+    "openid",
+    "profile",
+}
+GOOGLE_CLIENT_ID = "987654321-mailer.apps.googleusercontent.com"
+GOOGLE_CLIENT_SECRET = "GOCSPX-installed-app-secret"
 
 
 @dataclass
@@ -40,12 +56,155 @@ class IdentityServer:
     tokens: dict[str, float] = field(default_factory=dict)  # token -> when it dies
     issued: list[str] = field(default_factory=list)
     requests: list[str] = field(default_factory=list)  # "GET /path", "POST /path"
+    grants: list[str] = field(default_factory=list)  # each token request's grant_type
     lock: threading.Lock = field(default_factory=threading.Lock)
     subjects: dict[str, str] = field(default_factory=dict)  # Google: token -> the mailbox
     certificate_key: rsa.RSAPublicKey | None = None  # the app's certificate (`client_proven`)
     google_key: rsa.RSAPrivateKey = field(
         default_factory=lambda: rsa.generate_private_key(public_exponent=65537, key_size=2048)
     )
+    browser_user: str = "seminar@ega.example"  # who is signed in to the "browser" (Google)
+    devices: dict[str, dict[str, str]] = field(default_factory=dict)  # device_code -> its state
+    codes: dict[str, dict[str, str]] = field(default_factory=dict)  # authorization codes
+    refresh_tokens: dict[str, str] = field(default_factory=dict)  # refresh token -> the user
+
+    def client_secrets_file(self, path: Path) -> Path:
+        """A Google installed app's client_secrets.json whose endpoints are this server."""
+        installed = {
+            "client_id": GOOGLE_CLIENT_ID,
+            "client_secret": GOOGLE_CLIENT_SECRET,
+            "auth_uri": f"{self.authority}/google/auth",
+            "token_uri": f"{self.authority}/google/token",
+            "redirect_uris": ["http://localhost"],
+        }
+        path.write_text(json.dumps({"installed": installed}), encoding="utf-8")
+        return path
+
+    def device_authorization(self, form: dict[str, str]) -> tuple[int, dict[str, object]]:
+        """RFC 8628 3.1-3.2, with the `message` Microsoft adds (MSAL shows it)."""
+        if form.get("client_id") != CLIENT_ID:
+            return 400, {"error": "unauthorized_client"}
+        if set(form.get("scope", "").split()) != USER_SCOPES:
+            return 400, {"error": "invalid_scope", "error_description": form.get("scope", "")}
+        device_code, user_code = secrets.token_urlsafe(24), secrets.token_hex(4).upper()
+        with self.lock:
+            self.devices[device_code] = {"user_code": user_code, "user": "", "scope": form["scope"]}
+        where = f"{self.authority}/devicelogin"
+        return 200, {
+            "device_code": device_code,
+            "user_code": user_code,
+            "verification_uri": where,
+            "expires_in": 900,
+            "interval": 1,
+            "message": f"To sign in, use a web browser to open the page {where} and enter "
+            f"the code {user_code} to authenticate.",
+        }
+
+    def approve(self, user_code: str, user: str) -> bool:
+        """What the user does at the verification page: sign in and enter the code."""
+        with self.lock:
+            for device in self.devices.values():
+                if device["user_code"] == user_code and not device["user"]:
+                    device["user"] = user
+                    return True
+        return False
+
+    def user_grant(self, form: dict[str, str]) -> tuple[int, dict[str, object]]:
+        """The token endpoint for a public client: `device_code` and `refresh_token`."""
+        if form.get("client_id") != CLIENT_ID:
+            return 401, {"error": "invalid_client"}
+        if form["grant_type"] == "refresh_token":
+            user = self.refresh_tokens.get(form.get("refresh_token", ""))
+            if user is None:
+                return 400, {"error": "invalid_grant", "error_description": "AADSTS70008"}
+            return 200, self.user_tokens(user, form.get("scope", ""))
+        with self.lock:
+            device = self.devices.get(form.get("device_code", ""))
+            if device is not None and device["user"]:
+                del self.devices[form["device_code"]]  # a device code is redeemed once
+        if device is None:
+            return 400, {"error": "expired_token"}
+        if not device["user"]:
+            return 400, {"error": "authorization_pending", "error_description": "AADSTS70016"}
+        return 200, self.user_tokens(device["user"], device["scope"])  # what was asked for
+
+    def user_tokens(self, user: str, scope: str) -> dict[str, object]:
+        """An access token, a new refresh token (the old one stays valid, as Entra's do),
+        and who signed in: an ID token and Entra's `client_info` (MSAL's account)."""
+        answer = self.issue()
+        refresh = secrets.token_urlsafe(32)
+        with self.lock:
+            self.refresh_tokens[refresh] = user
+            self.subjects[str(answer["access_token"])] = user
+        uid = hashlib.sha256(user.encode()).hexdigest()[:16]
+        now = int(time.time())
+        claims = {"iss": f"{self.authority}/{TENANT}/v2.0", "aud": CLIENT_ID, "sub": uid,
+                  "oid": uid, "tid": TENANT, "preferred_username": user, "name": user,
+                  "iat": now, "exp": now + 3600}  # fmt: skip
+        info = base64.urlsafe_b64encode(json.dumps({"uid": uid, "utid": TENANT}).encode())
+        return {
+            **answer,
+            "scope": " ".join(sorted(set(scope.split()) - {"openid", "profile"})),
+            "refresh_token": refresh,
+            "id_token": jwt.encode(claims, secrets.token_bytes(32), algorithm="HS256"),
+            "client_info": info.decode().rstrip("="),
+        }
+
+    def google_authorize(self, query: dict[str, str]) -> str:
+        """Google's consent page, the user (`browser_user`) already signed in: where to send
+        the browser next (the app's loopback `redirect_uri`, with a code or an error)."""
+        redirect = query.get("redirect_uri", "")
+        if urlsplit(redirect).hostname not in ("127.0.0.1", "localhost", "::1"):
+            raise ValueError("redirect_uri is not a loopback address")
+        ok = (
+            query.get("client_id") == GOOGLE_CLIENT_ID
+            and query.get("response_type") == "code"
+            and query.get("scope") == "https://mail.google.com/"
+            and query.get("code_challenge_method") == "S256"
+        )
+        answer = {"state": query.get("state", "")}
+        if ok:
+            code = secrets.token_urlsafe(16)
+            with self.lock:
+                self.codes[code] = {"redirect_uri": redirect, "user": self.browser_user,
+                                    "challenge": query.get("code_challenge", "")}  # fmt: skip
+            answer.update(code=code, scope="https://mail.google.com/")
+        else:
+            answer["error"] = "invalid_request"
+        return f"{redirect}?{urlencode(answer)}"
+
+    def google_user_grant(self, form: dict[str, str], basic: str) -> tuple[int, dict[str, object]]:
+        """`authorization_code` (PKCE) and `refresh_token` for the installed app."""
+        client = base64.b64decode(basic).decode() if basic else ""
+        given = client or f"{form.get('client_id')}:{form.get('client_secret')}"
+        if given != f"{GOOGLE_CLIENT_ID}:{GOOGLE_CLIENT_SECRET}":
+            return 401, {"error": "invalid_client"}
+        if form["grant_type"] == "refresh_token":
+            user = self.refresh_tokens.get(form.get("refresh_token", ""))
+            if user is None:
+                return 400, {
+                    "error": "invalid_grant",
+                    "error_description": "Token has been expired or revoked.",
+                }
+            answer = self.issue()
+            self.subjects[str(answer["access_token"])] = user
+            return 200, {**answer, "scope": "https://mail.google.com/"}
+        with self.lock:
+            code = self.codes.pop(form.get("code", ""), None)
+        verifier = form.get("code_verifier", "").encode()
+        challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier).digest()).rstrip(b"=")
+        if (
+            code is None
+            or code["redirect_uri"] != form.get("redirect_uri")
+            or (challenge.decode() != code["challenge"])
+        ):
+            return 400, {"error": "invalid_grant"}
+        answer = self.issue()
+        refresh = secrets.token_urlsafe(32)
+        with self.lock:
+            self.refresh_tokens[refresh] = code["user"]
+            self.subjects[str(answer["access_token"])] = code["user"]
+        return 200, {**answer, "refresh_token": refresh, "scope": "https://mail.google.com/"}
 
     def service_account_file(self, path: Path) -> Path:
         """A Google service account's JSON key whose token_uri is this server."""
@@ -165,9 +324,21 @@ def _handler(server: IdentityServer) -> type[BaseHTTPRequestHandler]:
             self.wfile.write(data)
 
         def do_GET(self) -> None:
-            server.requests.append(f"GET {self.path}")
+            server.requests.append(f"GET {self.path.split('?')[0]}")
             base = f"{server.authority}/{TENANT}"
-            if self.path.split("?")[0] == f"/{TENANT}/v2.0/.well-known/openid-configuration":
+            path, _, query = self.path.partition("?")
+            if path == "/google/auth":
+                form = {k: v[0] for k, v in parse_qs(query).items()}
+                try:
+                    location = server.google_authorize(form)
+                except ValueError as exc:
+                    self._answer(400, {"error": "invalid_request", "error_description": str(exc)})
+                    return
+                self.send_response(302)
+                self.send_header("Location", location)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+            elif path == f"/{TENANT}/v2.0/.well-known/openid-configuration":
                 self._answer(
                     200,
                     {
@@ -184,29 +355,42 @@ def _handler(server: IdentityServer) -> type[BaseHTTPRequestHandler]:
             server.requests.append(f"POST {self.path}")
             length = int(self.headers.get("Content-Length", "0"))
             form = {k: v[0] for k, v in parse_qs(self.rfile.read(length).decode()).items()}
-            if self.path == "/introspect":  # RFC 7662, as Dovecot's oauth2 passdb asks it
-                live = server.live(form.get("token", ""))
-                self._answer(200, {"active": live, "username": server.mailbox})
-            elif self.path == "/google/token":
-                self._answer(*server.google_grant(form))
-            elif self.path != f"/{TENANT}/oauth2/v2.0/token":
-                self._answer(404, {"error": "not_found"})
-            elif form.get("grant_type") != "client_credentials":
-                self._answer(400, {"error": "unsupported_grant_type"})
-            elif form.get("client_id") != CLIENT_ID or not server.client_proven(form):
-                self._answer(
-                    401,
-                    {
-                        "error": "invalid_client",
-                        "error_description": "AADSTS7000215: Invalid client secret provided.",
-                    },
-                )
-            elif form.get("scope") != "https://outlook.office365.com/.default":
-                self._answer(400, {"error": "invalid_scope"})
-            else:
-                self._answer(200, server.issue())
+            basic = self.headers.get("Authorization", "").removeprefix("Basic ")
+            self._answer(*_post(server, self.path, form, basic))
 
     return Handler
+
+
+def _post(
+    server: IdentityServer, path: str, form: dict[str, str], basic: str
+) -> tuple[int, dict[str, object]]:
+    """The answer to a POST to `path` (a form; `basic`: an Authorization: Basic value)."""
+    grant = form.get("grant_type", "")
+    if grant:
+        server.grants.append(grant)
+    if path == "/introspect":  # RFC 7662, as Dovecot's oauth2 passdb asks it
+        return 200, {"active": server.live(form.get("token", "")), "username": server.mailbox}
+    if path == "/google/token" and grant in ("authorization_code", "refresh_token"):
+        return server.google_user_grant(form, basic)
+    if path == "/google/token":
+        return server.google_grant(form)
+    if path == f"/{TENANT}/oauth2/v2.0/devicecode":
+        return server.device_authorization(form)
+    if path == "/devicelogin":  # the verification page's form, submitted
+        approved = server.approve(form.get("user_code", ""), form.get("username", ""))
+        return 200 if approved else 400, {"approved": approved}
+    if path != f"/{TENANT}/oauth2/v2.0/token":
+        return 404, {"error": "not_found"}
+    if grant in ("urn:ietf:params:oauth:grant-type:device_code", "refresh_token"):
+        return server.user_grant(form)
+    if grant != "client_credentials":
+        return 400, {"error": "unsupported_grant_type"}
+    if form.get("client_id") != CLIENT_ID or not server.client_proven(form):
+        refused = "AADSTS7000215: Invalid client secret provided."
+        return 401, {"error": "invalid_client", "error_description": refused}
+    if form.get("scope") != "https://outlook.office365.com/.default":
+        return 400, {"error": "invalid_scope"}
+    return 200, server.issue()
 
 
 @contextmanager

@@ -1,6 +1,6 @@
 """`mailer`: the command line. Importing the submodules registers their commands."""
 
-from mailer.cli import commands, ledger, replying, scheduling, sending, viewing, web
+from mailer.cli import auth, commands, ledger, replying, scheduling, sending, viewing, web
 from mailer.cli.app import app
 
 
@@ -10,6 +10,7 @@ def main() -> None:
 
 __all__ = [
     "app",
+    "auth",
     "commands",
     "ledger",
     "main",

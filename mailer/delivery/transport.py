@@ -248,6 +248,12 @@ def _refused_login(
 ) -> TransportError:
     reply = SmtpReply.of(exc.smtp_code, exc.smtp_error)
     login = f"{where} refused the login of SMTP_USERNAME={s.username!r}: {reply}."
+    if s.oauth is not None and s.oauth.delegated:
+        return TransportError(
+            f"{login} (After a 535 the token is fetched again and tried once more.) Check "
+            "that SMTP_USERNAME is the user who signed in (`mailer auth status`) and may "
+            "send by SMTP AUTH. Nothing was sent"
+        )
     if s.oauth is not None and s.oauth.provider == "google":
         return TransportError(
             f"{login} (After a 535 the token is fetched again and tried once more.) Check "
