@@ -3,10 +3,15 @@
 With N offices in the ledger (99,999 by default: the import takes up to 100,000 rows), each
 with its invitation queued, served by one `mailer web` app on a real uvicorn on loopback,
 it measures, in one run:
-  - a static file the same server serves (`/static/web.css`): the baseline;
+  - a static file the same server serves (`/static/web.css`): the baseline; and the
+    dashboard's page itself served as a static page (the same bytes, the same server), so
+    the dashboard's ratio to it is its work, not its size;
   - an office's answer page (GET, a different office each time);
-  - the coordinator's dashboard, first view (logged in);
-  - answer POSTs from 50 concurrent clients (each its own office, CSRF token first);
+  - the coordinator's dashboard, first view (logged in), and its refresh (`live.json`);
+  - a filtered view, the first after an office answered (the board is being read again);
+  - answer POSTs from 50 concurrent clients: 50 offices with their page open press send
+    at the same moment (rounds of 50), and, apart, 50 clients each opening its page and
+    answering at once (so the POSTs queue behind the others' page GETs too);
 and prints p50/p99 of each and the ratios to the static page's. Absolute figures move ×2–3
 between machines here: read the ratios. Goal (issue #13): the dashboard within 5× a static
 page; no request over 1 s.
@@ -94,20 +99,62 @@ def _timed(client: httpx.Client, url: str) -> float:
     return took
 
 
+def _form(client: httpx.Client, link: str) -> str:
+    page = client.get(link)
+    found = re.search(r'name="csrf" value="([^"]+)"', page.text)
+    if found is None:
+        raise SystemExit(f"no form on {link}: {page.status_code}")
+    return found.group(1)
+
+
+def _send(client: httpx.Client, base: str, link: str, csrf: str) -> float:
+    start = time.perf_counter()
+    answer = client.post(link, data={"csrf": csrf, "choice": "accepted"}, headers={"Origin": base})
+    took = time.perf_counter() - start
+    if answer.status_code != 200:
+        raise SystemExit(f"POST {link}: {answer.status_code}")
+    return took
+
+
 def _post_answer(base: str, link: str) -> float:
+    """An office opens its page and answers: the POST's time."""
     with httpx.Client(timeout=60) as client:
-        page = client.get(link)
-        found = re.search(r'name="csrf" value="([^"]+)"', page.text)
-        if found is None:
-            raise SystemExit(f"no form on {link}: {page.status_code}")
-        start = time.perf_counter()
-        answer = client.post(
-            link, data={"csrf": found.group(1), "choice": "accepted"}, headers={"Origin": base}
-        )
-        took = time.perf_counter() - start
-        if answer.status_code != 200:
-            raise SystemExit(f"POST {link}: {answer.status_code}")
-        return took
+        return _send(client, base, link, _form(client, link))
+
+
+def _press(base: str, gate: threading.Barrier, client: httpx.Client, link: str, form: str) -> float:
+    gate.wait()
+    return _send(client, base, link, form)
+
+
+def _burst(base: str, links: list[str], clients: int) -> list[float]:
+    """`clients` offices have their page open and press send at the same moment, in
+    rounds until every link answered: each POST's time."""
+    took: list[float] = []
+    for start in range(0, len(links), clients):
+        batch = links[start : start + clients]
+        sessions = [httpx.Client(timeout=60) for _ in batch]
+        forms = [_form(c, link) for c, link in zip(sessions, batch, strict=True)]
+        gate = threading.Barrier(len(batch))
+        ready = [
+            (gate, c, link, form) for c, link, form in zip(sessions, batch, forms, strict=True)
+        ]
+        with ThreadPoolExecutor(len(batch)) as pool:
+            took += pool.map(lambda press: _press(base, *press), ready)
+        for c in sessions:
+            c.close()
+    return took
+
+
+class _Page:
+    """A static page: the bytes it was given, as they are, by the same server."""
+
+    body = b""
+
+    async def serve(self, request: Any) -> Any:
+        from starlette.responses import Response
+
+        return Response(self.body, media_type="text/html; charset=utf-8")
 
 
 def _login(client: httpx.Client, base: str) -> None:
@@ -169,13 +216,18 @@ def main() -> None:
     )  # fmt: skip
     step = max(1, args.offices // max(args.requests, args.posts))
     started = time.perf_counter()
-    with _Served(create_app(site, base), port), httpx.Client(timeout=120) as client:
+    app = create_app(site, base)
+    page = _Page()  # the dashboard's own page, kept as a static page of the same size
+    app.add_route("/bench/dashboard.html", page.serve, methods=["GET"])
+    with _Served(app, port), httpx.Client(timeout=120) as client:
         static = [_timed(client, f"{base}/static/web.css") for _ in range(args.requests)]
         pages = [_timed(client, links(ids[(n * step) % len(ids)])) for n in range(args.requests)]
         _login(client, base)
         _timed(client, f"{base}/dashboard/live.json")  # waits for the board read at start
         ready = time.perf_counter() - started
         views = max(5, args.requests // 10)
+        page.body = client.get(f"{base}/dashboard").content
+        same_size = [_timed(client, f"{base}/bench/dashboard.html") for _ in range(views)]
         board = [_timed(client, f"{base}/dashboard") for _ in range(views)]
         live = [_timed(client, f"{base}/dashboard/live.json") for _ in range(views)]
         changed = []
@@ -183,18 +235,22 @@ def main() -> None:
             _post_answer(base, links(ids[(n * 7919 + 3) % len(ids)]))
             changed.append(_timed(client, f"{base}/dashboard?province=TH-50"))
         targets = [links(ids[(n * step + 1) % len(ids)]) for n in range(args.posts)]
-        with ThreadPoolExecutor(args.clients) as pool:
-            posts = list(pool.map(lambda link: _post_answer(base, link), targets))
+        posts = _burst(base, targets, args.clients)
+        again = [links(ids[(n * step + 2) % len(ids)]) for n in range(args.posts)]
+        with ThreadPoolExecutor(args.clients) as pool:  # each: its page, then its answer
+            mixed = list(pool.map(lambda link: _post_answer(base, link), again))
     print(f"the board read when the server starts: ready {ready:.1f} s after it started")
     base_p50, base_p99 = _percentiles(static)
     print(f"{'request':40} {'p50':>9} {'p99':>9} {'p50 ×static':>12} {'p99 ×static':>12}")
     measured = (
         ("static file (baseline)", static),
+        (f"static page of {len(page.body) // 1000} kB", same_size),
         ("an office's answer page (GET)", pages),
         ("the dashboard, first view", board),
         ("the dashboard's refresh (live.json)", live),
         ("a filtered view, first after a change", changed),
         (f"answer POSTs, {args.clients} at once", posts),
+        (f"  the same, amid {args.clients} pages' GETs", mixed),
     )
     for name, seconds in measured:
         p50, p99 = _percentiles(seconds)

@@ -9,7 +9,7 @@ millisecond):
 
 - nothing committed: the kept board is served (and, per filtered view, its rendered page);
 - something committed: one thread reads a new board, and the request waits for it up to
-  `wait` seconds when the last read of it took no longer than that (at 532 offices it
+  `wait` (0.5) seconds when the last read of it took no longer than that (at 532 offices it
   takes about 15 ms, so the view is always current), else only `glance` seconds: at
   100,000 offices a request gets the board it had, marked with the time it was read, and
   the next one (or the page's own polling) gets the new one. No request waits on a full
@@ -107,7 +107,7 @@ class Boards:
     """The kept boards of one ledger and campaign (see the module's text)."""
 
     def __init__(
-        self, ledger: Ledger, campaign: Campaign, wait: float = 1.0, glance: float = 0.1
+        self, ledger: Ledger, campaign: Campaign, wait: float = 0.5, glance: float = 0.1
     ) -> None:
         self.ledger = ledger
         self.campaign = campaign
