@@ -567,3 +567,50 @@ def test_chromium_logs_in_and_sees_the_totals_change_by_themselves(
         page.screenshot(path=str(tmp_path / "dashboard-desktop.png"), full_page=True)
     finally:
         page.close()
+
+
+@pytest.mark.slow
+def test_an_office_that_leaves_a_no_answer_view_is_said_without_a_reload(
+    live: Board, browser: Any
+) -> None:
+    """On "who has not answered", an office that answers leaves the view: the page's script
+    says the list changed (its new state is not the view's any more)."""
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    try:
+        page.goto(f"{live.base}/dashboard")
+        page.fill("#password", PASSWORD)
+        page.click("button.send")
+        page.goto(f"{live.base}/dashboard?province=TH-50&attendance=no_reply")
+        assert page.locator('td[data-office="TH-50-prov"]').count() == 1
+        assert page.locator("#changed").is_hidden()
+        page.evaluate("window.loadedOnce = true")
+        mark(live.web.ws.ledger(), "TH-50-prov", Attendance.declined, representative={},
+             note="by phone")  # fmt: skip
+        page.wait_for_selector("#changed", state="visible", timeout=15_000)
+        assert page.evaluate("window.loadedOnce") is True
+        page.click("#changed a")
+        page.wait_for_selector("#matrix")
+        assert page.locator('td[data-office="TH-50-prov"]').count() == 0
+        assert page.locator("#changed").is_hidden()
+    finally:
+        page.close()
+
+
+@pytest.mark.slow
+def test_live_json_names_the_offices_the_view_holds_now(board: Board) -> None:
+    view = "province=TH-12&attendance=no_reply"
+    with _client() as client:
+        board.login(client)
+        before = client.get(f"{board.base}/dashboard/live.json?{view}").json()
+        junk = client.get(f"{board.base}/dashboard/live.json?{view}&x=1&utm=2").json()
+        mark(board.web.ws.ledger(), "TH-12-agri", Attendance.accepted, representative={},
+             note="by phone")  # fmt: skip
+        after = client.get(f"{board.base}/dashboard/live.json?{view}").json()
+        everyone = client.get(f"{board.base}/dashboard/live.json?province=TH-12").json()
+    assert before["offices"]["TH-12-agri"][0] == "no_reply"
+    assert junk == before  # other parameters: the same view
+    assert "TH-12-agri" not in after["offices"]
+    assert (
+        after["totals"]["attendance"]["no_reply"] == before["totals"]["attendance"]["no_reply"] - 1
+    )
+    assert everyone["offices"]["TH-12-agri"][0] == "accepted"

@@ -4,6 +4,7 @@ on longer than `wait` while a read is slow."""
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
@@ -13,10 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy.exc import OperationalError
 
 from mailer.invitees.importing import import_contacts
 from mailer.replies.statuses import Attendance
-from mailer.web.snapshot import Board, Boards
+from mailer.web.snapshot import Board, Boards, LedgerAway
 from tests.conftest import CONTACTS, cli_env
 
 
@@ -117,4 +119,51 @@ def test_once_a_read_was_slow_a_request_only_glances_for_the_next(
         assert kept is not slow
     finally:
         boards.go.set()
+        boards.close()
+
+
+class _FailingBoards(Boards):
+    """Boards whose reads fail once `fail` is set (the database away mid-read)."""
+
+    fail = False
+
+    def _read_board(self, kind: str, stamp: object) -> Board:
+        if self.fail:
+            raise OperationalError("SELECT …", {}, Exception("disk I/O error"))
+        return super()._read_board(kind, stamp)
+
+
+def test_a_failed_read_serves_the_board_read_last_and_says_so_once(
+    seeded: tuple[Any, dict[str, str]], caplog: pytest.LogCaptureFixture
+) -> None:
+    ws, env = seeded
+    boards = _FailingBoards(ws.ledger(), ws.campaign)
+    try:
+        first = boards.board()
+        boards.fail = True
+        _mark(env, "TH-11-prov", "accepted")
+        with caplog.at_level(logging.WARNING, logger="mailer.web.snapshot"):
+            assert boards.board() is first
+            _mark(env, "TH-11-agri", "accepted")
+            assert boards.board() is first
+        said = [r.getMessage() for r in caplog.records]
+        assert len(said) == 1, said  # once per failing spell
+        assert "OperationalError" in said[0]
+        assert "SELECT" not in said[0]
+        boards.fail = False
+        assert _status(boards.board(), "TH-11-prov") == Attendance.accepted
+    finally:
+        boards.close()
+
+
+def test_no_board_and_a_failed_read_is_a_clear_error(
+    seeded: tuple[Any, dict[str, str]],
+) -> None:
+    ws, _ = seeded
+    boards = _FailingBoards(ws.ledger(), ws.campaign)
+    boards.fail = True
+    try:
+        with pytest.raises(LedgerAway, match="cannot be read just now"):
+            boards.board()
+    finally:
         boards.close()

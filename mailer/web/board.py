@@ -110,9 +110,32 @@ def kind_of(query: Mapping[str, str], kinds: list[str]) -> str:
     return kind
 
 
+NAMES = ("kind", "province", "agency", "attendance", "delivery", "lines", "page")
+
+
+def canonical(query: Mapping[str, str]) -> dict[str, str]:
+    """The parts of a dashboard URL's query that name its view, trimmed, in one order (what
+    the board keeps views under: any other parameter is no other view)."""
+    found = {}
+    for name in NAMES:
+        value = query.get(name, "").strip()[: 6 if name in ("lines", "page") else 80]
+        if name in ("lines", "page") and not value.isdigit():
+            continue
+        if value:
+            found[name] = value
+    return found
+
+
+def key_of(query: Mapping[str, str]) -> str:
+    return urlencode(canonical(query))
+
+
 def report_of(board: Board, query: Mapping[str, str]) -> StatusReport:
-    """`mailer status` of the view a dashboard URL names (`board` is its kind's)."""
-    return narrow(board.report, filters_of(query))
+    """`mailer status` of the view a dashboard URL names (`board` is its kind's), made once
+    per board and filters."""
+    filters = filters_of(query)
+    key = urlencode({k: v for k, v in canonical(query).items() if k not in ("lines", "page")})
+    return board.keep("report", key, lambda: narrow(board.report, filters))
 
 
 def totals(report: StatusReport) -> dict[str, Any]:
@@ -142,8 +165,7 @@ class View:
 
 def shown(board: Board, query: Mapping[str, str]) -> View:
     """The view `query` names, made once per board (and query)."""
-    key = urlencode(sorted(query.items()))
-    return board.keep("view", key, lambda: _view(board, query))
+    return board.keep("view", key_of(query), lambda: _view(board, query))
 
 
 def _view(board: Board, query: Mapping[str, str]) -> View:
@@ -171,8 +193,10 @@ def _links(query: Mapping[str, str], name: str, page: dict[str, Any]) -> dict[st
 
 
 def live_values(board: Board, query: Mapping[str, str]) -> dict[str, Any]:
-    """What the page's script refreshes: the view's totals and the attendance of each
-    office it shows (in the matrix or the list), with its Thai label."""
+    """What the page's script refreshes: the view's totals, the offices it shows now (in
+    the matrix or the list) with the attendance of each and its Thai label. An office the
+    page shows that left the view (it answered, on a "no answer" view) is not among them:
+    the script then says the list changed."""
     view = shown(board, query)
     ids = {o for row in view.lines for o in row.offices if o is not None}
     ids.update(i.invitee_id for i in view.offices)

@@ -32,7 +32,9 @@ from mailer.replies.statuses import ANSWERS, Attendance
 from mailer.web.board import (
     MEDIA,
     board_values,
+    canonical,
     export_bytes,
+    key_of,
     kind_of,
     live_values,
     report_of,
@@ -50,7 +52,7 @@ from mailer.web.login import (
     password_ok,
     role_of,
 )
-from mailer.web.snapshot import Board, Boards
+from mailer.web.snapshot import Board, Boards, LedgerAway
 from mailer.web.timeline import office_values
 
 if TYPE_CHECKING:
@@ -225,14 +227,20 @@ class Dashboard:
 
         return board.keep("page", key, render)
 
+    def _problem(self, exc: MailerError) -> HTMLResponse:
+        if isinstance(exc, LedgerAway):
+            return self.html("dashboard_problem", {"problem": "away", "text": str(exc)}, 503)
+        return self.html("dashboard_problem", {"problem": "filter", "text": str(exc)}, 400)
+
     async def board(self, request: Request) -> Response:
         gate = self._gate(request)
         if not isinstance(gate, str):
             return gate
+        query = canonical(request.query_params)
         try:
-            page = await run_in_threadpool(self._page, request.query_params, request.url.query)
+            page = await run_in_threadpool(self._page, query, key_of(query))
         except MailerError as exc:
-            return self.html("dashboard_problem", {"problem": "filter", "text": str(exc)}, 400)
+            return self._problem(exc)
         page = page.replace(self._token_here, self.forms.issue(FORM_KEY, gate)[1])
         return HTMLResponse(page, headers=HEADERS)
 
@@ -242,17 +250,17 @@ class Dashboard:
         gate = self._gate(request)
         if not isinstance(gate, str):
             return JSONResponse({"error": "login"}, status_code=401, headers=HEADERS)
-        query = request.query_params
+        query = canonical(request.query_params)
 
         def read() -> bytes:
             board = self._board(query)
-            key = str(request.url.query)
-            return board.keep(what, key, lambda: json_bytes(reading(board, query)))
+            return board.keep(what, key_of(query), lambda: json_bytes(reading(board, query)))
 
         try:
             found = await run_in_threadpool(read)
         except MailerError as exc:
-            return JSONResponse({"error": str(exc)}, status_code=400, headers=HEADERS)
+            code = 503 if isinstance(exc, LedgerAway) else 400
+            return JSONResponse({"error": str(exc)}, status_code=code, headers=HEADERS)
         return Response(found, media_type="application/json", headers=HEADERS)
 
     async def totals(self, request: Request) -> Response:
@@ -271,11 +279,11 @@ class Dashboard:
         what = request.query_params.get("what", "all")
         if suffix not in MEDIA or what not in ("all", "call-sheet", "attendees"):
             return self.html("dashboard_problem", {"problem": "filter", "text": "?"}, 404)
-        query = request.query_params
+        query = canonical(request.query_params)
         try:
             report = await run_in_threadpool(lambda: report_of(self._board(query), query))
         except MailerError as exc:
-            return self.html("dashboard_problem", {"problem": "filter", "text": str(exc)}, 400)
+            return self._problem(exc)
         data = await run_in_threadpool(export_bytes, report, what, suffix)
         headers = {**HEADERS, "Content-Disposition": f'attachment; filename="{what}.{suffix}"'}
         return Response(data, media_type=MEDIA[suffix], headers=headers)

@@ -18,12 +18,17 @@ millisecond):
 The stamp is read *before* the board, so a commit during the read is seen by the next
 request. SQLite: `PRAGMA data_version` on a connection kept for it, which changes whenever
 another connection (any process's) commits. PostgreSQL: `pg_current_snapshot()`, which
-changes whenever any transaction of the server ends (a busy server reads boards more often
-than needed; it never misses a change).
+changes whenever any transaction of the server ends, in any of its databases (a server
+shared with busy databases makes boards be read more often than needed, off the request
+path once a read is known to be slow; it never misses a change).
+
+A read that fails (the database away) leaves the last board shown, with its time, and
+says so once in the log; with no board yet, the dashboard answers 503 (`LedgerAway`).
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -33,6 +38,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from sqlalchemy import text
 
+from mailer.errors import MailerError
 from mailer.views.report import StatusReport, status
 from mailer.web.board import Opened, opened, sent_kinds
 
@@ -44,7 +50,8 @@ if TYPE_CHECKING:
     from mailer.campaign import Campaign
     from mailer.delivery.ledger import Ledger
 
-KEPT = 128  # views and rendered pages kept per board (filters × pages)
+log = logging.getLogger(__name__)
+KEPT = 32  # views and rendered pages kept per board (filters × pages)
 T = TypeVar("T")
 
 
@@ -60,17 +67,24 @@ class Board:
     opens: dict[str, Opened]
     kinds: list[str]
     kept: dict[tuple[str, str], Any] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def keep(self, what: str, key: str, make: Callable[[], T]) -> T:
         """What `make()` gives for (`what`, `key`) of this board, made once (the oldest of
-        `KEPT` is let go)."""
-        found = self.kept.get((what, key))
+        `KEPT` is let go). Two threads may both make it; one is kept."""
+        with self._lock:
+            found = self.kept.get((what, key))
         if found is None:
             found = make()
-            if len(self.kept) >= KEPT:
-                self.kept.pop(next(iter(self.kept)))
-            self.kept[what, key] = found
+            with self._lock:
+                while len(self.kept) >= KEPT:
+                    self.kept.pop(next(iter(self.kept)))
+                found = self.kept.setdefault((what, key), found)
         return cast("T", found)
+
+
+class LedgerAway(MailerError):
+    """The ledger cannot be read and no board was read before."""
 
 
 class Changes:
@@ -118,6 +132,7 @@ class Boards:
         self._boards: dict[str, Board] = {}
         self._reading: dict[str, Future[Board]] = {}
         self._started: dict[str, object] = {}  # the stamp each kind's latest read began at
+        self._failing: set[str] = set()  # kinds whose last read failed (logged once)
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mailer-board")
 
     def warm(self, kind: str = "invitation") -> None:
@@ -126,20 +141,38 @@ class Boards:
 
     def board(self, kind: str = "invitation") -> Board:
         """The board of `kind` as of now, or, while a new one is being read, the last one
-        (its `read_at` says when) once `wait` seconds have passed."""
-        stamp = self.changes.stamp()
+        (its `read_at` says when) once `wait` seconds have passed. While the ledger cannot
+        be read, the last one too; `LedgerAway` when there is none."""
         with self._lock:
             kept = self._boards.get(kind)
-        if kept is not None and kept.stamp == stamp:
-            return kept
-        reading = self._read(kind, stamp)
-        if kept is None:
-            return reading.result()
-        slow = self._took.get(kind, 0.0) > self.wait
         try:
+            stamp = self.changes.stamp()
+            if kept is not None and kept.stamp == stamp:
+                return kept
+            reading = self._read(kind, stamp)
+            if kept is None:
+                return reading.result()
+            slow = self._took.get(kind, 0.0) > self.wait
             return reading.result(timeout=self.glance if slow else self.wait)
-        except TimeoutError:
-            return kept
+        except TimeoutError as exc:  # still reading: what was read last
+            return kept if kept is not None else self._instead(kind, exc)
+        except Exception as exc:  # the database away, a read that failed
+            return self._instead(kind, exc)
+
+    def _instead(self, kind: str, exc: BaseException) -> Board:
+        """What to show when reading failed: the board read last (logged once per failing
+        spell), or `LedgerAway`. The message names the error's kind, never its SQL."""
+        with self._lock:
+            kept = self._boards.get(kind)
+            first = kind not in self._failing
+            self._failing.add(kind)
+        reason = type(exc).__name__
+        if first:
+            shown = f"the board read at {kept.read_at:%H:%M:%S}Z" if kept else "nothing"
+            log.warning("the dashboard cannot read the ledger (%s); showing %s", reason, shown)
+        if kept is None:
+            raise LedgerAway(f"the ledger cannot be read just now ({reason}); try again shortly")
+        return kept
 
     def _read(self, kind: str, stamp: object) -> Future[Board]:
         """A read that will see everything committed before `stamp` was taken: the one
@@ -166,6 +199,7 @@ class Boards:
         with self._lock:
             self._boards[kind] = board
             self._took[kind] = time.monotonic() - began
+            self._failing.discard(kind)
         return board
 
     def _read_board(self, kind: str, stamp: object) -> Board:
@@ -178,5 +212,6 @@ class Boards:
         )
 
     def close(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        """Stop reading (a read under way ends first), then let the kept connection go."""
+        self._pool.shutdown(wait=True, cancel_futures=True)
         self.changes.close()

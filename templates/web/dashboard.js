@@ -14,11 +14,27 @@
     node.className = node.className.replace(/\bstatus-[a-z_]+/g, "").trim() + " status-" + status;
     node.setAttribute("data-status", status);
   }
+  function departed(found) {
+    // An office the page shows that the view no longer holds (it answered, on a "no
+    // answer" view): its new state is not here; say the list changed.
+    var gone = false;
+    document.querySelectorAll("td[data-office], article.office").forEach(function (node) {
+      var id = node.getAttribute("data-office") || node.id.replace(/^office-/, "");
+      if (!Object.prototype.hasOwnProperty.call(found, id)) { gone = true; }
+    });
+    var note = document.getElementById("changed");
+    if (note && gone) { note.hidden = false; }
+  }
   function offices(found) {
+    var cells = {};
+    document.querySelectorAll("td[data-office]").forEach(function (cell) {
+      var id = cell.getAttribute("data-office");
+      (cells[id] = cells[id] || []).push(cell);
+    });
     Object.keys(found).forEach(function (id) {
       var status = found[id][0], label = found[id][1], mark = found[id][2];
-      document.querySelectorAll("td[data-office]").forEach(function (cell) {
-        if (cell.getAttribute("data-office") !== id || cell.getAttribute("data-status") === status) { return; }
+      (cells[id] || []).forEach(function (cell) {
+        if (cell.getAttribute("data-status") === status) { return; }
         restyle(cell, status);
         var link = cell.querySelector("a");
         if (link) { link.setAttribute("title", label); link.textContent = mark; }
@@ -48,6 +64,7 @@
           }
         });
         offices(live.offices);
+        departed(live.offices);
         var stamp = document.getElementById("updated");
         if (stamp) { stamp.textContent = "ข้อมูล ณ " + new Date(live.read_at).toLocaleTimeString("th-TH", { timeZone: "Asia/Bangkok" }) + " น."; }
       })
