@@ -114,21 +114,31 @@ class RsvpApp:
 
     async def page(self, request: Request) -> Response:
         token = request.path_params["token"]
+
+        def read() -> tuple[Office, dict[str, Any]]:  # one trip to a worker thread
+            office = find_office(self.site, token)
+            self._visited(request, office, "page")
+            return office, page_values(self.site, office)
+
         try:
-            office = await run_in_threadpool(find_office, self.site, token)
+            office, values = await run_in_threadpool(read)
         except TokenProblem as exc:
             return self.problem(exc.problem)
-        await run_in_threadpool(self._visited, request, office, "page")
-        return await self._show(request, office, {})
+        return self._page(request, office, values)
 
     async def _show(
         self, request: Request, office: Office, extra: dict[str, Any], status: int = 200
     ) -> Response:
         values = await run_in_threadpool(page_values, self.site, office)
+        return self._page(request, office, {**values, **extra}, status)
+
+    def _page(
+        self, request: Request, office: Office, values: dict[str, Any], status: int = 200
+    ) -> Response:
+        """The office's page with a form of its own (and the cookie the form goes with)."""
         cookie = request.cookies.get(COOKIE) or ""
         nonce, field = self.forms.issue(office.token, cookie if _NONCE.fullmatch(cookie) else None)
-        values.update({"csrf": field, "self_href": office.token, "problems": {}, "given": {}})
-        values.update(extra)
+        values = {"problems": {}, "given": {}, **values, "csrf": field, "self_href": office.token}
         response = self.html("rsvp", values, status)
         response.set_cookie(
             COOKIE, nonce, max_age=FORM_AGE, path=request.url.path, httponly=True,
@@ -165,20 +175,26 @@ class RsvpApp:
         if given is None:
             return await self._show(request, office, {"problems": problems, "given": typed}, 422)
         evidence = Evidence(address, request.headers.get("user-agent", ""), office.sequence)
-        recorded = await run_in_threadpool(
-            answer, self.site.ledger, self.site.campaign, office.invitee.invitee_id, given,
-            evidence,
-        )  # fmt: skip
-        values = await run_in_threadpool(page_values, self.site, office)
-        values.update(changed=recorded.changed, self_href=office.token)
-        return self.html("done", values)
+
+        def record() -> dict[str, Any]:  # one trip to a worker thread
+            site = self.site
+            recorded = answer(site.ledger, site.campaign, office.invitee.invitee_id, given,
+                              evidence)  # fmt: skip
+            return {**page_values(site, office), "changed": recorded.changed}
+
+        values = await run_in_threadpool(record)
+        return self.html("done", {**values, "self_href": office.token})
 
     async def ics(self, request: Request) -> Response:
+        def read() -> Office:
+            office = find_office(self.site, request.path_params["token"])
+            self._visited(request, office, "ics")
+            return office
+
         try:
-            office = await run_in_threadpool(find_office, self.site, request.path_params["token"])
+            office = await run_in_threadpool(read)
         except TokenProblem as exc:
             return self.problem(exc.problem)
-        await run_in_threadpool(self._visited, request, office, "ics")
         campaign = self.site.campaign
         method = "CANCEL" if office.cancelled else "REQUEST"
         data = self.invites.build(
