@@ -142,6 +142,13 @@ def test_json_alone_is_a_bad_flag(tmp_path: Path) -> None:
     assert "--json goes with --deliverability" in result.output
 
 
+@pytest.mark.parametrize("other", [["--deliverability"], ["--contacts", "contacts.csv"]])
+def test_auth_with_another_check_is_a_bad_flag(tmp_path: Path, other: list[str]) -> None:
+    result = CliRunner().invoke(app, ["check", "--auth", *other], env=cli_env(tmp_path))
+    assert result.exit_code == 2
+    assert "--auth signs in and logs in to the servers, alone" in result.output
+
+
 @pytest.mark.parametrize(
     ("changes", "check", "said"),
     [

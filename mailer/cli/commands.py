@@ -187,6 +187,12 @@ def check(
     """
     if as_json and not deliverability:
         raise typer.BadParameter("--json goes with --deliverability", param_hint="--json")
+    if auth and (deliverability or contacts is not None):
+        raise typer.BadParameter(
+            "--auth signs in and logs in to the servers, alone: run it as its own command "
+            "(mailer check --auth), and the other checks apart",
+            param_hint="--auth",
+        )
     if deliverability:
         _check_deliverability(ctx, contacts, as_json=as_json)
         return
