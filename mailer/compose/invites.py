@@ -40,7 +40,7 @@ def _vtimezone_lines(key: str) -> bytes:
     # once per process now, not once per answer page (`python -m bench.web`).
     zone = Timezone.from_tzid(key)
     zone.pop("COMMENT", None)
-    return zone.to_ical()
+    return bytes(zone.to_ical())
 
 
 def _vtimezone(key: str) -> Timezone:

@@ -68,7 +68,7 @@ ROOT = "/dashboard"
 
 def json_bytes(value: Any) -> bytes:
     """`value` as Starlette's JSONResponse writes it."""
-    return JSONResponse(value).body
+    return bytes(JSONResponse(value).body)
 
 
 HEADERS = {
