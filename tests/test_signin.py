@@ -240,7 +240,7 @@ def test_a_token_file_others_can_read_is_refused_with_the_chmod(tmp_path: Path) 
         logout = runner.invoke(app, ["auth", "logout", "microsoft"], env=cli_env(tmp_path, **env))
     for refused in (status, login):
         assert refused.exit_code == 1
-        assert "can be read by other users (mode -rw-r-----)" in refused.output
+        assert "can be read or changed by other users (mode -rw-r-----)" in refused.output
         assert f"Run `chmod 600 {token_file}`" in refused.output
     assert devices == 0  # refused before anyone was asked to sign in
     assert logout.exit_code == 0, logout.output
@@ -263,6 +263,57 @@ def test_delegated_is_chosen_by_leaving_the_app_credentials_out(tmp_path: Path) 
     assert user.signin.problems["google"]  # no installed app's OAuth client given
     with pytest.raises(SettingsError, match=r"MAILER_TOKEN_FILE=.* is a folder"):
         make_settings(tmp_path, SMTP_AUTH="microsoft", **{**base, "MAILER_TOKEN_FILE": "."})
+
+
+def _broken(provider: str) -> list[object]:
+    """Sections the libraries cannot read, each with a secret that must not be shown."""
+    if provider == "google":
+        record = {"refresh_token": "rt-SECRET", "client_id": "c", "client_secret": "cs-SECRET"}
+        return ["garbage", {**record, "refresh_token": 7}, {**record, "expiry": 5}, ["rt-SECRET"]]
+    account = {"environment": "127.0.0.1", "home_account_id": "h", "secret": "rt-SECRET"}
+    typed = {**account, "authority_type": "MSSTS", "home_account_id": []}
+    return [
+        "garbage rt-SECRET",
+        json.dumps({"Account": [1], "RefreshToken": {"r": {"secret": "rt-SECRET"}}}),
+        "null",
+        7,
+        json.dumps({"Account": {"a": account}}),  # MSAL's get_accounts: KeyError
+        json.dumps({"Account": {"a": typed}}),  # and TypeError (a list as a dict key)
+    ]
+
+
+@pytest.mark.parametrize("provider", ["microsoft", "google"])
+def test_a_corrupt_token_file_says_to_sign_in_again(tmp_path: Path, provider: str) -> None:
+    token_file = tmp_path / "tokens.json"
+    runner = CliRunner()
+    files = [json.dumps({provider: section}) for section in _broken(provider)]
+    seen: list[tuple[str, str, object]] = []
+    script = Script()
+    with identity_server(tmp_path) as idp, xoauth2_server(script, idp, set()) as server:
+        env = (microsoft_env if provider == "microsoft" else google_env)(idp, token_file)
+        env.update(SMTP_AUTH=provider, SMTP_USERNAME=MAILBOX, SMTP_PORT=str(server.port))
+        env = cli_env(tmp_path, **env)
+        for text in [*files, "[1]", "{garbage"]:
+            token_file.write_text(text)
+            token_file.chmod(0o600)
+            for command in (["auth", "status"], ["check", "--auth"]):
+                result = runner.invoke(app, command, env=env)
+                seen.append((text, result.output, result.exception))
+        token_file.write_text(files[0])
+        sent, _ = test_oauth.send_batch_env(tmp_path, env)  # (a traceback would raise here)
+        seen.append((files[0], sent.output, sent.exception))
+    assert script.mail_commands == 0
+    for text, output, exception in seen:
+        assert isinstance(exception, SystemExit), (text, output, exception)
+        assert f"MAILER_TOKEN_FILE={str(token_file)!r} is not mailer's sign-in file (" in output
+        assert "Error: " in output  # (check --auth: "✗ token: …", then its summary)
+        if text in ("[1]", "{garbage"):  # the whole file: `auth login` would refuse it too
+            assert "; remove it and sign in again with `mailer auth login" in output
+        else:
+            assert f"its {provider} section is not " in output, (text, output)
+            assert f"run `mailer auth login {provider}` to sign in again" in output
+        assert "SECRET" not in output
+        assert "Traceback" not in output
 
 
 # --- the scheduler's IMAP IDLE across a token refresh ----------------------------------
