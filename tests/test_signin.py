@@ -58,15 +58,16 @@ def google_env(idp: IdentityServer, token_file: Path) -> dict[str, str]:
 
 
 def _mailer(tmp_path: Path, env: dict[str, str], *args: str) -> subprocess.Popen[str]:
+    """`mailer *args` as a process (args beginning "-c": that Python code instead)."""
     environ = {
         **{k: v for k, v in os.environ.items() if not k.startswith(("OAUTH_", "SMTP_", "IMAP_"))},
         **cli_env(tmp_path, **env),
         "PYTHONPATH": str(ROOT),
     }
     return subprocess.Popen(
-        [sys.executable, "-m", "mailer", *args],
+        [sys.executable, *(args if args[0] == "-c" else ("-m", "mailer", *args))],
         cwd=tmp_path, env=environ, text=True,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
     )  # fmt: skip
 
 
@@ -314,6 +315,69 @@ def test_a_corrupt_token_file_says_to_sign_in_again(tmp_path: Path, provider: st
             assert f"run `mailer auth login {provider}` to sign in again" in output
         assert "SECRET" not in output
         assert "Traceback" not in output
+
+
+REFRESHER = """
+import os, sys
+from mailer.oauth_signin import user_token
+from mailer.settings import load_settings
+
+settings = load_settings(os.environ, dotenv_path=None).signin.settings(sys.argv[1])
+user_token(settings, fresh=False)  # MSAL's app made (the discovery asked) before the race
+print("ready", flush=True)
+sys.stdin.readline()
+for _ in range(int(sys.argv[2])):
+    user_token(settings, fresh=True)
+"""
+
+
+def test_processes_refreshing_at_once_share_the_token_file(tmp_path: Path) -> None:
+    """Two processes refreshing Microsoft's token and one Google's, started together: each
+    refresh holds the file's lock from reading it to writing it back, so none presents a
+    refresh token another one already used, and nobody's section is written back stale."""
+    token_file = tmp_path / "tokens.json"
+    presented: list[str] = []  # the refresh tokens Microsoft's grants were given
+    google: list[str] = []  # the access tokens Google's refreshes answered
+    with identity_server(tmp_path) as idp:
+        env = {**microsoft_env(idp, token_file), **google_env(idp, token_file)}
+        sign_in_microsoft(tmp_path, idp, env)
+        sign_in_google(tmp_path, idp, env)
+        microsoft_grant, google_grant = idp.user_grant, idp.google_user_grant
+
+        def user_grant(form: dict[str, str]) -> tuple[int, dict[str, object]]:
+            if form["grant_type"] == "refresh_token":
+                presented.append(form["refresh_token"])
+            return microsoft_grant(form)
+
+        def google_user_grant(form: dict[str, str], basic: str) -> tuple[int, dict[str, object]]:
+            answer = google_grant(form, basic)
+            google.append(str(answer[1].get("access_token")))
+            return answer
+
+        idp.user_grant, idp.google_user_grant = user_grant, google_user_grant  # type: ignore[method-assign]
+        runs = [
+            _mailer(tmp_path, env, "-c", REFRESHER, provider, "10")
+            for provider in ("microsoft", "microsoft", "google")
+        ]
+        for run in runs:
+            assert run.stdout is not None
+            _line(run.stdout, "^ready$", [])
+        for run in runs:  # go
+            assert run.stdin is not None
+            run.stdin.write("\n")
+            run.stdin.flush()
+        ended = [run.communicate(timeout=120) for run in runs]
+        assert [run.returncode for run in runs] == [0, 0, 0], ended
+        kept = json.loads(token_file.read_text(encoding="utf-8"))
+        newest_refresh_token = list(idp.refresh_tokens)[-1]
+    distinct = len(set(presented))
+    assert len(presented) == 20
+    assert distinct == 20  # each refresh from the refresh token the one before it was given
+    assert newest_refresh_token in kept["microsoft"]
+    assert len(google) == 10
+    assert kept["google"]["token"] == google[-1]
+    assert token_file.stat().st_mode & 0o777 == 0o600
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".tokens")) == []
 
 
 # --- the scheduler's IMAP IDLE across a token refresh ----------------------------------
