@@ -7,21 +7,19 @@ of `https://outlook.office.com` (MSAL adds offline_access: the refresh token). G
 google-auth-oauthlib's installed-app flow (the browser comes back to a loopback address this
 process listens on), scope `https://mail.google.com/`. Either way what is kept is the
 library's own record (MSAL's serialized token cache; google-auth's authorized-user JSON),
-one section per provider in MAILER_TOKEN_FILE: written atomically with mode 0600, never read
-while group or others can read it. Each token asked for reads the file again (the scheduler
-and a send run may both refresh), under an advisory lock held through a refresh, and writes
-it back when the library changed it (a new refresh token). Tokens never reach a message.
+one section per provider in MAILER_TOKEN_FILE (`mailer.token_file`: how it is kept and who
+may use it). Each token asked for reads the file again (the scheduler and a send run may
+both refresh), under its lock held through a refresh, and writes it back when the library
+changed it (a new refresh token). A section the libraries cannot read is an `OAuthError`
+saying to sign in again, never a traceback. Tokens never reach a message.
 """
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import json
-import os
 import stat
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -35,6 +33,7 @@ from mailer.oauth import (
     SignIn,
     http_client,
 )
+from mailer.token_file import locked, not_ours, read, read_with_mode, shown, write
 
 MICROSOFT_USER_SCOPES = [
     "https://outlook.office.com/SMTP.Send",
@@ -46,75 +45,6 @@ NAMES = {"microsoft": "Microsoft", "google": "Google"}
 Show = Callable[[str], None]
 
 
-# --- the file ----------------------------------------------------------------------------
-
-
-def _shown(path: Path) -> str:
-    return f"MAILER_TOKEN_FILE={str(path)!r}"
-
-
-@contextlib.contextmanager
-def locked(path: Path) -> Iterator[None]:
-    """Hold the token file's advisory lock (`<file>.lock`: the file itself is replaced)."""
-    lock = path.with_name(path.name + ".lock")
-    try:
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
-    except OSError as exc:
-        raise OAuthError(
-            f"cannot use {_shown(path)}: {exc.strerror}; check that its folder exists and "
-            "belongs to the user mailer runs as"
-        ) from None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)  # and with it the lock
-
-
-def read(path: Path) -> dict[str, Any]:
-    """The file's sections ({} if there is none); refused if others may read it."""
-    try:
-        mode = path.stat().st_mode
-    except FileNotFoundError:
-        return {}
-    except OSError as exc:
-        raise OAuthError(f"cannot read {_shown(path)}: {exc.strerror}") from None
-    if mode & (stat.S_IRWXG | stat.S_IRWXO):
-        raise OAuthError(
-            f"{_shown(path)} can be read by other users (mode {stat.filemode(mode)}), and it "
-            f"holds a refresh token that signs in as the mailbox. Run `chmod 600 {path}` as "
-            "the user mailer runs as, then try again"
-        )
-    try:
-        sections = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        raise OAuthError(
-            f"{_shown(path)} is not mailer's sign-in file (unreadable or not JSON); remove it "
-            "and sign in again with `mailer auth login`"
-        ) from None
-    return sections if isinstance(sections, dict) else {}
-
-
-def write(path: Path, sections: dict[str, Any]) -> None:
-    """Replace the file with `sections` atomically, mode 0600 from the first byte; no
-    sections left: the file is removed."""
-    if not sections:
-        path.unlink(missing_ok=True)
-        return
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    try:
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            json.dump(sections, out)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(temporary, path)
-    except OSError as exc:
-        temporary.unlink(missing_ok=True)
-        raise OAuthError(f"cannot write {_shown(path)}: {exc.strerror}") from None
-
-
 def _not_signed_in(s: OAuthSettings) -> OAuthError:
     provider = s.provider
     app = (
@@ -123,7 +53,7 @@ def _not_signed_in(s: OAuthSettings) -> OAuthError:
         else "OAUTH_CLIENT_SECRET or OAUTH_CERTIFICATE_FILE"
     )
     return OAuthError(
-        f"no {NAMES[provider]} sign-in in {_shown(s.token_file)}: run `mailer auth login "
+        f"no {NAMES[provider]} sign-in in {shown(s.token_file)}: run `mailer auth login "
         f"{provider}` once, as the user mailer runs as ({provider} without {app} signs in "
         "as a user). Nothing was sent"
     )
@@ -162,11 +92,15 @@ def user_token(s: OAuthSettings, *, fresh: bool) -> tuple[str, bool]:
 def _microsoft_token(
     s: OAuthSettings, sections: dict[str, Any], *, fresh: bool
 ) -> tuple[str, bool]:
-    if not isinstance(sections.get("microsoft"), str):
+    if "microsoft" not in sections:
         raise _not_signed_in(s)
+    _msal_cache(s.token_file, sections["microsoft"])
     app = _public_app(s)
-    app.token_cache.deserialize(sections["microsoft"])
-    accounts = app.get_accounts()
+    try:
+        app.token_cache.deserialize(sections["microsoft"])
+        accounts = app.get_accounts()
+    except (ValueError, TypeError, AttributeError, KeyError):
+        raise not_ours(s.token_file, _NOT_MSAL, "microsoft") from None
     if not accounts:
         raise _not_signed_in(s)
     try:
@@ -187,11 +121,14 @@ def _google_token(s: OAuthSettings, sections: dict[str, Any], *, fresh: bool) ->
     from google.auth.transport.requests import Request
     from google.oauth2.credentials import Credentials
 
-    info = sections.get("google")
-    if not isinstance(info, dict):
+    if "google" not in sections:
         raise _not_signed_in(s)
+    info = _google_record(s.token_file, sections["google"])
     try:
         credentials = Credentials.from_authorized_user_info(info, scopes=[GOOGLE_SCOPE])  # type: ignore[no-untyped-call]
+    except (ValueError, TypeError, AttributeError, KeyError):
+        raise not_ours(s.token_file, _NOT_GOOGLE, "google") from None
+    try:
         # google-auth refreshes at Google's endpoint whatever the file says; another one
         # (a test server) comes from the settings' OAUTH_CLIENT_SECRETS_FILE, never the file
         token_uri = _client_config(s)["installed"]["token_uri"]
@@ -207,6 +144,38 @@ def _google_token(s: OAuthSettings, sections: dict[str, Any], *, fresh: bool) ->
         raise _failed(s, exc) from None
     write(s.token_file, {**sections, "google": json.loads(credentials.to_json())})
     return str(credentials.token), True
+
+
+_NOT_MSAL = "its microsoft section is not MSAL's token cache"
+_NOT_GOOGLE = "its google section is not google-auth's authorized-user record"
+
+
+def _msal_cache(path: Path, serialized: object) -> dict[str, dict[str, dict[str, Any]]]:
+    """MSAL's serialized cache as mailer wrote it: a JSON object of credential kinds, each
+    an object of entries (objects). Anything else is refused before MSAL reads it."""
+    try:
+        cache = json.loads(serialized) if isinstance(serialized, str) else None
+    except ValueError:
+        cache = None
+    if not isinstance(cache, dict) or not all(
+        isinstance(kind, dict) and all(isinstance(entry, dict) for entry in kind.values())
+        for kind in cache.values()
+    ):
+        raise not_ours(path, _NOT_MSAL, "microsoft")
+    return cache
+
+
+def _google_record(path: Path, info: object) -> dict[str, Any]:
+    """google-auth's authorized-user record: its refresh token and client (strings), and
+    the expiry (a string) if given."""
+    needed = ("refresh_token", "client_id", "client_secret")
+    if (
+        not isinstance(info, dict)
+        or not all(isinstance(info.get(k), str) for k in needed)
+        or not isinstance(info.get("expiry") or "", str)
+    ):
+        raise not_ours(path, _NOT_GOOGLE, "google")
+    return info
 
 
 _APPS: dict[OAuthSettings, Any] = {}
@@ -345,29 +314,35 @@ def status(signin: SignIn) -> list[str]:
     """Who is signed in and until when the access token lasts; never a token."""
     path = signin.token_file
     with locked(path):
-        sections = read(path)
-    if not sections:
-        return [f"nobody is signed in ({_shown(path)} does not exist)"]
-    lines = [f"{_shown(path)} (mode {stat.filemode(path.stat().st_mode)})"]
-    if isinstance(sections.get("microsoft"), str):
-        lines.append(_microsoft_status(sections["microsoft"]))
-    if isinstance(sections.get("google"), dict):
-        info = sections["google"]
+        sections, mode = read_with_mode(path)
+    if not mode:
+        return [f"nobody is signed in ({shown(path)} does not exist)"]
+    lines = [f"{shown(path)} (mode {stat.filemode(mode)})"]
+    if "microsoft" in sections:
+        lines.append(_microsoft_status(path, sections["microsoft"]))
+    if "google" in sections:
+        info = _google_record(path, sections["google"])
         until = _when(str(info.get("expiry") or ""))
         lines.append(
-            f"google: signed in with the OAuth client {info.get('client_id', '?')!r}; access "
+            f"google: signed in with the OAuth client {info['client_id']!r}; access "
             f"token {until}; refreshed with the refresh token when needed"
         )
+    if len(lines) == 1:
+        lines.append("nobody is signed in (the file holds no sign-in)")
     return lines
 
 
-def _microsoft_status(serialized: str) -> str:
-    cache = json.loads(serialized)
-    users = [str(a.get("username", "?")) for a in cache.get("Account", {}).values()]
-    ends = [int(t.get("expires_on", 0)) for t in cache.get("AccessToken", {}).values()]
-    until = _when(datetime.fromtimestamp(max(ends), UTC).isoformat()) if ends else "none kept"
+def _microsoft_status(path: Path, serialized: object) -> str:
+    cache = _msal_cache(path, serialized)
+    try:
+        users = [str(a["username"]) for a in cache.get("Account", {}).values()]
+        ends = [int(t.get("expires_on", 0)) for t in cache.get("AccessToken", {}).values()]
+        last = datetime.fromtimestamp(max(ends), UTC).isoformat() if ends else ""
+    except (ValueError, TypeError, AttributeError, KeyError, OverflowError, OSError):
+        raise not_ours(path, _NOT_MSAL, "microsoft") from None
+    until = _when(last) if last else "none kept"
     return (
-        f"microsoft: signed in as {', '.join(users) or '?'}; access token {until}; "
+        f"microsoft: signed in as {', '.join(users) or 'nobody'}; access token {until}; "
         "refreshed with the refresh token when needed"
     )
 

@@ -58,15 +58,16 @@ def google_env(idp: IdentityServer, token_file: Path) -> dict[str, str]:
 
 
 def _mailer(tmp_path: Path, env: dict[str, str], *args: str) -> subprocess.Popen[str]:
+    """`mailer *args` as a process (args beginning "-c": that Python code instead)."""
     environ = {
         **{k: v for k, v in os.environ.items() if not k.startswith(("OAUTH_", "SMTP_", "IMAP_"))},
         **cli_env(tmp_path, **env),
         "PYTHONPATH": str(ROOT),
     }
     return subprocess.Popen(
-        [sys.executable, "-m", "mailer", *args],
+        [sys.executable, *(args if args[0] == "-c" else ("-m", "mailer", *args))],
         cwd=tmp_path, env=environ, text=True,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
     )  # fmt: skip
 
 
@@ -240,7 +241,7 @@ def test_a_token_file_others_can_read_is_refused_with_the_chmod(tmp_path: Path) 
         logout = runner.invoke(app, ["auth", "logout", "microsoft"], env=cli_env(tmp_path, **env))
     for refused in (status, login):
         assert refused.exit_code == 1
-        assert "can be read by other users (mode -rw-r-----)" in refused.output
+        assert "can be read or changed by other users (mode -rw-r-----)" in refused.output
         assert f"Run `chmod 600 {token_file}`" in refused.output
     assert devices == 0  # refused before anyone was asked to sign in
     assert logout.exit_code == 0, logout.output
@@ -263,6 +264,120 @@ def test_delegated_is_chosen_by_leaving_the_app_credentials_out(tmp_path: Path) 
     assert user.signin.problems["google"]  # no installed app's OAuth client given
     with pytest.raises(SettingsError, match=r"MAILER_TOKEN_FILE=.* is a folder"):
         make_settings(tmp_path, SMTP_AUTH="microsoft", **{**base, "MAILER_TOKEN_FILE": "."})
+
+
+def _broken(provider: str) -> list[object]:
+    """Sections the libraries cannot read, each with a secret that must not be shown."""
+    if provider == "google":
+        record = {"refresh_token": "rt-SECRET", "client_id": "c", "client_secret": "cs-SECRET"}
+        return ["garbage", {**record, "refresh_token": 7}, {**record, "expiry": 5}, ["rt-SECRET"]]
+    account = {"environment": "127.0.0.1", "home_account_id": "h", "secret": "rt-SECRET"}
+    typed = {**account, "authority_type": "MSSTS", "home_account_id": []}
+    return [
+        "garbage rt-SECRET",
+        json.dumps({"Account": [1], "RefreshToken": {"r": {"secret": "rt-SECRET"}}}),
+        "null",
+        7,
+        json.dumps({"Account": {"a": account}}),  # MSAL's get_accounts: KeyError
+        json.dumps({"Account": {"a": typed}}),  # and TypeError (a list as a dict key)
+    ]
+
+
+@pytest.mark.parametrize("provider", ["microsoft", "google"])
+def test_a_corrupt_token_file_says_to_sign_in_again(tmp_path: Path, provider: str) -> None:
+    token_file = tmp_path / "tokens.json"
+    runner = CliRunner()
+    files = [json.dumps({provider: section}) for section in _broken(provider)]
+    seen: list[tuple[str, str, object]] = []
+    script = Script()
+    with identity_server(tmp_path) as idp, xoauth2_server(script, idp, set()) as server:
+        env = (microsoft_env if provider == "microsoft" else google_env)(idp, token_file)
+        env.update(SMTP_AUTH=provider, SMTP_USERNAME=MAILBOX, SMTP_PORT=str(server.port))
+        env = cli_env(tmp_path, **env)
+        for text in [*files, "[1]", "{garbage"]:
+            token_file.write_text(text)
+            token_file.chmod(0o600)
+            for command in (["auth", "status"], ["check", "--auth"]):
+                result = runner.invoke(app, command, env=env)
+                seen.append((text, result.output, result.exception))
+        token_file.write_text(files[0])
+        sent, _ = test_oauth.send_batch_env(tmp_path, env)  # (a traceback would raise here)
+        seen.append((files[0], sent.output, sent.exception))
+    assert script.mail_commands == 0
+    for text, output, exception in seen:
+        assert isinstance(exception, SystemExit), (text, output, exception)
+        assert f"MAILER_TOKEN_FILE={str(token_file)!r} is not mailer's sign-in file (" in output
+        assert "Error: " in output  # (check --auth: "✗ token: …", then its summary)
+        if text in ("[1]", "{garbage"):  # the whole file: `auth login` would refuse it too
+            assert "; remove it and sign in again with `mailer auth login" in output
+        else:
+            assert f"its {provider} section is not " in output, (text, output)
+            assert f"run `mailer auth login {provider}` to sign in again" in output
+        assert "SECRET" not in output
+        assert "Traceback" not in output
+
+
+REFRESHER = """
+import os, sys
+from mailer.oauth_signin import user_token
+from mailer.settings import load_settings
+
+settings = load_settings(os.environ, dotenv_path=None).signin.settings(sys.argv[1])
+user_token(settings, fresh=False)  # MSAL's app made (the discovery asked) before the race
+print("ready", flush=True)
+sys.stdin.readline()
+for _ in range(int(sys.argv[2])):
+    user_token(settings, fresh=True)
+"""
+
+
+def test_processes_refreshing_at_once_share_the_token_file(tmp_path: Path) -> None:
+    """Two processes refreshing Microsoft's token and one Google's, started together: each
+    refresh holds the file's lock from reading it to writing it back, so none presents a
+    refresh token another one already used, and nobody's section is written back stale."""
+    token_file = tmp_path / "tokens.json"
+    presented: list[str] = []  # the refresh tokens Microsoft's grants were given
+    google: list[str] = []  # the access tokens Google's refreshes answered
+    with identity_server(tmp_path) as idp:
+        env = {**microsoft_env(idp, token_file), **google_env(idp, token_file)}
+        sign_in_microsoft(tmp_path, idp, env)
+        sign_in_google(tmp_path, idp, env)
+        microsoft_grant, google_grant = idp.user_grant, idp.google_user_grant
+
+        def user_grant(form: dict[str, str]) -> tuple[int, dict[str, object]]:
+            if form["grant_type"] == "refresh_token":
+                presented.append(form["refresh_token"])
+            return microsoft_grant(form)
+
+        def google_user_grant(form: dict[str, str], basic: str) -> tuple[int, dict[str, object]]:
+            answer = google_grant(form, basic)
+            google.append(str(answer[1].get("access_token")))
+            return answer
+
+        idp.user_grant, idp.google_user_grant = user_grant, google_user_grant  # type: ignore[method-assign]
+        runs = [
+            _mailer(tmp_path, env, "-c", REFRESHER, provider, "10")
+            for provider in ("microsoft", "microsoft", "google")
+        ]
+        for run in runs:
+            assert run.stdout is not None
+            _line(run.stdout, "^ready$", [])
+        for run in runs:  # go
+            assert run.stdin is not None
+            run.stdin.write("\n")
+            run.stdin.flush()
+        ended = [run.communicate(timeout=120) for run in runs]
+        assert [run.returncode for run in runs] == [0, 0, 0], ended
+        kept = json.loads(token_file.read_text(encoding="utf-8"))
+        newest_refresh_token = list(idp.refresh_tokens)[-1]
+    distinct = len(set(presented))
+    assert len(presented) == 20
+    assert distinct == 20  # each refresh from the refresh token the one before it was given
+    assert newest_refresh_token in kept["microsoft"]
+    assert len(google) == 10
+    assert kept["google"]["token"] == google[-1]
+    assert token_file.stat().st_mode & 0o777 == 0o600
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".tokens")) == []
 
 
 # --- the scheduler's IMAP IDLE across a token refresh ----------------------------------
