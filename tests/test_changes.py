@@ -3,6 +3,7 @@ per office per step, read back by two independent iCalendar parsers."""
 
 from __future__ import annotations
 
+import functools
 import os
 from collections import Counter
 from datetime import UTC, datetime
@@ -35,11 +36,16 @@ def _moved(tmp_path: Path) -> Path:
     return path
 
 
+@functools.cache
+def _sequence(raw: bytes) -> int:
+    """The SEQUENCE of a message's calendar (each of the 1,596 messages read once: the
+    email package's header parsing was most of this file's minute)."""
+    return int(calendar_of(parse(raw)).walk("VEVENT")[0]["SEQUENCE"])
+
+
 def _step(messages: list[bytes], sequence: int) -> list[bytes]:
     """The messages of one step (the Maildir does not keep arrival order)."""
-    return [
-        raw for raw in messages if calendar_of(parse(raw)).walk("VEVENT")[0]["SEQUENCE"] == sequence
-    ]
+    return [raw for raw in messages if _sequence(raw) == sequence]
 
 
 def _by_office(messages: list[bytes]) -> dict[str, list[bytes]]:
