@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -18,7 +19,7 @@ from sqlalchemy.exc import OperationalError
 
 from mailer.invitees.importing import import_contacts
 from mailer.replies.statuses import Attendance
-from mailer.web.snapshot import Board, Boards, LedgerAway
+from mailer.web.snapshot import Board, Boards, Changes, LedgerAway
 from tests.conftest import CONTACTS, cli_env
 
 
@@ -167,3 +168,21 @@ def test_no_board_and_a_failed_read_is_a_clear_error(
             boards.board()
     finally:
         boards.close()
+
+
+def test_a_broken_stamp_connection_is_replaced_and_never_repeats_a_stamp(
+    make_ws: Any,
+) -> None:
+    ws = make_ws()
+    changes = Changes(ws.ledger().reads)
+    try:
+        first = changes.stamp()
+        assert changes.stamp() == first  # nothing committed
+        changes._connection.dbapi_connection.close()  # the kept connection breaks underneath
+        with pytest.raises(sqlite3.ProgrammingError):
+            changes.stamp()
+        again = changes.stamp()  # a new connection: its counter starts anew, so must the stamp
+        assert again != first
+        assert changes.stamp() == again
+    finally:
+        changes.close()

@@ -28,6 +28,7 @@ says so once in the log; with no board yet, the dashboard answers 503 (`LedgerAw
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -95,6 +96,7 @@ class Changes:
         self.sqlite = engine.dialect.name == "sqlite"
         self._lock = threading.Lock()
         self._connection: Any = None  # SQLite: the connection whose counter is read
+        self._opened = 0  # how many it has been: a new one's counter starts anew
 
     def stamp(self) -> object:
         if not self.sqlite:
@@ -103,12 +105,19 @@ class Changes:
         with self._lock:  # one connection, its own counter: never two threads at once
             if self._connection is None:
                 self._connection = self.engine.raw_connection()
-            cursor = self._connection.cursor()
+                self._opened += 1
             try:
-                cursor.execute("PRAGMA data_version")
-                return cursor.fetchone()[0]
-            finally:
-                cursor.close()
+                cursor = self._connection.cursor()
+                try:
+                    cursor.execute("PRAGMA data_version")
+                    return (self._opened, cursor.fetchone()[0])
+                finally:
+                    cursor.close()
+            except Exception:
+                with contextlib.suppress(Exception):
+                    self._connection.close()  # a new one next time, not this broken one
+                self._connection = None
+                raise
 
     def close(self) -> None:
         with self._lock:
