@@ -4,7 +4,9 @@ sheet rendered by a real headless Chromium."""
 from __future__ import annotations
 
 import csv
+import shutil
 import subprocess
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -18,7 +20,18 @@ from mailer.replies.attendance import mark
 from mailer.rounds.send import send_round
 from mailer.views.exports import export, matrix
 from mailer.views.report import Filters, status
-from tests.conftest import CAMPAIGN, CHROMIUM, CONTACTS, TEMPLATES, Mailhog, needed
+from mailer.workspace import Workspace
+from tests.conftest import (
+    CAMPAIGN,
+    CHROMIUM,
+    CONTACTS,
+    TEMPLATES,
+    DevServer,
+    FakeClock,
+    free_port,
+    make_settings,
+    needed,
+)
 
 SEEDED = {
     "TH-50-agri": ("accepted", {}),
@@ -31,14 +44,29 @@ SEEDED = {
 }
 
 
+@pytest.fixture(scope="module")
+def seeded_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The ledger of the batch sent for real to a loopback SMTP server, with SEEDED's
+    marks: made once for this file (532 sends take seconds), copied for each test."""
+    folder = tmp_path_factory.mktemp("seeded")
+    port = free_port()
+    clock = FakeClock(datetime(2016, 11, 1, 2, 0, tzinfo=UTC))
+    with DevServer("127.0.0.1", port, folder / "received"):
+        ws = Workspace(make_settings(folder, SMTP_PORT=str(port)), clock=clock, sleep=clock.sleep)
+        try:
+            import_contacts(ws.engine, CONTACTS)
+            assert send_round(ws, "invitation").drain.sent == 532
+            for invitee_id, (state, rep) in SEEDED.items():
+                mark(ws.ledger(), invitee_id, state, representative=rep, note="โทรยืนยัน")
+        finally:
+            ws.close()  # the last connection gone: the WAL is checkpointed into the file
+    return folder / "mailer.db"
+
+
 @pytest.fixture
-def seeded(make_ws, smtp_server: Mailhog):  # type: ignore[no-untyped-def]
-    ws = make_ws(SMTP_PORT=str(smtp_server.port))
-    import_contacts(ws.engine, CONTACTS)
-    send_round(ws, "invitation")
-    for invitee_id, (state, rep) in SEEDED.items():
-        mark(ws.ledger(), invitee_id, state, representative=rep, note="โทรยืนยัน")
-    return ws
+def seeded(make_ws, seeded_file: Path, tmp_path: Path):  # type: ignore[no-untyped-def]
+    shutil.copyfile(seeded_file, tmp_path / "mailer.db")
+    return make_ws()
 
 
 @pytest.mark.slow
